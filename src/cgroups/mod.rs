@@ -1,0 +1,152 @@
+//! Cgroups: one small interface, cgroup v1 and v2 behind it, chosen once by
+//! looking at what is mounted on /sys/fs/cgroup.
+//!
+//! A container's cgroup is described by a `Placement` (pure data: which
+//! directories, which of them strata creates, which files it writes); it is
+//! recorded in the state so that `delete` removes exactly the directories
+//! strata created and nothing else.
+
+mod plan;
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxResources;
+
+pub use plan::{Hierarchy, Placement, Write, mounted_hierarchies, placement, resource_writes};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cgroup {op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("cgroup: {0}")]
+    Invalid(String),
+}
+
+type Result<T> = std::result::Result<T, CgroupError>;
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CgroupError + 'a {
+    move |source| CgroupError::Io { op, path: path.to_path_buf(), source }
+}
+
+/// Creates the directories of `p` (recording those it made), writes the
+/// resource limits and returns the list of created dirs, deepest last.
+pub fn create(p: &Placement, res: Option<&LinuxResources>, extra_allow: &[String]) -> Result<Vec<PathBuf>> {
+    let mut created = Vec::new();
+    let r = (|| {
+        for dir in &p.dirs {
+            mkdir_p(dir, &mut created, &p.inherit)?;
+        }
+        for w in resource_writes(p, res, extra_allow)? {
+            write_file(&w.path, &w.value)?;
+        }
+        Ok(())
+    })();
+    match r {
+        Ok(()) => Ok(created),
+        Err(e) => {
+            remove(&created);
+            Err(e)
+        }
+    }
+}
+
+fn mkdir_p(dir: &Path, created: &mut Vec<PathBuf>, inherit: &[(PathBuf, Vec<&'static str>)]) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut cur = dir.to_path_buf();
+    while !cur.exists() {
+        missing.push(cur.clone());
+        if !cur.pop() {
+            break;
+        }
+    }
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(&d) {
+            Ok(()) => created.push(d.clone()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io("mkdir", &d)(e)),
+        }
+        // cpuset (v1) starts empty in a new cgroup: copy the parent's values.
+        for (hier, files) in inherit {
+            if d.starts_with(hier) {
+                for f in files {
+                    let parent = d.parent().unwrap_or(hier).join(f);
+                    let v = fs::read_to_string(&parent).map_err(io("read", &parent))?;
+                    let mine = d.join(f);
+                    if fs::read_to_string(&mine).map(|s| s.trim().is_empty()).unwrap_or(true) {
+                        write_file(&mine, v.trim())?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn write_file(path: &Path, value: &str) -> Result<()> {
+    fs::write(path, value).map_err(|source| CgroupError::Io { op: "write", path: path.to_path_buf(), source })
+}
+
+/// Moves `pid` into every directory of the placement.
+pub fn join(p: &Placement, pid: i32) -> Result<()> {
+    for dir in &p.dirs {
+        write_file(&dir.join("cgroup.procs"), &pid.to_string())?;
+    }
+    Ok(())
+}
+
+/// Removes the directories strata created, deepest first. A directory that
+/// still has processes is retried briefly (they are being killed).
+pub fn remove(created: &[PathBuf]) {
+    for d in created.iter().rev() {
+        for _ in 0..200 {
+            match fs::remove_dir(d) {
+                Ok(()) => break,
+                Err(e) if e.kind() == ErrorKind::NotFound => break,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            }
+        }
+    }
+}
+
+/// Pids in the container's cgroup (from the first hierarchy that has it).
+pub fn pids(paths: &[PathBuf]) -> Vec<i32> {
+    for p in paths {
+        if let Ok(s) = fs::read_to_string(p.join("cgroup.procs")) {
+            return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        }
+    }
+    Vec::new()
+}
+
+/// Freezes or thaws: `cgroup.freeze` on v2, the freezer controller on v1.
+pub fn set_frozen(paths: &[PathBuf], frozen: bool) -> Result<()> {
+    for p in paths {
+        let v2 = p.join("cgroup.freeze");
+        if v2.exists() {
+            return write_file(&v2, if frozen { "1" } else { "0" });
+        }
+        let v1 = p.join("freezer.state");
+        if v1.exists() {
+            write_file(&v1, if frozen { "FROZEN" } else { "THAWED" })?;
+            // v1 freezing is asynchronous: wait until it settles.
+            for _ in 0..1000 {
+                let s = fs::read_to_string(&v1).unwrap_or_default();
+                if s.trim() == if frozen { "FROZEN" } else { "THAWED" } {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            return Err(CgroupError::Invalid(format!("{}: did not settle", v1.display())));
+        }
+    }
+    Err(CgroupError::Invalid("no freezer for this container".into()))
+}
+
+pub fn is_frozen(paths: &[PathBuf]) -> bool {
+    paths.iter().any(|p| {
+        fs::read_to_string(p.join("cgroup.freeze")).map(|s| s.trim() == "1").unwrap_or(false)
+            || fs::read_to_string(p.join("freezer.state")).map(|s| s.trim() == "FROZEN").unwrap_or(false)
+    })
+}

@@ -1,0 +1,342 @@
+//! Pure planning: where a container's cgroup lives on each hierarchy and
+//! which files get which values. Tested without root.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
+
+use super::{CgroupError, Result};
+
+/// A mounted cgroup hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    pub mountpoint: PathBuf,
+    /// Controllers (v1), empty for v2 and for named hierarchies.
+    pub controllers: Vec<String>,
+    pub v2: bool,
+    /// The process's own cgroup in this hierarchy (from /proc/self/cgroup).
+    pub own: PathBuf,
+}
+
+impl Hierarchy {
+    pub fn has(&self, c: &str) -> bool {
+        self.controllers.iter().any(|x| x == c)
+    }
+}
+
+/// The container's cgroup directories.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub v2: bool,
+    /// One directory per hierarchy.
+    pub dirs: Vec<PathBuf>,
+    /// Per hierarchy root: files a new directory copies from its parent.
+    pub inherit: Vec<(PathBuf, Vec<&'static str>)>,
+    pub hierarchies: Vec<Hierarchy>,
+}
+
+/// Reads the mounted hierarchies: cgroup2 alone (v2) or the v1 ones. On a
+/// hybrid host (v1 controllers plus an empty cgroup2), v1 is used.
+pub fn mounted_hierarchies(mountinfo: &str, self_cgroup: &str) -> Vec<Hierarchy> {
+    let mut v1 = Vec::new();
+    let mut v2 = None;
+    for line in mountinfo.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = f.iter().position(|x| *x == "-") else { continue };
+        let (Some(fstype), Some(opts)) = (f.get(sep + 1), f.get(sep + 3)) else { continue };
+        let mp = PathBuf::from(super::super::linux::rootfs::unescape_mountinfo(f[4]));
+        match *fstype {
+            "cgroup2" => v2 = Some(mp),
+            "cgroup" => {
+                let ctrls: Vec<String> = opts
+                    .split(',')
+                    .filter(|o| !matches!(*o, "rw" | "ro" | "relatime" | "noatime" | "nosuid" | "nodev" | "noexec" | "clone_children" | "xattr" | "noprefix") && !o.starts_with("release_agent") && !o.starts_with("cpuset_v2_mode"))
+                    .map(str::to_string)
+                    .collect();
+                v1.push((mp, ctrls));
+            }
+            _ => {}
+        }
+    }
+    let own = |key: &dyn Fn(&str) -> bool| -> PathBuf {
+        self_cgroup
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.splitn(3, ':');
+                Some((it.next()?, it.next()?, it.next()?))
+            })
+            .find(|(_, c, _)| key(c))
+            .map(|(_, _, p)| PathBuf::from(p))
+            .unwrap_or_else(|| PathBuf::from("/"))
+    };
+    if v1.iter().any(|(_, c)| !c.is_empty() && c.iter().any(|x| !x.starts_with("name="))) {
+        v1.into_iter()
+            .map(|(mountpoint, controllers)| {
+                let names = controllers.clone();
+                let own = own(&|c: &str| {
+                    let got: Vec<&str> = c.split(',').collect();
+                    !c.is_empty() && names.iter().all(|n| got.contains(&n.as_str()))
+                });
+                Hierarchy { mountpoint, controllers, v2: false, own }
+            })
+            .collect()
+    } else if let Some(mp) = v2 {
+        vec![Hierarchy { mountpoint: mp, controllers: Vec::new(), v2: true, own: own(&|c: &str| c.is_empty()) }]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Where the container goes: `cgroupsPath` absolute (from the hierarchy
+/// root), relative (to strata's own cgroup, as runc does) or absent
+/// (`/<id>` under the root... of strata's own cgroup's hierarchy).
+pub fn placement(hier: &[Hierarchy], cgroups_path: Option<&Path>, id: &str) -> Result<Placement> {
+    let path = cgroups_path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(format!("/strata-{id}")));
+    if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(CgroupError::Invalid(format!("cgroupsPath {}: '..' is not allowed", path.display())));
+    }
+    let mut p = Placement { v2: hier.first().is_some_and(|h| h.v2), hierarchies: hier.to_vec(), ..Default::default() };
+    for h in hier {
+        let rel = if path.is_absolute() { path.clone() } else { h.own.join(&path) };
+        let dir = h.mountpoint.join(rel.strip_prefix("/").unwrap_or(&rel));
+        if h.has("cpuset") {
+            p.inherit.push((h.mountpoint.clone(), vec!["cpuset.cpus", "cpuset.mems"]));
+        }
+        p.dirs.push(dir);
+    }
+    Ok(p)
+}
+
+/// One file to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    pub path: PathBuf,
+    pub value: String,
+}
+
+/// The files and values that set `res` on the placement's hierarchies.
+/// `extra_allow` holds device rules (v1 syntax) always allowed after the
+/// spec's own: the default devices and `linux.devices`, as runc does.
+pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow: &[String]) -> Result<Vec<Write>> {
+    let mut out = Vec::new();
+    let Some(res) = res else { return Ok(out) };
+    for (h, dir) in p.hierarchies.iter().zip(&p.dirs) {
+        let mut w = |file: &str, v: String| out.push(Write { path: dir.join(file), value: v });
+        if h.v2 {
+            v2_writes(res, &mut w);
+            continue;
+        }
+        if h.has("memory") {
+            if let Some(m) = res.memory() {
+                if let Some(l) = m.limit() {
+                    w("memory.limit_in_bytes", l.to_string());
+                }
+                if let Some(r) = m.reservation() {
+                    w("memory.soft_limit_in_bytes", r.to_string());
+                }
+                if let Some(s) = m.swap() {
+                    w("memory.memsw.limit_in_bytes", s.to_string());
+                }
+                if let Some(s) = m.swappiness() {
+                    if s > 100 {
+                        return Err(CgroupError::Invalid(format!("memory.swappiness {s} is above 100")));
+                    }
+                    w("memory.swappiness", s.to_string());
+                }
+                if m.disable_oom_killer() == Some(true) {
+                    w("memory.oom_control", "1".into());
+                }
+            }
+        }
+        if h.has("cpu") {
+            if let Some(c) = res.cpu() {
+                if let Some(s) = c.shares() {
+                    w("cpu.shares", s.to_string());
+                }
+                if let Some(pd) = c.period() {
+                    w("cpu.cfs_period_us", pd.to_string());
+                }
+                if let Some(q) = c.quota() {
+                    w("cpu.cfs_quota_us", q.to_string());
+                }
+                if let Some(r) = c.realtime_period() {
+                    w("cpu.rt_period_us", r.to_string());
+                }
+                if let Some(r) = c.realtime_runtime() {
+                    w("cpu.rt_runtime_us", r.to_string());
+                }
+            }
+        }
+        if h.has("cpuset") {
+            if let Some(c) = res.cpu() {
+                if let Some(s) = c.cpus() {
+                    w("cpuset.cpus", s.clone());
+                }
+                if let Some(s) = c.mems() {
+                    w("cpuset.mems", s.clone());
+                }
+            }
+        }
+        if h.has("pids") {
+            if let Some(pl) = res.pids() {
+                w("pids.max", if pl.limit() > 0 { pl.limit().to_string() } else { "max".into() });
+            }
+        }
+        if h.has("blkio") {
+            if let Some(b) = res.block_io() {
+                if let Some(v) = b.weight() {
+                    w("blkio.weight", v.to_string());
+                }
+            }
+        }
+        if h.has("devices") {
+            if let Some(devs) = res.devices() {
+                for (file, rule) in device_rules_v1(devs) {
+                    w(file, rule);
+                }
+                for rule in extra_allow {
+                    w("devices.allow", rule.clone());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn v2_writes(res: &LinuxResources, w: &mut dyn FnMut(&str, String)) {
+    if let Some(m) = res.memory() {
+        if let Some(l) = m.limit() {
+            w("memory.max", if l < 0 { "max".into() } else { l.to_string() });
+            if let Some(s) = m.swap() {
+                // v1's memsw counts memory+swap; v2's swap.max only swap.
+                let v = if s < 0 { "max".into() } else { (s - l).max(0).to_string() };
+                w("memory.swap.max", v);
+            }
+        }
+        if let Some(r) = m.reservation() {
+            w("memory.low", r.to_string());
+        }
+    }
+    if let Some(c) = res.cpu() {
+        if let Some(s) = c.shares() {
+            w("cpu.weight", shares_to_weight(s).to_string());
+        }
+        if c.quota().is_some() || c.period().is_some() {
+            let q = c.quota().filter(|q| *q > 0).map(|q| q.to_string()).unwrap_or_else(|| "max".into());
+            w("cpu.max", format!("{q} {}", c.period().unwrap_or(100000)));
+        }
+        if let Some(s) = c.cpus() {
+            w("cpuset.cpus", s.clone());
+        }
+        if let Some(s) = c.mems() {
+            w("cpuset.mems", s.clone());
+        }
+    }
+    if let Some(pl) = res.pids() {
+        w("pids.max", if pl.limit() > 0 { pl.limit().to_string() } else { "max".into() });
+    }
+    for (k, v) in res.unified().iter().flatten() {
+        w(k, v.clone());
+    }
+}
+
+/// runc's conversion of cgroup v1 cpu.shares [2, 262144] to v2 cpu.weight [1, 10000].
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 0;
+    }
+    1 + ((shares.clamp(2, 262144) - 2) * 9999) / 262142
+}
+
+/// v1 device rules: `devices.deny`/`devices.allow` lines in spec order.
+pub fn device_rules_v1(devs: &[LinuxDeviceCgroup]) -> Vec<(&'static str, String)> {
+    devs.iter()
+        .map(|d| {
+            let t = match d.typ() {
+                Some(LinuxDeviceType::C) | Some(LinuxDeviceType::U) => 'c',
+                Some(LinuxDeviceType::B) => 'b',
+                Some(LinuxDeviceType::P) => 'p',
+                _ => 'a',
+            };
+            let num = |n: Option<i64>| n.filter(|n| *n >= 0).map(|n| n.to_string()).unwrap_or_else(|| "*".into());
+            let access = d.access().clone().unwrap_or_else(|| "rwm".into());
+            let rule = if t == 'a' { "a".to_string() } else { format!("{t} {}:{} {access}", num(d.major()), num(d.minor())) };
+            (if d.allow() { "devices.allow" } else { "devices.deny" }, rule)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+25 24 0:22 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw
+27 25 0:24 / /sys/fs/cgroup/memory rw,relatime shared:11 - cgroup cgroup rw,memory
+28 25 0:25 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:12 - cgroup cgroup rw,cpu,cpuacct
+29 25 0:26 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+";
+    const SELF: &str = "12:memory:/user\n11:cpu,cpuacct:/user\n1:name=systemd:/init.scope\n0::/init.scope\n";
+
+    #[test]
+    fn hybrid_uses_v1() {
+        let h = mounted_hierarchies(HYBRID, SELF);
+        assert_eq!(h.len(), 3);
+        assert!(h.iter().all(|h| !h.v2));
+        assert_eq!(h[1].controllers, vec!["cpu", "cpuacct"]);
+        assert_eq!(h[1].own, PathBuf::from("/user"));
+        assert_eq!(h[2].own, PathBuf::from("/init.scope"));
+    }
+
+    #[test]
+    fn pure_v2() {
+        let mi = "30 25 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
+        let h = mounted_hierarchies(mi, "0::/sess\n");
+        assert_eq!(h, vec![Hierarchy { mountpoint: "/sys/fs/cgroup".into(), controllers: vec![], v2: true, own: "/sess".into() }]);
+    }
+
+    #[test]
+    fn relative_absolute_and_default_paths() {
+        let h = mounted_hierarchies(HYBRID, SELF);
+        let p = placement(&h, Some(Path::new("/a/b")), "c").unwrap();
+        assert_eq!(p.dirs[0], PathBuf::from("/sys/fs/cgroup/memory/a/b"));
+        let p = placement(&h, Some(Path::new("a/b")), "c").unwrap();
+        assert_eq!(p.dirs[0], PathBuf::from("/sys/fs/cgroup/memory/user/a/b"));
+        let p = placement(&h, None, "c1").unwrap();
+        assert_eq!(p.dirs[1], PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/strata-c1"));
+        assert!(placement(&h, Some(Path::new("/a/../../etc")), "c").is_err());
+    }
+
+    #[test]
+    fn v1_and_v2_writes() {
+        let res: LinuxResources = serde_json::from_str(
+            r#"{"memory":{"limit":1048576},"cpu":{"shares":1024,"quota":50000,"period":100000},"pids":{"limit":10},
+                "devices":[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":1,"minor":3,"access":"rw"}]}"#,
+        )
+        .unwrap();
+        let h = mounted_hierarchies(HYBRID, SELF);
+        let p = placement(&h, Some(Path::new("/x")), "c").unwrap();
+        let w = resource_writes(&p, Some(&res), &[]).unwrap();
+        let get = |f: &str| w.iter().find(|w| w.path.ends_with(f)).map(|w| w.value.clone());
+        assert_eq!(get("memory.limit_in_bytes").as_deref(), Some("1048576"));
+        assert_eq!(get("cpu.cfs_quota_us").as_deref(), Some("50000"));
+        let v2h = vec![Hierarchy { mountpoint: "/sys/fs/cgroup".into(), controllers: vec![], v2: true, own: "/".into() }];
+        let p2 = placement(&v2h, Some(Path::new("/x")), "c").unwrap();
+        let w2 = resource_writes(&p2, Some(&res), &[]).unwrap();
+        let get2 = |f: &str| w2.iter().find(|w| w.path.ends_with(f)).map(|w| w.value.clone());
+        assert_eq!(get2("memory.max").as_deref(), Some("1048576"));
+        assert_eq!(get2("cpu.max").as_deref(), Some("50000 100000"));
+        assert_eq!(get2("cpu.weight").as_deref(), Some("39"));
+        assert_eq!(get2("pids.max").as_deref(), Some("10"));
+        let rules = device_rules_v1(res.devices().as_ref().unwrap());
+        assert_eq!(rules, vec![("devices.deny", "a".to_string()), ("devices.allow", "c 1:3 rw".to_string())]);
+    }
+
+    #[test]
+    fn weight_conversion_matches_runc() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(262144), 10000);
+        assert_eq!(shares_to_weight(1024), 39);
+    }
+}

@@ -1,0 +1,174 @@
+//! Operations on an existing container: start, state, kill, delete, pause,
+//! resume, ps. Each loads the state, checks the status the operation
+//! needs, and acts.
+
+use std::os::fd::AsFd;
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, open};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+
+use crate::cgroups::{self, CgroupError};
+use crate::hooks;
+use crate::state::{self, Root, State, StateError, Status};
+use crate::sys::{self, SysError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Hook(#[from] hooks::HookError),
+    #[error("container {id}: {msg}")]
+    Status { id: String, msg: String },
+    #[error("unknown signal {0:?}")]
+    BadSignal(String),
+}
+
+type Result<T> = std::result::Result<T, OpError>;
+
+fn status_err(st: &State, msg: impl Into<String>) -> OpError {
+    OpError::Status { id: st.id.clone(), msg: msg.into() }
+}
+
+pub fn status(root: &Root, st: &State) -> Status {
+    st.status(root, cgroups::is_frozen(&st.cgroup_paths))
+}
+
+/// Loads a container and its live status.
+pub fn load(root: &Root, id: &str) -> Result<(State, Status)> {
+    let st = root.load(id)?;
+    let s = status(root, &st);
+    Ok((st, s))
+}
+
+/// `start`: let init exec the user process, then run poststart hooks.
+pub fn start(root: &Root, id: &str) -> Result<()> {
+    let (st, s) = load(root, id)?;
+    if s != Status::Created {
+        return Err(status_err(&st, format!("cannot start a container that is {}", s.as_str())));
+    }
+    let fifo = root.container_dir(id)?.join(state::EXEC_FIFO);
+    let fd = match open(&fifo, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENXIO) => return Err(status_err(&st, "init is not waiting (it died)")),
+        Err(e) => return Err(sys::err("open", fifo.display(), "O_WRONLY|O_NONBLOCK")(e).into()),
+    };
+    nix::unistd::write(&fd, b"0").map_err(sys::err("write", fifo.display(), ""))?;
+    let _ = std::fs::remove_file(&fifo);
+    // When init execs (or dies) its fifo fd closes and we see POLLERR: the
+    // user process is running before poststart hooks run.
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::empty())];
+    loop {
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(sys::err("poll", fifo.display(), "")(e).into()),
+            Ok(_) => break,
+        }
+    }
+    if let Some(h) = st.config.hooks().as_ref().and_then(|h| h.poststart().clone()) {
+        let json = serde_json::to_vec(&st.oci(Status::Running)).unwrap_or_default();
+        if let Err(e) = hooks::run_all("poststart", &h, &json) {
+            // The spec: a failing poststart hook is a warning, not a failure.
+            log::warn(&e.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Parses a signal given as a number, `KILL` or `SIGKILL`.
+pub fn parse_signal(s: &str) -> Result<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| OpError::BadSignal(s.into()));
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    name.parse::<Signal>().map_err(|_| OpError::BadSignal(s.into()))
+}
+
+pub fn kill_container(root: &Root, id: &str, sig: Signal, all: bool) -> Result<()> {
+    let (st, s) = load(root, id)?;
+    if s == Status::Stopped && !all {
+        return Err(status_err(&st, "container is not running"));
+    }
+    if all {
+        let pids = cgroups::pids(&st.cgroup_paths);
+        for p in pids {
+            let _ = kill(Pid::from_raw(p), sig);
+        }
+        return Ok(());
+    }
+    kill(Pid::from_raw(st.pid), sig).map_err(sys::err("kill", st.pid, format!("{sig}")))?;
+    Ok(())
+}
+
+/// `delete`: a stopped (or, with force, any) container goes away with its
+/// cgroups and state; poststop hooks run last.
+pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
+    let (st, s) = load(root, id)?;
+    match s {
+        Status::Stopped => {}
+        Status::Created => kill_and_wait(&st),
+        _ if force => kill_and_wait(&st),
+        _ => return Err(status_err(&st, format!("cannot delete a container that is {} (use --force)", s.as_str()))),
+    }
+    destroy(root, &st)
+}
+
+fn kill_and_wait(st: &State) {
+    let mut pids = cgroups::pids(&st.cgroup_paths);
+    if st.init_alive() {
+        pids.push(st.pid);
+    }
+    for p in &pids {
+        let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+    }
+    // A frozen cgroup must thaw for SIGKILL to be delivered.
+    let _ = cgroups::set_frozen(&st.cgroup_paths, false);
+    for _ in 0..2000 {
+        if !st.init_alive() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Removes what the container left: cgroups, host mounts, state; then poststop.
+pub fn destroy(root: &Root, st: &State) -> Result<()> {
+    cgroups::remove(&st.cgroup_dirs);
+    for m in st.host_mounts.iter().rev() {
+        let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+    }
+    root.remove(&st.id)?;
+    if let Some(h) = st.config.hooks().as_ref().and_then(|h| h.poststop().clone()) {
+        let json = serde_json::to_vec(&st.oci(Status::Stopped)).unwrap_or_default();
+        if let Err(e) = hooks::run_all("poststop", &h, &json) {
+            log::warn(&e.to_string());
+        }
+    }
+    Ok(())
+}
+
+pub fn pause(root: &Root, id: &str, frozen: bool) -> Result<()> {
+    let (st, s) = load(root, id)?;
+    let ok = if frozen { s == Status::Running || s == Status::Created } else { s == Status::Paused };
+    if !ok {
+        return Err(status_err(&st, format!("cannot {} a container that is {}", if frozen { "pause" } else { "resume" }, s.as_str())));
+    }
+    cgroups::set_frozen(&st.cgroup_paths, frozen)?;
+    Ok(())
+}
+
+/// Warnings that do not fail an operation go to the runtime log (stderr by default).
+pub mod log {
+    pub fn warn(msg: &str) {
+        crate::logging::emit("warning", msg);
+    }
+}

@@ -1,0 +1,84 @@
+//! Runs OCI hooks: the hook's path with its args and env, the container
+//! state as JSON on stdin, killed when its `timeout` runs out.
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::Hook;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    #[error("{kind} hook {path}: {msg}")]
+    Failed { kind: &'static str, path: String, msg: String },
+}
+
+pub fn run_all(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Result<(), HookError> {
+    hooks.iter().try_for_each(|h| run(kind, h, state_json))
+}
+
+pub fn run(kind: &'static str, hook: &Hook, state_json: &[u8]) -> Result<(), HookError> {
+    let path = hook.path().display().to_string();
+    let fail = |msg: String| HookError::Failed { kind, path: path.clone(), msg };
+    let mut cmd = Command::new(hook.path());
+    let args = hook.args().clone().unwrap_or_default();
+    if let Some((argv0, rest)) = args.split_first() {
+        cmd.arg0(argv0).args(rest);
+    }
+    cmd.env_clear();
+    for kv in hook.env().iter().flatten() {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| fail(format!("spawn: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook need not read its stdin; EPIPE is not an error.
+        let _ = stdin.write_all(state_json);
+    }
+    let deadline = hook.timeout().filter(|t| *t > 0).map(|t| Instant::now() + Duration::from_secs(t as u64));
+    let mut nap = Duration::from_micros(200);
+    let status = loop {
+        match child.try_wait().map_err(|e| fail(format!("wait: {e}")))? {
+            Some(s) => break s,
+            None if deadline.is_some_and(|d| Instant::now() >= d) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!("timed out after {}s", hook.timeout().unwrap_or(0))));
+            }
+            None => {
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(Duration::from_millis(20));
+            }
+        }
+    };
+    if status.success() { Ok(()) } else { Err(fail(format!("exited with {status}"))) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(json: &str) -> Hook {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn hook_gets_state_on_stdin_and_args() {
+        let out = std::env::temp_dir().join(format!("hook-out-{}", std::process::id()));
+        let h = hook(&format!(r#"{{"path":"/bin/sh","args":["sh","-c","cat > {} && echo $X >> {}"],"env":["X=42"]}}"#, out.display(), out.display()));
+        run("prestart", &h, br#"{"id":"c"}"#).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "{\"id\":\"c\"}42\n");
+        std::fs::remove_file(out).unwrap();
+    }
+
+    #[test]
+    fn failing_and_slow_hooks_are_errors() {
+        assert!(run("prestart", &hook(r#"{"path":"/bin/false"}"#), b"").is_err());
+        let e = run("prestart", &hook(r#"{"path":"/bin/sleep","args":["sleep","5"],"timeout":1}"#), b"").unwrap_err();
+        assert!(e.to_string().contains("timed out"), "{e}");
+        assert!(run("prestart", &hook(r#"{"path":"/nonexistent"}"#), b"").is_err());
+    }
+}

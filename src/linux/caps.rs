@@ -1,0 +1,98 @@
+//! Capabilities: the five sets of `process.capabilities`, applied in the
+//! order the kernel requires (bounding first, then after the uid switch the
+//! permitted/inheritable/effective sets, and ambient last).
+
+use std::str::FromStr;
+
+use caps::{CapSet, Capability, CapsHashSet};
+use oci_spec::runtime::{Capabilities, LinuxCapabilities};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CapsError {
+    #[error("capability {0}: not known to strata")]
+    Unknown(String),
+    #[error("{op} {set:?}: {msg}")]
+    Apply { op: &'static str, set: CapSet, msg: String },
+}
+
+/// The sets as the caps crate's types; `None` leaves a set as it is empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapPlan {
+    pub bounding: CapsHashSet,
+    pub effective: CapsHashSet,
+    pub permitted: CapsHashSet,
+    pub inheritable: CapsHashSet,
+    pub ambient: CapsHashSet,
+}
+
+fn convert(set: &Option<Capabilities>) -> Result<CapsHashSet, CapsError> {
+    let mut out = CapsHashSet::new();
+    for c in set.iter().flatten() {
+        let name = serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        out.insert(Capability::from_str(&name).map_err(|_| CapsError::Unknown(name.clone()))?);
+    }
+    Ok(out)
+}
+
+pub fn plan(c: Option<&LinuxCapabilities>) -> Result<CapPlan, CapsError> {
+    let Some(c) = c else { return Ok(CapPlan::default()) };
+    Ok(CapPlan {
+        bounding: convert(c.bounding())?,
+        effective: convert(c.effective())?,
+        permitted: convert(c.permitted())?,
+        inheritable: convert(c.inheritable())?,
+        ambient: convert(c.ambient())?,
+    })
+}
+
+fn fail(op: &'static str, set: CapSet) -> impl FnOnce(caps::errors::CapsError) -> CapsError {
+    move |e| CapsError::Apply { op, set, msg: e.to_string() }
+}
+
+/// Drops every capability the kernel knows that is not in the bounding set.
+pub fn drop_bounding(plan: &CapPlan) -> Result<(), CapsError> {
+    for cap in caps::runtime::thread_all_supported() {
+        if !plan.bounding.contains(&cap) {
+            caps::drop(None, CapSet::Bounding, cap).map_err(fail("drop", CapSet::Bounding))?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets permitted, inheritable and effective, then raises the ambient caps.
+pub fn apply_sets(plan: &CapPlan) -> Result<(), CapsError> {
+    // Effective must stay a subset of permitted while we lower them.
+    caps::set(None, CapSet::Effective, &plan.effective.intersection(&plan.permitted).copied().collect())
+        .or_else(|_| caps::clear(None, CapSet::Effective))
+        .map_err(fail("set", CapSet::Effective))?;
+    caps::set(None, CapSet::Permitted, &plan.permitted).map_err(fail("set", CapSet::Permitted))?;
+    caps::set(None, CapSet::Inheritable, &plan.inheritable).map_err(fail("set", CapSet::Inheritable))?;
+    caps::set(None, CapSet::Effective, &plan.effective).map_err(fail("set", CapSet::Effective))?;
+    caps::clear(None, CapSet::Ambient).map_err(fail("clear", CapSet::Ambient))?;
+    for cap in &plan.ambient {
+        // An ambient cap must be permitted and inheritable; runc skips those that are not.
+        if plan.permitted.contains(cap) && plan.inheritable.contains(cap) {
+            caps::raise(None, CapSet::Ambient, *cap).map_err(fail("raise", CapSet::Ambient))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_names() {
+        let c: LinuxCapabilities = serde_json::from_str(r#"{"bounding":["CAP_KILL","CAP_NET_RAW"],"effective":["CAP_KILL"]}"#).unwrap();
+        let p = plan(Some(&c)).unwrap();
+        assert!(p.bounding.contains(&Capability::CAP_NET_RAW));
+        assert_eq!(p.effective.len(), 1);
+        assert!(p.ambient.is_empty());
+    }
+
+    #[test]
+    fn unknown_capability_is_a_parse_error() {
+        assert!(serde_json::from_str::<LinuxCapabilities>(r#"{"bounding":["CAP_NOPE"]}"#).is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! Container setup steps, one file per concern. Each step is a function
+//! over plain data computed beforehand; `process::init` runs them in order.
+
+pub mod caps;
+pub mod mounts;
+pub mod namespaces;
+pub mod resolve;
+pub mod rlimits;
+pub mod rootfs;
+pub mod user;

@@ -1,0 +1,222 @@
+//! The mounts of config.json: options parsed into a plan (pure data, with
+//! the option set runc accepts), then applied inside the rootfs through
+//! fds resolved by `resolve`.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MsFlags, mount};
+use oci_spec::runtime::Mount;
+
+use super::resolve::{self, Create};
+use crate::sys::{self, SysError};
+
+/// mount_setattr(2) attribute bits.
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
+
+/// One mount, fully decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountOp {
+    pub source: Option<PathBuf>,
+    pub dest: PathBuf,
+    pub fstype: String,
+    pub flags: MsFlags,
+    /// MS_SHARED, MS_PRIVATE, ... each applied after the mount.
+    pub propagation: Vec<MsFlags>,
+    /// Recursive attributes (`rro`, `rnosuid`, ...): (set, clear).
+    pub rec_attrs: (u64, u64),
+    pub data: String,
+}
+
+impl MountOp {
+    pub fn is_bind(&self) -> bool {
+        self.flags.contains(MsFlags::MS_BIND)
+    }
+}
+
+/// Parses a spec mount into a `MountOp`.
+pub fn plan(m: &Mount) -> MountOp {
+    let fstype = m.typ().clone().unwrap_or_default();
+    let mut op = MountOp {
+        source: m.source().clone(),
+        dest: m.destination().clone(),
+        fstype: fstype.clone(),
+        flags: MsFlags::empty(),
+        propagation: Vec::new(),
+        rec_attrs: (0, 0),
+        data: String::new(),
+    };
+    if fstype == "bind" {
+        op.flags |= MsFlags::MS_BIND;
+    }
+    let mut data = Vec::new();
+    for o in m.options().iter().flatten() {
+        apply_option(&mut op, o, &mut data);
+    }
+    op.data = data.join(",");
+    op
+}
+
+fn apply_option(op: &mut MountOp, o: &str, data: &mut Vec<String>) {
+    use MsFlags as F;
+    let (set, clear): (F, F) = match o {
+        "defaults" => (F::empty(), F::empty()),
+        "ro" => (F::MS_RDONLY, F::empty()),
+        "rw" => (F::empty(), F::MS_RDONLY),
+        "suid" => (F::empty(), F::MS_NOSUID),
+        "nosuid" => (F::MS_NOSUID, F::empty()),
+        "dev" => (F::empty(), F::MS_NODEV),
+        "nodev" => (F::MS_NODEV, F::empty()),
+        "exec" => (F::empty(), F::MS_NOEXEC),
+        "noexec" => (F::MS_NOEXEC, F::empty()),
+        "sync" => (F::MS_SYNCHRONOUS, F::empty()),
+        "async" => (F::empty(), F::MS_SYNCHRONOUS),
+        "dirsync" => (F::MS_DIRSYNC, F::empty()),
+        "remount" => (F::MS_REMOUNT, F::empty()),
+        "mand" => (F::MS_MANDLOCK, F::empty()),
+        "nomand" => (F::empty(), F::MS_MANDLOCK),
+        "atime" => (F::empty(), F::MS_NOATIME),
+        "noatime" => (F::MS_NOATIME, F::empty()),
+        "diratime" => (F::empty(), F::MS_NODIRATIME),
+        "nodiratime" => (F::MS_NODIRATIME, F::empty()),
+        "relatime" => (F::MS_RELATIME, F::empty()),
+        "norelatime" => (F::empty(), F::MS_RELATIME),
+        "strictatime" => (F::MS_STRICTATIME, F::empty()),
+        "nostrictatime" => (F::empty(), F::MS_STRICTATIME),
+        "bind" => (F::MS_BIND, F::empty()),
+        "rbind" => (F::MS_BIND | F::MS_REC, F::empty()),
+        "silent" => (F::MS_SILENT, F::empty()),
+        "loud" => (F::empty(), F::MS_SILENT),
+        "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable" => {
+            let base = match o.trim_start_matches('r') {
+                "private" => F::MS_PRIVATE,
+                "shared" => F::MS_SHARED,
+                "slave" => F::MS_SLAVE,
+                _ => F::MS_UNBINDABLE,
+            };
+            let rec = if o.starts_with('r') { F::MS_REC } else { F::empty() };
+            op.propagation.push(base | rec);
+            return;
+        }
+        _ => {
+            if let Some(attr) = recursive_attr(o) {
+                let (s, c) = attr;
+                op.rec_attrs.0 = (op.rec_attrs.0 | s) & !c;
+                op.rec_attrs.1 = (op.rec_attrs.1 | c) & !s;
+            } else {
+                data.push(o.to_string());
+            }
+            return;
+        }
+    };
+    op.flags = (op.flags | set) & !clear;
+}
+
+/// `rro`, `rrw`, `rnosuid`, ...: recursive mount attributes (mount_setattr).
+fn recursive_attr(o: &str) -> Option<(u64, u64)> {
+    Some(match o {
+        "rro" => (MOUNT_ATTR_RDONLY, 0),
+        "rrw" => (0, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (MOUNT_ATTR_NOSUID, 0),
+        "rsuid" => (0, MOUNT_ATTR_NOSUID),
+        "rnodev" => (MOUNT_ATTR_NODEV, 0),
+        "rdev" => (0, MOUNT_ATTR_NODEV),
+        "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
+        "rexec" => (0, MOUNT_ATTR_NOEXEC),
+        "rnoatime" => (MOUNT_ATTR_NOATIME, 0),
+        _ => return None,
+    })
+}
+
+fn opt_str<'a>(s: &'a str) -> Option<&'a str> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// Mounts `op` inside the rootfs whose fd is `root`. Cgroup mounts are
+/// handled by the caller (they depend on the host's hierarchies).
+pub fn apply(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), SysError> {
+    let create = if op.is_bind() {
+        match op.source.as_deref().map(std::fs::metadata) {
+            Some(Ok(m)) if !m.is_dir() => Create::File,
+            Some(Err(e)) => {
+                let src = op.source.as_deref().unwrap_or(Path::new("")).display();
+                return Err(sys::io_err("stat bind source", Path::new(&src.to_string()))(e));
+            }
+            _ => Create::Dir,
+        }
+    } else {
+        Create::Dir
+    };
+    let target = resolve::open_in_root(root, &op.dest, create)?;
+    let tpath = sys::fd_path(&target);
+    let dest = op.dest.display();
+    let what = |flags: MsFlags| format!("{flags:?} dest {dest}");
+    if op.is_bind() {
+        let bind = op.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
+        mount(op.source.as_deref(), &tpath, None::<&str>, bind, None::<&str>)
+            .map_err(sys::err("mount", format!("{} -> {dest}", op.source.as_deref().unwrap_or(Path::new("")).display()), what(bind)))?;
+        let rest = op.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !rest.is_empty() {
+            // Re-open: the bind mount sits on top of the fd we resolved.
+            let top = resolve::open_in_root(root, &op.dest, Create::Nothing)?;
+            let flags = rest | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+            mount(None::<&str>, &sys::fd_path(&top), None::<&str>, flags, None::<&str>)
+                .map_err(sys::err("remount", dest.to_string(), what(flags)))?;
+        }
+    } else {
+        let src = op.source.as_deref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| op.fstype.clone());
+        mount(Some(src.as_str()), &tpath, Some(op.fstype.as_str()), op.flags, opt_str(&op.data))
+            .map_err(sys::err("mount", format!("{} ({}) -> {dest}", src, op.fstype), format!("{:?} data {:?}", op.flags, op.data)))?;
+    }
+    if !op.propagation.is_empty() || op.rec_attrs != (0, 0) {
+        let top = resolve::open_in_root(root, &op.dest, Create::Nothing)?;
+        for p in &op.propagation {
+            mount(None::<&str>, &sys::fd_path(&top), None::<&str>, *p, None::<&str>)
+                .map_err(sys::err("mount propagation", dest.to_string(), format!("{p:?}")))?;
+        }
+        if op.rec_attrs != (0, 0) {
+            let fd = nix::fcntl::open(&sys::fd_path(&top), nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+                .map_err(sys::err("open", dest.to_string(), "O_PATH"))?;
+            sys::mount_setattr_recursive(fd.as_fd(), op.rec_attrs.0, op.rec_attrs.1, &dest.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(json: &str) -> MountOp {
+        plan(&serde_json::from_str::<Mount>(json).unwrap())
+    }
+
+    #[test]
+    fn proc_and_tmpfs_options() {
+        let op = m(r#"{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","strictatime","mode=755","size=65536k"]}"#);
+        assert_eq!(op.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
+        assert_eq!(op.data, "mode=755,size=65536k");
+        assert!(!op.is_bind());
+    }
+
+    #[test]
+    fn bind_with_flags_and_propagation() {
+        let op = m(r#"{"destination":"/x","type":"none","source":"/tmp","options":["rbind","ro","nosuid","rprivate","rro"]}"#);
+        assert!(op.is_bind());
+        assert_eq!(op.flags, MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID);
+        assert_eq!(op.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
+        assert_eq!(op.rec_attrs, (MOUNT_ATTR_RDONLY, 0));
+        assert_eq!(op.data, "");
+    }
+
+    #[test]
+    fn later_options_win() {
+        let op = m(r#"{"destination":"/x","type":"bind","source":"/tmp","options":["ro","rw","shared"]}"#);
+        assert_eq!(op.flags, MsFlags::MS_BIND);
+        assert_eq!(op.propagation, vec![MsFlags::MS_SHARED]);
+    }
+}

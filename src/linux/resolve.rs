@@ -1,0 +1,158 @@
+//! Path resolution inside the container's root that can never leave it.
+//!
+//! Every path taken from config.json (mount destinations, devices, masked
+//! and readonly paths) is resolved with openat2(RESOLVE_IN_ROOT) against an
+//! fd of the rootfs: `..` stops at the root and absolute symlinks are taken
+//! relative to it. The result is an O_PATH fd; strata then mounts onto
+//! `/proc/self/fd/N`, so the kernel acts on exactly the inode resolved here,
+//! even if a container process swaps a symlink in between.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
+use nix::sys::stat::{Mode, mkdirat};
+
+use crate::sys::{self, SysError};
+
+/// What to create at the end of a path that does not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Create {
+    Nothing,
+    Dir,
+    File,
+}
+
+/// Makes `path` relative to the root, cleaned lexically: `.` dropped, `..`
+/// pops a component and never climbs above the root.
+pub fn relative(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn how(flags: OFlag) -> OpenHow {
+    OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+}
+
+/// Opens `path` (taken as inside `root`) as an O_PATH fd, creating missing
+/// directories on the way and `last` at the end.
+pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, last: Create) -> Result<OwnedFd, SysError> {
+    let rel = relative(path);
+    let display = path.display();
+    if rel.as_os_str().is_empty() {
+        return openat2(root, ".", how(OFlag::O_PATH | OFlag::O_DIRECTORY)).map_err(sys::err("openat2", "/", "O_PATH"));
+    }
+    match openat2(root, &rel, how(OFlag::O_PATH)) {
+        Err(Errno::ENOENT) if last != Create::Nothing => {}
+        r => return r.map_err(sys::err("openat2", display, "O_PATH|RESOLVE_IN_ROOT")),
+    }
+    let parent = match rel.parent() {
+        Some(p) if !p.as_os_str().is_empty() => mkdir_all(root, p)?,
+        _ => openat2(root, ".", how(OFlag::O_PATH | OFlag::O_DIRECTORY)).map_err(sys::err("openat2", "/", "O_PATH"))?,
+    };
+    let name = rel.file_name().unwrap_or(OsStr::new("."));
+    create_at(parent.as_fd(), name, last, &display.to_string())?;
+    openat2(parent.as_fd(), name, how(OFlag::O_PATH)).map_err(sys::err("openat2", display, "O_PATH|RESOLVE_IN_ROOT"))
+}
+
+fn create_at(dir: BorrowedFd<'_>, name: &OsStr, what: Create, display: &str) -> Result<(), SysError> {
+    let r = match what {
+        Create::Dir => mkdirat(dir, name, Mode::from_bits_truncate(0o755)),
+        Create::File => openat(dir, name, OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::from_bits_truncate(0o644))
+            .map(drop),
+        Create::Nothing => Ok(()),
+    };
+    match r {
+        Ok(()) | Err(Errno::EEXIST) => Ok(()),
+        Err(e) => Err(sys::err(if what == Create::Dir { "mkdirat" } else { "create" }, display, "")(e)),
+    }
+}
+
+/// Resolves (creating as needed) every directory of `rel` inside `root`.
+/// A dangling symlink on the way is followed (inside the root) and its
+/// target created, as a user of `ln -s /run /var/run` would expect.
+pub fn mkdir_all(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd, SysError> {
+    mkdir_all_depth(root, rel, 0)
+}
+
+fn mkdir_all_depth(root: BorrowedFd<'_>, rel: &Path, depth: u32) -> Result<OwnedFd, SysError> {
+    if depth > 16 {
+        return Err(sys::err("mkdir", rel.display(), "too many levels of symlinks")(Errno::ELOOP));
+    }
+    let mut cur = openat2(root, ".", how(OFlag::O_PATH | OFlag::O_DIRECTORY)).map_err(sys::err("openat2", "/", "O_PATH"))?;
+    let mut sofar = PathBuf::from("/");
+    for part in relative(rel).components() {
+        let name = part.as_os_str();
+        sofar.push(name);
+        // Resolve each step from the root again, so a symlink component is
+        // followed inside the root, never outside.
+        match openat2(root, relative(&sofar).as_path(), how(OFlag::O_PATH | OFlag::O_DIRECTORY)) {
+            Ok(fd) => cur = fd,
+            Err(Errno::ENOENT) => {
+                if let Ok(target) = nix::fcntl::readlinkat(cur.as_fd(), name) {
+                    // A dangling symlink: create its target, resolved inside the root.
+                    let parent = sofar.parent().unwrap_or(Path::new("/"));
+                    mkdir_all_depth(root, &parent.join(Path::new(&target)), depth + 1)?;
+                } else {
+                    create_at(cur.as_fd(), name, Create::Dir, &sofar.display().to_string())?;
+                }
+                cur = openat2(root, relative(&sofar).as_path(), how(OFlag::O_PATH | OFlag::O_DIRECTORY))
+                    .map_err(sys::err("openat2", sofar.display(), "O_PATH|O_DIRECTORY"))?;
+            }
+            Err(e) => return Err(sys::err("openat2", sofar.display(), "O_PATH|O_DIRECTORY")(e)),
+        }
+    }
+    Ok(cur)
+}
+
+/// The path of an fd as the kernel sees it now (for messages and checks).
+pub fn fd_target(fd: &impl AsRawFd) -> PathBuf {
+    std::fs::read_link(sys::fd_path(fd)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn relative_drops_root_and_dots() {
+        assert_eq!(relative(Path::new("/a/./b/../c")), PathBuf::from("a/c"));
+        assert_eq!(relative(Path::new("/../../x")), PathBuf::from("x"));
+        assert_eq!(relative(Path::new("/")), PathBuf::new());
+    }
+
+    #[test]
+    fn symlinks_cannot_escape() {
+        let base = std::env::temp_dir().join(format!("resolve-test-{}", std::process::id()));
+        let root = base.join("root");
+        let outside = base.join("outside");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        symlink("/../../../..", root.join("up")).unwrap();
+        symlink(&outside, root.join("abs")).unwrap();
+        std::fs::create_dir_all(root.join("var")).unwrap();
+        symlink("../run", root.join("var/run")).unwrap();
+        let rfd = nix::fcntl::open(&root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+        let fd = open_in_root(rfd.as_fd(), Path::new("/var/run/lock"), Create::Dir).unwrap();
+        assert_eq!(fd_target(&fd), root.join("run/lock"));
+        for p in ["/up/x", "/abs/y", "/../../z"] {
+            let fd = open_in_root(rfd.as_fd(), Path::new(p), Create::Dir).unwrap();
+            let target = fd_target(&fd);
+            assert!(target.starts_with(&root), "{p} resolved to {target:?}");
+        }
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "something was created outside the root");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

@@ -1,0 +1,67 @@
+//! The runtime log: `--log FILE` and `--log-format text|json`, as runc
+//! writes it (containerd reads the JSON lines `{"level","msg","time"}` to
+//! surface errors). Without `--log`, lines go to stderr.
+//!
+//! The sink is set once by `main` before any work starts; a process-wide
+//! cell is the one place every module can report a warning without the
+//! log being threaded through each call.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+#[derive(Debug, Clone, Default)]
+pub struct LogConfig {
+    pub file: Option<PathBuf>,
+    pub json: bool,
+    pub debug: bool,
+}
+
+static CONFIG: OnceLock<LogConfig> = OnceLock::new();
+
+pub fn init(cfg: LogConfig) {
+    let _ = CONFIG.set(cfg);
+}
+
+pub fn debug_enabled() -> bool {
+    CONFIG.get().is_some_and(|c| c.debug)
+}
+
+/// Formats one log line.
+pub fn format_line(json: bool, level: &str, msg: &str, time: &str) -> String {
+    if json {
+        serde_json::json!({ "level": level, "msg": msg, "time": time }).to_string() + "\n"
+    } else {
+        format!("time=\"{time}\" level={level} msg={msg:?}\n")
+    }
+}
+
+pub fn emit(level: &str, msg: &str) {
+    let cfg = CONFIG.get().cloned().unwrap_or_default();
+    if level == "debug" && !cfg.debug {
+        return;
+    }
+    let line = format_line(cfg.json, level, msg, &crate::state::now_rfc3339());
+    match &cfg.file {
+        Some(p) => {
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(p) {
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
+        None => {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_lines_are_what_containerd_parses() {
+        let l = super::format_line(true, "error", "boom \"x\"", "T");
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        assert_eq!(v["level"], "error");
+        assert_eq!(v["msg"], "boom \"x\"");
+        assert_eq!(v["time"], "T");
+    }
+}

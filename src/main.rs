@@ -1,0 +1,254 @@
+//! The `strata` command line: runc's commands, flags and exit codes.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use strata::container;
+use strata::logging::{self, LogConfig};
+use strata::process::parent::{self, CreateOpts};
+use strata::process::run;
+use strata::state::{Root, Status};
+
+#[derive(Parser)]
+#[command(name = "strata", version, about = "An OCI container runtime that assembles its own rootfs from image layers")]
+struct Cli {
+    /// Directory for container state.
+    #[arg(long, global = true, default_value = "/run/strata")]
+    root: PathBuf,
+    /// Log file (default: stderr).
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long = "log-format", global = true, default_value = "text")]
+    log_format: String,
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Manage cgroups through systemd (not supported: strata writes cgroupfs).
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+    /// Accepted for compatibility; strata detects what it can do.
+    #[arg(id = "global_rootless", long = "rootless", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    rootless: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct CreateArgs {
+    /// Path to the bundle directory.
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master (SCM_RIGHTS).
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+    /// Pass N extra fds (3..3+N) to the container process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    id: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a container (init waits for `start`).
+    Create(CreateArgs),
+    /// Start a created container.
+    Start { id: String },
+    /// Create, start and wait for a container; exits with its status.
+    Run {
+        #[command(flatten)]
+        args: CreateArgs,
+        #[arg(short, long)]
+        detach: bool,
+    },
+    /// Print the container's state as JSON.
+    State { id: String },
+    /// Send a signal to the container's init (default SIGTERM).
+    Kill {
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        signal: Option<String>,
+    },
+    /// Delete a container and everything it holds.
+    Delete {
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// List containers.
+    List {
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Suspend all processes of a container.
+    Pause { id: String },
+    /// Resume a paused container.
+    Resume { id: String },
+    /// List the container's processes.
+    Ps {
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Write a default config.json.
+    Spec {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+    },
+    /// Print the features strata supports (runtime-spec features JSON).
+    Features,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(LogConfig { file: cli.log.clone(), json: cli.log_format == "json", debug: cli.debug });
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            logging::emit("error", &msg);
+            // With --log, the caller may not read the file: say it on stderr too, as runc does.
+            if std::env::args().any(|a| a == "--log" || a.starts_with("--log=")) {
+                let _ = writeln!(std::io::stderr(), "strata: {msg}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<u8> {
+    let root = Root::new(cli.root.clone());
+    let rootless = cli.rootless.as_deref().is_some_and(|v| v != "false");
+    if cli.systemd_cgroup {
+        bail!("--systemd-cgroup: strata manages cgroups through cgroupfs only; drop the flag (systemd cgroup driver is not supported)");
+    }
+    match cli.cmd {
+        Cmd::Create(a) => {
+            let opts = create_opts(&a, false);
+            parent::create(&root, &opts).with_context(|| format!("create {}", a.id))?;
+        }
+        Cmd::Start { id } => container::start(&root, &id).with_context(|| format!("start {id}"))?,
+        Cmd::Run { args, detach } => {
+            let opts = create_opts(&args, !detach);
+            let code = run::run(&root, &opts, detach).with_context(|| format!("run {}", args.id))?;
+            return Ok(code.clamp(0, 255) as u8);
+        }
+        Cmd::State { id } => {
+            let (st, s) = container::load(&root, &id).with_context(|| format!("state {id}"))?;
+            println!("{}", serde_json::to_string_pretty(&st.oci(s))?);
+        }
+        Cmd::Kill { all, id, signal } => {
+            let sig = container::parse_signal(signal.as_deref().unwrap_or("SIGTERM"))?;
+            container::kill_container(&root, &id, sig, all).with_context(|| format!("kill {id}"))?;
+        }
+        Cmd::Delete { force, id } => match container::delete(&root, &id, force) {
+            // runc: deleting a container that does not exist is an error, except with --force.
+            Err(container::OpError::State(strata::state::StateError::NotFound(_))) if force => {}
+            r => r.with_context(|| format!("delete {id}"))?,
+        },
+        Cmd::List { format, quiet } => list(&root, &format, quiet)?,
+        Cmd::Pause { id } => container::pause(&root, &id, true).with_context(|| format!("pause {id}"))?,
+        Cmd::Resume { id } => container::pause(&root, &id, false).with_context(|| format!("resume {id}"))?,
+        Cmd::Ps { format, id, ps_args } => ps(&root, &id, &format, &ps_args)?,
+        Cmd::Spec { bundle } => {
+            let path = bundle.join("config.json");
+            if path.exists() {
+                bail!("spec: {} already exists", path.display());
+            }
+            let text = serde_json::to_string_pretty(&strata::defaults::spec(rootless))?;
+            std::fs::write(&path, text + "\n").with_context(|| format!("spec: write {}", path.display()))?;
+        }
+        Cmd::Features => println!("{}", serde_json::to_string_pretty(&strata::defaults::features())?),
+    }
+    Ok(0)
+}
+
+fn create_opts(a: &CreateArgs, foreground: bool) -> CreateOpts {
+    let _ = a.no_new_keyring;
+    CreateOpts {
+        id: a.id.clone(),
+        bundle: a.bundle.clone(),
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        no_pivot: a.no_pivot,
+        preserve_fds: a.preserve_fds,
+        foreground,
+    }
+}
+
+fn list(root: &Root, format: &str, quiet: bool) -> Result<()> {
+    let mut rows = Vec::new();
+    for id in root.ids()? {
+        if let Ok((st, s)) = container::load(root, &id) {
+            rows.push((st, s));
+        }
+    }
+    if quiet {
+        rows.iter().for_each(|(st, _)| println!("{}", st.id));
+        return Ok(());
+    }
+    match format {
+        "json" => {
+            let v: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|(st, s)| {
+                    serde_json::json!({
+                        "ociVersion": strata::state::OCI_VERSION, "id": st.id, "pid": if *s == Status::Stopped { 0 } else { st.pid },
+                        "status": s.as_str(), "bundle": st.bundle, "rootfs": st.rootfs, "created": st.created,
+                        "annotations": st.config.annotations().clone().unwrap_or_default(), "owner": if st.owner == 0 { "root".to_string() } else { st.owner.to_string() }
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string(&v)?);
+        }
+        "table" => {
+            println!("{:<12} {:<8} {:<10} {:<40} {:<32} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+            for (st, s) in &rows {
+                let pid = if *s == Status::Stopped { 0 } else { st.pid };
+                println!("{:<12} {:<8} {:<10} {:<40} {:<32} {}", st.id, pid, s.as_str(), st.bundle.display(), st.created, if st.owner == 0 { "root".into() } else { st.owner.to_string() });
+            }
+        }
+        other => bail!("list: unknown format {other:?} (table or json)"),
+    }
+    Ok(())
+}
+
+fn ps(root: &Root, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
+    let (st, _) = container::load(root, id).with_context(|| format!("ps {id}"))?;
+    let pids = strata::cgroups::pids(&st.cgroup_paths);
+    match format {
+        "json" => println!("{}", serde_json::to_string(&pids)?),
+        "table" => {
+            let args = if ps_args.is_empty() { vec!["-ef".to_string()] } else { ps_args.to_vec() };
+            let out = std::process::Command::new("ps").args(&args).output().context("ps: run ps(1)")?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut lines = text.lines();
+            let header = lines.next().unwrap_or_default();
+            let pid_col = header.split_whitespace().position(|h| h == "PID").context("ps: no PID column in ps output")?;
+            println!("{header}");
+            for l in lines {
+                if let Some(p) = l.split_whitespace().nth(pid_col).and_then(|p| p.parse::<i32>().ok()) {
+                    if pids.contains(&p) {
+                        println!("{l}");
+                    }
+                }
+            }
+        }
+        other => bail!("ps: unknown format {other:?} (table or json)"),
+    }
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! The container's processes: `parent` (the runtime side of create),
+//! `init` (the container side), `sync` (the protocol between them).
+
+pub mod init;
+pub mod parent;
+pub mod run;
+pub mod sync;

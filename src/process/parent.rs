@@ -1,0 +1,242 @@
+//! The parent side of `create`: reserve the id, plan namespaces and
+//! cgroups, clone init, map ids, place it in its cgroup, run the runtime
+//! hooks, and record the state. On any failure everything made so far is
+//! undone (init killed, cgroups and state dir removed).
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{Signal, kill};
+use nix::sys::stat::Mode;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+use super::init::{self, InitContext};
+use super::sync::{self, Msg, SyncError};
+use crate::cgroups::{self, CgroupError};
+use crate::hooks::{self, HookError};
+use crate::linux::namespaces::{self, ChildrenNs};
+use crate::spec::{self, SpecError};
+use crate::state::{self, Root, State, StateError, Status};
+use crate::sys::{self, Forked, SysError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+type Result<T> = std::result::Result<T, CreateError>;
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateOpts {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    /// `run` in the foreground: a terminal without a console socket is
+    /// proxied by the caller, so init sends the pty master back.
+    pub foreground: bool,
+}
+
+/// A container that reached `created`.
+pub struct Created {
+    pub state: State,
+    pub pid: Pid,
+    pub pty_master: Option<OwnedFd>,
+}
+
+/// What has been made so far, undone on drop unless disarmed.
+struct Undo<'a> {
+    root: &'a Root,
+    id: String,
+    child: Option<Pid>,
+    cgroup_dirs: Vec<PathBuf>,
+    armed: bool,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pid) = self.child {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+        cgroups::remove(&self.cgroup_dirs);
+        let _ = self.root.remove(&self.id);
+    }
+}
+
+pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
+    state::validate_id(&opts.id)?;
+    let bundle = spec::load(&opts.bundle)?;
+    let process = bundle.spec.process().clone().unwrap_or_default();
+    let terminal = process.terminal() == Some(true);
+    if terminal && opts.console_socket.is_none() && !opts.foreground {
+        return Err(CreateError::Invalid("process.terminal is true: --console-socket is required when detached".into()));
+    }
+    let linux = bundle.spec.linux().clone().unwrap_or_default();
+    let ns = namespaces::plan(Some(&linux));
+    if !ns.has_new(namespaces::Kind::Mount) && !ns.joins(namespaces::Kind::Mount) {
+        return Err(CreateError::Invalid("linux.namespaces: strata needs a mount namespace".into()));
+    }
+    let dir = root.reserve(&opts.id)?;
+    let mut undo = Undo { root, id: opts.id.clone(), child: None, cgroup_dirs: Vec::new(), armed: true };
+
+    let fifo = dir.join(state::EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).map_err(sys::err("mkfifo", fifo.display(), "0600"))?;
+
+    let hier = read_hierarchies();
+    let placement = cgroups::placement(&hier, linux.cgroups_path().as_deref(), &opts.id)?;
+    let extra_allow = default_device_rules(&linux);
+    undo.cgroup_dirs = cgroups::create(&placement, linux.resources().as_ref(), &extra_allow)?;
+    // On cgroup v2 the child is born in its cgroup.
+    let cgroup_fd = if placement.v2 {
+        placement.dirs.first().map(|d| nix::fcntl::open(d, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err("open", d.display(), "O_PATH"))).transpose()?
+    } else {
+        None
+    };
+
+    let console = match &opts.console_socket {
+        Some(p) if terminal => Some(OwnedFd::from(UnixStream::connect(p).map_err(sys::io_err("connect", p))?)),
+        _ => None,
+    };
+    let (parent_chan, child_chan) = sync::pair()?;
+
+    let time_offsets: Vec<(String, i64, u32)> = linux
+        .time_offsets()
+        .iter()
+        .flatten()
+        .map(|(clock, o)| (clock.clone(), o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)))
+        .collect();
+    let children_ns = ChildrenNs::enter(&ns, &time_offsets)?;
+    let forked = sys::clone_process(ns.clone_flags.bits() as u64, cgroup_fd.as_ref().map(|f| f.as_fd()));
+    children_ns.restore()?;
+    let pid = match forked? {
+        Forked::Child => {
+            drop(parent_chan);
+            let ctx = InitContext {
+                bundle,
+                ns,
+                chan: child_chan,
+                fifo,
+                console_socket: console,
+                pty_to_parent: terminal && opts.console_socket.is_none(),
+                no_pivot: opts.no_pivot,
+                preserve_fds: opts.preserve_fds,
+                hierarchies: hier,
+            };
+            init::run(ctx)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    undo.child = Some(pid);
+    drop(child_chan);
+    drop(console);
+
+    if ns.has_new(namespaces::Kind::User) {
+        write_id_maps(pid, &linux)?;
+    }
+    if !placement.v2 {
+        cgroups::join(&placement, pid.as_raw())?;
+    }
+    parent_chan.send(&Msg::Proceed)?;
+    parent_chan.expect(Msg::RuntimeHooks, "RuntimeHooks")?;
+
+    let start_time = state::proc_stat(pid.as_raw()).map(|s| s.start_time).unwrap_or(0);
+    let mut st = State {
+        id: opts.id.clone(),
+        pid: pid.as_raw(),
+        init_start_time: start_time,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::now_rfc3339(),
+        config: bundle.spec.clone(),
+        cgroup_dirs: undo.cgroup_dirs.clone(),
+        cgroup_paths: placement.dirs.clone(),
+        host_mounts: Vec::new(),
+        owner: nix::unistd::geteuid().as_raw(),
+    };
+    let creating = serde_json::to_vec(&st.oci(Status::Creating)).unwrap_or_default();
+    if let Some(h) = bundle.spec.hooks() {
+        hooks::run_all("prestart", h.prestart().as_deref().unwrap_or(&[]), &creating)?;
+        hooks::run_all("createRuntime", h.create_runtime().as_deref().unwrap_or(&[]), &creating)?;
+    }
+    parent_chan.send(&Msg::HooksDone { state: String::from_utf8_lossy(&creating).into_owned() })?;
+    let pty_master = match parent_chan.recv()? {
+        (Msg::PtyMaster, fd) => {
+            parent_chan.expect(Msg::Created, "Created")?;
+            fd
+        }
+        (Msg::Created, _) => None,
+        (Msg::Error { msg }, _) => return Err(SyncError::Init(msg).into()),
+        (got, _) => return Err(SyncError::Unexpected { want: "Created", got }.into()),
+    };
+    st.init_start_time = state::proc_stat(pid.as_raw()).map(|s| s.start_time).unwrap_or(start_time);
+    root.save(&st)?;
+    if let Some(pf) = &opts.pid_file {
+        write_pid_file(pf, pid.as_raw())?;
+    }
+    undo.armed = false;
+    Ok(Created { state: st, pid, pty_master })
+}
+
+pub fn read_hierarchies() -> Vec<cgroups::Hierarchy> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    cgroups::mounted_hierarchies(&mi, &own)
+}
+
+/// Device cgroup rules always allowed (v1): the default devices, ptys, and
+/// the devices listed in `linux.devices`, as runc does.
+fn default_device_rules(linux: &oci_spec::runtime::Linux) -> Vec<String> {
+    let mut rules: Vec<String> = ["c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let has_devices_rules = linux.resources().as_ref().and_then(|r| r.devices().as_ref()).is_some_and(|d| !d.is_empty());
+    if !has_devices_rules {
+        return Vec::new();
+    }
+    for d in linux.devices().iter().flatten() {
+        let dev = crate::linux::rootfs::device_from_spec(d);
+        let t = if dev.kind == nix::sys::stat::SFlag::S_IFBLK { 'b' } else { 'c' };
+        rules.push(format!("{t} {}:{} rwm", dev.major, dev.minor));
+    }
+    rules
+}
+
+fn write_id_maps(pid: Pid, linux: &oci_spec::runtime::Linux) -> Result<()> {
+    let fmt = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
+        maps.iter().flatten().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
+    };
+    for (file, text) in [("uid_map", fmt(linux.uid_mappings())), ("gid_map", fmt(linux.gid_mappings()))] {
+        let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+        std::fs::write(&path, text).map_err(sys::io_err("write", &path))?;
+    }
+    Ok(())
+}
+
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, pid.to_string()).map_err(sys::io_err("write", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(sys::io_err("rename", path))?;
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! The parent ↔ init protocol: named messages over one SOCK_SEQPACKET
+//! socketpair (one message per datagram, JSON encoded), with fds passed as
+//! SCM_RIGHTS.
+//!
+//! ```text
+//!   parent (strata create/run)                    init (the container's pid 1)
+//!   ──────────────────────────                    ────────────────────────────
+//!   clone3(new namespaces) ───────────────────▶   (born; blocks on the socket)
+//!   write uid_map / gid_map, join cgroup
+//!          ──── Proceed ─────────────────────▶    join namespaces, unshare cgroupns,
+//!                                                 setsid, hostname, mounts, devices
+//!          ◀─── RuntimeHooks ────────────────     (waits)
+//!   run prestart + createRuntime hooks
+//!          ──── HooksDone { state } ─────────▶    createContainer hooks, pivot_root,
+//!                                                 masks, sysctl, console, rlimits
+//!          ◀─── PtyMaster [fd] ──────────────     (only for `run -t` without --console-socket)
+//!          ◀─── Created ─────────────────────     open exec.fifo, close the socket
+//!   save state.json, write --pid-file, exit       block reading exec.fifo
+//!   ...
+//!   strata start: write a byte to exec.fifo ──▶   startContainer hooks, user, caps,
+//!                                                 seccomp, execve(process.args)
+//!
+//!   at any step init may instead send:
+//!          ◀─── Error { msg } ───────────────     and exit(1)
+//! ```
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, sendmsg, socketpair,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::sys::{self, SysError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Msg {
+    Proceed,
+    RuntimeHooks,
+    /// The runtime hooks ran; `state` is the state JSON for init's own hooks.
+    HooksDone { state: String },
+    PtyMaster,
+    Created,
+    Error { msg: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error("init closed the sync socket without a word (it died)")]
+    Closed,
+    #[error("sync: expected {want}, got {got:?}")]
+    Unexpected { want: &'static str, got: Msg },
+    #[error("sync: bad message: {0}")]
+    Decode(String),
+    #[error("container init: {0}")]
+    Init(String),
+}
+
+/// One end of the socketpair.
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+pub fn pair() -> Result<(Channel, Channel), SysError> {
+    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .map_err(sys::err("socketpair", "", "AF_UNIX SOCK_SEQPACKET SOCK_CLOEXEC"))?;
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    pub fn send(&self, msg: &Msg) -> Result<(), SysError> {
+        self.send_with_fd(msg, None)
+    }
+
+    pub fn send_with_fd(&self, msg: &Msg, fd: Option<&OwnedFd>) -> Result<(), SysError> {
+        let data = serde_json::to_vec(msg).unwrap_or_default();
+        let raw = fd.map(|f| [f.as_raw_fd()]);
+        let cmsgs: Vec<ControlMessage> = raw.as_ref().map(|r| ControlMessage::ScmRights(r)).into_iter().collect();
+        sendmsg::<()>(self.fd.as_raw_fd(), &[IoSlice::new(&data)], &cmsgs, MsgFlags::MSG_NOSIGNAL, None)
+            .map(drop)
+            .map_err(sys::err("sendmsg", "sync socket", format!("{msg:?}")))
+    }
+
+    /// Receives one message (and an fd, if one came with it).
+    pub fn recv(&self) -> Result<(Msg, Option<OwnedFd>), SyncError> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let (n, fd) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+                Ok(r) => {
+                    let fd = r.cmsgs().ok().into_iter().flatten().find_map(|c| match c {
+                        ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                        _ => None,
+                    });
+                    break (r.bytes, fd.map(sys::owned_from_received));
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(sys::err("recvmsg", "sync socket", "")(e).into()),
+            }
+        };
+        if n == 0 {
+            return Err(SyncError::Closed);
+        }
+        let msg = serde_json::from_slice(&buf[..n]).map_err(|e| SyncError::Decode(e.to_string()))?;
+        Ok((msg, fd))
+    }
+
+    /// Waits for `want`; an `Error` from init becomes `SyncError::Init`.
+    pub fn expect(&self, want: Msg, name: &'static str) -> Result<Option<OwnedFd>, SyncError> {
+        match self.recv()? {
+            (m, fd) if m == want => Ok(fd),
+            (Msg::Error { msg }, _) => Err(SyncError::Init(msg)),
+            (got, _) => Err(SyncError::Unexpected { want: name, got }),
+        }
+    }
+
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Sends `fd` as the single SCM_RIGHTS fd of a one-byte message: the form
+/// containerd's go-runc and podman's conmon read from `--console-socket`.
+pub fn send_fd(sock: &impl AsRawFd, fd: &OwnedFd, name: &str) -> Result<(), SysError> {
+    let raw = [fd.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(name.as_bytes())], &cmsg, MsgFlags::empty(), None)
+        .map(drop)
+        .map_err(sys::err("sendmsg", "console socket", "SCM_RIGHTS"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_and_fds_cross() {
+        let (a, b) = pair().unwrap();
+        a.send(&Msg::RuntimeHooks).unwrap();
+        assert!(b.expect(Msg::RuntimeHooks, "RuntimeHooks").unwrap().is_none());
+        let f = std::fs::File::open("/dev/null").unwrap();
+        a.send_with_fd(&Msg::PtyMaster, Some(&OwnedFd::from(f))).unwrap();
+        assert!(b.expect(Msg::PtyMaster, "PtyMaster").unwrap().is_some());
+        a.send(&Msg::Error { msg: "mount /x: EPERM".into() }).unwrap();
+        match b.expect(Msg::Created, "Created") {
+            Err(SyncError::Init(m)) => assert_eq!(m, "mount /x: EPERM"),
+            other => panic!("{other:?}"),
+        }
+        drop(a);
+        assert!(matches!(b.recv(), Err(SyncError::Closed)));
+    }
+}

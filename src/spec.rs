@@ -1,0 +1,185 @@
+//! Loads a bundle's `config.json` once and checks it once. Everything after
+//! this module works on a `Bundle` whose spec has already been validated:
+//! absolute paths, a process with arguments, no duplicated namespaces.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("bundle {0}: not a directory")]
+    NoBundle(PathBuf),
+    #[error("read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("parse {path}: {msg}")]
+    Parse { path: PathBuf, msg: String },
+    #[error("config.json: {0}")]
+    Invalid(String),
+}
+
+type Result<T> = std::result::Result<T, SpecError>;
+
+/// A bundle whose config has been read and checked.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub spec: Spec,
+    /// `root.path` made absolute (relative paths are relative to the bundle).
+    pub rootfs: PathBuf,
+}
+
+pub fn load(dir: &Path) -> Result<Bundle> {
+    let dir = std::fs::canonicalize(dir).map_err(|_| SpecError::NoBundle(dir.to_path_buf()))?;
+    if !dir.is_dir() {
+        return Err(SpecError::NoBundle(dir));
+    }
+    let path = dir.join("config.json");
+    let text = std::fs::read(&path).map_err(|source| SpecError::Read { path: path.clone(), source })?;
+    let spec = parse(&text).map_err(|msg| SpecError::Parse { path: path.clone(), msg })?;
+    let rootfs = rootfs_path(&dir, &spec)?;
+    validate(&spec)?;
+    Ok(Bundle { dir, spec, rootfs })
+}
+
+/// Parses config.json bytes; the error is a one-line message.
+pub fn parse(text: &[u8]) -> std::result::Result<Spec, String> {
+    serde_json::from_slice::<Spec>(text).map_err(|e| e.to_string())
+}
+
+fn rootfs_path(dir: &Path, spec: &Spec) -> Result<PathBuf> {
+    let root = spec.root().as_ref().ok_or_else(|| SpecError::Invalid("root is missing".into()))?;
+    let p = root.path();
+    if p.as_os_str().is_empty() {
+        return Err(SpecError::Invalid("root.path is empty".into()));
+    }
+    let abs = if p.is_absolute() { p.clone() } else { dir.join(p) };
+    match std::fs::metadata(&abs) {
+        Ok(m) if m.is_dir() => Ok(abs),
+        Ok(_) => Err(SpecError::Invalid(format!("root.path {}: not a directory", abs.display()))),
+        Err(e) => Err(SpecError::Invalid(format!("root.path {}: {e}", abs.display()))),
+    }
+}
+
+/// Checks the parts of the spec that serde cannot: semantics and paths.
+pub fn validate(spec: &Spec) -> Result<()> {
+    let bad = |m: String| Err(SpecError::Invalid(m));
+    if !spec.version().starts_with("1.") {
+        return bad(format!("ociVersion {:?} is not a 1.x runtime-spec version", spec.version()));
+    }
+    let Some(process) = spec.process() else {
+        return bad("process is missing".into());
+    };
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return bad("process.args must not be empty".into());
+    }
+    if !process.cwd().is_absolute() {
+        return bad(format!("process.cwd {:?} must be an absolute path", process.cwd()));
+    }
+    for m in spec.mounts().iter().flatten() {
+        if !m.destination().is_absolute() {
+            return bad(format!("mount destination {:?} must be an absolute path", m.destination()));
+        }
+    }
+    if let Some(linux) = spec.linux() {
+        let mut seen = HashSet::new();
+        for ns in linux.namespaces().iter().flatten() {
+            if !seen.insert(ns.typ()) {
+                return bad(format!("namespace {:?} listed twice", ns.typ()));
+            }
+            if let Some(p) = ns.path() {
+                if !p.is_absolute() {
+                    return bad(format!("namespace {:?} path {:?} must be absolute", ns.typ(), p));
+                }
+            }
+        }
+        let new_userns = linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+        let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+        if has_maps && !seen.contains(&LinuxNamespaceType::User) {
+            return bad("uidMappings given without a user namespace".into());
+        }
+        if new_userns && !has_maps {
+            return bad("a new user namespace needs uidMappings and gidMappings".into());
+        }
+        for p in linux.masked_paths().iter().flatten().chain(linux.readonly_paths().iter().flatten()) {
+            if !p.starts_with('/') {
+                return bad(format!("masked/readonly path {p:?} must be absolute"));
+            }
+        }
+        for d in linux.devices().iter().flatten() {
+            if !d.path().is_absolute() {
+                return bad(format!("device path {:?} must be absolute", d.path()));
+            }
+        }
+    }
+    if let Some(hooks) = spec.hooks() {
+        let all = [
+            hooks.prestart(),
+            hooks.create_runtime(),
+            hooks.create_container(),
+            hooks.start_container(),
+            hooks.poststart(),
+            hooks.poststop(),
+        ];
+        for h in all.into_iter().flatten().flatten() {
+            if !h.path().is_absolute() {
+                return bad(format!("hook path {:?} must be absolute", h.path()));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> std::result::Result<(), String> {
+        let s = parse(json.as_bytes())?;
+        validate(&s).map_err(|e| e.to_string())
+    }
+
+    const OK: &str = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}}}"#;
+
+    #[test]
+    fn accepts_minimal() {
+        spec(OK).unwrap();
+    }
+
+    #[test]
+    fn hostile_configs_are_refused() {
+        let cases = [
+            ("not json", "{"),
+            ("wrong type", r#"{"ociVersion":1}"#),
+            ("bad version", &OK.replace("1.0.2", "0.9")),
+            ("no process", r#"{"ociVersion":"1.0.2","root":{"path":"r"}}"#),
+            ("empty args", &OK.replace(r#"["sh"]"#, "[]")),
+            ("relative cwd", &OK.replace(r#""cwd":"/""#, r#""cwd":"tmp""#)),
+            (
+                "dup namespace",
+                &OK.replace(r#""root""#, r#""linux":{"namespaces":[{"type":"pid"},{"type":"pid"}]},"root""#),
+            ),
+            (
+                "userns without maps",
+                &OK.replace(r#""root""#, r#""linux":{"namespaces":[{"type":"user"}]},"root""#),
+            ),
+            ("unknown rlimit", &OK.replace(r#""cwd""#, r#""rlimits":[{"type":"RLIMIT_FOO","soft":1,"hard":1}],"cwd""#)),
+            (
+                "relative hook",
+                &OK.replace(r#""root""#, r#""hooks":{"prestart":[{"path":"bin/true"}]},"root""#),
+            ),
+            (
+                "relative mount",
+                &OK.replace(r#""root""#, r#""mounts":[{"destination":"x","type":"tmpfs"}],"root""#),
+            ),
+        ];
+        for (name, json) in cases {
+            assert!(spec(json).is_err(), "{name} was accepted");
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! A container's persistent state: `<root>/<id>/state.json`, written
+//! atomically (temp file + rename), and the status state machine that reads
+//! the live process to tell `created`, `running`, `paused` and `stopped`.
+//!
+//! The init process is identified by pid *and* its start time (field 22 of
+//! `/proc/<pid>/stat`), so a recycled pid is never taken for the container.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+pub const OCI_VERSION: &str = "1.2.0";
+pub const STATE_FILE: &str = "state.json";
+pub const EXEC_FIFO: &str = "exec.fifo";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("invalid container id {0:?}: use letters, digits, '.', '_', '-', '+' (not starting with '.')")]
+    BadId(String),
+    #[error("container {0}: already exists")]
+    Exists(String),
+    #[error("container {0}: does not exist")]
+    NotFound(String),
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{path}: corrupt state: {msg}")]
+    Corrupt { path: PathBuf, msg: String },
+}
+
+type Result<T> = std::result::Result<T, StateError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+/// What strata keeps for a container between commands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub id: String,
+    pub pid: i32,
+    /// Start time of the init process in clock ticks since boot.
+    pub init_start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// RFC 3339 creation time.
+    pub created: String,
+    /// The config as it was at create (later edits of config.json have no effect).
+    pub config: Spec,
+    /// Cgroup directories strata created for this container, deepest last.
+    #[serde(default)]
+    pub cgroup_dirs: Vec<PathBuf>,
+    /// The cgroup the container's processes are in, per hierarchy mountpoint.
+    #[serde(default)]
+    pub cgroup_paths: Vec<PathBuf>,
+    /// Mounts strata made on the host for this container (the layered rootfs).
+    #[serde(default)]
+    pub host_mounts: Vec<PathBuf>,
+    #[serde(default)]
+    pub owner: u32,
+}
+
+/// The runtime-spec's state object, as `strata state` prints it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciState<'a> {
+    pub oci_version: &'a str,
+    pub id: &'a str,
+    pub status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    pub bundle: &'a Path,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub annotations: HashMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<&'a Path>,
+}
+
+impl State {
+    pub fn oci<'a>(&'a self, status: Status) -> OciState<'a> {
+        OciState {
+            oci_version: OCI_VERSION,
+            id: &self.id,
+            status: status.as_str(),
+            pid: (status != Status::Stopped).then_some(self.pid),
+            bundle: &self.bundle,
+            annotations: self.config.annotations().clone().unwrap_or_default(),
+            created: Some(&self.created),
+            rootfs: Some(&self.rootfs),
+        }
+    }
+}
+
+/// A container id must be a plain file name: no '/', not '.' or '..', not empty.
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && !id.starts_with('.')
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+:@".contains(&b));
+    if ok { Ok(()) } else { Err(StateError::BadId(id.to_string())) }
+}
+
+/// The `--root` directory that holds one directory per container.
+#[derive(Debug, Clone)]
+pub struct Root {
+    pub dir: PathBuf,
+}
+
+impl Root {
+    pub fn new(dir: PathBuf) -> Self {
+        Root { dir }
+    }
+
+    pub fn container_dir(&self, id: &str) -> Result<PathBuf> {
+        validate_id(id)?;
+        Ok(self.dir.join(id))
+    }
+
+    /// Reserves `id`: creates its directory (mode 0700) or fails if it exists.
+    pub fn reserve(&self, id: &str) -> Result<PathBuf> {
+        let dir = self.container_dir(id)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|source| StateError::Io { op: "mkdir", path: self.dir.clone(), source })?;
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(StateError::Exists(id.to_string())),
+            Err(source) => Err(StateError::Io { op: "mkdir", path: dir, source }),
+        }
+    }
+
+    pub fn load(&self, id: &str) -> Result<State> {
+        let path = self.container_dir(id)?.join(STATE_FILE);
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StateError::NotFound(id.to_string())),
+            Err(source) => return Err(StateError::Io { op: "read", path, source }),
+        };
+        serde_json::from_slice(&text).map_err(|e| StateError::Corrupt { path, msg: e.to_string() })
+    }
+
+    /// Writes state.json atomically: a reader sees the old or the new file, never half of one.
+    pub fn save(&self, state: &State) -> Result<()> {
+        let dir = self.container_dir(&state.id)?;
+        let data = serde_json::to_vec(state).map_err(|e| StateError::Corrupt { path: dir.clone(), msg: e.to_string() })?;
+        write_atomic(&dir.join(STATE_FILE), &data)
+    }
+
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let dir = self.container_dir(id)?;
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StateError::Io { op: "remove", path: dir, source: e }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Ids of every container under the root, sorted.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let rd = match fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(StateError::Io { op: "readdir", path: self.dir.clone(), source }),
+        };
+        let mut ids: Vec<String> = rd
+            .flatten()
+            .filter(|e| e.path().join(STATE_FILE).exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+/// Writes `data` to `path` through a temp file in the same directory and a rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let io = |op, source| StateError::Io { op, path: path.to_path_buf(), source };
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| io("create", e))?;
+    f.write_all(data).map_err(|e| io("write", e))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io("rename", e)
+    })
+}
+
+/// Facts about a live process read from `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    pub state: char,
+    pub start_time: u64,
+}
+
+pub fn proc_stat(pid: i32) -> Option<ProcStat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// Parses `/proc/<pid>/stat`: the comm field may hold spaces and ')', so
+/// fields are counted from the last ')'.
+pub fn parse_stat(text: &str) -> Option<ProcStat> {
+    let rest = &text[text.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    // rest starts at field 3 (state); start time is field 22.
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some(ProcStat { state, start_time })
+}
+
+impl State {
+    /// Whether the recorded init process still exists (and is not a zombie).
+    pub fn init_alive(&self) -> bool {
+        matches!(proc_stat(self.pid), Some(s) if s.start_time == self.init_start_time && s.state != 'Z' && s.state != 'X')
+    }
+
+    /// The status, read from the live system.
+    pub fn status(&self, root: &Root, frozen: bool) -> Status {
+        if !self.init_alive() {
+            return Status::Stopped;
+        }
+        let fifo = root.dir.join(&self.id).join(EXEC_FIFO);
+        if fifo.exists() {
+            Status::Created
+        } else if frozen {
+            Status::Paused
+        } else {
+            Status::Running
+        }
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    rfc3339(now.as_secs() as i64, now.subsec_nanos())
+}
+
+/// Formats seconds since the epoch (UTC) as RFC 3339 with nanoseconds.
+pub fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86400);
+    let sod = secs.rem_euclid(86400);
+    // civil-from-days (Howard Hinnant's algorithm)
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", sod / 3600, sod % 3600 / 60, sod % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        for ok in ["a", "abc-1", "x_y.z", "A+b"] {
+            validate_id(ok).unwrap();
+        }
+        for bad in ["", ".", "..", "../x", "a/b", "/abs", ".hidden", "a b", "a\0b"] {
+            assert!(validate_id(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn stat_with_hostile_comm() {
+        let line = "42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 123456 1000 10";
+        assert_eq!(parse_stat(line), Some(ProcStat { state: 'S', start_time: 123456 }));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn time_format() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(951782400, 5), "2000-02-29T00:00:00.000000005Z");
+        assert_eq!(rfc3339(1795392000, 0), "2026-11-23T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let d = std::env::temp_dir().join(format!("strata-test-{}", std::process::id()));
+        fs::create_dir_all(&d).unwrap();
+        let p = d.join("s.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn reserve_is_exclusive() {
+        let d = std::env::temp_dir().join(format!("strata-root-{}", std::process::id()));
+        let root = Root::new(d.clone());
+        root.reserve("c1").unwrap();
+        assert!(matches!(root.reserve("c1"), Err(StateError::Exists(_))));
+        assert!(matches!(root.reserve("../c1"), Err(StateError::BadId(_))));
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

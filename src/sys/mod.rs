@@ -1,0 +1,199 @@
+//! The only module with `unsafe`: thin wrappers over the syscalls that `nix`
+//! does not cover (clone3, close_range, setdomainname, terminal ioctls,
+//! prlimit), plus the error type every syscall in strata reports through.
+//!
+//! Every error names the operation, the path (or fd) it acted on and the
+//! flags it passed, so that a failure deep in container setup reads like
+//! `mount /proc/self/fd/7 (dest /proc) flags MS_NOSUID|MS_NODEV: EPERM`.
+
+use std::fmt;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+pub use nix::errno::Errno;
+
+/// A failed syscall: which one, on what, with which flags.
+#[derive(Debug, thiserror::Error)]
+pub struct SysError {
+    pub op: &'static str,
+    pub path: String,
+    pub flags: String,
+    #[source]
+    pub errno: Errno,
+}
+
+impl fmt::Display for SysError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.op)?;
+        if !self.path.is_empty() {
+            write!(f, " {}", self.path)?;
+        }
+        if !self.flags.is_empty() {
+            write!(f, " ({})", self.flags)?;
+        }
+        write!(f, ": {}", self.errno.desc())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, SysError>;
+
+/// Builds the `map_err` closure for a syscall result.
+pub fn err(op: &'static str, path: impl fmt::Display, flags: impl fmt::Display) -> impl FnOnce(Errno) -> SysError {
+    let path = path.to_string();
+    let flags = flags.to_string();
+    move |errno| SysError { op, path, flags, errno }
+}
+
+/// Wraps an `io::Error` (from std file calls) the same way.
+pub fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SysError + 'a {
+    move |e| SysError {
+        op,
+        path: path.display().to_string(),
+        flags: String::new(),
+        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    }
+}
+
+/// `/proc/self/fd/N`: the path through which a resolved fd is mounted on,
+/// so that the kernel acts on exactly the inode we checked.
+pub fn fd_path(fd: &impl AsRawFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// What `clone_process` returns on each side of the fork.
+pub enum Forked {
+    Parent(nix::unistd::Pid),
+    Child,
+}
+
+/// fork(2) with namespace flags, through clone3 so that the child can be
+/// placed straight into its cgroup (`CLONE_INTO_CGROUP`, cgroup v2 only).
+/// Falls back to clone(2) where clone3 is not available.
+///
+/// The caller must be single-threaded: the child continues with a copy of
+/// the whole address space, as after fork(2).
+pub fn clone_process(ns_flags: u64, cgroup: Option<BorrowedFd<'_>>) -> Result<Forked> {
+    let mut args = CloneArgs { flags: ns_flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
+    // SAFETY: clone3 without CLONE_VM and without a stack behaves as fork(2);
+    // the struct lives for the duration of the call.
+    let mut ret = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if ret < 0 && Errno::last() == Errno::ENOSYS && cgroup.is_none() {
+        // SAFETY: as above; clone(2) with a NULL stack is fork(2) with flags.
+        ret = unsafe { libc::syscall(libc::SYS_clone, ns_flags | libc::SIGCHLD as u64, 0usize, 0usize, 0usize, 0usize) };
+    }
+    match ret {
+        r if r < 0 => Err(err("clone3", "", format!("{:#x}", args.flags))(Errno::last())),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(nix::unistd::Pid::from_raw(pid as i32))),
+    }
+}
+
+/// Marks every fd from `first` up CLOEXEC, so exactly 0..first survive exec.
+pub fn cloexec_from(first: u32) -> Result<()> {
+    // SAFETY: close_range only changes fd flags.
+    let r = unsafe { libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    Errno::result(r).map(drop).map_err(err("close_range", first, "CLOSE_RANGE_CLOEXEC"))
+}
+
+pub fn setdomainname(name: &str) -> Result<()> {
+    // SAFETY: the pointer and length describe `name`.
+    let r = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    Errno::result(r).map(drop).map_err(err("setdomainname", name, ""))
+}
+
+/// Makes `fd` (a tty) the controlling terminal of the calling session.
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> Result<()> {
+    // SAFETY: TIOCSCTTY takes an int argument.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    Errno::result(r).map(drop).map_err(err("ioctl", format!("fd {}", fd.as_raw_fd()), "TIOCSCTTY"))
+}
+
+pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<()> {
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads a winsize struct that outlives the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    Errno::result(r).map(drop).map_err(err("ioctl", format!("fd {}", fd.as_raw_fd()), "TIOCSWINSZ"))
+}
+
+pub fn get_winsize(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes into a winsize struct we own.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    (r == 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+/// prlimit(2) on the calling process.
+pub fn setrlimit(resource: u32, name: &str, soft: u64, hard: u64) -> Result<()> {
+    let lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+    // SAFETY: a valid rlimit struct; NULL old-limit pointer.
+    let r = unsafe { libc::prlimit(0, resource as _, &lim, std::ptr::null_mut()) };
+    Errno::result(r).map(drop).map_err(err("setrlimit", name, format!("soft={soft} hard={hard}")))
+}
+
+/// dup2(2) onto a standard fd number (0, 1, 2) that we do not own as an OwnedFd.
+pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> Result<()> {
+    // SAFETY: dup2 on valid fds; the target is a standard stream slot.
+    let r = unsafe { libc::dup2(fd.as_raw_fd(), target) };
+    Errno::result(r).map(drop).map_err(err("dup2", format!("fd {}", fd.as_raw_fd()), format!("-> {target}")))
+}
+
+/// Takes ownership of a raw fd received from the kernel (SCM_RIGHTS).
+pub fn owned_from_received(fd: RawFd) -> OwnedFd {
+    // SAFETY: the fd was just installed in our table by recvmsg and nothing
+    // else refers to it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Raw `mount_setattr(2)` for recursive read-only (`rro`) and friends.
+pub fn mount_setattr_recursive(fd: BorrowedFd<'_>, set: u64, clr: u64, what: &str) -> Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd: 0 };
+    const AT_RECURSIVE: u32 = 0x8000;
+    let empty = c"";
+    // SAFETY: valid fd, empty path with AT_EMPTY_PATH, attr struct outlives call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            (libc::AT_EMPTY_PATH as u32 | AT_RECURSIVE) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(r).map(drop).map_err(err("mount_setattr", what, format!("set={set:#x} clr={clr:#x} AT_RECURSIVE")))
+}
+
+/// Restores the default disposition of `sig`.
+pub fn default_signal(sig: nix::sys::signal::Signal) {
+    // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+    let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
+}
