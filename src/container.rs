@@ -55,6 +55,8 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     if s != Status::Created {
         return Err(status_err(&st, format!("cannot start a container that is {}", s.as_str())));
     }
+    // Without `process`, init reports the error on the container's stderr
+    // and exits; the container is then `stopped` (as crun does).
     let fifo = root.container_dir(id)?.join(state::EXEC_FIFO);
     let fd = match open(&fifo, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty()) {
         Ok(fd) => fd,
@@ -75,10 +77,7 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     }
     if let Some(h) = st.config.hooks().as_ref().and_then(|h| h.poststart().clone()) {
         let json = serde_json::to_vec(&st.oci(Status::Running)).unwrap_or_default();
-        if let Err(e) = hooks::run_all("poststart", &h, &json) {
-            // The spec: a failing poststart hook is a warning, not a failure.
-            log::warn(&e.to_string());
-        }
+        hooks::run_all_warn("poststart", &h, &json, |e| log::warn(&e.to_string()));
     }
     Ok(())
 }
@@ -115,7 +114,6 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     let (st, s) = load(root, id)?;
     match s {
         Status::Stopped => {}
-        Status::Created => kill_and_wait(&st),
         _ if force => kill_and_wait(&st),
         _ => return Err(status_err(&st, format!("cannot delete a container that is {} (use --force)", s.as_str()))),
     }
@@ -149,9 +147,7 @@ pub fn destroy(root: &Root, st: &State) -> Result<()> {
     root.remove(&st.id)?;
     if let Some(h) = st.config.hooks().as_ref().and_then(|h| h.poststop().clone()) {
         let json = serde_json::to_vec(&st.oci(Status::Stopped)).unwrap_or_default();
-        if let Err(e) = hooks::run_all("poststop", &h, &json) {
-            log::warn(&e.to_string());
-        }
+        hooks::run_all_warn("poststop", &h, &json, |e| log::warn(&e.to_string()));
     }
     Ok(())
 }

@@ -18,6 +18,16 @@ pub fn run_all(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Result<
     hooks.iter().try_for_each(|h| run(kind, h, state_json))
 }
 
+/// For poststart and poststop: a failing hook is reported through `warn`
+/// and the remaining hooks still run (runtime-spec lifecycle).
+pub fn run_all_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8], warn: impl Fn(&HookError)) {
+    for h in hooks {
+        if let Err(e) = run(kind, h, state_json) {
+            warn(&e);
+        }
+    }
+}
+
 pub fn run(kind: &'static str, hook: &Hook, state_json: &[u8]) -> Result<(), HookError> {
     let path = hook.path().display().to_string();
     let fail = |msg: String| HookError::Failed { kind, path: path.clone(), msg };

@@ -119,7 +119,7 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let msg = format!("{e:#}");
+            let msg = error_chain(&e);
             logging::emit("error", &msg);
             // With --log, the caller may not read the file: say it on stderr too, as runc does.
             if std::env::args().any(|a| a == "--log" || a.starts_with("--log=")) {
@@ -128,6 +128,22 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `context: error: cause`, without repeating a cause an error already printed.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn dispatch(cli: Cli) -> Result<u8> {

@@ -15,10 +15,11 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 use super::resolve::{self, Create};
 use crate::sys::{self, SysError};
 
-/// Propagation of `/` in the new mount namespace, from `rootfsPropagation`.
-pub fn propagation_flags(prop: Option<&str>) -> Result<MsFlags, String> {
-    Ok(match prop.unwrap_or("") {
-        "" | "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+/// The propagation `rootfsPropagation` names, applied to the container's `/`
+/// after pivot_root.
+pub fn propagation_flags(prop: &str) -> Result<MsFlags, String> {
+    Ok(match prop {
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
         "slave" => MsFlags::MS_SLAVE,
         "private" => MsFlags::MS_PRIVATE,
         "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
@@ -30,12 +31,25 @@ pub fn propagation_flags(prop: Option<&str>) -> Result<MsFlags, String> {
     })
 }
 
+/// The propagation of the whole tree while setting up: never shared with the
+/// host (pivot_root refuses shared mounts, and the host must not see the
+/// container's mounts); private when the container asked for no propagation.
+pub fn setup_propagation(requested: Option<MsFlags>) -> MsFlags {
+    match requested {
+        Some(f) if f.intersects(MsFlags::MS_PRIVATE | MsFlags::MS_UNBINDABLE) => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    }
+}
+
 /// Sets `/`'s propagation and makes the rootfs a mount point of its own.
 /// Returns an O_PATH fd of the (bind-mounted) rootfs.
-pub fn prepare(rootfs: &Path, prop: MsFlags) -> Result<OwnedFd, SysError> {
-    mount(None::<&str>, "/", None::<&str>, prop, None::<&str>).map_err(sys::err("mount", "/", format!("{prop:?}")))?;
-    // pivot_root refuses a new root whose parent mount is shared.
-    make_parent_private(rootfs)?;
+/// `prop` is None without a mount namespace: the host's `/` is left alone.
+pub fn prepare(rootfs: &Path, prop: Option<MsFlags>) -> Result<OwnedFd, SysError> {
+    if let Some(prop) = prop {
+        mount(None::<&str>, "/", None::<&str>, prop, None::<&str>).map_err(sys::err("mount", "/", format!("{prop:?}")))?;
+        // pivot_root refuses a new root whose parent mount is shared.
+        make_parent_private(rootfs)?;
+    }
     let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
     mount(Some(rootfs), rootfs, None::<&str>, flags, None::<&str>).map_err(sys::err("mount", rootfs.display(), "MS_BIND|MS_REC (rootfs)"))?;
     open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err("open", rootfs.display(), "O_PATH|O_DIRECTORY"))
@@ -188,6 +202,13 @@ pub fn pivot(rootfs: &Path) -> Result<(), SysError> {
     chdir("/").map_err(sys::err("chdir", "/", ""))
 }
 
+/// No mount namespace: chroot into the (bind-mounted) rootfs.
+pub fn chroot_into(rootfs: &Path) -> Result<(), SysError> {
+    chdir(rootfs).map_err(sys::err("chdir", rootfs.display(), ""))?;
+    nix::unistd::chroot(".").map_err(sys::err("chroot", rootfs.display(), ""))?;
+    chdir("/").map_err(sys::err("chdir", "/", ""))
+}
+
 /// --no-pivot: move the rootfs over / and chroot into it.
 pub fn move_root(rootfs: &Path) -> Result<(), SysError> {
     chdir(rootfs).map_err(sys::err("chdir", rootfs.display(), ""))?;
@@ -264,9 +285,12 @@ mod tests {
 
     #[test]
     fn propagation_modes() {
-        assert_eq!(propagation_flags(None).unwrap(), MsFlags::MS_SLAVE | MsFlags::MS_REC);
-        assert_eq!(propagation_flags(Some("shared")).unwrap(), MsFlags::MS_SHARED);
-        assert!(propagation_flags(Some("bogus")).is_err());
+        assert_eq!(propagation_flags("rslave").unwrap(), MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        assert_eq!(propagation_flags("shared").unwrap(), MsFlags::MS_SHARED);
+        assert!(propagation_flags("bogus").is_err());
+        assert_eq!(setup_propagation(None), MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        assert_eq!(setup_propagation(Some(MsFlags::MS_SHARED)), MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        assert_eq!(setup_propagation(Some(MsFlags::MS_UNBINDABLE)), MsFlags::MS_PRIVATE | MsFlags::MS_REC);
     }
 
     #[test]

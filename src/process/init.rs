@@ -40,7 +40,10 @@ pub struct InitContext {
     pub bundle: Bundle,
     pub ns: namespaces::Plan,
     pub chan: Channel,
-    pub fifo: PathBuf,
+    /// exec.fifo, opened O_RDWR by the parent.
+    pub fifo: OwnedFd,
+    /// false: no mount namespace; mounts go to the host's, under the rootfs.
+    pub own_mount_ns: bool,
     pub console_socket: Option<OwnedFd>,
     /// `run -t` without a console socket: send the pty master to the parent.
     pub pty_to_parent: bool,
@@ -72,7 +75,9 @@ enum Never {}
 
 fn steps(mut ctx: InitContext) -> Result<Never> {
     let spec = ctx.bundle.spec.clone();
-    let process = spec.process().clone().ok_or_else(|| InitError::Other("process is missing".into()))?;
+    // `process` may be unset at create; `start` then fails (runtime-spec).
+    let process = spec.process().clone().unwrap_or_default();
+    let has_process = spec.process().is_some();
     let linux = spec.linux().clone().unwrap_or_default();
 
     ctx.chan.expect(Msg::Proceed, "Proceed")?;
@@ -84,12 +89,9 @@ fn steps(mut ctx: InitContext) -> Result<Never> {
     namespaces::unshare_flags(ctx.ns.unshare_in_init)?;
     nix::unistd::setsid().map_err(sys::err("setsid", "", ""))?;
 
-    // exec.fifo is on the host: open it before the host disappears.
-    let fifo = open(&ctx.fifo, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err("open", ctx.fifo.display(), "O_RDWR"))?;
-
     let rootfs = ctx.bundle.rootfs.clone();
-    let prop = rootfs::propagation_flags(linux.rootfs_propagation().as_deref()).map_err(InitError::Other)?;
-    let root = rootfs::prepare(&rootfs, prop)?;
+    let prop = linux.rootfs_propagation().as_deref().map(rootfs::propagation_flags).transpose().map_err(InitError::Other)?;
+    let root = rootfs::prepare(&rootfs, ctx.own_mount_ns.then(|| rootfs::setup_propagation(prop)))?;
     let mut dev_is_bind = false;
     for m in spec.mounts().iter().flatten() {
         let op = mounts::plan(m);
@@ -120,7 +122,17 @@ fn steps(mut ctx: InitContext) -> Result<Never> {
         hooks::run_all("createContainer", &h, state_json.as_bytes())?;
     }
 
-    if ctx.no_pivot { rootfs::move_root(&rootfs)? } else { rootfs::pivot(&rootfs)? }
+    if !ctx.own_mount_ns {
+        rootfs::chroot_into(&rootfs)?
+    } else if ctx.no_pivot {
+        rootfs::move_root(&rootfs)?
+    } else {
+        rootfs::pivot(&rootfs)?
+    }
+    if let (Some(flags), true) = (prop, ctx.own_mount_ns) {
+        // rootfsPropagation is the propagation of the container's own `/`.
+        nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).map_err(sys::err("mount", "/", format!("{flags:?} (rootfsPropagation)")))?;
+    }
     drop(root);
     let root = open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err("open", "/", "O_PATH"))?;
     if !dev_is_bind {
@@ -141,7 +153,7 @@ fn steps(mut ctx: InitContext) -> Result<Never> {
     for (k, v) in linux.sysctl().iter().flatten() {
         write_sysctl(k, v)?;
     }
-    if process.terminal() == Some(true) {
+    if has_process && process.terminal() == Some(true) {
         setup_terminal(&mut ctx, &process)?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
@@ -154,14 +166,17 @@ fn steps(mut ctx: InitContext) -> Result<Never> {
     }
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
-    let exe = find_executable(&args[0], &env)?;
+    let exe = if has_process { find_executable(&args[0], &env)? } else { PathBuf::new() };
     let cap_plan = caps::plan(process.capabilities().as_ref())?;
     sys::cloexec_from(3 + ctx.preserve_fds)?;
 
     ctx.chan.send(&Msg::Created)?;
     drop(ctx.chan);
 
-    wait_for_start(&fifo)?;
+    wait_for_start(&ctx.fifo)?;
+    if !has_process {
+        return Err(InitError::Other("process is not set in config.json".into()));
+    }
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
         hooks::run_all("startContainer", &h, state_json.as_bytes())?;
     }

@@ -67,6 +67,7 @@ struct Undo<'a> {
     id: String,
     child: Option<Pid>,
     cgroup_dirs: Vec<PathBuf>,
+    host_mounts: Vec<PathBuf>,
     armed: bool,
 }
 
@@ -78,6 +79,9 @@ impl Drop for Undo<'_> {
         if let Some(pid) = self.child {
             let _ = kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
+        }
+        for m in &self.host_mounts {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
         }
         cgroups::remove(&self.cgroup_dirs);
         let _ = self.root.remove(&self.id);
@@ -94,14 +98,18 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     }
     let linux = bundle.spec.linux().clone().unwrap_or_default();
     let ns = namespaces::plan(Some(&linux));
-    if !ns.has_new(namespaces::Kind::Mount) && !ns.joins(namespaces::Kind::Mount) {
-        return Err(CreateError::Invalid("linux.namespaces: strata needs a mount namespace".into()));
-    }
+    // Without a mount namespace (runc allows it) the container's mounts are
+    // made in the host's namespace under the rootfs and detached at delete.
+    let own_mount_ns = ns.has_new(namespaces::Kind::Mount) || ns.joins(namespaces::Kind::Mount);
     let dir = root.reserve(&opts.id)?;
-    let mut undo = Undo { root, id: opts.id.clone(), child: None, cgroup_dirs: Vec::new(), armed: true };
+    let host_mounts = if own_mount_ns { Vec::new() } else { vec![bundle.rootfs.clone()] };
+    let mut undo = Undo { root, id: opts.id.clone(), child: None, cgroup_dirs: Vec::new(), host_mounts: host_mounts.clone(), armed: true };
 
     let fifo = dir.join(state::EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).map_err(sys::err("mkfifo", fifo.display(), "0600"))?;
+    // Opened here: in a user namespace init could no longer open it (the state dir is root's, 0700).
+    let fifo_fd = nix::fcntl::open(&fifo, nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(sys::err("open", fifo.display(), "O_RDWR"))?;
 
     let hier = read_hierarchies();
     let placement = cgroups::placement(&hier, linux.cgroups_path().as_deref(), &opts.id)?;
@@ -128,15 +136,21 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         .collect();
     let children_ns = ChildrenNs::enter(&ns, &time_offsets)?;
     let forked = sys::clone_process(ns.clone_flags.bits() as u64, cgroup_fd.as_ref().map(|f| f.as_fd()));
-    children_ns.restore()?;
-    let pid = match forked? {
-        Forked::Child => {
+    let pid = match forked {
+        Err(e) => {
+            children_ns.restore()?;
+            return Err(e.into());
+        }
+        Ok(Forked::Child) => {
+            // The child never returns into the caller's code: init::run execs or exits.
+            std::mem::forget(children_ns);
             drop(parent_chan);
             let ctx = InitContext {
                 bundle,
                 ns,
                 chan: child_chan,
-                fifo,
+                fifo: fifo_fd,
+                own_mount_ns,
                 console_socket: console,
                 pty_to_parent: terminal && opts.console_socket.is_none(),
                 no_pivot: opts.no_pivot,
@@ -145,10 +159,14 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
             };
             init::run(ctx)
         }
-        Forked::Parent(pid) => pid,
+        Ok(Forked::Parent(pid)) => {
+            children_ns.restore()?;
+            pid
+        }
     };
     undo.child = Some(pid);
     drop(child_chan);
+    drop(fifo_fd);
     drop(console);
 
     if ns.has_new(namespaces::Kind::User) {
@@ -171,10 +189,11 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         config: bundle.spec.clone(),
         cgroup_dirs: undo.cgroup_dirs.clone(),
         cgroup_paths: placement.dirs.clone(),
-        host_mounts: Vec::new(),
+        host_mounts,
         owner: nix::unistd::geteuid().as_raw(),
     };
-    let creating = serde_json::to_vec(&st.oci(Status::Creating)).unwrap_or_default();
+    // The hooks see the container as `created`: its namespaces and cgroup exist.
+    let creating = serde_json::to_vec(&st.oci(Status::Created)).unwrap_or_default();
     if let Some(h) = bundle.spec.hooks() {
         hooks::run_all("prestart", h.prestart().as_deref().unwrap_or(&[]), &creating)?;
         hooks::run_all("createRuntime", h.create_runtime().as_deref().unwrap_or(&[]), &creating)?;
