@@ -49,7 +49,7 @@ pub fn spec(rootless: bool) -> Value {
         s["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}, {"type": "user"}]);
         s["linux"]["resources"] = json!({});
         s["mounts"][5] = json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
-        s["mounts"].as_array_mut().map(|m| m.truncate(6));
+        if let Some(m) = s["mounts"].as_array_mut() { m.truncate(6) }
     }
     s
 }

@@ -257,11 +257,10 @@ fn ps(root: &Root, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
             let pid_col = header.split_whitespace().position(|h| h == "PID").context("ps: no PID column in ps output")?;
             println!("{header}");
             for l in lines {
-                if let Some(p) = l.split_whitespace().nth(pid_col).and_then(|p| p.parse::<i32>().ok()) {
-                    if pids.contains(&p) {
+                if let Some(p) = l.split_whitespace().nth(pid_col).and_then(|p| p.parse::<i32>().ok())
+                    && pids.contains(&p) {
                         println!("{l}");
                     }
-                }
             }
         }
         other => bail!("ps: unknown format {other:?} (table or json)"),

@@ -88,11 +88,10 @@ pub fn validate(spec: &Spec) -> Result<()> {
             if !seen.insert(ns.typ()) {
                 return bad(format!("namespace {:?} listed twice", ns.typ()));
             }
-            if let Some(p) = ns.path() {
-                if !p.is_absolute() {
+            if let Some(p) = ns.path()
+                && !p.is_absolute() {
                     return bad(format!("namespace {:?} path {:?} must be absolute", ns.typ(), p));
                 }
-            }
         }
         let new_userns = linux
             .namespaces()

@@ -126,8 +126,8 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
             v2_writes(res, &mut w);
             continue;
         }
-        if h.has("memory") {
-            if let Some(m) = res.memory() {
+        if h.has("memory")
+            && let Some(m) = res.memory() {
                 if let Some(l) = m.limit() {
                     w("memory.limit_in_bytes", l.to_string());
                 }
@@ -147,9 +147,8 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
                     w("memory.oom_control", "1".into());
                 }
             }
-        }
-        if h.has("cpu") {
-            if let Some(c) = res.cpu() {
+        if h.has("cpu")
+            && let Some(c) = res.cpu() {
                 if let Some(s) = c.shares() {
                     w("cpu.shares", s.to_string());
                 }
@@ -166,9 +165,8 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
                     w("cpu.rt_runtime_us", r.to_string());
                 }
             }
-        }
-        if h.has("cpuset") {
-            if let Some(c) = res.cpu() {
+        if h.has("cpuset")
+            && let Some(c) = res.cpu() {
                 if let Some(s) = c.cpus() {
                     w("cpuset.cpus", s.clone());
                 }
@@ -176,21 +174,17 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
                     w("cpuset.mems", s.clone());
                 }
             }
-        }
-        if h.has("pids") {
-            if let Some(pl) = res.pids() {
+        if h.has("pids")
+            && let Some(pl) = res.pids() {
                 w("pids.max", if pl.limit() > 0 { pl.limit().to_string() } else { "max".into() });
             }
-        }
-        if h.has("blkio") {
-            if let Some(b) = res.block_io() {
-                if let Some(v) = b.weight() {
+        if h.has("blkio")
+            && let Some(b) = res.block_io()
+                && let Some(v) = b.weight() {
                     w("blkio.weight", v.to_string());
                 }
-            }
-        }
-        if h.has("devices") {
-            if let Some(devs) = res.devices() {
+        if h.has("devices")
+            && let Some(devs) = res.devices() {
                 for (file, rule) in device_rules_v1(devs) {
                     w(file, rule);
                 }
@@ -198,7 +192,6 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
                     w("devices.allow", rule.clone());
                 }
             }
-        }
     }
     Ok(out)
 }

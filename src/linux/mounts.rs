@@ -132,7 +132,7 @@ fn recursive_attr(o: &str) -> Option<(u64, u64)> {
     })
 }
 
-fn opt_str<'a>(s: &'a str) -> Option<&'a str> {
+fn opt_str(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 

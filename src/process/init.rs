@@ -4,7 +4,7 @@
 //! process or exits with an error sent to the parent.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{OFlag, open};
@@ -39,7 +39,8 @@ type Result<T> = std::result::Result<T, InitError>;
 pub struct InitContext {
     pub bundle: Bundle,
     pub ns: namespaces::Plan,
-    pub chan: Channel,
+    /// The sync channel; `None` once init has reported `Created`.
+    pub chan: Option<Channel>,
     /// exec.fifo, opened O_RDWR by the parent.
     pub fifo: OwnedFd,
     /// false: no mount namespace; mounts go to the host's, under the rootfs.
@@ -53,16 +54,14 @@ pub struct InitContext {
 }
 
 /// Runs init; never returns.
-pub fn run(ctx: InitContext) -> ! {
-    let chan_fd = ctx.chan.as_fd().as_raw_fd();
-    match steps(ctx) {
+pub fn run(mut ctx: InitContext) -> ! {
+    let mut chan = ctx.chan.take();
+    match steps(&mut ctx, &mut chan) {
         Ok(never) => match never {},
         Err(e) => {
             // Until Created the parent listens on the channel; after it, the
             // container's stderr is the only witness (as with runc).
-            let msg = Msg::Error { msg: e.to_string() };
-            let data = serde_json::to_vec(&msg).unwrap_or_default();
-            let sent = nix::sys::socket::send(chan_fd, &data, nix::sys::socket::MsgFlags::MSG_NOSIGNAL).is_ok();
+            let sent = chan.as_ref().is_some_and(|c| c.send(&Msg::Error { msg: e.to_string() }).is_ok());
             if !sent {
                 eprintln!("strata init: {e}");
             }
@@ -73,14 +72,15 @@ pub fn run(ctx: InitContext) -> ! {
 
 enum Never {}
 
-fn steps(mut ctx: InitContext) -> Result<Never> {
+fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never> {
+    let chan = chan_slot.as_ref().ok_or_else(|| InitError::Other("no sync channel".into()))?;
     let spec = ctx.bundle.spec.clone();
     // `process` may be unset at create; `start` then fails (runtime-spec).
     let process = spec.process().clone().unwrap_or_default();
     let has_process = spec.process().is_some();
     let linux = spec.linux().clone().unwrap_or_default();
 
-    ctx.chan.expect(Msg::Proceed, "Proceed")?;
+    chan.expect(Msg::Proceed, "Proceed")?;
     join_namespaces(&ctx.ns)?;
     if ctx.ns.userns() {
         setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(sys::err("setresgid", 0, "become root in user namespace"))?;
@@ -110,10 +110,14 @@ fn steps(mut ctx: InitContext) -> Result<Never> {
         }
     }
     set_names(&spec, &ctx.ns)?;
+    if has_process {
+        // A missing working directory is created, as runc does.
+        crate::linux::resolve::mkdir_all(root.as_fd(), process.cwd())?;
+    }
 
     // prestart and createRuntime hooks run in the parent, now.
-    ctx.chan.send(&Msg::RuntimeHooks)?;
-    let state_json = match ctx.chan.recv()? {
+    chan.send(&Msg::RuntimeHooks)?;
+    let state_json = match chan.recv()? {
         (Msg::HooksDone { state }, _) => state,
         (Msg::Error { msg }, _) => return Err(InitError::Other(msg)),
         (other, _) => return Err(InitError::Other(format!("sync: expected HooksDone, got {other:?}"))),
@@ -139,9 +143,12 @@ fn steps(mut ctx: InitContext) -> Result<Never> {
         rootfs::dev_symlinks(Path::new("/"))?;
         rootfs::setup_ptmx(Path::new("/"))?;
     }
-    let has_proc = rootfs::check_proc().is_ok();
+    // sysctls first: /proc/sys is usually among the read-only paths.
+    for (k, v) in linux.sysctl().iter().flatten() {
+        write_sysctl(k, v)?;
+    }
     let guarded = linux.masked_paths().iter().flatten().chain(linux.readonly_paths().iter().flatten()).count() > 0;
-    if guarded && !has_proc {
+    if guarded {
         rootfs::check_proc()?;
     }
     for p in linux.readonly_paths().iter().flatten() {
@@ -150,11 +157,8 @@ fn steps(mut ctx: InitContext) -> Result<Never> {
     for p in linux.masked_paths().iter().flatten() {
         rootfs::mask(root.as_fd(), p)?;
     }
-    for (k, v) in linux.sysctl().iter().flatten() {
-        write_sysctl(k, v)?;
-    }
     if has_process && process.terminal() == Some(true) {
-        setup_terminal(&mut ctx, &process)?;
+        setup_terminal(ctx, chan, &process)?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         rootfs::readonly_root()?;
@@ -170,8 +174,8 @@ fn steps(mut ctx: InitContext) -> Result<Never> {
     let cap_plan = caps::plan(process.capabilities().as_ref())?;
     sys::cloexec_from(3 + ctx.preserve_fds)?;
 
-    ctx.chan.send(&Msg::Created)?;
-    drop(ctx.chan);
+    chan.send(&Msg::Created)?;
+    *chan_slot = None;
 
     wait_for_start(&ctx.fifo)?;
     if !has_process {
@@ -270,7 +274,7 @@ fn write_sysctl(key: &str, value: &str) -> Result<()> {
     std::fs::write(&path, value).map_err(|e| sys::io_err("write sysctl", &path)(e).into())
 }
 
-fn setup_terminal(ctx: &mut InitContext, process: &oci_spec::runtime::Process) -> Result<()> {
+fn setup_terminal(ctx: &mut InitContext, chan: &Channel, process: &oci_spec::runtime::Process) -> Result<()> {
     use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).map_err(sys::err("open", "/dev/ptmx", "O_RDWR|O_NOCTTY"))?;
     grantpt(&master).map_err(sys::err("grantpt", "/dev/ptmx", ""))?;
@@ -289,9 +293,9 @@ fn setup_terminal(ctx: &mut InitContext, process: &oci_spec::runtime::Process) -
         .map_err(sys::err("mount", format!("{name} -> /dev/console"), "MS_BIND"))?;
     let master: OwnedFd = master.into();
     if let Some(sock) = ctx.console_socket.take() {
-        super::sync::send_fd(&sock, &master, "")?;
+        super::sync::send_fd(&sock, &master, &name)?;
     } else if ctx.pty_to_parent {
-        ctx.chan.send_with_fd(&Msg::PtyMaster, Some(&master))?;
+        chan.send_with_fd(&Msg::PtyMaster, Some(&master))?;
     }
     drop(master);
     for target in 0..3 {

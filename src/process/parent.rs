@@ -148,7 +148,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
             let ctx = InitContext {
                 bundle,
                 ns,
-                chan: child_chan,
+                chan: Some(child_chan),
                 fifo: fifo_fd,
                 own_mount_ns,
                 console_socket: console,

@@ -75,11 +75,10 @@ fn wait_loop(pid: Pid, sfd: &SignalFd, pty: Option<OwnedFd>) -> Result<i32, RunE
     let mut stdin_open = pty.is_some();
     let mut buf = vec![0u8; 32 * 1024];
     let code = 'outer: loop {
-        if let Ok(ws) = waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            if let Some(c) = exit_code(ws) {
+        if let Ok(ws) = waitpid(pid, Some(WaitPidFlag::WNOHANG))
+            && let Some(c) = exit_code(ws) {
                 break 'outer c;
             }
-        }
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         if let Some(m) = &pty {
             fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
@@ -95,16 +94,15 @@ fn wait_loop(pid: Pid, sfd: &SignalFd, pty: Option<OwnedFd>) -> Result<i32, RunE
         let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
         drop(fds);
         if ready[0] {
-            while let Ok(Some(info)) = sfd.read_signal() {
-                let sig = Signal::try_from(info.ssi_signo as i32).ok();
-                match sig {
+            // One signal per wake-up: the fd is blocking, and poll says more are pending.
+            if let Ok(Some(info)) = sfd.read_signal() {
+                match Signal::try_from(info.ssi_signo as i32).ok() {
                     Some(Signal::SIGCHLD) | None => {}
                     Some(Signal::SIGWINCH) => resize(stdin_fd, pty.as_ref()),
                     Some(s) => {
                         let _ = kill(pid, s);
                     }
                 }
-                break;
             }
         }
         if let Some(m) = &pty {

@@ -126,6 +126,8 @@ impl Channel {
 /// Sends `fd` as the single SCM_RIGHTS fd of a one-byte message: the form
 /// containerd's go-runc and podman's conmon read from `--console-socket`.
 pub fn send_fd(sock: &impl AsRawFd, fd: &OwnedFd, name: &str) -> Result<(), SysError> {
+    // A stream socket carries no SCM_RIGHTS without at least one data byte.
+    let name = if name.is_empty() { "pty" } else { name };
     let raw = [fd.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&raw)];
     sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(name.as_bytes())], &cmsg, MsgFlags::empty(), None)

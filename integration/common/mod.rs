@@ -1,0 +1,197 @@
+//! Shared helpers for the end-to-end tests: a busybox bundle built from
+//! Debian's busybox-static, a private `--root` per test, and a cleanup
+//! check that nothing (state, cgroup, mount, process) is left behind.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Value, json};
+
+pub const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Skips a root-only test when not root (CI runs as root and runs them all).
+#[macro_export]
+macro_rules! need_root {
+    () => {
+        if !$crate::common::is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+/// A bundle plus a private state root, removed on drop.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub root: PathBuf,
+    pub id: String,
+    pub config: Value,
+}
+
+impl Bundle {
+    /// A busybox bundle running `sh -c script`.
+    pub fn sh(name: &str, script: &str) -> Bundle {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let id = format!("it-{name}-{}-{n}", std::process::id());
+        let base = std::env::temp_dir().join(format!("strata-it-{}-{n}", std::process::id()));
+        let dir = base.join("bundle");
+        let root = base.join("state");
+        make_rootfs(&dir.join("rootfs"));
+        let out = Command::new(STRATA).args(["spec", "--bundle"]).arg(&dir).output().unwrap();
+        assert!(out.status.success(), "strata spec: {}", String::from_utf8_lossy(&out.stderr));
+        let mut config: Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        config["process"]["terminal"] = json!(false);
+        config["process"]["args"] = json!(["sh", "-c", script]);
+        config["root"]["readonly"] = json!(false);
+        Bundle { dir, root, id, config }
+    }
+
+    pub fn write_config(&self) {
+        std::fs::write(self.dir.join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap()).unwrap();
+    }
+
+    pub fn strata(&self) -> Command {
+        let mut c = Command::new(STRATA);
+        c.arg("--root").arg(&self.root);
+        c
+    }
+
+    /// `strata run` with the config as it is now; returns the output.
+    pub fn run(&self) -> Output {
+        self.write_config();
+        self.strata().args(["run", "--bundle"]).arg(&self.dir).arg(&self.id).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// Runs and returns stdout, asserting success.
+    pub fn run_ok(&self) -> String {
+        let out = self.run();
+        assert!(out.status.success(), "run failed ({:?}): {}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        self.strata().args(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// Runs a command that leaves a container behind: the container keeps
+    /// the caller's stdio, so it goes to files (as a shim would arrange)
+    /// and the output is read back from them once strata returns.
+    pub fn detached(&self, args: &[&std::ffi::OsStr]) -> Output {
+        let base = self.dir.parent().unwrap();
+        let (o, e) = (base.join("out.log"), base.join("err.log"));
+        let status = self
+            .strata()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&o).unwrap())
+            .stderr(std::fs::File::create(&e).unwrap())
+            .status()
+            .unwrap();
+        Output { status, stdout: std::fs::read(&o).unwrap(), stderr: std::fs::read(&e).unwrap() }
+    }
+
+    pub fn create(&self) -> Output {
+        self.write_config();
+        self.detached(&["create".as_ref(), "--bundle".as_ref(), self.dir.as_os_str(), self.id.as_ref()])
+    }
+
+    pub fn start(&self) -> Output {
+        self.detached(&["start".as_ref(), self.id.as_ref()])
+    }
+
+    pub fn state(&self) -> Value {
+        let out = self.cmd(&["state", &self.id]);
+        assert!(out.status.success(), "state: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn status(&self) -> String {
+        self.state()["status"].as_str().unwrap().to_string()
+    }
+
+    pub fn wait_status(&self, want: &str) {
+        for _ in 0..500 {
+            if self.status() == want {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("container {} never became {want} (is {})", self.id, self.status());
+    }
+
+    /// Asserts nothing of this container remains: state dir, cgroups, mounts.
+    pub fn assert_gone(&self) {
+        assert!(!self.root.join(&self.id).exists(), "state dir left behind");
+        for line in std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines() {
+            assert!(!line.contains(self.dir.to_str().unwrap()), "mount left behind: {line}");
+        }
+        assert!(cgroup_dirs(&self.id).is_empty(), "cgroups left behind: {:?}", cgroup_dirs(&self.id));
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        let _ = self.strata().args(["delete", "--force", &self.id]).output();
+        if let Some(base) = self.dir.parent() {
+            let _ = std::fs::remove_dir_all(base);
+        }
+    }
+}
+
+/// Cgroup directories named after `id` anywhere in the v1/v2 hierarchies.
+pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else { return found };
+    for h in rd.flatten() {
+        let p = h.path().join(format!("strata-{id}"));
+        if p.exists() {
+            found.push(p);
+        }
+    }
+    let v2 = PathBuf::from(format!("/sys/fs/cgroup/strata-{id}"));
+    if v2.exists() {
+        found.push(v2);
+    }
+    found
+}
+
+/// rootfs with Debian's static busybox and its applet links.
+pub fn make_rootfs(r: &Path) {
+    for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "root", "var", "run", "home"] {
+        std::fs::create_dir_all(r.join(d)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(r.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let bb = Path::new("/bin/busybox");
+    assert!(bb.exists(), "integration tests need busybox-static (/bin/busybox)");
+    std::fs::copy(bb, r.join("bin/busybox")).unwrap();
+    let list = Command::new(bb).arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", r.join("bin").join(applet));
+        }
+    }
+    std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n").unwrap();
+    std::fs::write(r.join("etc/group"), "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n").unwrap();
+}
+
+/// Whether `pid` is a live process (a zombie counts as gone).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

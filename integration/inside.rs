@@ -1,0 +1,202 @@
+//! What a process sees from inside a real container.
+
+use serde_json::json;
+
+use crate::common::Bundle;
+use crate::need_root;
+
+fn host_ns(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}")).unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn new_namespaces_differ_from_the_host() {
+    need_root!();
+    let b = Bundle::sh("ns", "for n in pid net ipc uts mnt cgroup; do echo $n $(readlink /proc/self/ns/$n); done");
+    let out = b.run_ok();
+    for line in out.lines() {
+        let (kind, inode) = line.split_once(' ').unwrap();
+        assert_ne!(inode, host_ns(kind), "{kind} namespace is the host's");
+    }
+    assert_eq!(out.lines().count(), 6);
+}
+
+#[test]
+fn namespace_given_by_path_is_joined() {
+    need_root!();
+    // A process of ours that holds a network namespace.
+    let mut holder = std::process::Command::new("unshare").args(["--net", "sleep", "30"]).spawn().unwrap();
+    let ns_path = format!("/proc/{}/ns/net", holder.id());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let want = std::fs::read_link(&ns_path).unwrap().to_string_lossy().into_owned();
+    let mut b = Bundle::sh("nsjoin", "readlink /proc/self/ns/net");
+    let nss = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    for ns in nss.iter_mut() {
+        if ns["type"] == "network" {
+            ns["path"] = json!(ns_path);
+        }
+    }
+    let out = b.run_ok();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(out.trim(), want);
+    assert_ne!(want, host_ns("net"));
+}
+
+#[test]
+fn pid_one_hostname_domainname() {
+    need_root!();
+    let mut b = Bundle::sh("uts", "echo $$; hostname; cat /proc/sys/kernel/domainname");
+    b.config["hostname"] = json!("box1");
+    b.config["domainname"] = json!("example.org");
+    assert_eq!(b.run_ok(), "1\nbox1\nexample.org\n");
+}
+
+#[test]
+fn mounts_have_their_flags() {
+    need_root!();
+    let mut b = Bundle::sh("mnt", "grep -E ' /(dev|sys|proc|data) ' /proc/self/mounts; echo x > /data/f && echo writable; true");
+    let host_dir = b.dir.parent().unwrap().join("data");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("hello"), "hi").unwrap();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/data", "type": "bind", "source": host_dir, "options": ["rbind", "ro", "nosuid", "nodev"]
+    }));
+    let out = b.run_ok();
+    let line = |mp: &str| out.lines().find(|l| l.split(' ').nth(1) == Some(mp)).unwrap_or_else(|| panic!("no {mp} in {out}")).to_string();
+    assert!(line("/dev").starts_with("tmpfs /dev tmpfs rw,nosuid"), "{}", line("/dev"));
+    assert!(line("/sys").contains(" ro,"), "{}", line("/sys"));
+    assert!(line("/proc").starts_with("proc /proc proc rw"), "{}", line("/proc"));
+    let data = line("/data");
+    assert!(data.contains(" ro,") && data.contains("nosuid") && data.contains("nodev"), "{data}");
+    assert!(!out.contains("writable"), "a read-only bind mount was writable");
+    assert!(!host_dir.join("f").exists());
+}
+
+#[test]
+fn masked_and_readonly_paths() {
+    need_root!();
+    let b = Bundle::sh(
+        "mask",
+        "wc -c < /proc/timer_list; ls /sys/firmware | wc -l; echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null && echo wrote-sys; echo done",
+    );
+    let out = b.run_ok();
+    assert_eq!(out, "0\n0\ndone\n");
+}
+
+#[test]
+fn default_and_configured_devices() {
+    need_root!();
+    let mut b = Bundle::sh("dev", "stat -c '%n %F %t:%T %a %u:%g' /dev/null /dev/zero /dev/tty /dev/mydev; readlink /dev/fd; readlink /dev/ptmx; echo ok > /dev/null && echo null-ok");
+    b.config["linux"]["devices"] = json!([{"path": "/dev/mydev", "type": "c", "major": 1, "minor": 5, "fileMode": 0o600, "uid": 7, "gid": 8}]);
+    b.config["linux"]["resources"]["devices"] =
+        json!([{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"}]);
+    let out = b.run_ok();
+    assert!(out.contains("/dev/null character special file 1:3 666 0:0"), "{out}");
+    assert!(out.contains("/dev/zero character special file 1:5 666"), "{out}");
+    assert!(out.contains("/dev/tty character special file 5:0"), "{out}");
+    assert!(out.contains("/dev/mydev character special file 1:5 600 7:8"), "{out}");
+    assert!(out.contains("/proc/self/fd\npts/ptmx\n"), "{out}");
+    assert!(out.contains("null-ok"), "{out}");
+}
+
+#[test]
+fn user_groups_and_umask() {
+    need_root!();
+    let mut b = Bundle::sh("user", "id -u; id -g; id -G; umask; touch /tmp/f; stat -c %a /tmp/f");
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [10, 20], "umask": 0o027});
+    let out = b.run_ok();
+    assert_eq!(out, "1000\n1001\n1001 10 20\n0027\n640\n");
+}
+
+fn status_field(out: &str, name: &str) -> u64 {
+    let v = out.lines().find_map(|l| l.strip_prefix(&format!("{name}:\t"))).unwrap_or_else(|| panic!("no {name} in {out}"));
+    u64::from_str_radix(v.trim(), 16).unwrap()
+}
+
+#[test]
+fn capability_sets_are_exact() {
+    need_root!();
+    let mut b = Bundle::sh("caps", "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status; cat /proc/self/status | grep NoNewPrivs");
+    // Not root: root's exec would refill permitted from the bounding set.
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    b.config["process"]["capabilities"] = json!({
+        "bounding": ["CAP_KILL", "CAP_NET_RAW", "CAP_CHOWN"],
+        "permitted": ["CAP_KILL", "CAP_NET_RAW"],
+        "effective": ["CAP_KILL"],
+        "inheritable": ["CAP_NET_RAW"],
+        "ambient": ["CAP_NET_RAW"]
+    });
+    let out = b.run_ok();
+    let kill = 1 << 5;
+    let net_raw = 1 << 13;
+    let chown = 1 << 0;
+    assert_eq!(status_field(&out, "CapBnd"), kill | net_raw | chown, "{out}");
+    // After exec, ambient caps join permitted and effective.
+    assert_eq!(status_field(&out, "CapAmb"), net_raw, "{out}");
+    assert_eq!(status_field(&out, "CapPrm"), net_raw, "{out}");
+    assert_eq!(status_field(&out, "CapInh"), net_raw, "{out}");
+    assert_eq!(status_field(&out, "CapEff"), net_raw, "{out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+}
+
+#[test]
+fn rlimits_cwd_env() {
+    need_root!();
+    let mut b = Bundle::sh("limits", "ulimit -n; ulimit -Hn; ulimit -c; pwd; echo $FOO; echo $PATH");
+    b.config["process"]["rlimits"] = json!([
+        {"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456},
+        {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}
+    ]);
+    b.config["process"]["cwd"] = json!("/var/work");
+    b.config["process"]["env"] = json!(["PATH=/bin", "FOO=bar baz"]);
+    assert_eq!(b.run_ok(), "123\n456\n0\n/var/work\nbar baz\n/bin\n");
+}
+
+#[test]
+fn user_namespace_maps_ids() {
+    need_root!();
+    let mut b = Bundle::sh("userns", "id -u; cat /proc/self/uid_map; cat /proc/self/gid_map; readlink /proc/self/ns/user");
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    // The rootfs must be reachable by the mapped root.
+    let out = b.run_ok();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0");
+    assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["0", "100000", "65536"]);
+    assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["0", "100000", "65536"]);
+    assert_ne!(lines[3], host_ns("user"));
+}
+
+#[test]
+fn readonly_root_and_sysctl() {
+    need_root!();
+    let mut b = Bundle::sh("rosys", "touch /x 2>/dev/null && echo wrote-root; cat /proc/sys/net/ipv4/ip_forward; echo ok");
+    b.config["root"]["readonly"] = json!(true);
+    b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    assert_eq!(b.run_ok(), "1\nok\n");
+}
+
+#[test]
+fn no_runtime_fd_leaks_into_the_container() {
+    need_root!();
+    let b = Bundle::sh("fds", "ls /proc/self/fd");
+    // ls opens one fd for the directory it reads: 0, 1, 2 and that one.
+    let out = b.run_ok();
+    let fds: Vec<&str> = out.lines().collect();
+    assert_eq!(fds, ["0", "1", "2", "3"], "{out}");
+}
+
+#[test]
+fn cgroup_limits_are_visible_inside() {
+    need_root!();
+    let mut b = Bundle::sh(
+        "cg",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+    );
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 64 * 1024 * 1024});
+    b.config["linux"]["resources"]["pids"] = json!({"limit": 42});
+    assert_eq!(b.run_ok(), format!("{}\n42\n", 64 * 1024 * 1024));
+    b.assert_gone();
+}

@@ -1,0 +1,214 @@
+//! create / start / state / kill / delete, exit codes, hooks, the console
+//! socket, and what is left after delete.
+
+use std::io::{IoSliceMut, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+
+use serde_json::json;
+
+use crate::common::{Bundle, stderr, stdout};
+use crate::need_root;
+
+#[test]
+fn create_start_state_delete() {
+    need_root!();
+    let b = Bundle::sh("life", "echo started > /tmp/mark; sleep 30");
+    let pid_file = b.dir.parent().unwrap().join("pid");
+    b.write_config();
+    let out = b.detached(&["create".as_ref(), "--bundle".as_ref(), b.dir.as_os_str(), "--pid-file".as_ref(), pid_file.as_os_str(), b.id.as_ref()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let st = b.state();
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["id"], b.id.as_str());
+    assert_eq!(st["ociVersion"], "1.2.0");
+    let pid = st["pid"].as_i64().unwrap();
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid.to_string());
+    // Before start the user process has not run.
+    assert!(!b.dir.join("rootfs/tmp/mark").exists());
+    let list = stdout(&b.cmd(&["list", "--format", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(v[0]["status"], "created");
+
+    assert!(b.cmd(&["start", &b.id]).status.success());
+    assert_eq!(b.status(), "running");
+    assert!(b.dir.join("rootfs/tmp/mark").exists());
+    // start again is an error: not created.
+    let again = b.cmd(&["start", &b.id]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("running"), "{}", stderr(&again));
+    // delete of a running container needs --force.
+    let del = b.cmd(&["delete", &b.id]);
+    assert!(!del.status.success());
+    assert!(stderr(&del).contains("--force"), "{}", stderr(&del));
+    assert!(b.cmd(&["kill", &b.id, "KILL"]).status.success());
+    b.wait_status("stopped");
+    assert!(b.state().get("pid").is_none());
+    assert!(b.cmd(&["delete", &b.id]).status.success());
+    assert!(!crate::common::alive(pid as i32), "init still alive");
+    b.assert_gone();
+}
+
+#[test]
+fn exit_codes_and_signals() {
+    need_root!();
+    assert_eq!(Bundle::sh("exit3", "exit 3").run().status.code(), Some(3));
+    // Killed by a signal: run exits 128+N.
+    let k = Bundle::sh("sig", "echo up; sleep 30");
+    k.write_config();
+    let mut child = k.strata().args(["run", "--bundle"]).arg(&k.dir).arg(&k.id).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut line = [0u8; 3];
+    child.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
+    assert!(k.cmd(&["kill", &k.id, "9"]).status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+    k.assert_gone();
+    let b = Bundle::sh("term", "trap 'exit 42' TERM; while true; do sleep 0.05; done");
+    b.write_config();
+    assert!(b.create().status.success());
+    assert!(b.cmd(&["start", &b.id]).status.success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(b.cmd(&["kill", &b.id, "SIGTERM"]).status.success());
+    b.wait_status("stopped");
+    let bad = b.cmd(&["kill", &b.id, "NOSUCHSIG"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("NOSUCHSIG"));
+    assert!(b.cmd(&["delete", &b.id]).status.success());
+    b.assert_gone();
+}
+
+#[test]
+fn run_forwards_signals() {
+    need_root!();
+    let b = Bundle::sh("fwd", "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.05; done");
+    b.write_config();
+    let mut child = b.strata().args(["run", "--bundle"]).arg(&b.dir).arg(&b.id).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = [0u8; 6];
+    out.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ready\n");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "got-term\n");
+    assert_eq!(status.code(), Some(7));
+    b.assert_gone();
+}
+
+#[test]
+fn hooks_run_in_order_with_state() {
+    need_root!();
+    let mut b = Bundle::sh("hooks", "echo process >> /hooklog");
+    let log = b.dir.join("rootfs/hooklog");
+    let hook = |name: &str| {
+        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read s; echo \"{name} $(echo \"$s\" | grep -o '\"status\":\"[a-z]*\"')\" >> {}", log.display())]})
+    };
+    // createContainer and startContainer run inside the container: log to the in-container path.
+    let inner = |name: &str, path: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} >> {path}")]});
+    b.config["hooks"] = json!({
+        "prestart": [hook("prestart")],
+        "createRuntime": [hook("createRuntime")],
+        "createContainer": [inner("createContainer", log.to_str().unwrap())],
+        "startContainer": [inner("startContainer", "/hooklog")],
+        "poststart": [hook("poststart")],
+        "poststop": [hook("poststop")]
+    });
+    b.run_ok();
+    let got = std::fs::read_to_string(&log).unwrap();
+    let names: Vec<&str> = got.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    // poststart runs after the process started; the process may finish first.
+    assert_eq!(&names[..3], ["prestart", "createRuntime", "createContainer"], "{got}");
+    assert_eq!(names[3], "startContainer", "{got}");
+    assert!(names[4..6].contains(&"process") && names[4..6].contains(&"poststart"), "{got}");
+    assert_eq!(names[6], "poststop", "{got}");
+    assert!(got.contains("prestart \"status\":\"created\""), "{got}");
+    assert!(got.contains("poststop \"status\":\"stopped\""), "{got}");
+    b.assert_gone();
+}
+
+#[test]
+fn failing_prestart_hook_fails_create_and_leaves_nothing() {
+    need_root!();
+    let mut b = Bundle::sh("hookfail", "true");
+    b.config["hooks"] = json!({"prestart": [{"path": "/bin/false"}]});
+    let out = b.create();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("prestart hook /bin/false"), "{}", stderr(&out));
+    b.assert_gone();
+}
+
+/// Receives the pty master from the console socket, as conmon/containerd do.
+fn recv_fd(sock: &std::os::unix::net::UnixStream) -> OwnedFd {
+    let mut buf = [0u8; 64];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), nix::sys::socket::MsgFlags::empty()).unwrap();
+    for c in msg.cmsgs().unwrap() {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            assert_eq!(fds.len(), 1, "exactly one fd");
+            return strata::sys::owned_from_received(fds[0]);
+        }
+    }
+    panic!("no fd received");
+}
+
+#[test]
+fn console_socket_receives_the_pty_master() {
+    need_root!();
+    let mut b = Bundle::sh("tty", "tty; stty size; echo on-tty");
+    b.config["process"]["terminal"] = json!(true);
+    b.config["process"]["consoleSize"] = json!({"height": 33, "width": 101});
+    let sock_path = b.dir.parent().unwrap().join("console.sock");
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    b.write_config();
+    let acceptor = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        recv_fd(&conn)
+    });
+    let out = b.detached(&["create".as_ref(), "--bundle".as_ref(), b.dir.as_os_str(), "--console-socket".as_ref(), sock_path.as_os_str(), b.id.as_ref()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let master = acceptor.join().unwrap();
+    assert!(b.cmd(&["start", &b.id]).status.success());
+    let mut f = std::fs::File::from(master);
+    let mut text = String::new();
+    let mut buf = [0u8; 1024];
+    // Read until the process is done (EIO when the slave side closes).
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if text.contains("on-tty") {
+            break;
+        }
+    }
+    assert!(text.contains("/dev/pts/0"), "{text:?}");
+    assert!(text.contains("33 101"), "{text:?}");
+    b.wait_status("stopped");
+    assert!(b.cmd(&["delete", &b.id]).status.success());
+    b.assert_gone();
+}
+
+#[test]
+fn pause_and_resume_freeze_the_container() {
+    need_root!();
+    let b = Bundle::sh("pause", "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.01; done");
+    assert!(b.create().status.success());
+    assert!(b.cmd(&["start", &b.id]).status.success());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(b.cmd(&["pause", &b.id]).status.success());
+    assert_eq!(b.status(), "paused");
+    let count = b.dir.join("rootfs/tmp/count");
+    let a = std::fs::read_to_string(&count).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(std::fs::read_to_string(&count).unwrap(), a, "a paused container made progress");
+    assert!(b.cmd(&["resume", &b.id]).status.success());
+    assert_eq!(b.status(), "running");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_ne!(std::fs::read_to_string(&count).unwrap(), a, "a resumed container made no progress");
+    let ps = stdout(&b.cmd(&["ps", "--format", "json", &b.id]));
+    let pids: Vec<i32> = serde_json::from_str(&ps).unwrap();
+    assert!(pids.contains(&(b.state()["pid"].as_i64().unwrap() as i32)));
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: real containers created by the `strata` binary, checked
+//! from inside (namespaces, mounts, ids, limits) and outside (state, what is
+//! left after delete). They need root; CI runs them as root.
+
+mod common;
+mod errors;
+mod inside;
+mod lifecycle;
