@@ -6,3 +6,4 @@ mod common;
 mod errors;
 mod inside;
 mod lifecycle;
+mod security;

@@ -7,4 +7,5 @@ pub mod namespaces;
 pub mod resolve;
 pub mod rlimits;
 pub mod rootfs;
+pub mod seccomp;
 pub mod user;

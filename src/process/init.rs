@@ -15,7 +15,7 @@ use nix::unistd::{Gid, Uid, setresgid, setresuid};
 use super::sync::{Channel, Msg};
 use crate::cgroups::Hierarchy;
 use crate::hooks;
-use crate::linux::{caps, mounts, namespaces, rlimits, rootfs, user};
+use crate::linux::{caps, mounts, namespaces, rlimits, rootfs, seccomp, user};
 use crate::spec::Bundle;
 use crate::sys::{self, SysError};
 
@@ -27,6 +27,8 @@ pub enum InitError {
     Caps(#[from] caps::CapsError),
     #[error(transparent)]
     Hook(#[from] hooks::HookError),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
     #[error(transparent)]
     Sync(#[from] super::sync::SyncError),
     #[error("{0}")]
@@ -126,6 +128,16 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
         hooks::run_all("createContainer", &h, state_json.as_bytes())?;
     }
 
+    // The seccomp profile is compiled now (a bad one fails create) and its
+    // notify listener, a host path, connected before the host disappears.
+    let filter = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
+    let listener = match (linux.seccomp().as_ref().and_then(|s| s.listener_path().clone()), &filter) {
+        (Some(p), Some(f)) if f.notify => {
+            Some(OwnedFd::from(std::os::unix::net::UnixStream::connect(&p).map_err(sys::io_err("connect seccomp listener", &p))?))
+        }
+        _ => None,
+    };
+    let metadata = linux.seccomp().as_ref().and_then(|s| s.listener_metadata().clone());
     if !ctx.own_mount_ns {
         rootfs::chroot_into(&rootfs)?
     } else if ctx.no_pivot {
@@ -184,8 +196,17 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
         hooks::run_all("startContainer", &h, state_json.as_bytes())?;
     }
-    if process.no_new_privileges() == Some(true) {
+    let nnp = process.no_new_privileges() == Some(true);
+    if nnp {
         nix::sys::prctl::set_no_new_privs().map_err(sys::err("prctl", "", "PR_SET_NO_NEW_PRIVS"))?;
+    }
+    let mut filter = filter;
+    if !nnp {
+        // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
+        // before the user and capabilities are dropped.
+        if let Some(f) = filter.take() {
+            f.load(listener.as_ref().map(|l| l.as_fd()), &state_json, metadata.as_deref())?;
+        }
     }
     nix::sys::prctl::set_keepcaps(true).map_err(sys::err("prctl", "", "PR_SET_KEEPCAPS"))?;
     caps::drop_bounding(&cap_plan)?;
@@ -196,6 +217,11 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     let cwd = process.cwd();
     nix::unistd::chdir(cwd).map_err(sys::err("chdir", cwd.display(), "process.cwd"))?;
     reset_signals();
+    // With no_new_privs the filter goes on last, so it constrains only the user's process.
+    if let Some(f) = filter {
+        f.load(listener.as_ref().map(|l| l.as_fd()), &state_json, metadata.as_deref())?;
+    }
+    drop(listener);
     exec(&exe, &args, &env)
 }
 

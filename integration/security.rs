@@ -1,0 +1,84 @@
+//! seccomp and hardening, tried for real from inside containers.
+
+use std::io::IoSliceMut;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixListener;
+
+use serde_json::json;
+
+use crate::common::Bundle;
+use crate::need_root;
+
+#[test]
+fn seccomp_errno_is_seen_inside() {
+    need_root!();
+    let mut b = Bundle::sh("seccomp", "mkdir /tmp/x; echo rc=$?; ls -d /tmp/x 2>/dev/null || echo absent; grep Seccomp: /proc/self/status");
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+            {"names": ["this_syscall_does_not_exist"], "action": "SCMP_ACT_KILL"}
+        ]
+    });
+    let out = b.run_ok();
+    assert!(out.contains("rc=1"), "{out}");
+    assert!(out.contains("absent"), "{out}");
+    // Mode 2: filter.
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    b.assert_gone();
+}
+
+#[test]
+fn seccomp_bad_profile_fails_create() {
+    need_root!();
+    let mut b = Bundle::sh("seccompbad", "true");
+    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_KILL", "errnoRet": 1}]});
+    let out = b.create();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("errnoRet"));
+    b.assert_gone();
+}
+
+#[test]
+fn seccomp_notify_listener_answers_a_syscall() {
+    need_root!();
+    let mut b = Bundle::sh("notify", "mkdir /tmp/y && echo mkdir-ok; ls -d /tmp/y 2>/dev/null || echo not-created");
+    let sock = b.dir.parent().unwrap().join("notify.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "listenerMetadata": "test-meta",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    let agent = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), nix::sys::socket::MsgFlags::empty()).unwrap();
+        let mut fd = None;
+        for c in msg.cmsgs().unwrap() {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+                fd = fds.first().copied();
+            }
+        }
+        let n = msg.bytes;
+        let state: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
+        let fd = strata::sys::owned_from_received(fd.expect("no notify fd"));
+        // Answer the container's mkdir with success, without doing it.
+        let req = libseccomp::ScmpNotifReq::receive(fd.as_raw_fd()).unwrap();
+        let name = req.data.syscall.get_name().unwrap();
+        libseccomp::ScmpNotifResp::new_val(req.id, 0, libseccomp::ScmpNotifRespFlags::empty()).respond(fd.as_raw_fd()).unwrap();
+        (state, name)
+    });
+    let out = b.run_ok();
+    let (state, name) = agent.join().unwrap();
+    assert!(name.starts_with("mkdir"), "{name}");
+    assert_eq!(state["fds"], json!(["seccompFd"]));
+    assert_eq!(state["metadata"], "test-meta");
+    assert_eq!(state["state"]["id"], b.id.as_str());
+    assert_eq!(out, "mkdir-ok\nnot-created\n");
+    b.assert_gone();
+}
