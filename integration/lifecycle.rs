@@ -212,3 +212,71 @@ fn pause_and_resume_freeze_the_container() {
     assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
     b.assert_gone();
 }
+
+#[test]
+fn exec_joins_the_container() {
+    need_root!();
+    let mut b = Bundle::sh("exec", "sleep 30");
+    b.config["linux"]["resources"]["pids"] = json!({"limit": 50});
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    let init = b.state()["pid"].as_i64().unwrap();
+    let ns = |pid: &str| {
+        ["pid", "net", "ipc", "uts", "mnt", "cgroup"].iter().map(|k| std::fs::read_link(format!("/proc/{pid}/ns/{k}")).unwrap()).collect::<Vec<_>>()
+    };
+    let out = b.cmd(&["exec", "-u", "1000:1000", "-e", "FOO=bar", "--cwd", "/tmp", &b.id, "sh", "-c", "echo $$; id -u; echo $FOO; pwd; cat /sys/fs/cgroup/pids/pids.max; exit 9"]);
+    assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_ne!(lines[0], "1", "exec'd process is not init");
+    assert_eq!(&lines[1..], ["1000", "bar", "/tmp", "50"]);
+    // A detached exec: check its namespaces from outside while it runs.
+    let pid_file = b.dir.parent().unwrap().join("exec.pid");
+    let out = b.detached(&["exec".as_ref(), "-d".as_ref(), "--pid-file".as_ref(), pid_file.as_os_str(), b.id.as_ref(), "sleep".as_ref(), "5".as_ref()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    assert_eq!(ns(&pid), ns(&init.to_string()));
+    let procs: Vec<i32> = serde_json::from_str(&stdout(&b.cmd(&["ps", "--format", "json", &b.id]))).unwrap();
+    assert!(procs.contains(&pid.parse().unwrap()), "exec'd process not in the container's cgroup");
+    let bad = b.cmd(&["exec", &b.id, "no-such-command"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("no-such-command"));
+    assert!(b.cmd(&["kill", &b.id, "KILL"]).status.success());
+    b.wait_status("stopped");
+    let late = b.cmd(&["exec", &b.id, "true"]);
+    assert!(!late.status.success());
+    assert!(stderr(&late).contains("stopped"), "{}", stderr(&late));
+    assert!(b.cmd(&["delete", &b.id]).status.success());
+    b.assert_gone();
+}
+
+#[test]
+fn exec_tty_through_console_socket() {
+    need_root!();
+    let b = Bundle::sh("exectty", "sleep 30");
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    let sock_path = b.dir.parent().unwrap().join("exec-console.sock");
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    let acceptor = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        recv_fd(&conn)
+    });
+    let out = b.detached(&["exec".as_ref(), "-t".as_ref(), "-d".as_ref(), "--console-socket".as_ref(), sock_path.as_os_str(), b.id.as_ref(), "sh".as_ref(), "-c".as_ref(), "tty; echo exec-tty-done".as_ref()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut f = std::fs::File::from(acceptor.join().unwrap());
+    let mut text = String::new();
+    let mut buf = [0u8; 512];
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if text.contains("exec-tty-done") {
+            break;
+        }
+    }
+    assert!(text.contains("/dev/pts/"), "{text:?}");
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}

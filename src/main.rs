@@ -57,12 +57,54 @@ struct CreateArgs {
     id: String,
 }
 
+#[derive(clap::Args)]
+struct ExecArgs {
+    /// A process.json (runtime-spec `process`) instead of ARGS.
+    #[arg(short, long)]
+    process: Option<PathBuf>,
+    #[arg(short, long)]
+    tty: bool,
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    #[arg(short, long)]
+    detach: bool,
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// KEY=VALUE, may repeat.
+    #[arg(short, long)]
+    env: Vec<String>,
+    /// UID[:GID]
+    #[arg(short, long)]
+    user: Option<String>,
+    #[arg(short = 'g', long = "additional-gids")]
+    additional_gids: Vec<u32>,
+    /// Add a capability, may repeat.
+    #[arg(short, long)]
+    cap: Vec<String>,
+    #[arg(long = "no-new-privs")]
+    no_new_privs: bool,
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Accepted for compatibility (no SELinux/AppArmor support).
+    #[arg(long = "process-label")]
+    process_label: Option<String>,
+    #[arg(long)]
+    apparmor: Option<String>,
+    id: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Create a container (init waits for `start`).
     Create(CreateArgs),
     /// Start a created container.
     Start { id: String },
+    /// Run a new process inside a running container.
+    Exec(ExecArgs),
     /// Create, start and wait for a container; exits with its status.
     Run {
         #[command(flatten)]
@@ -158,6 +200,11 @@ fn dispatch(cli: Cli) -> Result<u8> {
             parent::create(&root, &opts).with_context(|| format!("create {}", a.id))?;
         }
         Cmd::Start { id } => container::start(&root, &id).with_context(|| format!("start {id}"))?,
+        Cmd::Exec(a) => {
+            let id = a.id.clone();
+            let code = exec_cmd(&root, a).with_context(|| format!("exec {id}"))?;
+            return Ok(code.clamp(0, 255) as u8);
+        }
         Cmd::Run { args, detach } => {
             let opts = create_opts(&args, !detach);
             let code = run::run(&root, &opts, detach).with_context(|| format!("run {}", args.id))?;
@@ -191,6 +238,33 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Cmd::Features => println!("{}", serde_json::to_string_pretty(&strata::defaults::features())?),
     }
     Ok(0)
+}
+
+fn exec_cmd(root: &Root, a: ExecArgs) -> Result<i32> {
+    use strata::process::exec::{self, ExecOpts, Overrides};
+    let process = match &a.process {
+        Some(path) => {
+            let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+            serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))?
+        }
+        None => {
+            let (st, _) = container::load(root, &a.id)?;
+            let base = st.config.process().clone().unwrap_or_default();
+            let o = Overrides {
+                args: a.args.clone(),
+                env: a.env.clone(),
+                cwd: a.cwd.clone(),
+                user: a.user.clone(),
+                additional_gids: a.additional_gids.clone(),
+                caps: a.cap.clone(),
+                no_new_privs: a.no_new_privs,
+                tty: a.tty,
+            };
+            exec::process_from(&base, &o).map_err(anyhow::Error::msg)?
+        }
+    };
+    let opts = ExecOpts { id: a.id, process, console_socket: a.console_socket, detach: a.detach, pid_file: a.pid_file, preserve_fds: a.preserve_fds };
+    Ok(exec::exec(root, &opts)?)
 }
 
 fn create_opts(a: &CreateArgs, foreground: bool) -> CreateOpts {

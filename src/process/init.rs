@@ -3,19 +3,18 @@
 //! the container's new namespaces, and never returns: it execs the user's
 //! process or exits with an error sent to the parent.
 
-use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{OFlag, open};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid, setresgid, setresuid};
 
+use super::finish;
 use super::sync::{Channel, Msg};
 use crate::cgroups::Hierarchy;
 use crate::hooks;
-use crate::linux::{caps, mounts, namespaces, rlimits, rootfs, seccomp, user};
+use crate::linux::{caps, mounts, namespaces, rlimits, rootfs, seccomp};
 use crate::spec::Bundle;
 use crate::sys::{self, SysError};
 
@@ -72,7 +71,7 @@ pub fn run(mut ctx: InitContext) -> ! {
     }
 }
 
-enum Never {}
+pub(crate) use finish::Never;
 
 fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never> {
     let chan = chan_slot.as_ref().ok_or_else(|| InitError::Other("no sync channel".into()))?;
@@ -82,6 +81,9 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     let has_process = spec.process().is_some();
     let linux = spec.linux().clone().unwrap_or_default();
 
+    // Not dumpable until execve: a process in the container must not reach
+    // the strata binary through /proc/<pid>/exe (CVE-2019-5736 class).
+    nix::sys::prctl::set_dumpable(false).map_err(sys::err("prctl", "", "PR_SET_DUMPABLE 0"))?;
     chan.expect(Msg::Proceed, "Proceed")?;
     join_namespaces(&ctx.ns)?;
     if ctx.ns.userns() {
@@ -170,7 +172,8 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
         rootfs::mask(root.as_fd(), p)?;
     }
     if has_process && process.terminal() == Some(true) {
-        setup_terminal(ctx, chan, &process)?;
+        let to_parent = ctx.pty_to_parent.then_some(chan);
+        finish::setup_terminal(&process, ctx.console_socket.take(), to_parent, true)?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         rootfs::readonly_root()?;
@@ -182,7 +185,7 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     }
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
-    let exe = if has_process { find_executable(&args[0], &env)? } else { PathBuf::new() };
+    let exe = if has_process { finish::find_executable(&args[0], &env)? } else { PathBuf::new() };
     let cap_plan = caps::plan(process.capabilities().as_ref())?;
     sys::cloexec_from(3 + ctx.preserve_fds)?;
 
@@ -196,33 +199,7 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
         hooks::run_all("startContainer", &h, state_json.as_bytes())?;
     }
-    let nnp = process.no_new_privileges() == Some(true);
-    if nnp {
-        nix::sys::prctl::set_no_new_privs().map_err(sys::err("prctl", "", "PR_SET_NO_NEW_PRIVS"))?;
-    }
-    let mut filter = filter;
-    if !nnp {
-        // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
-        // before the user and capabilities are dropped.
-        if let Some(f) = filter.take() {
-            f.load(listener.as_ref().map(|l| l.as_fd()), &state_json, metadata.as_deref())?;
-        }
-    }
-    nix::sys::prctl::set_keepcaps(true).map_err(sys::err("prctl", "", "PR_SET_KEEPCAPS"))?;
-    caps::drop_bounding(&cap_plan)?;
-    let setgroups_denied = std::fs::read_to_string("/proc/self/setgroups").map(|s| s.trim() == "deny").unwrap_or(false);
-    user::switch(process.user(), setgroups_denied)?;
-    nix::sys::prctl::set_keepcaps(false).map_err(sys::err("prctl", "", "PR_SET_KEEPCAPS 0"))?;
-    caps::apply_sets(&cap_plan)?;
-    let cwd = process.cwd();
-    nix::unistd::chdir(cwd).map_err(sys::err("chdir", cwd.display(), "process.cwd"))?;
-    reset_signals();
-    // With no_new_privs the filter goes on last, so it constrains only the user's process.
-    if let Some(f) = filter {
-        f.load(listener.as_ref().map(|l| l.as_fd()), &state_json, metadata.as_deref())?;
-    }
-    drop(listener);
-    exec(&exe, &args, &env)
+    finish::finish(&process, finish::Final { exe, cap_plan, filter, listener, state_json, metadata })
 }
 
 fn join_namespaces(plan: &namespaces::Plan) -> Result<()> {
@@ -300,36 +277,6 @@ fn write_sysctl(key: &str, value: &str) -> Result<()> {
     std::fs::write(&path, value).map_err(|e| sys::io_err("write sysctl", &path)(e).into())
 }
 
-fn setup_terminal(ctx: &mut InitContext, chan: &Channel, process: &oci_spec::runtime::Process) -> Result<()> {
-    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
-    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).map_err(sys::err("open", "/dev/ptmx", "O_RDWR|O_NOCTTY"))?;
-    grantpt(&master).map_err(sys::err("grantpt", "/dev/ptmx", ""))?;
-    unlockpt(&master).map_err(sys::err("unlockpt", "/dev/ptmx", ""))?;
-    let name = ptsname_r(&master).map_err(sys::err("ptsname", "/dev/ptmx", ""))?;
-    let slave = open(Path::new(&name), OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err("open", &name, "O_RDWR"))?;
-    if let Some(b) = process.console_size() {
-        sys::set_winsize(slave.as_fd(), b.height() as u16, b.width() as u16)?;
-    }
-    // /dev/console is the pty, as runc does.
-    let console = Path::new("/dev/console");
-    if !console.exists() {
-        let _ = std::fs::File::create(console);
-    }
-    nix::mount::mount(Some(Path::new(&name)), console, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
-        .map_err(sys::err("mount", format!("{name} -> /dev/console"), "MS_BIND"))?;
-    let master: OwnedFd = master.into();
-    if let Some(sock) = ctx.console_socket.take() {
-        super::sync::send_fd(&sock, &master, &name)?;
-    } else if ctx.pty_to_parent {
-        chan.send_with_fd(&Msg::PtyMaster, Some(&master))?;
-    }
-    drop(master);
-    for target in 0..3 {
-        sys::dup_onto(slave.as_fd(), target)?;
-    }
-    sys::set_controlling_tty(slave.as_fd())?;
-    Ok(())
-}
 
 /// Blocks until `strata start` writes a byte into exec.fifo.
 fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
@@ -344,34 +291,5 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
     }
 }
 
-/// Finds `arg0` like execvp, in the container's PATH.
-fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
-    if arg0.contains('/') {
-        return Ok(PathBuf::from(arg0));
-    }
-    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    for dir in path.split(':').filter(|d| !d.is_empty()) {
-        let p = Path::new(dir).join(arg0);
-        if nix::unistd::access(&p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file() {
-            return Ok(p);
-        }
-    }
-    Err(InitError::Other(format!("exec {arg0:?}: executable file not found in $PATH")))
-}
 
-/// The user's process starts with default signal dispositions and an empty mask.
-fn reset_signals() {
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    for s in [Signal::SIGPIPE, Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGCHLD] {
-        sys::default_signal(s);
-    }
-}
 
-fn exec(exe: &Path, args: &[String], env: &[String]) -> Result<Never> {
-    let c = |s: &str| CString::new(s).map_err(|_| InitError::Other(format!("{s:?}: contains a NUL byte")));
-    let path = c(&exe.to_string_lossy())?;
-    let argv = args.iter().map(|a| c(a)).collect::<Result<Vec<_>>>()?;
-    let envp = env.iter().map(|a| c(a)).collect::<Result<Vec<_>>>()?;
-    let e = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
-    Err(sys::err("execve", exe.display(), "")(e).into())
-}

@@ -55,7 +55,7 @@ pub enum SyncError {
     Unexpected { want: &'static str, got: Msg },
     #[error("sync: bad message: {0}")]
     Decode(String),
-    #[error("container init: {0}")]
+    #[error("in the container: {0}")]
     Init(String),
 }
 

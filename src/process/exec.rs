@@ -1,0 +1,272 @@
+//! `strata exec`: a new process in a running container. The parent joins
+//! the container's pid (and time) namespace for its children, clones the
+//! process straight into it (and, on cgroup v2, into its cgroup), and the
+//! child joins the other namespaces, then takes the common last steps of
+//! `finish`. No second fork.
+//!
+//! ```text
+//!   parent (strata exec)                          child
+//!   ────────────────────                          ─────
+//!   setns(pid_for_children), clone3 ─────────▶    (born in the container's pid ns)
+//!   join cgroup (v1)
+//!          ──── Proceed ─────────────────────▶    setns mnt/ipc/uts/net/cgroup, user last,
+//!                                                 terminal, caps, user, seccomp
+//!          ◀─── PtyMaster [fd] ──────────────     (only with -t and no --console-socket)
+//!          ◀─── Error { msg } ───────────────     on failure, then exit(127)
+//!          ◀─── (socket closes: CLOEXEC) ────     execve succeeded
+//! ```
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::waitpid;
+use oci_spec::runtime::Process;
+
+use super::finish::{self, Final};
+use super::init::InitError;
+use super::sync::{self, Channel, Msg, SyncError};
+use crate::cgroups;
+use crate::container::{self, OpError};
+use crate::linux::namespaces::{self, ChildrenNs, Kind};
+use crate::linux::{caps, seccomp};
+use crate::state::{Root, State, Status};
+use crate::sys::{self, Forked, SysError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Op(#[from] OpError),
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error(transparent)]
+    Cgroup(#[from] cgroups::CgroupError),
+    #[error(transparent)]
+    Run(#[from] super::run::RunError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecOpts {
+    pub id: String,
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+/// Namespaces of the container's init, in the order the child joins them.
+const JOIN_ORDER: [Kind; 6] = [Kind::Ipc, Kind::Uts, Kind::Net, Kind::Cgroup, Kind::Mount, Kind::User];
+
+/// Runs the process; returns its exit code (0 when detached).
+pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
+    let (st, status) = container::load(root, &opts.id)?;
+    if !matches!(status, Status::Running | Status::Created) {
+        return Err(ExecError::Invalid(format!("container {}: cannot exec in a container that is {}", st.id, status.as_str())));
+    }
+    let terminal = opts.process.terminal() == Some(true);
+    if terminal && opts.detach && opts.console_socket.is_none() {
+        return Err(ExecError::Invalid("--tty with --detach needs --console-socket".into()));
+    }
+    if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(ExecError::Invalid("exec: no command given".into()));
+    }
+    let init_ns = |k: Kind| PathBuf::from(format!("/proc/{}/ns/{}", st.pid, k.proc_name()));
+    let own = |k: Kind| std::fs::read_link(format!("/proc/self/ns/{}", k.proc_name())).ok();
+    let differs = |k: Kind| std::fs::read_link(init_ns(k)).ok().is_some_and(|n| Some(n) != own(k));
+    // Open the init's namespaces now; the pid is checked (start time) above.
+    let joins: Vec<(Kind, OwnedFd, PathBuf)> =
+        JOIN_ORDER.iter().filter(|k| differs(**k)).map(|k| Ok((*k, namespaces::open_ns(&init_ns(*k))?, init_ns(*k)))).collect::<Result<_, SysError>>()?;
+    let mut plan = namespaces::Plan::default();
+    for k in [Kind::Pid, Kind::Time] {
+        if differs(k) {
+            plan.parent_joins.push((k, init_ns(k)));
+        }
+    }
+    let filter = st.config.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(seccomp::compile).transpose().map_err(|e| ExecError::Invalid(e.to_string()))?;
+    let cap_plan = caps::plan(opts.process.capabilities().as_ref()).map_err(|e| ExecError::Invalid(e.to_string()))?;
+    let console = match &opts.console_socket {
+        Some(p) if terminal => Some(OwnedFd::from(UnixStream::connect(p).map_err(sys::io_err("connect", p))?)),
+        _ => None,
+    };
+    let v2_cgroup = cgroup_v2_fd(&st)?;
+    let (parent_chan, child_chan) = sync::pair()?;
+    let mut set = SigSet::empty();
+    if !opts.detach {
+        [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH, Signal::SIGCHLD]
+            .iter()
+            .for_each(|s| set.add(*s));
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(sys::err("sigprocmask", "", "SIG_BLOCK"))?;
+    }
+
+    let children_ns = ChildrenNs::enter(&plan, &[])?;
+    let pid = match sys::clone_process(0, v2_cgroup.as_ref().map(|f| f.as_fd())) {
+        Err(e) => {
+            children_ns.restore()?;
+            return Err(e.into());
+        }
+        Ok(Forked::Child) => {
+            std::mem::forget(children_ns);
+            drop(parent_chan);
+            let state_json = serde_json::to_string(&st.oci(Status::Running)).unwrap_or_default();
+            let ctx = Child { process: &opts.process, joins, chan: child_chan, console, pty_to_parent: terminal && opts.console_socket.is_none(), preserve_fds: opts.preserve_fds };
+            let fin = Final { exe: PathBuf::new(), cap_plan, filter, listener: None, state_json, metadata: None };
+            child(ctx, fin)
+        }
+        Ok(Forked::Parent(pid)) => {
+            children_ns.restore()?;
+            pid
+        }
+    };
+    drop(child_chan);
+    drop(console);
+    let fail = |e: ExecError| {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        e
+    };
+    if v2_cgroup.is_none() {
+        for dir in &st.cgroup_paths {
+            cgroups::write_file(&dir.join("cgroup.procs"), &pid.to_string()).map_err(|e| fail(e.into()))?;
+        }
+    }
+    parent_chan.send(&Msg::Proceed).map_err(|e| fail(e.into()))?;
+    let mut pty = None;
+    loop {
+        match parent_chan.recv() {
+            Ok((Msg::PtyMaster, fd)) => pty = fd,
+            Ok((Msg::Error { msg }, _)) => {
+                let _ = waitpid(pid, None);
+                return Err(SyncError::Init(msg).into());
+            }
+            Ok((other, _)) => return Err(fail(SyncError::Unexpected { want: "exec", got: other }.into())),
+            // The socket is CLOEXEC: EOF means execve succeeded.
+            Err(SyncError::Closed) => break,
+            Err(e) => return Err(fail(e.into())),
+        }
+    }
+    if let Some(pf) = &opts.pid_file {
+        super::parent::write_pid_file(pf, pid.as_raw()).map_err(|e| ExecError::Invalid(e.to_string()))?;
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).map_err(sys::err("signalfd", "", "SFD_CLOEXEC"))?;
+    Ok(super::run::wait_loop(pid, &sfd, pty)?)
+}
+
+fn cgroup_v2_fd(st: &State) -> Result<Option<OwnedFd>, SysError> {
+    let Some(dir) = st.cgroup_paths.first() else { return Ok(None) };
+    if !dir.join("cgroup.controllers").exists() || st.cgroup_paths.len() != 1 {
+        return Ok(None);
+    }
+    let flags = nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
+    nix::fcntl::open(dir, flags, nix::sys::stat::Mode::empty()).map(Some).map_err(sys::err("open", dir.display(), "O_PATH"))
+}
+
+struct Child<'a> {
+    process: &'a Process,
+    joins: Vec<(Kind, OwnedFd, PathBuf)>,
+    chan: Channel,
+    console: Option<OwnedFd>,
+    pty_to_parent: bool,
+    preserve_fds: u32,
+}
+
+/// The exec'd process before execve; never returns.
+fn child(ctx: Child<'_>, fin: Final) -> ! {
+    let err = match child_steps(&ctx, fin) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    if ctx.chan.send(&Msg::Error { msg: err.to_string() }).is_err() {
+        eprintln!("strata exec: {err}");
+    }
+    std::process::exit(127)
+}
+
+fn child_steps(ctx: &Child<'_>, mut fin: Final) -> Result<finish::Never, InitError> {
+    // Not dumpable until execve: container processes must not reach the
+    // strata binary through /proc/<pid>/exe (CVE-2019-5736 class).
+    nix::sys::prctl::set_dumpable(false).map_err(sys::err("prctl", "", "PR_SET_DUMPABLE 0"))?;
+    ctx.chan.expect(Msg::Proceed, "Proceed")?;
+    for (k, fd, path) in &ctx.joins {
+        namespaces::join(*k, fd, path)?;
+    }
+    if ctx.joins.iter().any(|(k, _, _)| *k == Kind::User) {
+        let root = nix::unistd::Gid::from_raw(0);
+        nix::unistd::setresgid(root, root, root).map_err(sys::err("setresgid", 0, "user namespace"))?;
+        let uroot = nix::unistd::Uid::from_raw(0);
+        nix::unistd::setresuid(uroot, uroot, uroot).map_err(sys::err("setresuid", 0, "user namespace"))?;
+    }
+    if ctx.process.terminal() == Some(true) {
+        nix::unistd::setsid().map_err(sys::err("setsid", "", ""))?;
+        let to_parent = ctx.pty_to_parent.then_some(&ctx.chan);
+        let console = ctx.console.as_ref().map(|c| c.try_clone()).transpose().map_err(|e| sys::io_err("dup", std::path::Path::new("console socket"))(e))?;
+        finish::setup_terminal(ctx.process, console, to_parent, false)?;
+    }
+    let env = ctx.process.env().clone().unwrap_or_default();
+    let args = ctx.process.args().clone().unwrap_or_default();
+    fin.exe = finish::find_executable(&args[0], &env)?;
+    sys::cloexec_from(3 + ctx.preserve_fds)?;
+    finish::finish(ctx.process, fin)
+}
+
+/// Builds the process of `strata exec ARGS...` from the container's own
+/// process and the command-line overrides, as runc does.
+pub struct Overrides {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    pub user: Option<String>,
+    pub additional_gids: Vec<u32>,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    pub tty: bool,
+}
+
+pub fn process_from(base: &Process, o: &Overrides) -> Result<Process, String> {
+    let mut v = serde_json::to_value(base).map_err(|e| e.to_string())?;
+    v["args"] = serde_json::json!(o.args);
+    v["terminal"] = serde_json::json!(o.tty);
+    let mut env: Vec<String> = base.env().clone().unwrap_or_default();
+    for kv in &o.env {
+        let key = kv.split('=').next().unwrap_or("");
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.clone());
+    }
+    v["env"] = serde_json::json!(env);
+    if let Some(cwd) = &o.cwd {
+        v["cwd"] = serde_json::json!(cwd);
+    }
+    if let Some(u) = &o.user {
+        let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
+        let uid: u32 = uid.parse().map_err(|_| format!("--user {u:?}: want UID[:GID]"))?;
+        let gid: u32 = gid.parse().map_err(|_| format!("--user {u:?}: want UID[:GID]"))?;
+        v["user"]["uid"] = uid.into();
+        v["user"]["gid"] = gid.into();
+    }
+    if !o.additional_gids.is_empty() {
+        v["user"]["additionalGids"] = serde_json::json!(o.additional_gids);
+    }
+    if o.no_new_privs {
+        v["noNewPrivileges"] = true.into();
+    }
+    for c in &o.caps {
+        for set in ["bounding", "effective", "permitted", "inheritable"] {
+            if !v["capabilities"][set].is_array() {
+                v["capabilities"][set] = serde_json::json!([]);
+            }
+            if let Some(a) = v["capabilities"][set].as_array_mut() {
+                a.push(c.clone().into());
+            }
+        }
+    }
+    serde_json::from_value(v).map_err(|e| e.to_string())
+}
