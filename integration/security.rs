@@ -82,3 +82,29 @@ fn seccomp_notify_listener_answers_a_syscall() {
     assert_eq!(out, "mkdir-ok\nnot-created\n");
     b.assert_gone();
 }
+
+#[test]
+fn runtime_binary_is_out_of_reach_from_inside() {
+    need_root!();
+    // While init waits for `start` it is still the strata binary: a process
+    // in the container must not be able to open it through /proc/1/exe
+    // (CVE-2019-5736 class).
+    let b = Bundle::sh("exe", "true");
+    assert!(b.create().status.success());
+    let before = std::fs::read(crate::common::STRATA).unwrap();
+    let out = b.cmd(&[
+        "exec",
+        &b.id,
+        "sh",
+        "-c",
+        "cat /proc/1/exe > /dev/null 2>&1 && echo read-ok; echo x >> /proc/1/exe 2>/dev/null && echo write-ok; for f in /proc/1/fd/*; do readlink $f 2>/dev/null && echo fd-reached; done; echo checked",
+    ]);
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    let text = crate::common::stdout(&out);
+    assert!(!text.contains("read-ok") && !text.contains("write-ok"), "{text}");
+    // Its fds (exec.fifo, the sync socket) are out of reach too.
+    assert_eq!(text.trim(), "checked", "{text}");
+    assert_eq!(std::fs::read(crate::common::STRATA).unwrap(), before);
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}
