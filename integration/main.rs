@@ -2,6 +2,7 @@
 //! from inside (namespaces, mounts, ids, limits) and outside (state, what is
 //! left after delete). They need root; CI runs them as root.
 
+mod cgroups;
 mod common;
 mod errors;
 mod inside;

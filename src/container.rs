@@ -162,6 +162,72 @@ pub fn pause(root: &Root, id: &str, frozen: bool) -> Result<()> {
     Ok(())
 }
 
+/// `update`: new limits for a running (or created, or paused) container;
+/// the state's config records them.
+pub fn update(root: &Root, id: &str, patch: &serde_json::Value) -> Result<()> {
+    let (mut st, s) = load(root, id)?;
+    if s == Status::Stopped {
+        return Err(status_err(&st, "cannot update a stopped container"));
+    }
+    let res: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(patch.clone()).map_err(|e| status_err(&st, format!("resources: {e}")))?;
+    let placement = cgroups::placement_of(&crate::process::parent::read_hierarchies(), &st.cgroup_paths);
+    cgroups::update(&placement, &res)?;
+    let mut config = serde_json::to_value(&st.config).unwrap_or_default();
+    merge(&mut config["linux"]["resources"], patch);
+    if let Ok(c) = serde_json::from_value(config) {
+        st.config = c;
+        root.save(&st)?;
+    }
+    Ok(())
+}
+
+fn merge(dst: &mut serde_json::Value, src: &serde_json::Value) {
+    match (dst, src) {
+        (serde_json::Value::Object(d), serde_json::Value::Object(s)) => {
+            for (k, v) in s {
+                merge(d.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (d, s) => *d = s.clone(),
+    }
+}
+
+/// One `events` record, as runc prints them.
+pub fn event(kind: &str, id: &str, data: serde_json::Value) -> String {
+    serde_json::json!({"type": kind, "id": id, "data": data}).to_string()
+}
+
+/// `events`: with `stats_once`, one stats record; otherwise stats every
+/// `interval` and an `oom` record whenever the OOM killer acts, until the
+/// container stops.
+pub fn events(root: &Root, id: &str, stats_once: bool, interval: std::time::Duration, out: &mut dyn std::io::Write) -> Result<()> {
+    let (st, _) = load(root, id)?;
+    let files = cgroups::stats::Files { dirs: &st.cgroup_paths };
+    if stats_once {
+        let _ = writeln!(out, "{}", event("stats", id, cgroups::stats::stats(&files)));
+        return Ok(());
+    }
+    let mut ooms = cgroups::stats::oom_kills(&files);
+    let tick = std::time::Duration::from_millis(100);
+    let mut since = std::time::Duration::ZERO;
+    while st.init_alive() {
+        let now = cgroups::stats::oom_kills(&files);
+        if now > ooms {
+            let _ = writeln!(out, "{}", event("oom", id, serde_json::Value::Null));
+            ooms = now;
+        }
+        if since >= interval {
+            let _ = writeln!(out, "{}", event("stats", id, cgroups::stats::stats(&files)));
+            since = std::time::Duration::ZERO;
+        }
+        let _ = out.flush();
+        std::thread::sleep(tick);
+        since += tick;
+    }
+    Ok(())
+}
+
 /// Warnings that do not fail an operation go to the runtime log (stderr by default).
 pub mod log {
     pub fn warn(msg: &str) {

@@ -97,6 +97,38 @@ struct ExecArgs {
     args: Vec<String>,
 }
 
+#[derive(clap::Args)]
+struct UpdateArgs {
+    /// Resources as JSON (runtime-spec linux.resources), from FILE or - for stdin.
+    #[arg(short, long)]
+    resources: Option<PathBuf>,
+    #[arg(long)]
+    memory: Option<String>,
+    #[arg(long = "memory-reservation")]
+    memory_reservation: Option<String>,
+    #[arg(long = "memory-swap")]
+    memory_swap: Option<String>,
+    #[arg(long = "cpu-shares")]
+    cpu_shares: Option<u64>,
+    #[arg(long = "cpu-quota")]
+    cpu_quota: Option<i64>,
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<u64>,
+    #[arg(long = "cpu-rt-period")]
+    cpu_rt_period: Option<u64>,
+    #[arg(long = "cpu-rt-runtime")]
+    cpu_rt_runtime: Option<i64>,
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    cpuset_mems: Option<String>,
+    #[arg(long = "pids-limit")]
+    pids_limit: Option<i64>,
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
+    id: String,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Create a container (init waits for `start`).
@@ -145,6 +177,18 @@ enum Cmd {
         id: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
+    },
+    /// Change the resource limits of a running container.
+    Update(UpdateArgs),
+    /// Print container events: stats, OOM.
+    Events {
+        /// Print one stats record and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Seconds between stats records (e.g. 5 or 5s).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
     },
     /// Write a default config.json.
     Spec {
@@ -223,6 +267,16 @@ fn dispatch(cli: Cli) -> Result<u8> {
             Err(container::OpError::State(strata::state::StateError::NotFound(_))) if force => {}
             r => r.with_context(|| format!("delete {id}"))?,
         },
+        Cmd::Update(a) => {
+            let id = a.id.clone();
+            let patch = update_patch(&a)?;
+            container::update(&root, &id, &patch).with_context(|| format!("update {id}"))?;
+        }
+        Cmd::Events { stats, interval, id } => {
+            let secs: f64 = interval.trim_end_matches('s').parse().with_context(|| format!("events: bad --interval {interval:?}"))?;
+            let mut out = std::io::stdout();
+            container::events(&root, &id, stats, std::time::Duration::from_secs_f64(secs.max(0.1)), &mut out).with_context(|| format!("events {id}"))?;
+        }
         Cmd::List { format, quiet } => list(&root, &format, quiet)?,
         Cmd::Pause { id } => container::pause(&root, &id, true).with_context(|| format!("pause {id}"))?,
         Cmd::Resume { id } => container::pause(&root, &id, false).with_context(|| format!("resume {id}"))?,
@@ -265,6 +319,84 @@ fn exec_cmd(root: &Root, a: ExecArgs) -> Result<i32> {
     };
     let opts = ExecOpts { id: a.id, process, console_socket: a.console_socket, detach: a.detach, pid_file: a.pid_file, preserve_fds: a.preserve_fds };
     Ok(exec::exec(root, &opts)?)
+}
+
+/// Parses sizes like runc does: bytes, or with a k/m/g/t suffix (base 1024); -1 is unlimited.
+fn parse_size(s: &str) -> Result<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    if t == "-1" {
+        return Ok(-1);
+    }
+    let t = t.trim_end_matches('b');
+    let (num, mul) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num.parse().with_context(|| format!("bad size {s:?}"))?;
+    Ok((n * mul as f64) as i64)
+}
+
+fn update_patch(a: &UpdateArgs) -> Result<serde_json::Value> {
+    let mut v = match &a.resources {
+        Some(p) => {
+            let text = if p.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+                s
+            } else {
+                std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?
+            };
+            serde_json::from_str(&text).context("--resources: not runtime-spec linux.resources JSON")?
+        }
+        None => serde_json::json!({}),
+    };
+    let mut set = |path: &[&str], val: serde_json::Value| {
+        let mut cur = &mut v;
+        for k in &path[..path.len() - 1] {
+            cur = &mut cur[*k];
+        }
+        cur[path[path.len() - 1]] = val;
+    };
+    if let Some(m) = &a.memory {
+        set(&["memory", "limit"], parse_size(m)?.into());
+    }
+    if let Some(m) = &a.memory_reservation {
+        set(&["memory", "reservation"], parse_size(m)?.into());
+    }
+    if let Some(m) = &a.memory_swap {
+        set(&["memory", "swap"], parse_size(m)?.into());
+    }
+    if let Some(x) = a.cpu_shares {
+        set(&["cpu", "shares"], x.into());
+    }
+    if let Some(x) = a.cpu_quota {
+        set(&["cpu", "quota"], x.into());
+    }
+    if let Some(x) = a.cpu_period {
+        set(&["cpu", "period"], x.into());
+    }
+    if let Some(x) = a.cpu_rt_period {
+        set(&["cpu", "realtimePeriod"], x.into());
+    }
+    if let Some(x) = a.cpu_rt_runtime {
+        set(&["cpu", "realtimeRuntime"], x.into());
+    }
+    if let Some(x) = &a.cpuset_cpus {
+        set(&["cpu", "cpus"], x.clone().into());
+    }
+    if let Some(x) = &a.cpuset_mems {
+        set(&["cpu", "mems"], x.clone().into());
+    }
+    if let Some(x) = a.pids_limit {
+        set(&["pids", "limit"], x.into());
+    }
+    if let Some(x) = a.blkio_weight {
+        set(&["blockIO", "weight"], x.into());
+    }
+    Ok(v)
 }
 
 fn create_opts(a: &CreateArgs, foreground: bool) -> CreateOpts {

@@ -7,6 +7,7 @@
 //! strata created and nothing else.
 
 mod plan;
+pub mod stats;
 
 use std::fs;
 use std::io::ErrorKind;
@@ -38,7 +39,8 @@ pub fn create(p: &Placement, res: Option<&LinuxResources>, extra_allow: &[String
         for dir in &p.dirs {
             mkdir_p(dir, &mut created, &p.inherit)?;
         }
-        for w in resource_writes(p, res, extra_allow)? {
+        // Device rules wait for `apply_devices`: init first makes its nodes.
+        for w in resource_writes(p, res, extra_allow)?.iter().filter(|w| !is_device_rule(w)) {
             write_file(&w.path, &w.value)?;
         }
         Ok(())
@@ -50,6 +52,19 @@ pub fn create(p: &Placement, res: Option<&LinuxResources>, extra_allow: &[String
             Err(e)
         }
     }
+}
+
+fn is_device_rule(w: &Write) -> bool {
+    w.path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("devices."))
+}
+
+/// Writes the device rules (v1), once init has created the device nodes:
+/// a denied device could not be made with mknod either.
+pub fn apply_devices(p: &Placement, res: Option<&LinuxResources>, extra_allow: &[String]) -> Result<()> {
+    for w in resource_writes(p, res, extra_allow)?.iter().filter(|w| is_device_rule(w)) {
+        write_file(&w.path, &w.value)?;
+    }
+    Ok(())
 }
 
 fn mkdir_p(dir: &Path, created: &mut Vec<PathBuf>, inherit: &[(PathBuf, Vec<&'static str>)]) -> Result<()> {
@@ -86,6 +101,27 @@ fn mkdir_p(dir: &Path, created: &mut Vec<PathBuf>, inherit: &[(PathBuf, Vec<&'st
 
 pub fn write_file(path: &Path, value: &str) -> Result<()> {
     fs::write(path, value).map_err(|source| CgroupError::Io { op: "write", path: path.to_path_buf(), source })
+}
+
+/// The placement of an existing container: its recorded directories,
+/// matched to the hierarchies they live in.
+pub fn placement_of(hier: &[Hierarchy], dirs: &[PathBuf]) -> Placement {
+    let mut p = Placement { v2: hier.first().is_some_and(|h| h.v2), ..Default::default() };
+    for d in dirs {
+        if let Some(h) = hier.iter().filter(|h| d.starts_with(&h.mountpoint)).max_by_key(|h| h.mountpoint.as_os_str().len()) {
+            p.hierarchies.push(h.clone());
+            p.dirs.push(d.clone());
+        }
+    }
+    p
+}
+
+/// Writes new limits into a live container's cgroup (`strata update`).
+pub fn update(p: &Placement, res: &LinuxResources) -> Result<()> {
+    for w in resource_writes(p, Some(res), &[])? {
+        write_file(&w.path, &w.value)?;
+    }
+    Ok(())
 }
 
 /// Moves `pid` into every directory of the placement.

@@ -103,10 +103,11 @@ impl<R: Read> HashReader<R> {
     }
 
     /// Reads `inner` to its end (the part a decoder or tar parser did not
-    /// need still belongs to the blob), then returns (digest, bytes read).
-    pub fn finish(mut self) -> io::Result<(Digest, u64)> {
+    /// need still belongs to the blob), then returns it with (digest, bytes
+    /// read).
+    pub fn finish(mut self) -> io::Result<(R, Digest, u64)> {
         io::copy(&mut self, &mut io::sink())?;
-        Ok((Digest::from_sha(self.sha.finalize().as_slice()), self.count))
+        Ok((self.inner, Digest::from_sha(self.sha.finalize().as_slice()), self.count))
     }
 }
 
@@ -207,7 +208,7 @@ mod tests {
         let mut r = HashReader::new(&data[..]);
         let mut first = [0u8; 10];
         r.read_exact(&mut first).unwrap();
-        let (digest, n) = r.finish().unwrap();
+        let (_, digest, n) = r.finish().unwrap();
         assert_eq!(n, 100_000);
         assert_eq!(digest, Digest::of(&data));
     }

@@ -177,6 +177,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     }
     parent_chan.send(&Msg::Proceed)?;
     parent_chan.expect(Msg::RuntimeHooks, "RuntimeHooks")?;
+    cgroups::apply_devices(&placement, linux.resources().as_ref(), &extra_allow)?;
 
     let start_time = state::proc_stat(pid.as_raw()).map(|s| s.start_time).unwrap_or(0);
     let mut st = State {

@@ -1,0 +1,114 @@
+//! Resource limits seen from inside and outside a real container, and the
+//! operations on a running container's cgroup.
+
+use serde_json::json;
+
+use crate::common::{Bundle, stderr, stdout};
+use crate::need_root;
+
+/// awk that holds about `mb` MiB of memory, then prints and sleeps.
+fn hog(mb: u32, then: &str) -> String {
+    format!("awk 'BEGIN {{ s = sprintf(\"%1048576s\", \"x\"); for (i = 0; i < {mb}; i++) a[i] = s \"\" i; print \"held\"; fflush(); {then} }}'")
+}
+
+#[test]
+fn memory_hog_is_oom_killed_at_the_limit() {
+    need_root!();
+    let mut b = Bundle::sh("oom", &format!("{}; echo rc=$?", hog(200, "")));
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 32 << 20, "swap": 32 << 20});
+    let out = b.run_ok();
+    assert!(out.contains("rc=137"), "{out}");
+    assert!(!out.contains("held"), "{out}");
+    b.assert_gone();
+}
+
+#[test]
+fn fork_bomb_stops_at_the_pids_limit() {
+    need_root!();
+    let mut b = Bundle::sh("pids", "(for i in $(seq 30); do sleep 2 & done) 2>/dev/null; read c < /sys/fs/cgroup/pids/pids.current; echo $c");
+    b.config["linux"]["resources"]["pids"] = json!({"limit": 8});
+    let out = b.run_ok();
+    let current: u32 = out.lines().last().unwrap().trim().parse().unwrap();
+    assert!(current <= 8, "pids.current {current} above the limit: {out}");
+    b.assert_gone();
+}
+
+#[test]
+fn cpu_quota_is_written() {
+    need_root!();
+    let mut b = Bundle::sh("cpu", "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max");
+    b.config["linux"]["resources"]["cpu"] = json!({"quota": 20000, "period": 100000, "shares": 512});
+    let out = b.run_ok();
+    assert!(out == "20000\n100000\n" || out == "20000 100000\n", "{out}");
+}
+
+#[test]
+fn denied_device_cannot_be_opened() {
+    need_root!();
+    let mut b = Bundle::sh("devdeny", "head -c 1 /dev/zero > /dev/null && echo zero-ok; head -c 1 /dev/urandom > /dev/null 2>&1 && echo urandom-ok; echo end");
+    b.config["linux"]["resources"]["devices"] = json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+        {"allow": false, "type": "c", "major": 1, "minor": 9, "access": "rwm"}
+    ]);
+    let out = b.run_ok();
+    assert!(out.contains("zero-ok"), "{out}");
+    assert!(!out.contains("urandom-ok"), "a denied device was opened: {out}");
+}
+
+#[test]
+fn update_changes_a_live_limit_and_events_report_memory() {
+    need_root!();
+    let mut b = Bundle::sh("update", &hog(0, "system(\"sleep 30\")"));
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 256 << 20});
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    let stats = |b: &Bundle| -> serde_json::Value {
+        let out = b.cmd(&["events", "--stats", &b.id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str(stdout(&out).trim()).unwrap()
+    };
+    let before = stats(&b);
+    assert_eq!(before["type"], "stats");
+    assert_eq!(before["data"]["memory"]["usage"]["limit"], 256u64 << 20);
+    let out = b.cmd(&["update", "--memory", "128m", "--pids-limit", "30", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let inside = stdout(&b.cmd(&["exec", &b.id, "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max"]));
+    assert_eq!(inside, format!("{}\n30\n", 128u64 << 20));
+    assert_eq!(stats(&b)["data"]["memory"]["usage"]["limit"], 128u64 << 20);
+    // Allocate 64 MiB in the container: usage grows by about that much.
+    let used0 = stats(&b)["data"]["memory"]["usage"]["usage"].as_u64().unwrap();
+    let out = b.detached(&["exec".as_ref(), "-d".as_ref(), b.id.as_ref(), "sh".as_ref(), "-c".as_ref(), hog(64, "system(\"sleep 30\")").as_ref()]);
+    assert!(out.status.success());
+    let mut grew = 0;
+    for _ in 0..100 {
+        grew = stats(&b)["data"]["memory"]["usage"]["usage"].as_u64().unwrap().saturating_sub(used0);
+        if grew > 60 << 20 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(grew > 60 << 20, "memory usage grew by only {grew}");
+    let bad = b.cmd(&["update", "--memory", "lots", &b.id]);
+    assert!(!bad.status.success());
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}
+
+#[test]
+fn kill_all_reaches_every_process() {
+    need_root!();
+    let b = Bundle::sh("killall", "trap '' TERM; sleep 30 & sleep 30 & wait");
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pids: Vec<i32> = serde_json::from_str(&stdout(&b.cmd(&["ps", "--format", "json", &b.id]))).unwrap();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    assert!(b.cmd(&["kill", "--all", &b.id, "KILL"]).status.success());
+    b.wait_status("stopped");
+    for p in pids {
+        assert!(!crate::common::alive(p), "{p} survived kill --all");
+    }
+    assert!(b.cmd(&["delete", &b.id]).status.success());
+    b.assert_gone();
+}

@@ -1,0 +1,492 @@
+//! The OCI image layout on disk (`oci-layout`, `index.json`,
+//! `blobs/sha256/<hex>`), as written by umoci, skopeo or
+//! `podman save --format oci-dir`: resolving a reference to one manifest for
+//! this platform, parsing it and its image config, and (for `strata commit`)
+//! adding blobs and a new reference atomically.
+//!
+//! The image types are our own small serde structs rather than oci-spec's:
+//! Docker-produced layouts use media types and omit fields that the strict
+//! types refuse, and `commit` must carry unknown fields over untouched (it
+//! edits manifests and configs as `serde_json::Value`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use super::LayerError;
+use super::digest::{Digest, HashWriter};
+
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const MT_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// Manifests, indexes and configs are small; a bigger one is refused
+/// rather than read into memory.
+const MAX_JSON_BLOB: u64 = 32 << 20;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Platform {
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    #[serde(default)]
+    pub media_type: String,
+    pub digest: String,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+}
+
+impl Descriptor {
+    fn ref_name(&self) -> Option<&str> {
+        self.annotations.as_ref()?.get(REF_NAME).map(String::as_str)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Index {
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    #[serde(default)]
+    pub media_type: String,
+    pub config: Descriptor,
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+}
+
+/// The parts of the image config's `config` object that strata uses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerConfig {
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub env: Option<Vec<String>>,
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub labels: Option<HashMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RootFs {
+    #[serde(default)]
+    pub diff_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ImageConfig {
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub config: Option<ContainerConfig>,
+    #[serde(default)]
+    pub rootfs: RootFs,
+    #[serde(default)]
+    pub history: Vec<serde_json::Value>,
+}
+
+/// One layer of a resolved image, bottom first.
+#[derive(Debug, Clone)]
+pub struct LayerRef {
+    pub digest: Digest,
+    pub diff_id: Digest,
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// A reference resolved to one manifest for this platform.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub layout: PathBuf,
+    pub manifest_digest: Digest,
+    pub manifest: Manifest,
+    pub config_digest: Digest,
+    pub config: ImageConfig,
+    pub layers: Vec<LayerRef>,
+}
+
+impl Image {
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        blob_path(&self.layout, digest)
+    }
+}
+
+pub fn blob_path(layout: &Path, digest: &Digest) -> PathBuf {
+    layout.join("blobs/sha256").join(digest.hex())
+}
+
+/// The platform an image must be for to run here, as OCI names it.
+pub fn host_platform() -> (&'static str, &'static str) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        "loongarch64" => "loong64",
+        other => other,
+    };
+    ("linux", arch)
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LayerError + '_ {
+    move |source| LayerError::Io { op, path: path.to_path_buf(), source }
+}
+
+fn bad_layout(layout: &Path, msg: impl Into<String>) -> LayerError {
+    LayerError::Layout { layout: layout.to_path_buf(), msg: msg.into() }
+}
+
+/// Resolves `reference` (a ref name annotation or a manifest digest; `None`
+/// takes the only manifest) in the layout at `layout`.
+pub fn resolve(layout: &Path, reference: Option<&str>) -> Result<Image, LayerError> {
+    let layout = std::path::absolute(layout).map_err(io_err("absolute", layout))?;
+    check_layout_file(&layout)?;
+    let index_path = layout.join("index.json");
+    let index: Index = parse_json(&index_path, &read_limited(&index_path)?)?;
+    let top = pick_ref(&layout, &index.manifests, reference)?;
+    let (manifest_digest, manifest) = descend(&layout, top, 0)?;
+    let config_digest = Digest::parse(&manifest.config.digest)?;
+    let config: ImageConfig = parse_json_blob(&layout, &config_digest)?;
+    let (os, arch) = host_platform();
+    if config.os != os || config.architecture != arch {
+        return Err(bad_layout(
+            &layout,
+            format!("image {manifest_digest} is for {}/{}, this host runs {os}/{arch}", config.os, config.architecture),
+        ));
+    }
+    let layers = layer_refs(&manifest, &config, &manifest_digest)?;
+    Ok(Image { layout, manifest_digest, manifest, config_digest, config, layers })
+}
+
+fn check_layout_file(layout: &Path) -> Result<(), LayerError> {
+    let path = layout.join("oci-layout");
+    let v: serde_json::Value = parse_json(&path, &read_limited(&path)?)?;
+    match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
+        Some(ver) if ver.starts_with("1.") => Ok(()),
+        other => Err(bad_layout(layout, format!("oci-layout: unsupported imageLayoutVersion {other:?}"))),
+    }
+}
+
+fn pick_ref<'a>(layout: &Path, manifests: &'a [Descriptor], reference: Option<&str>) -> Result<&'a Descriptor, LayerError> {
+    let names: Vec<&str> = manifests.iter().filter_map(Descriptor::ref_name).collect();
+    match reference {
+        Some(r) => manifests.iter().find(|d| d.ref_name() == Some(r) || d.digest == r).ok_or_else(|| {
+            bad_layout(layout, format!("no image with ref {r:?} (refs present: {})", names.join(", ")))
+        }),
+        None if manifests.len() == 1 => Ok(&manifests[0]),
+        None => Err(bad_layout(
+            layout,
+            format!("{} manifests in index.json, give a ref (refs present: {})", manifests.len(), names.join(", ")),
+        )),
+    }
+}
+
+/// Follows nested indexes (manifest lists) down to the manifest for this
+/// platform.
+fn descend(layout: &Path, desc: &Descriptor, depth: u32) -> Result<(Digest, Manifest), LayerError> {
+    let digest = Digest::parse(&desc.digest)?;
+    if depth > 4 {
+        return Err(LayerError::Blob { digest: digest.to_string(), msg: "indexes nested too deep".into() });
+    }
+    let value: serde_json::Value = parse_json_blob(layout, &digest)?;
+    let media = match desc.media_type.as_str() {
+        "" => value.get("mediaType").and_then(|m| m.as_str()).unwrap_or_default().to_string(),
+        m => m.to_string(),
+    };
+    let is_index = media == MT_INDEX || media == MT_DOCKER_LIST || (media.is_empty() && value.get("manifests").is_some());
+    if is_index {
+        let index: Index = from_value(&digest, value)?;
+        let (os, arch) = host_platform();
+        let found = index.manifests.iter().find(|d| d.platform.as_ref().is_some_and(|p| p.os == os && p.architecture == arch));
+        let Some(next) = found else {
+            let have: Vec<String> = index
+                .manifests
+                .iter()
+                .map(|d| d.platform.as_ref().map_or("unknown".into(), |p| format!("{}/{}", p.os, p.architecture)))
+                .collect();
+            return Err(LayerError::Blob {
+                digest: digest.to_string(),
+                msg: format!("no manifest for {os}/{arch} in index (has: {})", have.join(", ")),
+            });
+        };
+        return descend(layout, next, depth + 1);
+    }
+    if !(media == MT_MANIFEST || media == MT_DOCKER_MANIFEST || media.is_empty()) {
+        return Err(LayerError::Blob { digest: digest.to_string(), msg: format!("unsupported manifest media type {media:?}") });
+    }
+    Ok((digest.clone(), from_value(&digest, value)?))
+}
+
+fn layer_refs(manifest: &Manifest, config: &ImageConfig, manifest_digest: &Digest) -> Result<Vec<LayerRef>, LayerError> {
+    if manifest.layers.len() != config.rootfs.diff_ids.len() {
+        return Err(LayerError::Blob {
+            digest: manifest_digest.to_string(),
+            msg: format!("{} layers but {} diff_ids in the config", manifest.layers.len(), config.rootfs.diff_ids.len()),
+        });
+    }
+    manifest
+        .layers
+        .iter()
+        .zip(&config.rootfs.diff_ids)
+        .map(|(l, d)| {
+            Ok(LayerRef { digest: Digest::parse(&l.digest)?, diff_id: Digest::parse(d)?, media_type: l.media_type.clone(), size: l.size })
+        })
+        .collect()
+}
+
+fn read_limited(path: &Path) -> Result<Vec<u8>, LayerError> {
+    let file = File::open(path).map_err(io_err("open", path))?;
+    let mut data = Vec::new();
+    file.take(MAX_JSON_BLOB + 1).read_to_end(&mut data).map_err(io_err("read", path))?;
+    if data.len() as u64 > MAX_JSON_BLOB {
+        return Err(LayerError::Parse { path: path.to_path_buf(), msg: format!("larger than {MAX_JSON_BLOB} bytes") });
+    }
+    Ok(data)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, data: &[u8]) -> Result<T, LayerError> {
+    serde_json::from_slice(data).map_err(|e| LayerError::Parse { path: path.to_path_buf(), msg: e.to_string() })
+}
+
+fn from_value<T: serde::de::DeserializeOwned>(digest: &Digest, v: serde_json::Value) -> Result<T, LayerError> {
+    serde_json::from_value(v).map_err(|e| LayerError::Blob { digest: digest.to_string(), msg: e.to_string() })
+}
+
+/// Reads a JSON blob, checks its digest, parses it.
+pub fn parse_json_blob<T: serde::de::DeserializeOwned>(layout: &Path, digest: &Digest) -> Result<T, LayerError> {
+    let path = blob_path(layout, digest);
+    let data = read_limited(&path)?;
+    let actual = Digest::of(&data);
+    if &actual != digest {
+        return Err(LayerError::Mismatch { blob: digest.to_string(), what: "digest", expected: digest.to_string(), actual: actual.to_string() });
+    }
+    serde_json::from_slice(&data).map_err(|e| LayerError::Blob { digest: digest.to_string(), msg: e.to_string() })
+}
+
+/// Writes a blob by streaming it through `fill` into a temp file in
+/// `blobs/sha256/`, then renames it to its digest. Returns what `fill`
+/// returned, the digest and the size.
+pub fn write_blob_with<T>(
+    layout: &Path,
+    fill: impl FnOnce(&mut HashWriter<std::io::BufWriter<File>>) -> Result<T, LayerError>,
+) -> Result<(T, Digest, u64), LayerError> {
+    let dir = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&dir).map_err(io_err("mkdir", &dir))?;
+    let tmp = dir.join(format!(".tmp-{}", super::unique_name()));
+    let file = File::create_new(&tmp).map_err(io_err("create", &tmp))?;
+    let result = (|| {
+        let mut w = HashWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+        let out = fill(&mut w)?;
+        w.flush().map_err(io_err("write", &tmp))?;
+        let (_, digest, size) = w.finish();
+        let dest = dir.join(digest.hex());
+        std::fs::rename(&tmp, &dest).map_err(io_err("rename", &tmp))?;
+        Ok((out, digest, size))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+pub fn write_blob(layout: &Path, data: &[u8]) -> Result<(Digest, u64), LayerError> {
+    let path = layout.join("blobs/sha256");
+    let ((), d, n) = write_blob_with(layout, |w| w.write_all(data).map_err(io_err("write", &path)))?;
+    Ok((d, n))
+}
+
+/// Adds `desc` to index.json under `reference`, replacing any manifest that
+/// had that ref. Serialised against other writers by a lock on the layout
+/// directory; written to a temp file and renamed.
+pub fn set_ref(layout: &Path, mut desc: Descriptor, reference: &str) -> Result<(), LayerError> {
+    let dir = File::open(layout).map_err(io_err("open", layout))?;
+    let _lock = Flock::lock(dir, FlockArg::LockExclusive)
+        .map_err(|(_, e)| LayerError::Sys(crate::sys::err("flock", layout.display(), "LOCK_EX")(e)))?;
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value = parse_json(&index_path, &read_limited(&index_path)?)?;
+    let manifests = index
+        .get_mut("manifests")
+        .and_then(|m| m.as_array_mut())
+        .ok_or_else(|| bad_layout(layout, "index.json has no manifests array"))?;
+    manifests.retain(|m| m.pointer("/annotations/org.opencontainers.image.ref.name").and_then(|v| v.as_str()) != Some(reference));
+    desc.annotations.get_or_insert_with(BTreeMap::new).insert(REF_NAME.into(), reference.into());
+    manifests.push(serde_json::to_value(&desc).expect("descriptor serializes"));
+    let data = serde_json::to_vec(&index).expect("json value serializes");
+    write_atomic(&index_path, &data)
+}
+
+/// Writes `path` through a temp file in the same directory and a rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), LayerError> {
+    let tmp = path.with_file_name(format!(".{}.tmp-{}", path.file_name().unwrap_or_default().to_string_lossy(), super::unique_name()));
+    let result = (|| {
+        let mut f = File::create_new(&tmp).map_err(io_err("create", &tmp))?;
+        f.write_all(data).map_err(io_err("write", &tmp))?;
+        nix::unistd::fsync(f.as_fd()).map_err(|e| LayerError::Sys(crate::sys::err("fsync", tmp.display(), "")(e)))?;
+        std::fs::rename(&tmp, path).map_err(io_err("rename", &tmp))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A throwaway layout under the temp dir, removed on drop.
+    pub(crate) struct TestLayout(pub PathBuf);
+
+    impl Drop for TestLayout {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl TestLayout {
+        pub fn new(tag: &str) -> TestLayout {
+            let dir = std::env::temp_dir().join(format!("strata-layout-{tag}-{}", super::super::unique_name()));
+            std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+            std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+            TestLayout(dir)
+        }
+
+        pub fn blob(&self, v: &serde_json::Value) -> Descriptor {
+            let data = serde_json::to_vec(v).unwrap();
+            let (d, n) = write_blob(&self.0, &data).unwrap();
+            Descriptor { media_type: String::new(), digest: d.to_string(), size: n, annotations: None, platform: None }
+        }
+
+        pub fn index(&self, manifests: Vec<serde_json::Value>) {
+            let v = serde_json::json!({"schemaVersion": 2, "manifests": manifests});
+            std::fs::write(self.0.join("index.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+        }
+
+        /// A manifest with no layers whose config is for `os`/`arch`.
+        pub fn manifest(&self, os: &str, arch: &str) -> Descriptor {
+            let config = self.blob(&serde_json::json!({"os": os, "architecture": arch, "rootfs": {"type": "layers", "diff_ids": []}}));
+            // A unique annotation so that two calls give two manifests.
+            let m = serde_json::json!({"schemaVersion": 2, "mediaType": MT_MANIFEST,
+                "config": {"mediaType": MT_CONFIG, "digest": config.digest, "size": config.size}, "layers": [],
+                "annotations": {"test.salt": super::super::unique_name()}});
+            let mut d = self.blob(&m);
+            d.media_type = MT_MANIFEST.into();
+            d
+        }
+    }
+
+    fn entry(d: &Descriptor, name: Option<&str>) -> serde_json::Value {
+        let mut v = serde_json::to_value(d).unwrap();
+        if let Some(n) = name {
+            v["annotations"] = serde_json::json!({ REF_NAME: n });
+        }
+        v
+    }
+
+    #[test]
+    fn single_manifest_needs_no_ref() {
+        let l = TestLayout::new("single");
+        let (os, arch) = host_platform();
+        let m = l.manifest(os, arch);
+        l.index(vec![entry(&m, Some("latest"))]);
+        assert_eq!(resolve(&l.0, None).unwrap().manifest_digest.as_str(), m.digest);
+        assert_eq!(resolve(&l.0, Some("latest")).unwrap().manifest_digest.as_str(), m.digest);
+        assert_eq!(resolve(&l.0, Some(&m.digest)).unwrap().manifest_digest.as_str(), m.digest);
+        let err = resolve(&l.0, Some("nope")).unwrap_err().to_string();
+        assert!(err.contains("\"nope\"") && err.contains("latest"), "{err}");
+    }
+
+    #[test]
+    fn several_manifests_need_a_ref() {
+        let l = TestLayout::new("several");
+        let (os, arch) = host_platform();
+        let (a, b) = (l.manifest(os, arch), l.manifest(os, "riscv-like"));
+        l.index(vec![entry(&a, Some("a")), entry(&b, Some("b"))]);
+        assert!(resolve(&l.0, None).unwrap_err().to_string().contains("give a ref"));
+        let err = resolve(&l.0, Some("b")).unwrap_err().to_string();
+        assert!(err.contains("is for linux/riscv-like"), "{err}");
+    }
+
+    #[test]
+    fn nested_index_picks_this_platform() {
+        let l = TestLayout::new("nested");
+        let (os, arch) = host_platform();
+        let (mine, other) = (l.manifest(os, arch), l.manifest(os, "s390x"));
+        let plat = |a: &str| serde_json::json!({"os": os, "architecture": a});
+        let mut e_other = entry(&other, None);
+        e_other["platform"] = plat("s390x");
+        let mut e_mine = entry(&mine, None);
+        e_mine["platform"] = plat(arch);
+        let mut list = l.blob(&serde_json::json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [e_other.clone(), e_mine]}));
+        list.media_type = MT_INDEX.into();
+        l.index(vec![entry(&list, Some("multi"))]);
+        assert_eq!(resolve(&l.0, Some("multi")).unwrap().manifest_digest.as_str(), mine.digest);
+
+        let mut only_other = l.blob(&serde_json::json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [e_other]}));
+        only_other.media_type = MT_INDEX.into();
+        l.index(vec![entry(&only_other, Some("x"))]);
+        let err = resolve(&l.0, Some("x")).unwrap_err().to_string();
+        assert!(err.contains("no manifest for linux/") && err.contains("s390x"), "{err}");
+    }
+
+    #[test]
+    fn hostile_descriptors_are_refused() {
+        let l = TestLayout::new("hostile");
+        l.index(vec![serde_json::json!({"mediaType": MT_MANIFEST, "digest": "sha256:../../../etc/passwd", "size": 1})]);
+        assert!(matches!(resolve(&l.0, None), Err(LayerError::BadDigest(_))));
+        // A blob whose content does not match its name.
+        let (os, arch) = host_platform();
+        let m = l.manifest(os, arch);
+        let path = blob_path(&l.0, &Digest::parse(&m.digest).unwrap());
+        std::fs::write(&path, b"{\"layers\":[]}").unwrap();
+        l.index(vec![entry(&m, None)]);
+        assert!(matches!(resolve(&l.0, None), Err(LayerError::Mismatch { .. })));
+        std::fs::remove_file(l.0.join("oci-layout")).unwrap();
+        assert!(resolve(&l.0, None).unwrap_err().to_string().contains("oci-layout"));
+    }
+
+    #[test]
+    fn set_ref_replaces_the_same_name() {
+        let l = TestLayout::new("setref");
+        let (os, arch) = host_platform();
+        let (a, b) = (l.manifest(os, arch), l.manifest(os, arch));
+        l.index(vec![entry(&a, Some("v1")), entry(&a, Some("keep"))]);
+        set_ref(&l.0, b.clone(), "v1").unwrap();
+        let img = resolve(&l.0, Some("v1")).unwrap();
+        assert_eq!(img.manifest_digest.as_str(), b.digest);
+        assert_eq!(resolve(&l.0, Some("keep")).unwrap().manifest_digest.as_str(), a.digest);
+    }
+}
