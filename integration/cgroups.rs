@@ -45,15 +45,23 @@ fn cpu_quota_is_written() {
 #[test]
 fn denied_device_cannot_be_opened() {
     need_root!();
-    let mut b = Bundle::sh("devdeny", "head -c 1 /dev/zero > /dev/null && echo zero-ok; head -c 1 /dev/urandom > /dev/null 2>&1 && echo urandom-ok; echo end");
+    // With CAP_MKNOD, only the device cgroup stands between the process and
+    // a device node: 1:11 (kmsg) is allowed, 1:1 (mem) is not.
+    let mut b = Bundle::sh(
+        "devdeny",
+        "mknod /tmp/kmsg c 1 11 && echo kmsg-made; mknod /tmp/mem c 1 1 2>/dev/null && echo mem-made; head -c 1 /dev/zero > /dev/null && echo zero-ok; echo end",
+    );
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set].as_array_mut().unwrap().push(json!("CAP_MKNOD"));
+    }
     b.config["linux"]["resources"]["devices"] = json!([
         {"allow": false, "access": "rwm"},
-        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
-        {"allow": false, "type": "c", "major": 1, "minor": 9, "access": "rwm"}
+        {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rwm"}
     ]);
     let out = b.run_ok();
+    assert!(out.contains("kmsg-made"), "{out}");
     assert!(out.contains("zero-ok"), "{out}");
-    assert!(!out.contains("urandom-ok"), "a denied device was opened: {out}");
+    assert!(!out.contains("mem-made"), "a denied device was made: {out}");
 }
 
 #[test]

@@ -185,18 +185,13 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
                 }
         if h.has("devices")
             && let Some(devs) = res.devices() {
-                // The always-allowed devices go right after a leading
-                // "deny all", so the spec's own later rules still win.
-                let rules = device_rules_v1(devs);
-                let split = usize::from(rules.first().is_some_and(|(f, r)| *f == "devices.deny" && r == "a"));
-                for (file, rule) in &rules[..split] {
-                    w(file, rule.clone());
+                // The spec's rules in order, then the always-allowed devices
+                // (as runc: the default devices stay usable).
+                for (file, rule) in device_rules_v1(devs) {
+                    w(file, rule);
                 }
                 for rule in extra_allow {
                     w("devices.allow", rule.clone());
-                }
-                for (file, rule) in &rules[split..] {
-                    w(file, rule.clone());
                 }
             }
     }
