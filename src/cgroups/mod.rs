@@ -6,6 +6,7 @@
 //! recorded in the state so that `delete` removes exactly the directories
 //! strata created and nothing else.
 
+pub mod devices_v2;
 mod plan;
 pub mod stats;
 
@@ -61,6 +62,15 @@ fn is_device_rule(w: &Write) -> bool {
 /// Writes the device rules (v1), once init has created the device nodes:
 /// a denied device could not be made with mknod either.
 pub fn apply_devices(p: &Placement, res: Option<&LinuxResources>, extra_allow: &[String]) -> Result<()> {
+    if p.v2 {
+        let Some(devs) = res.and_then(|r| r.devices().as_ref()).filter(|d| !d.is_empty()) else { return Ok(()) };
+        let mut rules: Vec<devices_v2::Rule> = devs.iter().map(devices_v2::rule_from_spec).collect();
+        rules.extend(extra_allow.iter().filter_map(|r| devices_v2::rule_from_v1(r, true)));
+        for dir in &p.dirs {
+            devices_v2::attach(dir, &rules)?;
+        }
+        return Ok(());
+    }
     for w in resource_writes(p, res, extra_allow)?.iter().filter(|w| is_device_rule(w)) {
         write_file(&w.path, &w.value)?;
     }
@@ -161,7 +171,16 @@ pub fn set_frozen(paths: &[PathBuf], frozen: bool) -> Result<()> {
     for p in paths {
         let v2 = p.join("cgroup.freeze");
         if v2.exists() {
-            return write_file(&v2, if frozen { "1" } else { "0" });
+            write_file(&v2, if frozen { "1" } else { "0" })?;
+            // Freezing completes asynchronously: cgroup.events says when.
+            let want = if frozen { "frozen 1" } else { "frozen 0" };
+            for _ in 0..1000 {
+                if fs::read_to_string(p.join("cgroup.events")).is_ok_and(|e| e.lines().any(|l| l == want)) {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            return Err(CgroupError::Invalid(format!("{}: did not settle", v2.display())));
         }
         let v1 = p.join("freezer.state");
         if v1.exists() {

@@ -197,3 +197,39 @@ pub fn default_signal(sig: nix::sys::signal::Signal) {
     // SAFETY: installing SIG_DFL runs no code of ours in signal context.
     let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
 }
+
+/// Loads a BPF_PROG_TYPE_CGROUP_DEVICE program (instructions as raw u64s).
+pub fn bpf_load_cgroup_device(insns: &[u64]) -> Result<OwnedFd> {
+    const BPF_PROG_LOAD: libc::c_int = 5;
+    const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+    let license = c"Apache-2.0";
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&BPF_PROG_TYPE_CGROUP_DEVICE.to_ne_bytes());
+    attr[4..8].copy_from_slice(&(insns.len() as u32).to_ne_bytes());
+    attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
+    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+    attr[48..58].copy_from_slice(b"strata_dev"); // prog_name
+    // SAFETY: attr is a zeroed bpf_attr of the size we pass; the pointers in
+    // it (insns, license) outlive the call.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, attr.as_ptr(), attr.len()) };
+    if r < 0 {
+        return Err(err("bpf", "BPF_PROG_LOAD", format!("CGROUP_DEVICE, {} insns", insns.len()))(Errno::last()));
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// Attaches a device program to a cgroup v2 directory (BPF_F_ALLOW_MULTI).
+pub fn bpf_attach_cgroup_device(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>, what: &Path) -> Result<()> {
+    const BPF_PROG_ATTACH: libc::c_int = 8;
+    const BPF_CGROUP_DEVICE: u32 = 6;
+    const BPF_F_ALLOW_MULTI: u32 = 2;
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&(cgroup.as_raw_fd() as u32).to_ne_bytes());
+    attr[4..8].copy_from_slice(&(prog.as_raw_fd() as u32).to_ne_bytes());
+    attr[8..12].copy_from_slice(&BPF_CGROUP_DEVICE.to_ne_bytes());
+    attr[12..16].copy_from_slice(&BPF_F_ALLOW_MULTI.to_ne_bytes());
+    // SAFETY: attr is a zeroed bpf_attr holding two valid fds.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, attr.as_ptr(), attr.len()) };
+    Errno::result(r).map(drop).map_err(err("bpf", what.display(), "BPF_PROG_ATTACH CGROUP_DEVICE ALLOW_MULTI"))
+}
