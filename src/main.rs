@@ -400,8 +400,8 @@ fn update_patch(a: &UpdateArgs) -> Result<serde_json::Value> {
 }
 
 fn create_opts(a: &CreateArgs, foreground: bool) -> CreateOpts {
-    let _ = a.no_new_keyring;
     CreateOpts {
+        no_new_keyring: a.no_new_keyring,
         id: a.id.clone(),
         bundle: a.bundle.clone(),
         pid_file: a.pid_file.clone(),

@@ -50,6 +50,9 @@ pub struct InitContext {
     /// `run -t` without a console socket: send the pty master to the parent.
     pub pty_to_parent: bool,
     pub no_pivot: bool,
+    /// `--no-new-keyring`: keep the caller's session keyring.
+    pub no_new_keyring: bool,
+    pub id: String,
     pub preserve_fds: u32,
     pub hierarchies: Vec<Hierarchy>,
 }
@@ -92,6 +95,13 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     }
     namespaces::unshare_flags(ctx.ns.unshare_in_init)?;
     nix::unistd::setsid().map_err(sys::err("setsid", "", ""))?;
+    if !ctx.no_new_keyring {
+        // Kernels or user namespaces without keyring support: go on without one, as runc does.
+        match sys::join_session_keyring(&format!("_ses.{}", ctx.id)) {
+            Err(e) if matches!(e.errno, nix::errno::Errno::ENOSYS | nix::errno::Errno::EACCES | nix::errno::Errno::EPERM | nix::errno::Errno::EDQUOT) => {}
+            r => r?,
+        }
+    }
 
     let rootfs = ctx.bundle.rootfs.clone();
     let prop = linux.rootfs_propagation().as_deref().map(rootfs::propagation_flags).transpose().map_err(InitError::Other)?;

@@ -48,6 +48,7 @@ pub struct CreateOpts {
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
+    pub no_new_keyring: bool,
     pub preserve_fds: u32,
     /// `run` in the foreground: a terminal without a console socket is
     /// proxied by the caller, so init sends the pty master back.
@@ -154,6 +155,8 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
                 console_socket: console,
                 pty_to_parent: terminal && opts.console_socket.is_none(),
                 no_pivot: opts.no_pivot,
+                no_new_keyring: opts.no_new_keyring,
+                id: opts.id.clone(),
                 preserve_fds: opts.preserve_fds,
                 hierarchies: hier,
             };

@@ -233,3 +233,13 @@ pub fn bpf_attach_cgroup_device(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>, wh
     let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, attr.as_ptr(), attr.len()) };
     Errno::result(r).map(drop).map_err(err("bpf", what.display(), "BPF_PROG_ATTACH CGROUP_DEVICE ALLOW_MULTI"))
 }
+
+/// keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a new session keyring, so the
+/// container does not share the caller's keys.
+pub fn join_session_keyring(name: &str) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let c = std::ffi::CString::new(name).map_err(|_| err("keyctl", name, "name has NUL")(Errno::EINVAL))?;
+    // SAFETY: a valid NUL-terminated name pointer for the duration of the call.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, c.as_ptr()) };
+    Errno::result(r).map(drop).map_err(err("keyctl", name, "KEYCTL_JOIN_SESSION_KEYRING"))
+}

@@ -1,0 +1,167 @@
+//! The image side: OCI image layouts, the layer store, layer unpacking, the
+//! per-container init layer and the overlay plan for a container's rootfs.
+//!
+//! `strata create` calls `prepare_rootfs`, which returns an `OverlayPlan`
+//! and mounts nothing; the caller decides where and when to mount it
+//! (`mount_overlay`). `delete` calls `unmount` and `remove_container`.
+//!
+//! Files, one job each: `layout` (reading/writing the image layout),
+//! `digest` (content addresses, chain ids), `store` (layers on disk, locks,
+//! references, prune), `apply` (tar -> layer dir), `difftar` (upper dir ->
+//! tar), `init` (the init layer table), `overlay` (the plan and the mount),
+//! `bundle` (`strata bundle --image`, user lookup in the layers), `commit`.
+//! `sysmount` and `sysxattr` hold raw syscalls that belong in `sys/`.
+
+pub mod apply;
+pub mod bundle;
+pub mod commit;
+pub mod difftar;
+pub mod digest;
+pub mod init;
+pub mod layout;
+pub mod overlay;
+pub mod store;
+mod sysmount;
+mod sysxattr;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub use bundle::bundle_from_image;
+pub use commit::commit;
+pub use digest::Digest;
+pub use overlay::{OverlayPlan, unmount};
+pub use store::{LayerInfo, Store};
+
+use crate::sys::SysError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error("parse {path}: {msg}")]
+    Parse { path: PathBuf, msg: String },
+    #[error("image layout {layout}: {msg}")]
+    Layout { layout: PathBuf, msg: String },
+    #[error("blob {digest}: {msg}")]
+    Blob { digest: String, msg: String },
+    #[error("invalid digest {0:?}: only sha256:<64 hex> is accepted")]
+    BadDigest(String),
+    #[error("blob {blob}: {what} mismatch: expected {expected}, got {actual}")]
+    Mismatch { blob: String, what: &'static str, expected: String, actual: String },
+    #[error("layer {blob}: entry {entry:?}: {msg}")]
+    Entry { blob: String, entry: String, msg: String },
+    #[error("invalid container id {0:?}")]
+    BadId(String),
+    #[error("container {0} already has a rootfs in the layer store")]
+    Exists(String),
+    #[error("container {0} has no rootfs in the layer store")]
+    NotFound(String),
+    #[error("{0} is still mounted")]
+    Busy(PathBuf),
+    #[error("overlay: {0}")]
+    Plan(String),
+    #[error("user: {0}")]
+    User(String),
+}
+
+pub type Result<T> = std::result::Result<T, LayerError>;
+
+/// A name for temp files and dirs that no other process or thread picks.
+pub(crate) fn unique_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{}-{nanos:x}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// What `prepare_rootfs` made: the mount to do, and what it stacks.
+#[derive(Debug, Clone)]
+pub struct PreparedRootfs {
+    /// Not mounted; `plan.target` is `<store>/containers/<id>/merged` and
+    /// may be changed before `mount_overlay`.
+    pub plan: OverlayPlan,
+    /// The image layers' chain ids, bottom first.
+    pub chain_ids: Vec<Digest>,
+    pub manifest_digest: Digest,
+    /// The image config's `config` (entrypoint, env...), if it has one.
+    pub image_config: Option<layout::ContainerConfig>,
+}
+
+/// Resolves the image, unpacks its missing layers, writes the container's
+/// init layer and upper/work dirs, and records which layers it uses.
+pub fn prepare_rootfs(
+    store: &Store,
+    layout: &Path,
+    reference: Option<&str>,
+    container_id: &str,
+    hostname: Option<&str>,
+    annotations: &HashMap<String, String>,
+) -> Result<PreparedRootfs> {
+    store::check_id(container_id)?;
+    let image = layout::resolve(layout, reference)?;
+    if image.layers.len() + 1 > overlay::MAX_LOWERS {
+        return Err(LayerError::Plan(format!("image has {} layers; overlay stacks at most {}", image.layers.len(), overlay::MAX_LOWERS - 1)));
+    }
+    let diff_ids: Vec<Digest> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
+    let chain_ids = digest::chain_ids(&diff_ids);
+    let held = store.shared_lock()?;
+    let dirs = store.create_container(container_id)?;
+    let result = (|| {
+        // Recorded first, so that a concurrent prune (which waits for the
+        // store lock we hold) sees these layers as used.
+        let refs = store::ContainerRefs {
+            chain_ids: chain_ids.iter().map(Digest::to_string).collect(),
+            layout: image.layout.clone(),
+            manifest: image.manifest_digest.to_string(),
+            config: image.config_digest.to_string(),
+        };
+        store.write_refs(container_id, &refs)?;
+        let mut links = Vec::with_capacity(chain_ids.len());
+        for (i, layer) in image.layers.iter().enumerate() {
+            let parent = i.checked_sub(1).map(|p| &chain_ids[p]);
+            let blob = apply::BlobCheck { path: &image.blob_path(&layer.digest), media_type: &layer.media_type, digest: &layer.digest, diff_id: &layer.diff_id };
+            store.ensure_layer(&held, &chain_ids[i], parent, &layer.diff_id, |dir| apply::apply_layer(blob, dir).map(|a| a.size))?;
+            links.push(store.link_path(&chain_ids[i]));
+        }
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        init::write_init_layer(&dirs.init, &init::init_entries(hostname, annotations, &host_resolv))?;
+        let plan = OverlayPlan::new(dirs.init.clone(), &links, dirs.upper.clone(), dirs.work.clone(), dirs.merged.clone());
+        plan.check()?;
+        Ok(PreparedRootfs { plan, chain_ids: chain_ids.clone(), manifest_digest: image.manifest_digest.clone(), image_config: image.config.config.clone() })
+    })();
+    if result.is_err() {
+        let _ = store.remove_container(container_id);
+    }
+    result
+}
+
+/// Mounts a prepared rootfs on `plan.target`.
+pub fn mount_overlay(plan: &OverlayPlan) -> Result<()> {
+    overlay::mount(plan)
+}
+
+/// Removes the container's upper, work, init and merged dirs and its layer
+/// references. Shared layers stay (see `prune`). `merged` must be unmounted.
+pub fn remove_container(store: &Store, id: &str) -> Result<()> {
+    store.remove_container(id)
+}
+
+pub fn list_layers(store: &Store) -> Result<Vec<LayerInfo>> {
+    store.list_layers()
+}
+
+/// Removes the layers no container uses; returns their chain ids.
+pub fn prune(store: &Store) -> Result<Vec<String>> {
+    store.prune()
+}
+
+/// (bytes in the container's upper dir, those plus its image layers').
+pub fn container_usage(store: &Store, id: &str) -> Result<(u64, u64)> {
+    store.container_usage(id)
+}
+
+#[cfg(test)]
+mod tests;
