@@ -6,5 +6,6 @@ mod cgroups;
 mod common;
 mod errors;
 mod inside;
+mod layers;
 mod lifecycle;
 mod security;

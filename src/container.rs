@@ -144,6 +144,11 @@ pub fn destroy(root: &Root, st: &State) -> Result<()> {
     for m in st.host_mounts.iter().rev() {
         let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
     }
+    if let Some(dir) = &st.store {
+        // The container's upper, work and init layers; shared layers stay.
+        let store = crate::layers::Store::open(dir).map_err(|e| status_err(st, e.to_string()))?;
+        crate::layers::remove_container(&store, &st.id).map_err(|e| status_err(st, e.to_string()))?;
+    }
     root.remove(&st.id)?;
     if let Some(h) = st.config.hooks().as_ref().and_then(|h| h.poststop().clone()) {
         let json = serde_json::to_vec(&st.oci(Status::Stopped)).unwrap_or_default();

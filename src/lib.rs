@@ -8,6 +8,7 @@ pub mod cgroups;
 pub mod container;
 pub mod defaults;
 pub mod hooks;
+pub mod layers;
 pub mod linux;
 pub mod logging;
 pub mod process;

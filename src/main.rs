@@ -1,7 +1,7 @@
 //! The `strata` command line: runc's commands, flags and exit codes.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -19,6 +19,9 @@ struct Cli {
     /// Directory for container state.
     #[arg(long, global = true, default_value = "/run/strata")]
     root: PathBuf,
+    /// The layer store for image-backed bundles.
+    #[arg(long, global = true, env = "STRATA_STORE", default_value = "/var/lib/strata")]
+    store: PathBuf,
     /// Log file (default: stderr).
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -130,6 +133,12 @@ struct UpdateArgs {
 }
 
 #[derive(Subcommand)]
+enum LayersCmd {
+    /// Remove layers no container uses.
+    Prune,
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// Create a container (init waits for `start`).
     Create(CreateArgs),
@@ -190,6 +199,22 @@ enum Cmd {
         interval: String,
         id: String,
     },
+    /// Make a bundle from an OCI image layout: config.json from the image, an empty rootfs/.
+    Bundle {
+        /// LAYOUT[:REF] (an OCI image layout directory and a ref name or manifest digest).
+        #[arg(long)]
+        image: String,
+        dir: PathBuf,
+    },
+    /// List the layers in the store, or prune the unused ones.
+    Layers {
+        #[command(subcommand)]
+        cmd: Option<LayersCmd>,
+    },
+    /// Per container: the size of its writable layer and its virtual size.
+    Df,
+    /// Turn a container's changes into a new image layer: LAYOUT:REF.
+    Commit { id: String, target: String },
     /// Write a default config.json.
     Spec {
         #[arg(short, long, default_value = ".")]
@@ -240,7 +265,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
     }
     match cli.cmd {
         Cmd::Create(a) => {
-            let opts = create_opts(&a, false);
+            let opts = create_opts(&a, false, &cli.store);
             parent::create(&root, &opts).with_context(|| format!("create {}", a.id))?;
         }
         Cmd::Start { id } => container::start(&root, &id).with_context(|| format!("start {id}"))?,
@@ -250,7 +275,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             return Ok(code.clamp(0, 255) as u8);
         }
         Cmd::Run { args, detach } => {
-            let opts = create_opts(&args, !detach);
+            let opts = create_opts(&args, !detach, &cli.store);
             let code = run::run(&root, &opts, detach).with_context(|| format!("run {}", args.id))?;
             return Ok(code.clamp(0, 255) as u8);
         }
@@ -288,6 +313,51 @@ fn dispatch(cli: Cli) -> Result<u8> {
             }
             let text = serde_json::to_string_pretty(&strata::defaults::spec(rootless))?;
             std::fs::write(&path, text + "\n").with_context(|| format!("spec: write {}", path.display()))?;
+        }
+        Cmd::Bundle { image, dir } => {
+            let (layout, reference) = split_image_ref(&image);
+            let mut base = strata::defaults::spec(false);
+            base["process"]["terminal"] = serde_json::json!(false);
+            std::fs::create_dir_all(&dir).with_context(|| format!("bundle: mkdir {}", dir.display()))?;
+            strata::layers::bundle_from_image(Path::new(layout), reference, &dir, base).with_context(|| format!("bundle --image {image}"))?;
+        }
+        Cmd::Layers { cmd } => {
+            let store = strata::layers::Store::open(&cli.store).with_context(|| format!("layer store {}", cli.store.display()))?;
+            match cmd {
+                None => {
+                    println!("{:<73} {:>12} CONTAINERS", "CHAIN ID", "SIZE");
+                    for l in strata::layers::list_layers(&store)? {
+                        println!("{:<73} {:>12} {}", l.chain_id.to_string(), l.size, l.containers);
+                    }
+                }
+                Some(LayersCmd::Prune) => {
+                    for removed in strata::layers::prune(&store)? {
+                        println!("{removed}");
+                    }
+                }
+            }
+        }
+        Cmd::Df => {
+            let store = strata::layers::Store::open(&cli.store).with_context(|| format!("layer store {}", cli.store.display()))?;
+            println!("{:<24} {:>14} {:>14}", "CONTAINER", "SIZE", "VIRTUAL SIZE");
+            for id in root.ids()? {
+                if let Ok((upper, virt)) = strata::layers::container_usage(&store, &id) {
+                    println!("{id:<24} {upper:>14} {virt:>14}");
+                }
+            }
+        }
+        Cmd::Commit { id, target } => {
+            let (layout, reference) = split_image_ref(&target);
+            let reference = reference.context("commit: give the new image as LAYOUT:REF")?;
+            let (st, s) = container::load(&root, &id).with_context(|| format!("commit {id}"))?;
+            if s == Status::Running {
+                bail!("commit {id}: the container is running; pause or stop it first, so its files hold still");
+            }
+            let dir = st.store.as_ref().with_context(|| format!("commit {id}: its rootfs was not made from an image"))?;
+            let store = strata::layers::Store::open(dir)?;
+            let upper = store.container_dirs(&id)?.upper;
+            let digest = strata::layers::commit(&store, &id, &upper, Path::new(layout), reference).with_context(|| format!("commit {id}"))?;
+            println!("{digest}");
         }
         Cmd::Features => println!("{}", serde_json::to_string_pretty(&strata::defaults::features())?),
     }
@@ -399,7 +469,35 @@ fn update_patch(a: &UpdateArgs) -> Result<serde_json::Value> {
     Ok(v)
 }
 
-fn create_opts(a: &CreateArgs, foreground: bool) -> CreateOpts {
+/// `LAYOUT[:REF]`: REF is a manifest digest (`sha256:...`) or what follows
+/// the last ':' when that has no '/'.
+fn split_image_ref(s: &str) -> (&str, Option<&str>) {
+    if let Some(i) = s.find(":sha256:") {
+        return (&s[..i], Some(&s[i + 1..]));
+    }
+    match s.rsplit_once(':') {
+        Some((l, r)) if !(r.contains('/') || l.is_empty() || r.is_empty()) => (l, Some(r)),
+        _ => (s, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_refs() {
+        assert_eq!(split_image_ref("/img:latest"), ("/img", Some("latest")));
+        assert_eq!(split_image_ref("/img"), ("/img", None));
+        assert_eq!(split_image_ref("/img:sha256:abc"), ("/img", Some("sha256:abc")));
+        assert_eq!(split_image_ref("./a:b/c"), ("./a:b/c", None));
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("-1").unwrap(), -1);
+        assert!(parse_size("lots").is_err());
+    }
+}
+
+fn create_opts(a: &CreateArgs, foreground: bool, store: &Path) -> CreateOpts {
     CreateOpts {
         no_new_keyring: a.no_new_keyring,
         id: a.id.clone(),
@@ -409,6 +507,7 @@ fn create_opts(a: &CreateArgs, foreground: bool) -> CreateOpts {
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
         foreground,
+        store: store.to_path_buf(),
     }
 }
 

@@ -80,6 +80,10 @@ pub struct State {
     pub host_mounts: Vec<PathBuf>,
     #[serde(default)]
     pub owner: u32,
+    /// The layer store holding this container's upper/init layers, if its
+    /// rootfs was assembled from an image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<PathBuf>,
 }
 
 /// The runtime-spec's state object, as `strata state` prints it.

@@ -219,12 +219,10 @@ mod kernel_tests {
         if !nix::unistd::geteuid().is_root() {
             return;
         }
-        let rules = vec![
-            super::Rule { allow: false, kind: 0, major: None, minor: None, access: 7 },
+        let rules = [super::Rule { allow: false, kind: 0, major: None, minor: None, access: 7 },
             super::rule_from_v1("c 1:3 rwm", true).unwrap(),
             super::rule_from_v1("c 136:* rw", true).unwrap(),
-            super::Rule { allow: false, kind: 2, major: Some(1), minor: Some(3), access: 4 },
-        ];
+            super::Rule { allow: false, kind: 2, major: Some(1), minor: Some(3), access: 4 }];
         for n in 0..=rules.len() {
             crate::sys::bpf_load_cgroup_device(&super::compile(&rules[..n])).unwrap();
         }

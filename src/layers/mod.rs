@@ -10,7 +10,7 @@
 //! references, prune), `apply` (tar -> layer dir), `difftar` (upper dir ->
 //! tar), `init` (the init layer table), `overlay` (the plan and the mount),
 //! `bundle` (`strata bundle --image`, user lookup in the layers), `commit`.
-//! `sysmount` and `sysxattr` hold raw syscalls that belong in `sys/`.
+//! The raw syscalls they need (xattrs, the new mount API) are in `sys/`.
 
 pub mod apply;
 pub mod bundle;
@@ -21,8 +21,6 @@ pub mod init;
 pub mod layout;
 pub mod overlay;
 pub mod store;
-mod sysmount;
-mod sysxattr;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,7 +36,11 @@ use crate::sys::SysError;
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Sys(#[from] SysError),
     #[error("parse {path}: {msg}")]
@@ -50,9 +52,18 @@ pub enum LayerError {
     #[error("invalid digest {0:?}: only sha256:<64 hex> is accepted")]
     BadDigest(String),
     #[error("blob {blob}: {what} mismatch: expected {expected}, got {actual}")]
-    Mismatch { blob: String, what: &'static str, expected: String, actual: String },
+    Mismatch {
+        blob: String,
+        what: &'static str,
+        expected: String,
+        actual: String,
+    },
     #[error("layer {blob}: entry {entry:?}: {msg}")]
-    Entry { blob: String, entry: String, msg: String },
+    Entry {
+        blob: String,
+        entry: String,
+        msg: String,
+    },
     #[error("invalid container id {0:?}")]
     BadId(String),
     #[error("container {0} already has a rootfs in the layer store")]
@@ -73,8 +84,15 @@ pub type Result<T> = std::result::Result<T, LayerError>;
 pub(crate) fn unique_name() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{}-{nanos:x}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{nanos:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// What `prepare_rootfs` made: the mount to do, and what it stacks.
@@ -103,7 +121,11 @@ pub fn prepare_rootfs(
     store::check_id(container_id)?;
     let image = layout::resolve(layout, reference)?;
     if image.layers.len() + 1 > overlay::MAX_LOWERS {
-        return Err(LayerError::Plan(format!("image has {} layers; overlay stacks at most {}", image.layers.len(), overlay::MAX_LOWERS - 1)));
+        return Err(LayerError::Plan(format!(
+            "image has {} layers; overlay stacks at most {}",
+            image.layers.len(),
+            overlay::MAX_LOWERS - 1
+        )));
     }
     let diff_ids: Vec<Digest> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
     let chain_ids = digest::chain_ids(&diff_ids);
@@ -122,15 +144,37 @@ pub fn prepare_rootfs(
         let mut links = Vec::with_capacity(chain_ids.len());
         for (i, layer) in image.layers.iter().enumerate() {
             let parent = i.checked_sub(1).map(|p| &chain_ids[p]);
-            let blob = apply::BlobCheck { path: &image.blob_path(&layer.digest), media_type: &layer.media_type, digest: &layer.digest, diff_id: &layer.diff_id };
-            store.ensure_layer(&held, &chain_ids[i], parent, &layer.diff_id, |dir| apply::apply_layer(blob, dir).map(|a| a.size))?;
+            let blob = apply::BlobCheck {
+                path: &image.blob_path(&layer.digest),
+                media_type: &layer.media_type,
+                digest: &layer.digest,
+                diff_id: &layer.diff_id,
+                size: (layer.size > 0).then_some(layer.size),
+            };
+            store.ensure_layer(&held, &chain_ids[i], parent, &layer.diff_id, |dir| {
+                apply::apply_layer(blob, dir).map(|a| a.size)
+            })?;
             links.push(store.link_path(&chain_ids[i]));
         }
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        init::write_init_layer(&dirs.init, &init::init_entries(hostname, annotations, &host_resolv))?;
-        let plan = OverlayPlan::new(dirs.init.clone(), &links, dirs.upper.clone(), dirs.work.clone(), dirs.merged.clone());
+        init::write_init_layer(
+            &dirs.init,
+            &init::init_entries(hostname, annotations, &host_resolv),
+        )?;
+        let plan = OverlayPlan::new(
+            dirs.init.clone(),
+            &links,
+            dirs.upper.clone(),
+            dirs.work.clone(),
+            dirs.merged.clone(),
+        );
         plan.check()?;
-        Ok(PreparedRootfs { plan, chain_ids: chain_ids.clone(), manifest_digest: image.manifest_digest.clone(), image_config: image.config.config.clone() })
+        Ok(PreparedRootfs {
+            plan,
+            chain_ids: chain_ids.clone(),
+            manifest_digest: image.manifest_digest.clone(),
+            image_config: image.config.config.clone(),
+        })
     })();
     if result.is_err() {
         let _ = store.remove_container(container_id);

@@ -43,13 +43,16 @@ pub fn setup_propagation(requested: Option<MsFlags>) -> MsFlags {
 
 /// Sets `/`'s propagation and makes the rootfs a mount point of its own.
 /// Returns an O_PATH fd of the (bind-mounted) rootfs.
-/// `prop` is None without a mount namespace: the host's `/` is left alone.
-pub fn prepare(rootfs: &Path, prop: Option<MsFlags>) -> Result<OwnedFd, SysError> {
-    if let Some(prop) = prop {
-        mount(None::<&str>, "/", None::<&str>, prop, None::<&str>).map_err(sys::err("mount", "/", format!("{prop:?}")))?;
-        // pivot_root refuses a new root whose parent mount is shared.
-        make_parent_private(rootfs)?;
-    }
+/// Sets the propagation of the new mount namespace's tree (never with the
+/// host's own namespace: then there is nothing to do).
+pub fn propagate(rootfs: &Path, prop: MsFlags) -> Result<(), SysError> {
+    mount(None::<&str>, "/", None::<&str>, prop, None::<&str>).map_err(sys::err("mount", "/", format!("{prop:?}")))?;
+    // pivot_root refuses a new root whose parent mount is shared.
+    make_parent_private(rootfs)
+}
+
+/// Makes the rootfs a mount point of its own; returns an O_PATH fd of it.
+pub fn bind_rootfs(rootfs: &Path) -> Result<OwnedFd, SysError> {
     let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
     mount(Some(rootfs), rootfs, None::<&str>, flags, None::<&str>).map_err(sys::err("mount", rootfs.display(), "MS_BIND|MS_REC (rootfs)"))?;
     open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err("open", rootfs.display(), "O_PATH|O_DIRECTORY"))

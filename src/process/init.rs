@@ -55,6 +55,8 @@ pub struct InitContext {
     pub id: String,
     pub preserve_fds: u32,
     pub hierarchies: Vec<Hierarchy>,
+    /// An image-backed rootfs for init to mount (target: the bundle's rootfs).
+    pub overlay: Option<crate::layers::OverlayPlan>,
 }
 
 /// Runs init; never returns.
@@ -105,7 +107,15 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
 
     let rootfs = ctx.bundle.rootfs.clone();
     let prop = linux.rootfs_propagation().as_deref().map(rootfs::propagation_flags).transpose().map_err(InitError::Other)?;
-    let root = rootfs::prepare(&rootfs, ctx.own_mount_ns.then(|| rootfs::setup_propagation(prop)))?;
+    if ctx.own_mount_ns {
+        rootfs::propagate(&rootfs, rootfs::setup_propagation(prop))?;
+    }
+    if let Some(plan) = &ctx.overlay {
+        // The image's layers, stacked on the bundle's empty rootfs dir, in
+        // this mount namespace only: the mount dies with the container.
+        crate::layers::mount_overlay(plan).map_err(|e| InitError::Other(e.to_string()))?;
+    }
+    let root = rootfs::bind_rootfs(&rootfs)?;
     let mut dev_is_bind = false;
     for m in spec.mounts().iter().flatten() {
         let op = mounts::plan(m);

@@ -35,6 +35,8 @@ pub enum CreateError {
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Hook(#[from] HookError),
+    #[error(transparent)]
+    Layers(#[from] crate::layers::LayerError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -53,6 +55,8 @@ pub struct CreateOpts {
     /// `run` in the foreground: a terminal without a console socket is
     /// proxied by the caller, so init sends the pty master back.
     pub foreground: bool,
+    /// The layer store, for bundles made by `strata bundle --image`.
+    pub store: PathBuf,
 }
 
 /// A container that reached `created`.
@@ -69,6 +73,7 @@ struct Undo<'a> {
     child: Option<Pid>,
     cgroup_dirs: Vec<PathBuf>,
     host_mounts: Vec<PathBuf>,
+    layers: Option<crate::layers::Store>,
     armed: bool,
 }
 
@@ -85,6 +90,9 @@ impl Drop for Undo<'_> {
             let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
         }
         cgroups::remove(&self.cgroup_dirs);
+        if let Some(store) = &self.layers {
+            let _ = crate::layers::remove_container(store, &self.id);
+        }
         let _ = self.root.remove(&self.id);
     }
 }
@@ -104,7 +112,10 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     let own_mount_ns = ns.has_new(namespaces::Kind::Mount) || ns.joins(namespaces::Kind::Mount);
     let dir = root.reserve(&opts.id)?;
     let host_mounts = if own_mount_ns { Vec::new() } else { vec![bundle.rootfs.clone()] };
-    let mut undo = Undo { root, id: opts.id.clone(), child: None, cgroup_dirs: Vec::new(), host_mounts: host_mounts.clone(), armed: true };
+    let mut undo = Undo { root, id: opts.id.clone(), child: None, cgroup_dirs: Vec::new(), host_mounts, layers: None, armed: true };
+    let mut bundle = bundle;
+    let overlay = image_rootfs(&mut bundle, &opts.id, &opts.store, ns.userns(), &mut undo)?;
+    let host_mounts = undo.host_mounts.clone();
 
     let fifo = dir.join(state::EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).map_err(sys::err("mkfifo", fifo.display(), "0600"))?;
@@ -159,6 +170,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
                 id: opts.id.clone(),
                 preserve_fds: opts.preserve_fds,
                 hierarchies: hier,
+                overlay,
             };
             init::run(ctx)
         }
@@ -195,6 +207,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         cgroup_paths: placement.dirs.clone(),
         host_mounts,
         owner: nix::unistd::geteuid().as_raw(),
+        store: undo.layers.as_ref().map(|_| opts.store.clone()),
     };
     // The hooks see the container as `created`: its namespaces and cgroup exist.
     let creating = serde_json::to_vec(&st.oci(Status::Created)).unwrap_or_default();
@@ -219,6 +232,30 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     }
     undo.armed = false;
     Ok(Created { state: st, pid, pty_master })
+}
+
+/// A bundle made by `strata bundle --image` names its image in annotations:
+/// the layers are made ready in the store (unpacked once, shared), and the
+/// overlay is planned on the bundle's rootfs dir. In a user namespace the
+/// overlay cannot use trusted.* xattrs, so it is mounted here, on the host,
+/// under the store (and unmounted by delete); otherwise init mounts it in
+/// the container's own mount namespace.
+fn image_rootfs(bundle: &mut spec::Bundle, id: &str, store_dir: &Path, userns: bool, undo: &mut Undo<'_>) -> Result<Option<crate::layers::OverlayPlan>> {
+    use crate::layers::{self, bundle::{ANN_LAYOUT, ANN_REF}};
+    let ann = bundle.spec.annotations().clone().unwrap_or_default();
+    let Some(layout) = ann.get(ANN_LAYOUT) else { return Ok(None) };
+    let store = layers::Store::open(store_dir)?;
+    let prepared = layers::prepare_rootfs(&store, Path::new(layout), ann.get(ANN_REF).map(String::as_str), id, bundle.spec.hostname().as_deref(), &ann);
+    undo.layers = Some(store);
+    let mut plan = prepared?.plan;
+    if userns {
+        layers::mount_overlay(&plan)?;
+        undo.host_mounts.push(plan.target.clone());
+        bundle.rootfs = plan.target.clone();
+        return Ok(None);
+    }
+    plan.target = bundle.rootfs.clone();
+    Ok(Some(plan))
 }
 
 pub fn read_hierarchies() -> Vec<cgroups::Hierarchy> {

@@ -6,6 +6,9 @@
 //! flags it passed, so that a failure deep in container setup reads like
 //! `mount /proc/self/fd/7 (dest /proc) flags MS_NOSUID|MS_NODEV: EPERM`.
 
+pub mod mount_api;
+pub mod xattr;
+
 use std::fmt;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};

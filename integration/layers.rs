@@ -1,0 +1,223 @@
+//! Image-backed rootfs: bundles made by `strata bundle --image` from the
+//! multi-layer busybox image of hack/mkimage-busybox, run for real.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::common::{STRATA, stderr, stdout};
+use crate::need_root;
+
+/// An image layout, a layer store and a state root, all private to one test.
+struct Image {
+    base: PathBuf,
+    layout: PathBuf,
+    store: PathBuf,
+    root: PathBuf,
+}
+
+impl Image {
+    fn new(name: &str) -> Image {
+        let base = std::env::temp_dir().join(format!("strata-img-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let layout = base.join("layout");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/mkimage-busybox");
+        let out = Command::new(script).arg(&layout).arg("latest").output().unwrap();
+        assert!(out.status.success(), "mkimage-busybox: {}", stderr(&out));
+        Image { store: base.join("store"), root: base.join("state"), layout, base }
+    }
+
+    fn strata(&self) -> Command {
+        let mut c = Command::new(STRATA);
+        c.arg("--root").arg(&self.root).arg("--store").arg(&self.store);
+        c
+    }
+
+    /// `strata bundle --image` then our own process args.
+    fn bundle(&self, name: &str, reference: &str, script: &str) -> PathBuf {
+        let dir = self.base.join(name);
+        let out = self.strata().args(["bundle", "--image"]).arg(format!("{}:{reference}", self.layout.display())).arg(&dir).output().unwrap();
+        assert!(out.status.success(), "bundle: {}", stderr(&out));
+        let path = dir.join("config.json");
+        let mut cfg: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        cfg["process"]["args"] = json!(["sh", "-c", script]);
+        cfg["hostname"] = json!(name);
+        std::fs::write(&path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+        dir
+    }
+
+    fn run(&self, bundle: &Path, id: &str) -> Output {
+        self.strata().args(["run", "--bundle"]).arg(bundle).arg(id).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Output {
+        self.strata().args(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn layer_dirs(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.store.join("layers")).unwrap().flatten().map(|e| e.path()).collect();
+        v.sort();
+        v
+    }
+
+    fn containers_in_store(&self) -> usize {
+        std::fs::read_dir(self.store.join("containers")).map(|r| r.count()).unwrap_or(0)
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        if let Ok(ids) = std::fs::read_dir(&self.root) {
+            for id in ids.flatten() {
+                let _ = self.strata().args(["delete", "--force"]).arg(id.file_name()).output();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+fn tree_digest(dir: &Path) -> String {
+    let out = Command::new("sh").arg("-c").arg(format!("cd {} && find . -printf '%p %s %m %y\\n' | sort | sha256sum", dir.display())).output().unwrap();
+    stdout(&out)
+}
+
+#[test]
+fn layers_whiteouts_opaque_dirs_and_init_layer() {
+    need_root!();
+    let img = Image::new("view");
+    let b = img.bundle(
+        "box1",
+        "latest",
+        "cat /etc/motd; ls /data; ls /opq; cat /etc/hostname; grep box1 /etc/hosts; readlink /etc/mtab; test -e /etc/resolv.conf && echo resolv; grep ' / ' /proc/mounts | cut -d' ' -f3",
+    );
+    let out = img.run(&b, "v1");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "layer 3 motd", "the top layer's file wins: {text}");
+    assert_eq!(lines[1], "b", "/data/a was whited out: {text}");
+    assert_eq!(lines[2], "z", "the opaque /opq hides the lower files: {text}");
+    assert_eq!(lines[3], "box1");
+    assert!(lines[4].contains("box1"), "{text}");
+    assert_eq!(lines[5], "/proc/mounts");
+    assert_eq!(lines[6], "resolv");
+    assert_eq!(lines[7], "overlay");
+    // The overlay lived in the container's mount namespace only.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(img.store.to_str().unwrap()), "overlay leaked to the host");
+    assert_eq!(img.containers_in_store(), 0, "run left the container's layers behind");
+    assert_eq!(img.layer_dirs().len(), 3);
+}
+
+#[test]
+fn containers_share_layers_and_keep_their_writes_apart() {
+    need_root!();
+    let img = Image::new("share");
+    let writer = img.bundle("w", "latest", "echo mine > /data/b; rm /etc/motd; echo x > /newfile; sleep 30");
+    let reader = img.bundle("r", "latest", "sleep 30");
+    for (b, id) in [(&writer, "w1"), (&reader, "r1")] {
+        let out = img.strata().args(["create", "--bundle"]).arg(b).arg(id).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+        assert!(out.success(), "create {id}");
+    }
+    let layers = img.layer_dirs();
+    assert_eq!(layers.len(), 3, "each layer is unpacked once for both containers");
+    let before: Vec<String> = layers.iter().map(|l| tree_digest(l)).collect();
+    assert!(img.cmd(&["start", "w1"]).status.success());
+    assert!(img.cmd(&["start", "r1"]).status.success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let seen = stdout(&img.cmd(&["exec", "r1", "sh", "-c", "cat /data/b; cat /etc/motd; ls /newfile 2>&1 | grep -c 'No such'"]));
+    assert_eq!(seen, "b\nlayer 3 motd\n1\n", "the reader saw the writer's changes");
+    let mine = stdout(&img.cmd(&["exec", "w1", "sh", "-c", "cat /data/b /newfile; cat /etc/motd 2>/dev/null || echo gone"]));
+    assert_eq!(mine, "mine\nx\ngone\n");
+    let after: Vec<String> = layers.iter().map(|l| tree_digest(l)).collect();
+    assert_eq!(before, after, "an image layer changed");
+    let listing = stdout(&img.cmd(&["layers"]));
+    assert!(listing.lines().skip(1).all(|l| l.trim_end().ends_with(" 2")), "{listing}");
+    let df = stdout(&img.cmd(&["df"]));
+    assert!(df.contains("w1") && df.contains("r1"), "{df}");
+    for id in ["w1", "r1"] {
+        assert!(img.cmd(&["delete", "--force", id]).status.success());
+    }
+    assert_eq!(img.containers_in_store(), 0, "delete left per-container layers");
+    assert_eq!(img.layer_dirs().len(), 3, "delete removed a shared layer");
+    // Unused now: prune removes them.
+    assert!(img.cmd(&["layers", "prune"]).status.success());
+    assert_eq!(img.layer_dirs().len(), 0);
+}
+
+#[test]
+fn concurrent_creates_unpack_each_layer_once() {
+    need_root!();
+    let img = Image::new("race");
+    let bundles: Vec<PathBuf> = (0..4).map(|i| img.bundle(&format!("c{i}"), "latest", "true")).collect();
+    // stderr to files: each created container keeps it open until it runs.
+    let children: Vec<_> = bundles
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let err = std::fs::File::create(img.base.join(format!("c{i}.err"))).unwrap();
+            img.strata().args(["create", "--bundle"]).arg(b).arg(format!("c{i}")).stdin(Stdio::null()).stdout(Stdio::null()).stderr(err).spawn().unwrap()
+        })
+        .collect();
+    for (i, mut c) in children.into_iter().enumerate() {
+        let status = c.wait().unwrap();
+        assert!(status.success(), "{}", std::fs::read_to_string(img.base.join(format!("c{i}.err"))).unwrap());
+    }
+    assert_eq!(img.layer_dirs().len(), 3);
+    assert!(std::fs::read_dir(img.store.join("tmp")).map(|r| r.count() == 0).unwrap_or(true), "temp dirs left");
+    for i in 0..4 {
+        assert!(img.cmd(&["delete", "--force", &format!("c{i}")]).status.success());
+    }
+    assert_eq!(img.containers_in_store(), 0);
+}
+
+#[test]
+fn commit_round_trips() {
+    need_root!();
+    let img = Image::new("commit");
+    let b = img.bundle("src", "latest", "echo committed > /data/new; rm /data/b; mkdir -p /opq && echo q > /opq/q; true");
+    let out = img.strata().args(["run", "--detach", "--bundle"]).arg(&b).arg("src1").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    assert!(out.success());
+    for _ in 0..200 {
+        if stdout(&img.cmd(&["state", "src1"])).contains("stopped") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let target = format!("{}:v2", img.layout.display());
+    let out = img.cmd(&["commit", "src1", &target]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(img.cmd(&["delete", "src1"]).status.success());
+    let b2 = img.bundle("dst", "v2", "cat /data/new; ls /data; ls /opq");
+    let out = img.run(&b2, "dst1");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "committed\nnew\nq\nz\n");
+}
+
+#[test]
+fn bad_image_references_fail_cleanly() {
+    need_root!();
+    let img = Image::new("bad");
+    let out = img.cmd(&["bundle", "--image", &format!("{}:nope", img.layout.display()), img.base.join("x").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
+    // A blob that does not match its digest: create fails and leaves nothing.
+    let b = img.bundle("corrupt", "latest", "true");
+    let blobs = img.layout.join("blobs/sha256");
+    let biggest = std::fs::read_dir(&blobs).unwrap().flatten().max_by_key(|e| e.metadata().unwrap().len()).unwrap().path();
+    let mut data = std::fs::read(&biggest).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    std::fs::write(&biggest, data).unwrap();
+    let out = img.strata().args(["create", "--bundle"]).arg(&b).arg("bad1").stdin(Stdio::null()).output().unwrap();
+    assert!(!out.status.success());
+    let name = biggest.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(stderr(&out).contains(&name[..12]), "the error does not name the blob: {}", stderr(&out));
+    assert!(!img.root.join("bad1").exists());
+    assert_eq!(img.containers_in_store(), 0);
+    let complete: Vec<PathBuf> = img.layer_dirs();
+    assert!(complete.len() < 3, "a corrupt layer was stored");
+    assert!(std::fs::read_dir(img.store.join("tmp")).map(|r| r.count() == 0).unwrap_or(true), "partial layer left in tmp");
+}
