@@ -481,21 +481,6 @@ fn split_image_ref(s: &str) -> (&str, Option<&str>) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn image_refs() {
-        assert_eq!(split_image_ref("/img:latest"), ("/img", Some("latest")));
-        assert_eq!(split_image_ref("/img"), ("/img", None));
-        assert_eq!(split_image_ref("/img:sha256:abc"), ("/img", Some("sha256:abc")));
-        assert_eq!(split_image_ref("./a:b/c"), ("./a:b/c", None));
-        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
-        assert_eq!(parse_size("-1").unwrap(), -1);
-        assert!(parse_size("lots").is_err());
-    }
-}
 
 fn create_opts(a: &CreateArgs, foreground: bool, store: &Path) -> CreateOpts {
     CreateOpts {
@@ -571,4 +556,20 @@ fn ps(root: &Root, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
         other => bail!("ps: unknown format {other:?} (table or json)"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_refs() {
+        assert_eq!(split_image_ref("/img:latest"), ("/img", Some("latest")));
+        assert_eq!(split_image_ref("/img"), ("/img", None));
+        assert_eq!(split_image_ref("/img:sha256:abc"), ("/img", Some("sha256:abc")));
+        assert_eq!(split_image_ref("./a:b/c"), ("./a:b/c", None));
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("-1").unwrap(), -1);
+        assert!(parse_size("lots").is_err());
+    }
 }
