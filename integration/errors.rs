@@ -83,15 +83,15 @@ fn unknown_container_operations_fail() {
 fn spec_and_features() {
     let dir = std::env::temp_dir().join(format!("strata-spec-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let out = std::process::Command::new(crate::common::STRATA).args(["spec", "--bundle"]).arg(&dir).output().unwrap();
+    let out = std::process::Command::new(&*crate::common::STRATA).args(["spec", "--bundle"]).arg(&dir).output().unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(v["root"]["path"], "rootfs");
     // A second `spec` does not overwrite.
-    let again = std::process::Command::new(crate::common::STRATA).args(["spec", "--bundle"]).arg(&dir).output().unwrap();
+    let again = std::process::Command::new(&*crate::common::STRATA).args(["spec", "--bundle"]).arg(&dir).output().unwrap();
     assert!(!again.status.success());
     std::fs::remove_dir_all(&dir).unwrap();
-    let f = std::process::Command::new(crate::common::STRATA).arg("features").output().unwrap();
+    let f = std::process::Command::new(&*crate::common::STRATA).arg("features").output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&f.stdout).unwrap();
     assert!(v["linux"]["namespaces"].as_array().unwrap().contains(&json!("time")));
     assert_eq!(v["ociVersionMax"], "1.2.0");

@@ -30,7 +30,7 @@ impl Image {
     }
 
     fn strata(&self) -> Command {
-        let mut c = Command::new(STRATA);
+        let mut c = Command::new(&*STRATA);
         c.arg("--root").arg(&self.root).arg("--store").arg(&self.store);
         c
     }

@@ -91,7 +91,7 @@ fn runtime_binary_is_out_of_reach_from_inside() {
     // (CVE-2019-5736 class).
     let b = Bundle::sh("exe", "true");
     assert!(b.create().status.success());
-    let before = std::fs::read(crate::common::STRATA).unwrap();
+    let before = std::fs::read(&*crate::common::STRATA).unwrap();
     let out = b.cmd(&[
         "exec",
         &b.id,
@@ -104,7 +104,7 @@ fn runtime_binary_is_out_of_reach_from_inside() {
     assert!(!text.contains("read-ok") && !text.contains("write-ok"), "{text}");
     // Its fds (exec.fifo, the sync socket) are out of reach too.
     assert_eq!(text.trim(), "checked", "{text}");
-    assert_eq!(std::fs::read(crate::common::STRATA).unwrap(), before);
+    assert_eq!(std::fs::read(&*crate::common::STRATA).unwrap(), before);
     assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
     b.assert_gone();
 }

@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 
-pub const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+/// The strata binary under test: cargo's, unless STRATA_BIN names another
+/// (the cgroup v2 VM sees the build tree under another path).
+pub static STRATA: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| std::env::var("STRATA_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_strata").to_string()));
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 pub fn is_root() -> bool {
@@ -45,7 +48,7 @@ impl Bundle {
         let dir = base.join("bundle");
         let root = base.join("state");
         make_rootfs(&dir.join("rootfs"));
-        let out = Command::new(STRATA).args(["spec", "--bundle"]).arg(&dir).output().unwrap();
+        let out = Command::new(&*STRATA).args(["spec", "--bundle"]).arg(&dir).output().unwrap();
         assert!(out.status.success(), "strata spec: {}", String::from_utf8_lossy(&out.stderr));
         let mut config: Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
         config["process"]["terminal"] = json!(false);
@@ -59,7 +62,7 @@ impl Bundle {
     }
 
     pub fn strata(&self) -> Command {
-        let mut c = Command::new(STRATA);
+        let mut c = Command::new(&*STRATA);
         c.arg("--root").arg(&self.root);
         c
     }
