@@ -110,7 +110,13 @@ fn mkdir_p(dir: &Path, created: &mut Vec<PathBuf>, inherit: &[(PathBuf, Vec<&'st
 }
 
 pub fn write_file(path: &Path, value: &str) -> Result<()> {
-    fs::write(path, value).map_err(|source| CgroupError::Io { op: "write", path: path.to_path_buf(), source })
+    fs::write(path, value).map_err(|source| {
+        if !path.exists() {
+            // cgroupfs answers EACCES for a file it does not have.
+            return CgroupError::Invalid(format!("{}: this kernel's cgroup has no such file (limit not supported here)", path.display()));
+        }
+        CgroupError::Io { op: "write", path: path.to_path_buf(), source }
+    })
 }
 
 /// The placement of an existing container: its recorded directories,

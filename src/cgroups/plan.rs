@@ -178,11 +178,26 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
             && let Some(pl) = res.pids() {
                 w("pids.max", if pl.limit() > 0 { pl.limit().to_string() } else { "max".into() });
             }
-        if h.has("blkio")
-            && let Some(b) = res.block_io()
-                && let Some(v) = b.weight() {
-                    w("blkio.weight", v.to_string());
+        if h.has("blkio") {
+            blkio_v1(res, &mut w);
+        }
+        if h.has("hugetlb") {
+            for l in res.hugepage_limits().iter().flatten() {
+                w(&format!("hugetlb.{}.limit_in_bytes", l.page_size()), l.limit().to_string());
+            }
+        }
+        if let Some(n) = res.network() {
+            if h.has("net_cls") {
+                if let Some(id) = n.class_id() {
+                    w("net_cls.classid", id.to_string());
                 }
+            }
+            if h.has("net_prio") {
+                for p in n.priorities().iter().flatten() {
+                    w("net_prio.ifpriomap", format!("{} {}", p.name(), p.priority()));
+                }
+            }
+        }
         if h.has("devices")
             && let Some(devs) = res.devices() {
                 // The spec's rules in order, then the always-allowed devices
@@ -198,7 +213,68 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
     Ok(out)
 }
 
+fn blkio_v1(res: &LinuxResources, w: &mut dyn FnMut(&str, String)) {
+    let Some(b) = res.block_io() else { return };
+    if let Some(v) = b.weight() {
+        w("blkio.weight", v.to_string());
+    }
+    if let Some(v) = b.leaf_weight() {
+        w("blkio.leaf_weight", v.to_string());
+    }
+    for d in b.weight_device().iter().flatten() {
+        if let Some(v) = d.weight() {
+            w("blkio.weight_device", format!("{}:{} {v}", d.major(), d.minor()));
+        }
+        if let Some(v) = d.leaf_weight() {
+            w("blkio.leaf_weight_device", format!("{}:{} {v}", d.major(), d.minor()));
+        }
+    }
+    let throttles = [
+        ("blkio.throttle.read_bps_device", b.throttle_read_bps_device()),
+        ("blkio.throttle.write_bps_device", b.throttle_write_bps_device()),
+        ("blkio.throttle.read_iops_device", b.throttle_read_iops_device()),
+        ("blkio.throttle.write_iops_device", b.throttle_write_iops_device()),
+    ];
+    for (file, list) in throttles {
+        for t in list.iter().flatten() {
+            w(file, format!("{}:{} {}", t.major(), t.minor(), t.rate()));
+        }
+    }
+}
+
+/// v1 blkio weight [10, 1000] to v2 io.weight [1, 10000], as runc converts.
+pub fn blkio_weight_to_io(w: u16) -> u64 {
+    if w == 0 { 0 } else { 1 + (u64::from(w).saturating_sub(10)) * 9999 / 990 }
+}
+
+fn io_v2(res: &LinuxResources, w: &mut dyn FnMut(&str, String)) {
+    let Some(b) = res.block_io() else { return };
+    if let Some(v) = b.weight() {
+        w("io.weight", format!("default {}", blkio_weight_to_io(v)));
+    }
+    for d in b.weight_device().iter().flatten() {
+        if let Some(v) = d.weight() {
+            w("io.weight", format!("{}:{} {}", d.major(), d.minor(), blkio_weight_to_io(v)));
+        }
+    }
+    let throttles = [
+        ("rbps", b.throttle_read_bps_device()),
+        ("wbps", b.throttle_write_bps_device()),
+        ("riops", b.throttle_read_iops_device()),
+        ("wiops", b.throttle_write_iops_device()),
+    ];
+    for (key, list) in throttles {
+        for t in list.iter().flatten() {
+            w("io.max", format!("{}:{} {key}={}", t.major(), t.minor(), t.rate()));
+        }
+    }
+}
+
 fn v2_writes(res: &LinuxResources, w: &mut dyn FnMut(&str, String)) {
+    io_v2(res, w);
+    for l in res.hugepage_limits().iter().flatten() {
+        w(&format!("hugetlb.{}.max", l.page_size()), l.limit().to_string());
+    }
     if let Some(m) = res.memory() {
         if let Some(l) = m.limit() {
             w("memory.max", if l < 0 { "max".into() } else { l.to_string() });
@@ -326,6 +402,37 @@ mod tests {
         assert_eq!(get2("pids.max").as_deref(), Some("10"));
         let rules = device_rules_v1(res.devices().as_ref().unwrap());
         assert_eq!(rules, vec![("devices.deny", "a".to_string()), ("devices.allow", "c 1:3 rw".to_string())]);
+    }
+
+    #[test]
+    fn blkio_hugetlb_and_network() {
+        let res: LinuxResources = serde_json::from_str(
+            r#"{"blockIO":{"weight":500,"throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1048576}]},
+                "hugepageLimits":[{"pageSize":"2MB","limit":4194304}],
+                "network":{"classID":1048577,"priorities":[{"name":"eth0","priority":5}]}}"#,
+        )
+        .unwrap();
+        let hier = |c: &[&str]| Hierarchy { mountpoint: format!("/cg/{}", c.join(",")).into(), controllers: c.iter().map(|s| s.to_string()).collect(), v2: false, own: "/".into() };
+        let h = vec![hier(&["blkio"]), hier(&["hugetlb"]), hier(&["net_cls", "net_prio"])];
+        let p = placement(&h, Some(Path::new("/x")), "c").unwrap();
+        let w = resource_writes(&p, Some(&res), &[]).unwrap();
+        let got: Vec<(String, String)> = w.iter().map(|w| (w.path.file_name().unwrap().to_string_lossy().into_owned(), w.value.clone())).collect();
+        for want in [
+            ("blkio.weight", "500"),
+            ("blkio.throttle.read_bps_device", "8:0 1048576"),
+            ("hugetlb.2MB.limit_in_bytes", "4194304"),
+            ("net_cls.classid", "1048577"),
+            ("net_prio.ifpriomap", "eth0 5"),
+        ] {
+            assert!(got.contains(&(want.0.to_string(), want.1.to_string())), "{want:?} not in {got:?}");
+        }
+        let v2h = vec![Hierarchy { mountpoint: "/sys/fs/cgroup".into(), controllers: vec![], v2: true, own: "/".into() }];
+        let p2 = placement(&v2h, Some(Path::new("/x")), "c").unwrap();
+        let w2 = resource_writes(&p2, Some(&res), &[]).unwrap();
+        let got2: Vec<String> = w2.iter().map(|w| w.value.clone()).collect();
+        assert!(got2.contains(&"8:0 rbps=1048576".to_string()), "{got2:?}");
+        assert!(got2.contains(&"default 4950".to_string()), "{got2:?}");
+        assert!(got2.contains(&"4194304".to_string()));
     }
 
     #[test]
