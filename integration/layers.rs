@@ -221,3 +221,120 @@ fn bad_image_references_fail_cleanly() {
     assert!(complete.len() < 3, "a corrupt layer was stored");
     assert!(std::fs::read_dir(img.store.join("tmp")).map(|r| r.count() == 0).unwrap_or(true), "partial layer left in tmp");
 }
+
+/// A layout with uncompressed tar layers, written by the test itself.
+fn write_layout(dir: &Path, layers: &[Vec<u8>]) {
+    use sha2::{Digest, Sha256};
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |data: &[u8]| -> (String, usize) {
+        let hex: String = Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(blobs.join(&hex), data).unwrap();
+        (format!("sha256:{hex}"), data.len())
+    };
+    let mut descs = Vec::new();
+    let mut diff_ids = Vec::new();
+    for l in layers {
+        let (d, n) = put(l);
+        diff_ids.push(d.clone());
+        descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n}));
+    }
+    let config = json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+    let (cd, cn) = put(&serde_json::to_vec(&config).unwrap());
+    let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn}, "layers": descs});
+    let (md, mn) = put(&serde_json::to_vec(&manifest).unwrap());
+    let index = json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mn,
+        "annotations": {"org.opencontainers.image.ref.name": "t"}}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+/// A tar with the given entries: (path, kind, data or link target). Paths
+/// are written raw into the header, so hostile ones survive.
+fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_entry_type(*kind);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_mode(if *kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+        if *kind == tar::EntryType::Symlink || *kind == tar::EntryType::Link {
+            h.set_link_name(data).unwrap();
+            h.set_size(0);
+            h.set_cksum();
+            b.append(&h, std::io::empty()).unwrap();
+        } else {
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            b.append(&h, data.as_bytes()).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn images_of_130_layers_mount() {
+    need_root!();
+    let img = Image::new("deep");
+    let deep = img.base.join("deep");
+    // Layer 0: busybox from the test image's first layer is not needed:
+    // the bottom layer is a static busybox of our own.
+    let bb = std::fs::read("/bin/busybox").unwrap();
+    let mut base = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_path("bin/busybox").unwrap();
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_mode(0o755);
+    h.set_size(bb.len() as u64);
+    h.set_cksum();
+    base.append(&h, bb.as_slice()).unwrap();
+    let mut layers = vec![base.into_inner().unwrap()];
+    for i in 1..130 {
+        layers.push(tar_of(&[("l/", tar::EntryType::Directory, ""), (&format!("l/{i}"), tar::EntryType::Regular, "x")]));
+    }
+    write_layout(&deep, &layers);
+    let out = img.cmd(&["bundle", "--image", &format!("{}:t", deep.display()), img.base.join("b").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let path = img.base.join("b/config.json");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    cfg["process"]["args"] = json!(["/bin/busybox", "sh", "-c", "/bin/busybox ls /l | /bin/busybox wc -l; /bin/busybox cat /l/129"]);
+    std::fs::write(&path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let out = img.run(&img.base.join("b"), "deep1");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "129\nx");
+}
+
+#[test]
+fn hostile_layers_are_refused() {
+    need_root!();
+    let img = Image::new("hostile");
+    let outside = img.base.join("outside-target");
+    std::fs::create_dir_all(&outside).unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("dotdot", tar_of(&[("../../../../tmp/strata-pwned", tar::EntryType::Regular, "pwned")])),
+        ("symlink", tar_of(&[("escape", tar::EntryType::Symlink, outside.to_str().unwrap()), ("escape/pwned", tar::EntryType::Regular, "pwned")])),
+        ("hardlink", tar_of(&[("hl", tar::EntryType::Link, "../../../../etc/passwd")])),
+    ];
+    for (name, layer) in cases {
+        let dir = img.base.join(name);
+        write_layout(&dir, &[layer]);
+        let b = img.base.join(format!("{name}-bundle"));
+        let out = img.cmd(&["bundle", "--image", &format!("{}:t", dir.display()), b.to_str().unwrap()]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let out = img.strata().args(["create", "--bundle"]).arg(&b).arg(name).stdin(Stdio::null()).output().unwrap();
+        assert!(!out.status.success(), "{name}: a hostile layer was accepted");
+        let err = stderr(&out);
+        assert!(err.contains("entry") && !err.contains("numeric field"), "{name}: {err}");
+        assert!(!img.root.join(name).exists(), "{name}: state left");
+    }
+    assert!(!Path::new("/tmp/strata-pwned").exists());
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "something was written outside the layer");
+    assert_eq!(img.containers_in_store(), 0);
+    assert!(img.layer_dirs().is_empty(), "a hostile layer reached the store");
+}
