@@ -200,3 +200,17 @@ fn cgroup_limits_are_visible_inside() {
     assert_eq!(b.run_ok(), format!("{}\n42\n", 64 * 1024 * 1024));
     b.assert_gone();
 }
+
+#[test]
+fn time_namespace_offsets() {
+    need_root!();
+    let mut b = Bundle::sh("timens", "cut -d. -f1 /proc/uptime; readlink /proc/self/ns/time");
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
+    b.config["linux"]["timeOffsets"] = json!({"boottime": {"secs": 864000, "nanosecs": 0}, "monotonic": {"secs": 864000, "nanosecs": 0}});
+    let host_uptime: u64 = std::fs::read_to_string("/proc/uptime").unwrap().split('.').next().unwrap().parse().unwrap();
+    let out = b.run_ok();
+    let mut lines = out.lines();
+    let inside: u64 = lines.next().unwrap().parse().unwrap();
+    assert!(inside >= host_uptime + 864000 && inside < host_uptime + 864000 + 60, "uptime {inside} vs host {host_uptime}");
+    assert_ne!(lines.next().unwrap(), host_ns("time"));
+}
