@@ -245,9 +245,9 @@ def report(b, rts, conc):
     keep = ""
     if os.path.exists(out):
         old = open(out).read()
-        marker = "\n## Where the time goes"
-        if marker in old:
-            keep = old[old.index(marker):]
+        # Hand-written sections (## headings) survive a new run.
+        if "\n## " in old:
+            keep = old[old.index("\n## "):]
     open(out, "w").write(text + "\n![wall-time medians](benchmarks.svg)\n" + keep)
     open(os.path.join(docs, "benchmarks.svg"), "w").write(svg(plot, names))
 
