@@ -57,9 +57,10 @@ def run(cmd, stdin=subprocess.DEVNULL):
     with tempfile.TemporaryFile() as errf, tempfile.NamedTemporaryFile(mode="r") as rssf:
         cmd = ["/usr/bin/time", "-f", "%M", "-o", rssf.name] + cmd
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=errf)
-        # A runtime that hangs is killed (and the run fails) rather than stalling the benchmark.
-        killer = threading.Timer(TIMEOUT, p.kill)
+        p = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=errf, start_new_session=True)
+        # A runtime that hangs is killed, with its whole process group (not
+        # just the `time` wrapper), and the run fails rather than stalling.
+        killer = threading.Timer(TIMEOUT, lambda: os.killpg(p.pid, 9))
         killer.start()
         _, status, ru = os.wait4(p.pid, 0)
         killer.cancel()
