@@ -108,3 +108,57 @@ fn runtime_binary_is_out_of_reach_from_inside() {
     assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
     b.assert_gone();
 }
+
+#[test]
+fn symlinked_mount_destination_stays_in_the_rootfs() {
+    need_root!();
+    // The image plants /mnt/target -> a host directory; a bind mount onto
+    // /mnt/target must land inside the rootfs, never on the host path.
+    let mut b = Bundle::sh("symlinkdst", "cat /mnt/target/hello; ls -la / | grep -c host-victim; true");
+    let victim = b.dir.parent().unwrap().join("host-victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    let src = b.dir.parent().unwrap().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("hello"), "hi\n").unwrap();
+    std::fs::create_dir_all(b.dir.join("rootfs/mnt")).unwrap();
+    std::os::unix::fs::symlink(&victim, b.dir.join("rootfs/mnt/target")).unwrap();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/mnt/target", "type": "bind", "source": src, "options": ["rbind"]}));
+    let out = b.run_ok();
+    assert!(out.starts_with("hi\n"), "{out}");
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0, "the mount reached the host directory");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(victim.to_str().unwrap()), "a mount is on the host path");
+    b.assert_gone();
+}
+
+#[test]
+fn cwd_cannot_point_outside_the_root() {
+    need_root!();
+    // cwd through a symlink that climbs out: resolved inside the container.
+    let mut b = Bundle::sh("cwdescape", "pwd; ls");
+    std::os::unix::fs::symlink("/../../../../../..", b.dir.join("rootfs/escape")).unwrap();
+    b.config["process"]["cwd"] = json!("/escape/etc");
+    let out = b.run();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Either it fails, or it lands in the container's own /etc (passwd, group).
+    if out.status.success() {
+        assert!(text.contains("passwd") && !text.contains("shadow"), "cwd left the root: {text}");
+    }
+    b.assert_gone();
+}
+
+#[test]
+fn volume_over_proc_cannot_defeat_masking() {
+    need_root!();
+    // CVE-2019-19921 class: a bind mount of a plain directory over /proc
+    // would turn masking into writes on that directory. strata refuses.
+    let mut b = Bundle::sh("fakeproc", "true");
+    let fake = b.dir.parent().unwrap().join("fakeproc");
+    std::fs::create_dir_all(fake.join("self/fd")).unwrap();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/proc", "type": "bind", "source": fake, "options": ["rbind"]}));
+    let out = b.create();
+    assert!(!out.status.success(), "a non-procfs /proc was accepted with masked paths");
+    assert!(crate::common::stderr(&out).contains("/proc"), "{}", crate::common::stderr(&out));
+    assert_eq!(std::fs::read_dir(&fake).unwrap().count(), 1, "something was written into the fake /proc");
+    b.assert_gone();
+}

@@ -48,6 +48,13 @@ fn how(flags: OFlag) -> OpenHow {
 /// Opens `path` (taken as inside `root`) as an O_PATH fd, creating missing
 /// directories on the way and `last` at the end.
 pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, last: Create) -> Result<OwnedFd, SysError> {
+    open_in_root_depth(root, path, last, 0)
+}
+
+fn open_in_root_depth(root: BorrowedFd<'_>, path: &Path, last: Create, depth: u32) -> Result<OwnedFd, SysError> {
+    if depth > 16 {
+        return Err(sys::err("open", path.display(), "too many levels of symlinks")(Errno::ELOOP));
+    }
     let rel = relative(path);
     let display = path.display();
     if rel.as_os_str().is_empty() {
@@ -57,13 +64,24 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, last: Create) -> Result<O
         Err(Errno::ENOENT) if last != Create::Nothing => {}
         r => return r.map_err(sys::err("openat2", display, "O_PATH|RESOLVE_IN_ROOT")),
     }
-    let parent = match rel.parent() {
-        Some(p) if !p.as_os_str().is_empty() => mkdir_all(root, p)?,
-        _ => openat2(root, ".", how(OFlag::O_PATH | OFlag::O_DIRECTORY)).map_err(sys::err("openat2", "/", "O_PATH"))?,
-    };
+    if last == Create::Dir {
+        // mkdir_all follows a dangling symlink inside the root, too.
+        mkdir_all(root, &rel)?;
+        return openat2(root, &rel, how(OFlag::O_PATH)).map_err(sys::err("openat2", display, "O_PATH|RESOLVE_IN_ROOT"));
+    }
+    let parent_rel = rel.parent().unwrap_or(Path::new(""));
+    let parent = mkdir_all(root, parent_rel)?;
     let name = rel.file_name().unwrap_or(OsStr::new("."));
+    if let Ok(target) = nix::fcntl::readlinkat(parent.as_fd(), name) {
+        // A dangling symlink where the file should be: make the file it
+        // names, resolved inside the root (as for directories).
+        let next = Path::new("/").join(parent_rel).join(Path::new(&target));
+        if relative(&next) != rel {
+            return open_in_root_depth(root, &next, last, depth + 1);
+        }
+    }
     create_at(parent.as_fd(), name, last, &display.to_string())?;
-    openat2(parent.as_fd(), name, how(OFlag::O_PATH)).map_err(sys::err("openat2", display, "O_PATH|RESOLVE_IN_ROOT"))
+    openat2(root, &rel, how(OFlag::O_PATH)).map_err(sys::err("openat2", display, "O_PATH|RESOLVE_IN_ROOT"))
 }
 
 fn create_at(dir: BorrowedFd<'_>, name: &OsStr, what: Create, display: &str) -> Result<(), SysError> {
@@ -152,6 +170,10 @@ mod tests {
             let target = fd_target(&fd);
             assert!(target.starts_with(&root), "{p} resolved to {target:?}");
         }
+        // A symlink loop ends in an error, not a hang.
+        symlink("/loop-b", root.join("loop-a")).unwrap();
+        symlink("/loop-a", root.join("loop-b")).unwrap();
+        assert!(open_in_root(rfd.as_fd(), Path::new("/loop-a"), Create::File).is_err());
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "something was created outside the root");
         std::fs::remove_dir_all(&base).unwrap();
     }
