@@ -102,9 +102,14 @@ pub fn kill_container(root: &Root, id: &str, sig: Signal, all: bool) -> Result<(
         for p in pids {
             let _ = kill(Pid::from_raw(p), sig);
         }
-        return Ok(());
+    } else {
+        kill(Pid::from_raw(st.pid), sig).map_err(sys::err("kill", st.pid, format!("{sig}")))?;
     }
-    kill(Pid::from_raw(st.pid), sig).map_err(sys::err("kill", st.pid, format!("{sig}")))?;
+    // A frozen process cannot die: thaw a paused container after SIGKILL
+    // (as runc does), or it stays paused with the signal pending.
+    if sig == Signal::SIGKILL && s == Status::Paused {
+        cgroups::set_frozen(&st.cgroup_paths, false)?;
+    }
     Ok(())
 }
 

@@ -30,6 +30,8 @@ pub struct MountOp {
     /// Recursive attributes (`rro`, `rnosuid`, ...): (set, clear).
     pub rec_attrs: (u64, u64),
     pub data: String,
+    /// `tmpcopyup`: seed a new tmpfs with what the directory held before.
+    pub copy_up: bool,
 }
 
 impl MountOp {
@@ -49,6 +51,7 @@ pub fn plan(m: &Mount) -> MountOp {
         propagation: Vec::new(),
         rec_attrs: (0, 0),
         data: String::new(),
+        copy_up: false,
     };
     if fstype == "bind" {
         op.flags |= MsFlags::MS_BIND;
@@ -100,6 +103,10 @@ fn apply_option(op: &mut MountOp, o: &str, data: &mut Vec<String>) {
             };
             let rec = if o.starts_with('r') { F::MS_REC } else { F::empty() };
             op.propagation.push(base | rec);
+            return;
+        }
+        "tmpcopyup" => {
+            op.copy_up = true;
             return;
         }
         _ => {
@@ -168,9 +175,20 @@ pub fn apply(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), SysError> {
                 .map_err(sys::err("remount", dest.to_string(), what(flags)))?;
         }
     } else {
+        // For tmpcopyup: the directory as it is before the tmpfs hides it.
+        let below = if op.copy_up {
+            Some(nix::fcntl::open(&tpath, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+                .map_err(sys::err("open", dest.to_string(), "O_DIRECTORY (tmpcopyup)"))?)
+        } else {
+            None
+        };
         let src = op.source.as_deref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| op.fstype.clone());
         mount(Some(src.as_str()), &tpath, Some(op.fstype.as_str()), op.flags, opt_str(&op.data))
             .map_err(sys::err("mount", format!("{} ({}) -> {dest}", src, op.fstype), format!("{:?} data {:?}", op.flags, op.data)))?;
+        if let Some(below) = below {
+            let top = resolve::open_in_root(root, &op.dest, Create::Nothing)?;
+            copy_tree(&sys::fd_path(&below), &sys::fd_path(&top)).map_err(|e| sys::io_err("tmpcopyup", &op.dest)(e))?;
+        }
     }
     if !op.propagation.is_empty() || op.rec_attrs != (0, 0) {
         let top = resolve::open_in_root(root, &op.dest, Create::Nothing)?;
@@ -182,6 +200,33 @@ pub fn apply(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), SysError> {
             let fd = nix::fcntl::open(&sys::fd_path(&top), nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
                 .map_err(sys::err("open", dest.to_string(), "O_PATH"))?;
             sys::mount_setattr_recursive(fd.as_fd(), op.rec_attrs.0, op.rec_attrs.1, &dest.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies a directory's contents (files, dirs, symlinks; modes and owners)
+/// without following symlinks: what `tmpcopyup` asks for.
+fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let (from, to) = (entry.path(), dst.join(entry.file_name()));
+        let meta = std::fs::symlink_metadata(&from)?;
+        let ft = meta.file_type();
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+        } else if ft.is_dir() {
+            std::fs::create_dir(&to)?;
+            copy_tree(&from, &to)?;
+        } else if ft.is_file() {
+            std::fs::copy(&from, &to)?;
+        } else {
+            continue; // devices, fifos and sockets are not copied up
+        }
+        std::os::unix::fs::lchown(&to, Some(meta.uid()), Some(meta.gid()))?;
+        if !ft.is_symlink() {
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
         }
     }
     Ok(())
@@ -211,6 +256,13 @@ mod tests {
         assert_eq!(op.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
         assert_eq!(op.rec_attrs, (MOUNT_ATTR_RDONLY, 0));
         assert_eq!(op.data, "");
+    }
+
+    #[test]
+    fn tmpcopyup_is_ours_not_the_kernels() {
+        let op = m(r#"{"destination":"/tmp","type":"tmpfs","source":"tmpfs","options":["rw","tmpcopyup","size=1m"]}"#);
+        assert!(op.copy_up);
+        assert_eq!(op.data, "size=1m");
     }
 
     #[test]

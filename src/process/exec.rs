@@ -213,7 +213,7 @@ fn child_steps(ctx: &Child<'_>, mut fin: Final) -> Result<finish::Never, InitErr
     }
     let env = ctx.process.env().clone().unwrap_or_default();
     let args = ctx.process.args().clone().unwrap_or_default();
-    fin.exe = finish::find_executable(&args[0], &env)?;
+    fin.exe = finish::find_executable(&args[0], &env, ctx.process.cwd())?;
     sys::cloexec_from(3 + ctx.preserve_fds)?;
     finish::finish(ctx.process, fin)
 }

@@ -101,9 +101,18 @@ pub fn setup_terminal(process: &Process, console_socket: Option<OwnedFd>, to_par
 }
 
 /// Finds `arg0` like execvp, in the container's PATH.
-pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
+/// Checked before `start`, so that `create` fails the way runc's does (and
+/// podman can tell 127 from 126 by the message).
+pub fn find_executable(arg0: &str, env: &[String], cwd: &Path) -> Result<PathBuf> {
     if arg0.contains('/') {
-        return Ok(PathBuf::from(arg0));
+        let p = cwd.join(arg0);
+        return match std::fs::metadata(&p) {
+            Err(e) => Err(InitError::Other(format!("exec: {arg0:?}: stat {arg0}: {}", io_text(&e)))),
+            Ok(m) if !m.is_file() || nix::unistd::access(&p, nix::unistd::AccessFlags::X_OK).is_err() => {
+                Err(InitError::Other(format!("exec: {arg0:?}: permission denied")))
+            }
+            Ok(_) => Ok(PathBuf::from(arg0)),
+        };
     }
     let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     for dir in path.split(':').filter(|d| !d.is_empty()) {
@@ -113,6 +122,14 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
         }
     }
     Err(InitError::Other(format!("exec {arg0:?}: executable file not found in $PATH")))
+}
+
+fn io_text(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
 }
 
 /// The user's process starts with default signal dispositions and an empty mask.

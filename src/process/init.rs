@@ -55,6 +55,8 @@ pub struct InitContext {
     pub id: String,
     pub preserve_fds: u32,
     pub hierarchies: Vec<Hierarchy>,
+    /// The container's cgroup directory in each hierarchy.
+    pub cgroup_dirs: Vec<PathBuf>,
     /// An image-backed rootfs for init to mount (target: the bundle's rootfs).
     pub overlay: Option<crate::layers::OverlayPlan>,
 }
@@ -123,7 +125,7 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
             dev_is_bind = true;
         }
         if op.fstype == "cgroup" || op.fstype == "cgroup2" {
-            mount_cgroups(root.as_fd(), &op, &ctx.hierarchies, ctx.ns.has_new(namespaces::Kind::Cgroup))?;
+            mount_cgroups(root.as_fd(), &op, &ctx.hierarchies, &ctx.cgroup_dirs, ctx.ns.has_new(namespaces::Kind::Cgroup))?;
         } else {
             mounts::apply(root.as_fd(), &op)?;
         }
@@ -205,7 +207,7 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     }
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
-    let exe = if has_process { finish::find_executable(&args[0], &env)? } else { PathBuf::new() };
+    let exe = if has_process { finish::find_executable(&args[0], &env, process.cwd())? } else { PathBuf::new() };
     let cap_plan = caps::plan(process.capabilities().as_ref())?;
     sys::cloexec_from(3 + ctx.preserve_fds)?;
 
@@ -250,7 +252,7 @@ fn set_names(spec: &oci_spec::runtime::Spec, ns: &namespaces::Plan) -> Result<()
 
 /// A cgroup mount: cgroup2 as it is; on v1 a tmpfs holding one mount per
 /// hierarchy (in a new cgroup namespace each shows the container's cgroup).
-fn mount_cgroups(root: std::os::fd::BorrowedFd<'_>, op: &mounts::MountOp, hier: &[Hierarchy], cgroupns: bool) -> Result<()> {
+fn mount_cgroups(root: std::os::fd::BorrowedFd<'_>, op: &mounts::MountOp, hier: &[Hierarchy], dirs: &[PathBuf], cgroupns: bool) -> Result<()> {
     if hier.first().is_none_or(|h| h.v2) {
         let mut op = op.clone();
         op.fstype = "cgroup2".into();
@@ -273,10 +275,12 @@ fn mount_cgroups(root: std::os::fd::BorrowedFd<'_>, op: &mounts::MountOp, hier: 
             sub.source = Some("cgroup".into());
             sub.data = h.controllers.join(",");
         } else {
-            // Without a cgroup namespace, show the container's own cgroup.
+            // Without a cgroup namespace, show the container's own cgroup
+            // (as runc does), not the host's tree.
             sub.fstype = "bind".into();
             sub.flags |= nix::mount::MsFlags::MS_BIND;
-            sub.source = Some(h.mountpoint.clone());
+            let own = dirs.iter().find(|d| d.starts_with(&h.mountpoint)).cloned();
+            sub.source = Some(own.unwrap_or_else(|| h.mountpoint.clone()));
         }
         mounts::apply(root, &sub)?;
     }

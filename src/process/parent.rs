@@ -170,6 +170,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
                 id: opts.id.clone(),
                 preserve_fds: opts.preserve_fds,
                 hierarchies: hier,
+                cgroup_dirs: placement.dirs.clone(),
                 overlay,
             };
             init::run(ctx)
