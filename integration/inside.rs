@@ -214,3 +214,14 @@ fn time_namespace_offsets() {
     assert!(inside >= host_uptime + 864000 && inside < host_uptime + 864000 + 60, "uptime {inside} vs host {host_uptime}");
     assert_ne!(lines.next().unwrap(), host_ns("time"));
 }
+
+#[test]
+fn tmpcopyup_seeds_the_tmpfs() {
+    need_root!();
+    let mut b = Bundle::sh("copyup", "cat /seeded/f; grep ' /seeded ' /proc/self/mounts | cut -d' ' -f3; echo new > /seeded/g");
+    std::fs::create_dir_all(b.dir.join("rootfs/seeded")).unwrap();
+    std::fs::write(b.dir.join("rootfs/seeded/f"), "from-image\n").unwrap();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/seeded", "type": "tmpfs", "source": "tmpfs", "options": ["rw", "nosuid", "tmpcopyup", "size=1m"]}));
+    assert_eq!(b.run_ok(), "from-image\ntmpfs\n");
+    assert!(!b.dir.join("rootfs/seeded/g").exists(), "a write reached the image dir under the tmpfs");
+}

@@ -280,3 +280,29 @@ fn exec_tty_through_console_socket() {
     assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
     b.assert_gone();
 }
+
+#[test]
+fn missing_or_unrunnable_command_fails_create() {
+    need_root!();
+    for (args, want) in [(json!(["/no/such/cmd"]), "no such file or directory"), (json!(["/etc/passwd"]), "permission denied"), (json!(["nosuchcmd"]), "executable file not found")] {
+        let mut b = Bundle::sh("noexec", "true");
+        b.config["process"]["args"] = args;
+        let out = b.create();
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(want), "{}", stderr(&out));
+        b.assert_gone();
+    }
+}
+
+#[test]
+fn sigkill_ends_a_paused_container() {
+    need_root!();
+    let b = Bundle::sh("killpaused", "sleep 30");
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    assert!(b.cmd(&["pause", &b.id]).status.success());
+    assert!(b.cmd(&["kill", &b.id, "KILL"]).status.success());
+    b.wait_status("stopped");
+    assert!(b.cmd(&["delete", &b.id]).status.success());
+    b.assert_gone();
+}
