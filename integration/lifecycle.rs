@@ -24,6 +24,12 @@ fn create_start_state_delete() {
     assert_eq!(st["ociVersion"], "1.2.0");
     let pid = st["pid"].as_i64().unwrap();
     assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid.to_string());
+    // The state is root's alone.
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::fs::metadata(b.root.join(&b.id)).unwrap();
+    assert_eq!((dir.mode() & 0o777, dir.uid()), (0o700, 0));
+    let file = std::fs::metadata(b.root.join(&b.id).join("state.json")).unwrap();
+    assert_eq!(file.mode() & 0o077, 0, "state.json is readable by others");
     // Before start the user process has not run.
     assert!(!b.dir.join("rootfs/tmp/mark").exists());
     let list = stdout(&b.cmd(&["list", "--format", "json"]));
