@@ -8,7 +8,9 @@ use crate::need_root;
 
 /// awk that holds about `mb` MiB of memory, then prints and sleeps.
 fn hog(mb: u32, then: &str) -> String {
-    format!("awk 'BEGIN {{ s = sprintf(\"%1048576s\", \"x\"); for (i = 0; i < {mb}; i++) a[i] = s \"\" i; print \"held\"; fflush(); {then} }}'")
+    format!(
+        "awk 'BEGIN {{ s = sprintf(\"%1048576s\", \"x\"); for (i = 0; i < {mb}; i++) a[i] = s \"\" i; print \"held\"; fflush(); {then} }}'"
+    )
 }
 
 #[test]
@@ -39,7 +41,10 @@ fn fork_bomb_stops_at_the_pids_limit() {
 #[test]
 fn cpu_quota_is_written() {
     need_root!();
-    let mut b = Bundle::sh("cpu", "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max");
+    let mut b = Bundle::sh(
+        "cpu",
+        "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max",
+    );
     b.config["linux"]["resources"]["cpu"] = json!({"quota": 20000, "period": 100000, "shares": 512});
     let out = b.run_ok();
     assert!(out == "20000\n100000\n" || out == "20000 100000\n", "{out}");
@@ -90,7 +95,14 @@ fn update_changes_a_live_limit_and_events_report_memory() {
     assert_eq!(stats(&b)["data"]["memory"]["usage"]["limit"], 128u64 << 20);
     // Allocate 64 MiB in the container: usage grows by about that much.
     let used0 = stats(&b)["data"]["memory"]["usage"]["usage"].as_u64().unwrap();
-    let out = b.detached(&["exec".as_ref(), "-d".as_ref(), b.id.as_ref(), "sh".as_ref(), "-c".as_ref(), hog(64, "system(\"sleep 30\")").as_ref()]);
+    let out = b.detached(&[
+        "exec".as_ref(),
+        "-d".as_ref(),
+        b.id.as_ref(),
+        "sh".as_ref(),
+        "-c".as_ref(),
+        hog(64, "system(\"sleep 30\")").as_ref(),
+    ]);
     assert!(out.status.success());
     let mut grew = 0;
     for _ in 0..100 {

@@ -94,7 +94,11 @@ fn output_within(cmd: &mut Command, input: Option<&[u8]>) -> Output {
     let status = wait_within(&mut child, CMD_TIMEOUT).unwrap_or_else(|| {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("timed out after {CMD_TIMEOUT:?}: {cmd:?}\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&out.lock().unwrap()), String::from_utf8_lossy(&err.lock().unwrap()));
+        panic!(
+            "timed out after {CMD_TIMEOUT:?}: {cmd:?}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.lock().unwrap()),
+            String::from_utf8_lossy(&err.lock().unwrap())
+        );
     });
     // Let the readers drain what is already in the pipes.
     std::thread::sleep(Duration::from_millis(30));
@@ -194,7 +198,8 @@ impl Checks {
         match r {
             Ok(()) => eprintln!("{}: ok   {name} ({:.1}s)", self.client, t.elapsed().as_secs_f32()),
             Err(e) => {
-                let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                let msg =
+                    e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
                 eprintln!("{}: FAIL {name}: {msg}", self.client);
                 self.failed.push(format!("{name}: {msg}"));
             }
@@ -203,7 +208,14 @@ impl Checks {
 
     fn finish(self) {
         eprintln!("{}: done in {:.1}s, {} failed", self.client, self.start.elapsed().as_secs_f32(), self.failed.len());
-        assert!(self.failed.is_empty(), "{} with {}: {} check(s) failed:\n\n{}", self.client, runtime().display(), self.failed.len(), self.failed.join("\n\n"));
+        assert!(
+            self.failed.is_empty(),
+            "{} with {}: {} check(s) failed:\n\n{}",
+            self.client,
+            runtime().display(),
+            self.failed.len(),
+            self.failed.join("\n\n")
+        );
     }
 }
 
@@ -278,7 +290,8 @@ fn procs_mentioning(needle: &str) -> Vec<String> {
 
 /// A whole-disk block device (`/dev/vda`, "254:0") for blkio throttling.
 fn a_block_device() -> Option<(String, String)> {
-    let mut names: Vec<String> = std::fs::read_dir("/sys/block").ok()?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir("/sys/block").ok()?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     names.into_iter().filter(|n| !n.starts_with("loop") && !n.starts_with("ram") && !n.starts_with("zram")).find_map(|n| {
         let dev = format!("/dev/{n}");
@@ -327,14 +340,24 @@ network_config_dir = "{b}/net"
             rt = runtime.display()
         );
         std::fs::write(base.join("containers.conf"), conf).unwrap();
-        std::fs::write(base.join("storage.conf"), format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{b}/root\"\nrunroot = \"{b}/runroot\"\n")).unwrap();
+        std::fs::write(
+            base.join("storage.conf"),
+            format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{b}/root\"\nrunroot = \"{b}/runroot\"\n"),
+        )
+        .unwrap();
         Podman { base, runtime, cgparent }
     }
 
     /// The podman command line, global flags included.
     fn argv(&self, args: &[&str]) -> Vec<String> {
         let b = &self.base;
-        let mut v: Vec<String> = vec!["podman".into(), "--root".into(), b.join("root").display().to_string(), "--runroot".into(), b.join("runroot").display().to_string()];
+        let mut v: Vec<String> = vec![
+            "podman".into(),
+            "--root".into(),
+            b.join("root").display().to_string(),
+            "--runroot".into(),
+            b.join("runroot").display().to_string(),
+        ];
         v.extend(["--storage-driver", "vfs"].map(String::from));
         v.extend(args.iter().map(|s| s.to_string()));
         v
@@ -458,7 +481,20 @@ fn podman_drives_the_runtime() {
     });
 
     c.check("-e -w --user --hostname", || {
-        let out = ok(&p.run(&["-e", "FOO=bar baz", "-w", "/var/tmp", "--user", "0:0", "--hostname", "clienthost", IMAGE, "sh", "-c", "echo \"$FOO\"; pwd; id -u; id -g; hostname"]));
+        let out = ok(&p.run(&[
+            "-e",
+            "FOO=bar baz",
+            "-w",
+            "/var/tmp",
+            "--user",
+            "0:0",
+            "--hostname",
+            "clienthost",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo \"$FOO\"; pwd; id -u; id -g; hostname",
+        ]));
         assert_eq!(out, "bar baz\n/var/tmp\n0\n0\nclienthost\n");
         let out = ok(&p.run(&["--user", "tester:extra", "-w", "/", IMAGE, "sh", "-c", "id -un; id -gn; pwd"]));
         assert_eq!(out, "tester\nextra\n/\n");
@@ -505,7 +541,16 @@ fn podman_drives_the_runtime() {
     });
 
     c.check("--memory/--pids-limit seen from inside (memory.limit_in_bytes, pids.max)", || {
-        let out = ok(&p.run(&["--memory", "64m", "--pids-limit", "77", IMAGE, "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max"]));
+        let out = ok(&p.run(&[
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "77",
+            IMAGE,
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max",
+        ]));
         assert_eq!(out, "67108864\n77\n");
     });
 
@@ -516,7 +561,16 @@ fn podman_drives_the_runtime() {
     });
 
     c.check("--memory enforced: OOM kill is exit 137", || {
-        let o = p.run(&["--memory", "16m", "--memory-swap", "16m", IMAGE, "sh", "-c", "x=0123456789; for i in $(seq 24); do x=$x$x; done; echo survived"]);
+        let o = p.run(&[
+            "--memory",
+            "16m",
+            "--memory-swap",
+            "16m",
+            IMAGE,
+            "sh",
+            "-c",
+            "x=0123456789; for i in $(seq 24); do x=$x$x; done; echo survived",
+        ]);
         assert_eq!(o.status.code(), Some(137), "{}", show(&o));
     });
 
@@ -524,9 +578,23 @@ fn podman_drives_the_runtime() {
     let name = "svc";
     let mut id = String::new();
     c.check("run -d with --memory/--pids-limit: limits on the host side", || {
-        let o = p.pm(&p.run_args(&["-d", "--name", name, "--memory", "64m", "--pids-limit", "50", IMAGE, "sh", "-c", "trap 'echo got-term; exit 42' TERM; echo up; while true; do sleep 0.1; done"]));
+        let o = p.pm(&p.run_args(&[
+            "-d",
+            "--name",
+            name,
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "50",
+            IMAGE,
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 42' TERM; echo up; while true; do sleep 0.1; done",
+        ]));
         id = ok(&o).trim().to_string();
-        let cg = |ctrl: &str, file: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{ctrl}{}/libpod-{id}/{file}", p.cgparent)).map(|s| s.trim().to_string());
+        let cg = |ctrl: &str, file: &str| {
+            std::fs::read_to_string(format!("/sys/fs/cgroup/{ctrl}{}/libpod-{id}/{file}", p.cgparent)).map(|s| s.trim().to_string())
+        };
         assert_eq!(cg("memory", "memory.limit_in_bytes").unwrap(), "67108864");
         assert_eq!(cg("pids", "pids.max").unwrap(), "50");
     });
@@ -639,7 +707,8 @@ fn podman_drives_the_runtime() {
         let spec = format!("{dev}:100");
         let o = p.pm(&p.run_args(&["-d", "--name", "throttled", "--device-write-iops", &spec, IMAGE, "sleep", "100"]));
         let cid = ok(&o).trim().to_string();
-        let got = std::fs::read_to_string(format!("/sys/fs/cgroup/blkio{}/libpod-{cid}/blkio.throttle.write_iops_device", p.cgparent)).unwrap_or_default();
+        let got = std::fs::read_to_string(format!("/sys/fs/cgroup/blkio{}/libpod-{cid}/blkio.throttle.write_iops_device", p.cgparent))
+            .unwrap_or_default();
         let _ = p.pm(&["rm", "-f", "-t", "0", "throttled"]);
         assert_eq!(got.trim(), format!("{majmin} 100"));
     });
@@ -709,7 +778,14 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
             .spawn()
             .unwrap();
         let sock = base.join("containerd.sock");
-        let c = Containerd { base, runtime: runtime(), sock, cgparent: format!("/strata-clients-containerd-{}", std::process::id()), daemon: Some(daemon), made_run_dir };
+        let c = Containerd {
+            base,
+            runtime: runtime(),
+            sock,
+            cgparent: format!("/strata-clients-containerd-{}", std::process::id()),
+            daemon: Some(daemon),
+            made_run_dir,
+        };
         poll("containerd up", Duration::from_secs(15), || {
             let o = output_within(Command::new("ctr").arg("--address").arg(&c.sock).arg("version"), None);
             if o.status.success() { Ok(()) } else { Err(show(&o)) }
@@ -860,7 +936,8 @@ fn containerd_drives_the_runtime() {
     });
 
     c.check("--env --cwd", || {
-        let out = ok(&d.run("envcwd", &["--rm", "--env", "FOO=bar baz", "--cwd", "/tmp", IMAGE, "envcwd", "sh", "-c", "echo \"$FOO\"; pwd"]));
+        let out =
+            ok(&d.run("envcwd", &["--rm", "--env", "FOO=bar baz", "--cwd", "/tmp", IMAGE, "envcwd", "sh", "-c", "echo \"$FOO\"; pwd"]));
         assert_eq!(out, "bar baz\n/tmp\n");
     });
 
@@ -879,7 +956,19 @@ fn containerd_drives_the_runtime() {
     });
 
     c.check("--memory-limit enforced: OOM kill is exit 137", || {
-        let o = d.run("oom", &["--rm", "--memory-limit", "16777216", IMAGE, "oom", "sh", "-c", "x=0123456789; for i in $(seq 24); do x=$x$x; done; echo survived"]);
+        let o = d.run(
+            "oom",
+            &[
+                "--rm",
+                "--memory-limit",
+                "16777216",
+                IMAGE,
+                "oom",
+                "sh",
+                "-c",
+                "x=0123456789; for i in $(seq 24); do x=$x$x; done; echo survived",
+            ],
+        );
         assert_eq!(o.status.code(), Some(137), "{}", show(&o));
     });
 
@@ -887,8 +976,32 @@ fn containerd_drives_the_runtime() {
     let id = "svc";
     let mut bg: Option<Bg> = None;
     c.check("run (foreground, in the background) with --memory-limit", || {
-        let v = d.argv(&d.run_args(id, &["--rm", "--memory-limit", "67108864", IMAGE, id, "sh", "-c", "trap 'echo got-term; exit 9' TERM; echo ready; while true; do sleep 0.1; done"]).iter().map(String::as_str).collect::<Vec<_>>());
-        let mut child = Command::new(&v[0]).args(&v[1..]).current_dir(&d.base).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let v = d.argv(
+            &d.run_args(
+                id,
+                &[
+                    "--rm",
+                    "--memory-limit",
+                    "67108864",
+                    IMAGE,
+                    id,
+                    "sh",
+                    "-c",
+                    "trap 'echo got-term; exit 9' TERM; echo ready; while true; do sleep 0.1; done",
+                ],
+            )
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        );
+        let mut child = Command::new(&v[0])
+            .args(&v[1..])
+            .current_dir(&d.base)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let out = child.stdout.take().unwrap();
         let b = bg.insert(Bg(child, out));
         let mut buf = [0u8; 6];
@@ -898,18 +1011,56 @@ fn containerd_drives_the_runtime() {
     });
 
     c.check("task exec: output, exit code, image user and workdir", || {
-        let o = d.ctr(&["task", "exec", "--fifo-dir", d.base.join("fifo").to_str().unwrap(), "--exec-id", "e1", id, "sh", "-c", "id -u; pwd; exit 5"]);
+        let o = d.ctr(&[
+            "task",
+            "exec",
+            "--fifo-dir",
+            d.base.join("fifo").to_str().unwrap(),
+            "--exec-id",
+            "e1",
+            id,
+            "sh",
+            "-c",
+            "id -u; pwd; exit 5",
+        ]);
         assert_eq!(o.status.code(), Some(5), "{}", show(&o));
         assert_eq!(stdout(&o), "1000\n/home/tester\n");
     });
 
     c.check("task exec --user --cwd", || {
-        let out = ok(&d.ctr(&["task", "exec", "--fifo-dir", d.base.join("fifo").to_str().unwrap(), "--user", "0", "--cwd", "/tmp", "--exec-id", "e2", id, "sh", "-c", "id -u; pwd"]));
+        let out = ok(&d.ctr(&[
+            "task",
+            "exec",
+            "--fifo-dir",
+            d.base.join("fifo").to_str().unwrap(),
+            "--user",
+            "0",
+            "--cwd",
+            "/tmp",
+            "--exec-id",
+            "e2",
+            id,
+            "sh",
+            "-c",
+            "id -u; pwd",
+        ]));
         assert_eq!(out, "0\n/tmp\n");
     });
 
     c.check("task exec -t: a terminal", || {
-        let o = d.ctr_tty(&["task", "exec", "-t", "--fifo-dir", d.base.join("fifo").to_str().unwrap(), "--exec-id", "e3", id, "sh", "-c", "tty; exit 6"]);
+        let o = d.ctr_tty(&[
+            "task",
+            "exec",
+            "-t",
+            "--fifo-dir",
+            d.base.join("fifo").to_str().unwrap(),
+            "--exec-id",
+            "e3",
+            id,
+            "sh",
+            "-c",
+            "tty; exit 6",
+        ]);
         assert_eq!(o.status.code(), Some(6), "{}", show(&o));
         assert!(both(&o).contains("/dev/pts/"), "{}", show(&o));
     });
@@ -960,7 +1111,9 @@ fn containerd_drives_the_runtime() {
         if st != "STOPPED" {
             // Thaw it so that it dies and cleanup does not hang on it.
             let _ = d.ctr(&["task", "resume", k]);
-            poll("stopped after resume", Duration::from_secs(5), || if d.task_status(k) == "STOPPED" { Ok(()) } else { Err(d.task_status(k)) });
+            poll("stopped after resume", Duration::from_secs(5), || {
+                if d.task_status(k) == "STOPPED" { Ok(()) } else { Err(d.task_status(k)) }
+            });
         }
         let _ = d.ctr(&["task", "delete", k]);
         let _ = d.ctr(&["container", "delete", k]);
@@ -974,7 +1127,8 @@ fn containerd_drives_the_runtime() {
             let out = stdout(&d.ctr(&["task", "ps", k]));
             if out.lines().count() >= 4 { Ok(()) } else { Err(out) }
         });
-        let pids: Vec<i32> = stdout(&d.ctr(&["task", "ps", k])).lines().skip(1).filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect();
+        let pids: Vec<i32> =
+            stdout(&d.ctr(&["task", "ps", k])).lines().skip(1).filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect();
         ok(&d.ctr(&["task", "kill", "--all", "-s", "KILL", k]));
         poll("stopped", Duration::from_secs(10), || if d.task_status(k) == "STOPPED" { Ok(()) } else { Err(d.task_status(k)) });
         let o = d.ctr(&["task", "delete", k]);

@@ -87,8 +87,12 @@ fn masked_and_readonly_paths() {
 #[test]
 fn default_and_configured_devices() {
     need_root!();
-    let mut b = Bundle::sh("dev", "stat -c '%n %F %t:%T %a %u:%g' /dev/null /dev/zero /dev/tty /dev/mydev; readlink /dev/fd; readlink /dev/ptmx; echo ok > /dev/null && echo null-ok");
-    b.config["linux"]["devices"] = json!([{"path": "/dev/mydev", "type": "c", "major": 1, "minor": 5, "fileMode": 0o600, "uid": 7, "gid": 8}]);
+    let mut b = Bundle::sh(
+        "dev",
+        "stat -c '%n %F %t:%T %a %u:%g' /dev/null /dev/zero /dev/tty /dev/mydev; readlink /dev/fd; readlink /dev/ptmx; echo ok > /dev/null && echo null-ok",
+    );
+    b.config["linux"]["devices"] =
+        json!([{"path": "/dev/mydev", "type": "c", "major": 1, "minor": 5, "fileMode": 0o600, "uid": 7, "gid": 8}]);
     b.config["linux"]["resources"]["devices"] =
         json!([{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"}]);
     let out = b.run_ok();
@@ -221,7 +225,10 @@ fn tmpcopyup_seeds_the_tmpfs() {
     let mut b = Bundle::sh("copyup", "cat /seeded/f; grep ' /seeded ' /proc/self/mounts | cut -d' ' -f3; echo new > /seeded/g");
     std::fs::create_dir_all(b.dir.join("rootfs/seeded")).unwrap();
     std::fs::write(b.dir.join("rootfs/seeded/f"), "from-image\n").unwrap();
-    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/seeded", "type": "tmpfs", "source": "tmpfs", "options": ["rw", "nosuid", "tmpcopyup", "size=1m"]}));
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/seeded", "type": "tmpfs", "source": "tmpfs", "options": ["rw", "nosuid", "tmpcopyup", "size=1m"]}));
     assert_eq!(b.run_ok(), "from-image\ntmpfs\n");
     assert!(!b.dir.join("rootfs/seeded/g").exists(), "a write reached the image dir under the tmpfs");
 }

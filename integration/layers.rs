@@ -38,7 +38,8 @@ impl Image {
     /// `strata bundle --image` then our own process args.
     fn bundle(&self, name: &str, reference: &str, script: &str) -> PathBuf {
         let dir = self.base.join(name);
-        let out = self.strata().args(["bundle", "--image"]).arg(format!("{}:{reference}", self.layout.display())).arg(&dir).output().unwrap();
+        let out =
+            self.strata().args(["bundle", "--image"]).arg(format!("{}:{reference}", self.layout.display())).arg(&dir).output().unwrap();
         assert!(out.status.success(), "bundle: {}", stderr(&out));
         let path = dir.join("config.json");
         let mut cfg: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -79,7 +80,11 @@ impl Drop for Image {
 }
 
 fn tree_digest(dir: &Path) -> String {
-    let out = Command::new("sh").arg("-c").arg(format!("cd {} && find . -printf '%p %s %m %y\\n' | sort | sha256sum", dir.display())).output().unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("cd {} && find . -printf '%p %s %m %y\\n' | sort | sha256sum", dir.display()))
+        .output()
+        .unwrap();
     stdout(&out)
 }
 
@@ -118,7 +123,16 @@ fn containers_share_layers_and_keep_their_writes_apart() {
     let writer = img.bundle("w", "latest", "echo mine > /data/b; rm /etc/motd; echo x > /newfile; sleep 30");
     let reader = img.bundle("r", "latest", "sleep 30");
     for (b, id) in [(&writer, "w1"), (&reader, "r1")] {
-        let out = img.strata().args(["create", "--bundle"]).arg(b).arg(id).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+        let out = img
+            .strata()
+            .args(["create", "--bundle"])
+            .arg(b)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
         assert!(out.success(), "create {id}");
     }
     let layers = img.layer_dirs();
@@ -158,7 +172,15 @@ fn concurrent_creates_unpack_each_layer_once() {
         .enumerate()
         .map(|(i, b)| {
             let err = std::fs::File::create(img.base.join(format!("c{i}.err"))).unwrap();
-            img.strata().args(["create", "--bundle"]).arg(b).arg(format!("c{i}")).stdin(Stdio::null()).stdout(Stdio::null()).stderr(err).spawn().unwrap()
+            img.strata()
+                .args(["create", "--bundle"])
+                .arg(b)
+                .arg(format!("c{i}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(err)
+                .spawn()
+                .unwrap()
         })
         .collect();
     for (i, mut c) in children.into_iter().enumerate() {
@@ -178,7 +200,16 @@ fn commit_round_trips() {
     need_root!();
     let img = Image::new("commit");
     let b = img.bundle("src", "latest", "echo committed > /data/new; rm /data/b; mkdir -p /opq && echo q > /opq/q; true");
-    let out = img.strata().args(["run", "--detach", "--bundle"]).arg(&b).arg("src1").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    let out = img
+        .strata()
+        .args(["run", "--detach", "--bundle"])
+        .arg(&b)
+        .arg("src1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
     assert!(out.success());
     for _ in 0..200 {
         if stdout(&img.cmd(&["state", "src1"])).contains("stopped") {
@@ -239,7 +270,8 @@ fn write_layout(dir: &Path, layers: &[Vec<u8>]) {
         diff_ids.push(d.clone());
         descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n}));
     }
-    let config = json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+    let config =
+        json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": diff_ids}});
     let (cd, cn) = put(&serde_json::to_vec(&config).unwrap());
     let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn}, "layers": descs});
@@ -318,7 +350,10 @@ fn hostile_layers_are_refused() {
     std::fs::create_dir_all(&outside).unwrap();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("dotdot", tar_of(&[("../../../../tmp/strata-pwned", tar::EntryType::Regular, "pwned")])),
-        ("symlink", tar_of(&[("escape", tar::EntryType::Symlink, outside.to_str().unwrap()), ("escape/pwned", tar::EntryType::Regular, "pwned")])),
+        (
+            "symlink",
+            tar_of(&[("escape", tar::EntryType::Symlink, outside.to_str().unwrap()), ("escape/pwned", tar::EntryType::Regular, "pwned")]),
+        ),
         ("hardlink", tar_of(&[("hl", tar::EntryType::Link, "../../../../etc/passwd")])),
     ];
     for (name, layer) in cases {

@@ -16,7 +16,14 @@ fn create_start_state_delete() {
     let b = Bundle::sh("life", "echo started > /tmp/mark; sleep 30");
     let pid_file = b.dir.parent().unwrap().join("pid");
     b.write_config();
-    let out = b.detached(&["create".as_ref(), "--bundle".as_ref(), b.dir.as_os_str(), "--pid-file".as_ref(), pid_file.as_os_str(), b.id.as_ref()]);
+    let out = b.detached(&[
+        "create".as_ref(),
+        "--bundle".as_ref(),
+        b.dir.as_os_str(),
+        "--pid-file".as_ref(),
+        pid_file.as_os_str(),
+        b.id.as_ref(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let st = b.state();
     assert_eq!(st["status"], "created");
@@ -106,9 +113,7 @@ fn hooks_run_in_order_with_state() {
     need_root!();
     let mut b = Bundle::sh("hooks", "echo process >> /hooklog");
     let log = b.dir.join("rootfs/hooklog");
-    let hook = |name: &str| {
-        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read s; echo \"{name} $(echo \"$s\" | grep -o '\"status\":\"[a-z]*\"')\" >> {}", log.display())]})
-    };
+    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read s; echo \"{name} $(echo \"$s\" | grep -o '\"status\":\"[a-z]*\"')\" >> {}", log.display())]});
     // createContainer and startContainer run inside the container: log to the in-container path.
     let inner = |name: &str, path: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} >> {path}")]});
     b.config["hooks"] = json!({
@@ -171,7 +176,14 @@ fn console_socket_receives_the_pty_master() {
         let (conn, _) = listener.accept().unwrap();
         recv_fd(&conn)
     });
-    let out = b.detached(&["create".as_ref(), "--bundle".as_ref(), b.dir.as_os_str(), "--console-socket".as_ref(), sock_path.as_os_str(), b.id.as_ref()]);
+    let out = b.detached(&[
+        "create".as_ref(),
+        "--bundle".as_ref(),
+        b.dir.as_os_str(),
+        "--console-socket".as_ref(),
+        sock_path.as_os_str(),
+        b.id.as_ref(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let master = acceptor.join().unwrap();
     assert!(b.cmd(&["start", &b.id]).status.success());
@@ -228,9 +240,24 @@ fn exec_joins_the_container() {
     assert!(b.start().status.success());
     let init = b.state()["pid"].as_i64().unwrap();
     let ns = |pid: &str| {
-        ["pid", "net", "ipc", "uts", "mnt", "cgroup"].iter().map(|k| std::fs::read_link(format!("/proc/{pid}/ns/{k}")).unwrap()).collect::<Vec<_>>()
+        ["pid", "net", "ipc", "uts", "mnt", "cgroup"]
+            .iter()
+            .map(|k| std::fs::read_link(format!("/proc/{pid}/ns/{k}")).unwrap())
+            .collect::<Vec<_>>()
     };
-    let out = b.cmd(&["exec", "-u", "1000:1000", "-e", "FOO=bar", "--cwd", "/tmp", &b.id, "sh", "-c", "echo $$; id -u; echo $FOO; pwd; cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; exit 9"]);
+    let out = b.cmd(&[
+        "exec",
+        "-u",
+        "1000:1000",
+        "-e",
+        "FOO=bar",
+        "--cwd",
+        "/tmp",
+        &b.id,
+        "sh",
+        "-c",
+        "echo $$; id -u; echo $FOO; pwd; cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; exit 9",
+    ]);
     assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
@@ -238,7 +265,15 @@ fn exec_joins_the_container() {
     assert_eq!(&lines[1..], ["1000", "bar", "/tmp", "50"]);
     // A detached exec: check its namespaces from outside while it runs.
     let pid_file = b.dir.parent().unwrap().join("exec.pid");
-    let out = b.detached(&["exec".as_ref(), "-d".as_ref(), "--pid-file".as_ref(), pid_file.as_os_str(), b.id.as_ref(), "sleep".as_ref(), "5".as_ref()]);
+    let out = b.detached(&[
+        "exec".as_ref(),
+        "-d".as_ref(),
+        "--pid-file".as_ref(),
+        pid_file.as_os_str(),
+        b.id.as_ref(),
+        "sleep".as_ref(),
+        "5".as_ref(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let pid = std::fs::read_to_string(&pid_file).unwrap();
     assert_eq!(ns(&pid), ns(&init.to_string()));
@@ -268,7 +303,17 @@ fn exec_tty_through_console_socket() {
         let (conn, _) = listener.accept().unwrap();
         recv_fd(&conn)
     });
-    let out = b.detached(&["exec".as_ref(), "-t".as_ref(), "-d".as_ref(), "--console-socket".as_ref(), sock_path.as_os_str(), b.id.as_ref(), "sh".as_ref(), "-c".as_ref(), "tty; echo exec-tty-done".as_ref()]);
+    let out = b.detached(&[
+        "exec".as_ref(),
+        "-t".as_ref(),
+        "-d".as_ref(),
+        "--console-socket".as_ref(),
+        sock_path.as_os_str(),
+        b.id.as_ref(),
+        "sh".as_ref(),
+        "-c".as_ref(),
+        "tty; echo exec-tty-done".as_ref(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let mut f = std::fs::File::from(acceptor.join().unwrap());
     let mut text = String::new();
@@ -290,7 +335,11 @@ fn exec_tty_through_console_socket() {
 #[test]
 fn missing_or_unrunnable_command_fails_create() {
     need_root!();
-    for (args, want) in [(json!(["/no/such/cmd"]), "no such file or directory"), (json!(["/etc/passwd"]), "permission denied"), (json!(["nosuchcmd"]), "executable file not found")] {
+    for (args, want) in [
+        (json!(["/no/such/cmd"]), "no such file or directory"),
+        (json!(["/etc/passwd"]), "permission denied"),
+        (json!(["nosuchcmd"]), "executable file not found"),
+    ] {
         let mut b = Bundle::sh("noexec", "true");
         b.config["process"]["args"] = args;
         let out = b.create();

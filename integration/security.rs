@@ -33,7 +33,8 @@ fn seccomp_errno_is_seen_inside() {
 fn seccomp_bad_profile_fails_create() {
     need_root!();
     let mut b = Bundle::sh("seccompbad", "true");
-    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_KILL", "errnoRet": 1}]});
+    b.config["linux"]["seccomp"] =
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_KILL", "errnoRet": 1}]});
     let out = b.create();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("errnoRet"));
@@ -57,7 +58,8 @@ fn seccomp_notify_listener_answers_a_syscall() {
         let mut buf = vec![0u8; 64 * 1024];
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), nix::sys::socket::MsgFlags::empty()).unwrap();
+        let msg =
+            nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), nix::sys::socket::MsgFlags::empty()).unwrap();
         let mut fd = None;
         for c in msg.cmsgs().unwrap() {
             if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
@@ -122,7 +124,10 @@ fn symlinked_mount_destination_stays_in_the_rootfs() {
     std::fs::write(src.join("hello"), "hi\n").unwrap();
     std::fs::create_dir_all(b.dir.join("rootfs/mnt")).unwrap();
     std::os::unix::fs::symlink(&victim, b.dir.join("rootfs/mnt/target")).unwrap();
-    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/mnt/target", "type": "bind", "source": src, "options": ["rbind"]}));
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/mnt/target", "type": "bind", "source": src, "options": ["rbind"]}));
     let out = b.run_ok();
     assert!(out.starts_with("hi\n"), "{out}");
     assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0, "the mount reached the host directory");

@@ -46,10 +46,14 @@ pub fn spec(rootless: bool) -> Value {
         let gid = nix::unistd::getegid().as_raw();
         s["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
         s["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
-        s["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}, {"type": "user"}]);
+        s["linux"]["namespaces"] =
+            json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}, {"type": "user"}]);
         s["linux"]["resources"] = json!({});
-        s["mounts"][5] = json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
-        if let Some(m) = s["mounts"].as_array_mut() { m.truncate(6) }
+        s["mounts"][5] =
+            json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+        if let Some(m) = s["mounts"].as_array_mut() {
+            m.truncate(6)
+        }
     }
     s
 }
@@ -57,10 +61,49 @@ pub fn spec(rootless: bool) -> Value {
 /// The features document: only what strata really implements.
 pub fn features() -> Value {
     let opts: Vec<&str> = vec![
-        "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "loud", "mand", "noatime", "nodev",
-        "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid", "private", "rbind", "rdev", "relatime",
-        "remount", "rexec", "rnoatime", "rnodev", "rnoexec", "rnosuid", "ro", "rprivate", "rro", "rrw", "rshared",
-        "rslave", "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "sync", "unbindable",
+        "async",
+        "atime",
+        "bind",
+        "defaults",
+        "dev",
+        "diratime",
+        "dirsync",
+        "exec",
+        "loud",
+        "mand",
+        "noatime",
+        "nodev",
+        "nodiratime",
+        "noexec",
+        "nomand",
+        "norelatime",
+        "nostrictatime",
+        "nosuid",
+        "private",
+        "rbind",
+        "rdev",
+        "relatime",
+        "remount",
+        "rexec",
+        "rnoatime",
+        "rnodev",
+        "rnoexec",
+        "rnosuid",
+        "ro",
+        "rprivate",
+        "rro",
+        "rrw",
+        "rshared",
+        "rslave",
+        "runbindable",
+        "rw",
+        "shared",
+        "silent",
+        "slave",
+        "strictatime",
+        "suid",
+        "sync",
+        "unbindable",
     ];
     json!({
         "ociVersionMin": "1.0.0",

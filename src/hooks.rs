@@ -78,7 +78,11 @@ mod tests {
     #[test]
     fn hook_gets_state_on_stdin_and_args() {
         let out = std::env::temp_dir().join(format!("hook-out-{}", std::process::id()));
-        let h = hook(&format!(r#"{{"path":"/bin/sh","args":["sh","-c","cat > {} && echo $X >> {}"],"env":["X=42"]}}"#, out.display(), out.display()));
+        let h = hook(&format!(
+            r#"{{"path":"/bin/sh","args":["sh","-c","cat > {} && echo $X >> {}"],"env":["X=42"]}}"#,
+            out.display(),
+            out.display()
+        ));
         run("prestart", &h, br#"{"id":"c"}"#).unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "{\"id\":\"c\"}42\n");
         std::fs::remove_file(out).unwrap();

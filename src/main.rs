@@ -300,7 +300,8 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Cmd::Events { stats, interval, id } => {
             let secs: f64 = interval.trim_end_matches('s').parse().with_context(|| format!("events: bad --interval {interval:?}"))?;
             let mut out = std::io::stdout();
-            container::events(&root, &id, stats, std::time::Duration::from_secs_f64(secs.max(0.1)), &mut out).with_context(|| format!("events {id}"))?;
+            container::events(&root, &id, stats, std::time::Duration::from_secs_f64(secs.max(0.1)), &mut out)
+                .with_context(|| format!("events {id}"))?;
         }
         Cmd::List { format, quiet } => list(&root, &format, quiet)?,
         Cmd::Pause { id } => container::pause(&root, &id, true).with_context(|| format!("pause {id}"))?,
@@ -319,7 +320,8 @@ fn dispatch(cli: Cli) -> Result<u8> {
             let mut base = strata::defaults::spec(false);
             base["process"]["terminal"] = serde_json::json!(false);
             std::fs::create_dir_all(&dir).with_context(|| format!("bundle: mkdir {}", dir.display()))?;
-            strata::layers::bundle_from_image(Path::new(layout), reference, &dir, base).with_context(|| format!("bundle --image {image}"))?;
+            strata::layers::bundle_from_image(Path::new(layout), reference, &dir, base)
+                .with_context(|| format!("bundle --image {image}"))?;
         }
         Cmd::Layers { cmd } => {
             let store = strata::layers::Store::open(&cli.store).with_context(|| format!("layer store {}", cli.store.display()))?;
@@ -356,7 +358,8 @@ fn dispatch(cli: Cli) -> Result<u8> {
             let dir = st.store.as_ref().with_context(|| format!("commit {id}: its rootfs was not made from an image"))?;
             let store = strata::layers::Store::open(dir)?;
             let upper = store.container_dirs(&id)?.upper;
-            let digest = strata::layers::commit(&store, &id, &upper, Path::new(layout), reference).with_context(|| format!("commit {id}"))?;
+            let digest =
+                strata::layers::commit(&store, &id, &upper, Path::new(layout), reference).with_context(|| format!("commit {id}"))?;
             println!("{digest}");
         }
         Cmd::Features => println!("{}", serde_json::to_string_pretty(&strata::defaults::features())?),
@@ -387,7 +390,14 @@ fn exec_cmd(root: &Root, a: ExecArgs) -> Result<i32> {
             exec::process_from(&base, &o).map_err(anyhow::Error::msg)?
         }
     };
-    let opts = ExecOpts { id: a.id, process, console_socket: a.console_socket, detach: a.detach, pid_file: a.pid_file, preserve_fds: a.preserve_fds };
+    let opts = ExecOpts {
+        id: a.id,
+        process,
+        console_socket: a.console_socket,
+        detach: a.detach,
+        pid_file: a.pid_file,
+        preserve_fds: a.preserve_fds,
+    };
     Ok(exec::exec(root, &opts)?)
 }
 
@@ -481,7 +491,6 @@ fn split_image_ref(s: &str) -> (&str, Option<&str>) {
     }
 }
 
-
 fn create_opts(a: &CreateArgs, foreground: bool, store: &Path) -> CreateOpts {
     CreateOpts {
         no_new_keyring: a.no_new_keyring,
@@ -525,7 +534,15 @@ fn list(root: &Root, format: &str, quiet: bool) -> Result<()> {
             println!("{:<12} {:<8} {:<10} {:<40} {:<32} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
             for (st, s) in &rows {
                 let pid = if *s == Status::Stopped { 0 } else { st.pid };
-                println!("{:<12} {:<8} {:<10} {:<40} {:<32} {}", st.id, pid, s.as_str(), st.bundle.display(), st.created, if st.owner == 0 { "root".into() } else { st.owner.to_string() });
+                println!(
+                    "{:<12} {:<8} {:<10} {:<40} {:<32} {}",
+                    st.id,
+                    pid,
+                    s.as_str(),
+                    st.bundle.display(),
+                    st.created,
+                    if st.owner == 0 { "root".into() } else { st.owner.to_string() }
+                );
             }
         }
         other => bail!("list: unknown format {other:?} (table or json)"),
@@ -548,9 +565,10 @@ fn ps(root: &Root, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
             println!("{header}");
             for l in lines {
                 if let Some(p) = l.split_whitespace().nth(pid_col).and_then(|p| p.parse::<i32>().ok())
-                    && pids.contains(&p) {
-                        println!("{l}");
-                    }
+                    && pids.contains(&p)
+                {
+                    println!("{l}");
+                }
             }
         }
         other => bail!("ps: unknown format {other:?} (table or json)"),

@@ -89,15 +89,12 @@ pub fn validate(spec: &Spec) -> Result<()> {
                 return bad(format!("namespace {:?} listed twice", ns.typ()));
             }
             if let Some(p) = ns.path()
-                && !p.is_absolute() {
-                    return bad(format!("namespace {:?} path {:?} must be absolute", ns.typ(), p));
-                }
+                && !p.is_absolute()
+            {
+                return bad(format!("namespace {:?} path {:?} must be absolute", ns.typ(), p));
+            }
         }
-        let new_userns = linux
-            .namespaces()
-            .iter()
-            .flatten()
-            .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+        let new_userns = linux.namespaces().iter().flatten().any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
         let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
         if has_maps && !seen.contains(&LinuxNamespaceType::User) {
             return bad("uidMappings given without a user namespace".into());
@@ -158,23 +155,11 @@ mod tests {
             ("bad version", &OK.replace("1.0.2", "0.9")),
             ("empty args", &OK.replace(r#"["sh"]"#, "[]")),
             ("relative cwd", &OK.replace(r#""cwd":"/""#, r#""cwd":"tmp""#)),
-            (
-                "dup namespace",
-                &OK.replace(r#""root""#, r#""linux":{"namespaces":[{"type":"pid"},{"type":"pid"}]},"root""#),
-            ),
-            (
-                "userns without maps",
-                &OK.replace(r#""root""#, r#""linux":{"namespaces":[{"type":"user"}]},"root""#),
-            ),
+            ("dup namespace", &OK.replace(r#""root""#, r#""linux":{"namespaces":[{"type":"pid"},{"type":"pid"}]},"root""#)),
+            ("userns without maps", &OK.replace(r#""root""#, r#""linux":{"namespaces":[{"type":"user"}]},"root""#)),
             ("unknown rlimit", &OK.replace(r#""cwd""#, r#""rlimits":[{"type":"RLIMIT_FOO","soft":1,"hard":1}],"cwd""#)),
-            (
-                "relative hook",
-                &OK.replace(r#""root""#, r#""hooks":{"prestart":[{"path":"bin/true"}]},"root""#),
-            ),
-            (
-                "relative mount",
-                &OK.replace(r#""root""#, r#""mounts":[{"destination":"x","type":"tmpfs"}],"root""#),
-            ),
+            ("relative hook", &OK.replace(r#""root""#, r#""hooks":{"prestart":[{"path":"bin/true"}]},"root""#)),
+            ("relative mount", &OK.replace(r#""root""#, r#""mounts":[{"destination":"x","type":"tmpfs"}],"root""#)),
         ];
         for (name, json) in cases {
             assert!(spec(json).is_err(), "{name} was accepted");

@@ -147,11 +147,11 @@ impl Root {
     /// Reserves `id`: creates its directory (mode 0700) or fails if it exists.
     pub fn reserve(&self, id: &str) -> Result<PathBuf> {
         let dir = self.container_dir(id)?;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .map_err(|source| StateError::Io { op: "mkdir", path: self.dir.clone(), source })?;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir).map_err(|source| StateError::Io {
+            op: "mkdir",
+            path: self.dir.clone(),
+            source,
+        })?;
         match fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(StateError::Exists(id.to_string())),
@@ -191,11 +191,8 @@ impl Root {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => return Err(StateError::Io { op: "readdir", path: self.dir.clone(), source }),
         };
-        let mut ids: Vec<String> = rd
-            .flatten()
-            .filter(|e| e.path().join(STATE_FILE).exists())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
+        let mut ids: Vec<String> =
+            rd.flatten().filter(|e| e.path().join(STATE_FILE).exists()).filter_map(|e| e.file_name().into_string().ok()).collect();
         ids.sort();
         Ok(ids)
     }
@@ -205,13 +202,7 @@ impl Root {
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let io = |op, source| StateError::Io { op, path: path.to_path_buf(), source };
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io("create", e))?;
+    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(|e| io("create", e))?;
     f.write_all(data).map_err(|e| io("write", e))?;
     drop(f);
     fs::rename(&tmp, path).map_err(|e| {

@@ -76,7 +76,13 @@ impl Bundle {
     /// Runs and returns stdout, asserting success.
     pub fn run_ok(&self) -> String {
         let out = self.run();
-        assert!(out.status.success(), "run failed ({:?}): {}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "run failed ({:?}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 

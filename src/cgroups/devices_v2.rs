@@ -28,12 +28,14 @@ pub struct Rule {
 }
 
 pub fn access_bits(s: &str) -> u32 {
-    s.chars().map(|c| match c {
-        'm' => 1,
-        'r' => 2,
-        'w' => 4,
-        _ => 0,
-    }).fold(0, |a, b| a | b)
+    s.chars()
+        .map(|c| match c {
+            'm' => 1,
+            'r' => 2,
+            'w' => 4,
+            _ => 0,
+        })
+        .fold(0, |a, b| a | b)
 }
 
 pub fn rule_from_spec(d: &LinuxDeviceCgroup) -> Rule {
@@ -135,7 +137,8 @@ pub fn compile(rules: &[Rule]) -> Vec<u64> {
 pub fn attach(dir: &Path, rules: &[Rule]) -> Result<()> {
     let prog = sys::bpf_load_cgroup_device(&compile(rules)).map_err(|e| CgroupError::Invalid(e.to_string()))?;
     let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
-    let cg = nix::fcntl::open(dir, flags, nix::sys::stat::Mode::empty()).map_err(|e| CgroupError::Invalid(format!("open {}: {e}", dir.display())))?;
+    let cg = nix::fcntl::open(dir, flags, nix::sys::stat::Mode::empty())
+        .map_err(|e| CgroupError::Invalid(format!("open {}: {e}", dir.display())))?;
     sys::bpf_attach_cgroup_device(cg.as_fd(), prog.as_fd(), dir).map_err(|e| CgroupError::Invalid(e.to_string()))
 }
 
@@ -219,10 +222,12 @@ mod kernel_tests {
         if !nix::unistd::geteuid().is_root() {
             return;
         }
-        let rules = [super::Rule { allow: false, kind: 0, major: None, minor: None, access: 7 },
+        let rules = [
+            super::Rule { allow: false, kind: 0, major: None, minor: None, access: 7 },
             super::rule_from_v1("c 1:3 rwm", true).unwrap(),
             super::rule_from_v1("c 136:* rw", true).unwrap(),
-            super::Rule { allow: false, kind: 2, major: Some(1), minor: Some(3), access: 4 }];
+            super::Rule { allow: false, kind: 2, major: Some(1), minor: Some(3), access: 4 },
+        ];
         for n in 0..=rules.len() {
             crate::sys::bpf_load_cgroup_device(&super::compile(&rules[..n])).unwrap();
         }

@@ -50,7 +50,13 @@ pub fn mounted_hierarchies(mountinfo: &str, self_cgroup: &str) -> Vec<Hierarchy>
             "cgroup" => {
                 let ctrls: Vec<String> = opts
                     .split(',')
-                    .filter(|o| !matches!(*o, "rw" | "ro" | "relatime" | "noatime" | "nosuid" | "nodev" | "noexec" | "clone_children" | "xattr" | "noprefix") && !o.starts_with("release_agent") && !o.starts_with("cpuset_v2_mode"))
+                    .filter(|o| {
+                        !matches!(
+                            *o,
+                            "rw" | "ro" | "relatime" | "noatime" | "nosuid" | "nodev" | "noexec" | "clone_children" | "xattr" | "noprefix"
+                        ) && !o.starts_with("release_agent")
+                            && !o.starts_with("cpuset_v2_mode")
+                    })
                     .map(str::to_string)
                     .collect();
                 v1.push((mp, ctrls));
@@ -127,57 +133,61 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
             continue;
         }
         if h.has("memory")
-            && let Some(m) = res.memory() {
-                if let Some(l) = m.limit() {
-                    w("memory.limit_in_bytes", l.to_string());
-                }
-                if let Some(r) = m.reservation() {
-                    w("memory.soft_limit_in_bytes", r.to_string());
-                }
-                if let Some(s) = m.swap() {
-                    w("memory.memsw.limit_in_bytes", s.to_string());
-                }
-                if let Some(s) = m.swappiness() {
-                    if s > 100 {
-                        return Err(CgroupError::Invalid(format!("memory.swappiness {s} is above 100")));
-                    }
-                    w("memory.swappiness", s.to_string());
-                }
-                if m.disable_oom_killer() == Some(true) {
-                    w("memory.oom_control", "1".into());
-                }
+            && let Some(m) = res.memory()
+        {
+            if let Some(l) = m.limit() {
+                w("memory.limit_in_bytes", l.to_string());
             }
+            if let Some(r) = m.reservation() {
+                w("memory.soft_limit_in_bytes", r.to_string());
+            }
+            if let Some(s) = m.swap() {
+                w("memory.memsw.limit_in_bytes", s.to_string());
+            }
+            if let Some(s) = m.swappiness() {
+                if s > 100 {
+                    return Err(CgroupError::Invalid(format!("memory.swappiness {s} is above 100")));
+                }
+                w("memory.swappiness", s.to_string());
+            }
+            if m.disable_oom_killer() == Some(true) {
+                w("memory.oom_control", "1".into());
+            }
+        }
         if h.has("cpu")
-            && let Some(c) = res.cpu() {
-                if let Some(s) = c.shares() {
-                    w("cpu.shares", s.to_string());
-                }
-                if let Some(pd) = c.period() {
-                    w("cpu.cfs_period_us", pd.to_string());
-                }
-                if let Some(q) = c.quota() {
-                    w("cpu.cfs_quota_us", q.to_string());
-                }
-                if let Some(r) = c.realtime_period() {
-                    w("cpu.rt_period_us", r.to_string());
-                }
-                if let Some(r) = c.realtime_runtime() {
-                    w("cpu.rt_runtime_us", r.to_string());
-                }
+            && let Some(c) = res.cpu()
+        {
+            if let Some(s) = c.shares() {
+                w("cpu.shares", s.to_string());
             }
+            if let Some(pd) = c.period() {
+                w("cpu.cfs_period_us", pd.to_string());
+            }
+            if let Some(q) = c.quota() {
+                w("cpu.cfs_quota_us", q.to_string());
+            }
+            if let Some(r) = c.realtime_period() {
+                w("cpu.rt_period_us", r.to_string());
+            }
+            if let Some(r) = c.realtime_runtime() {
+                w("cpu.rt_runtime_us", r.to_string());
+            }
+        }
         if h.has("cpuset")
-            && let Some(c) = res.cpu() {
-                if let Some(s) = c.cpus() {
-                    w("cpuset.cpus", s.clone());
-                }
-                if let Some(s) = c.mems() {
-                    w("cpuset.mems", s.clone());
-                }
+            && let Some(c) = res.cpu()
+        {
+            if let Some(s) = c.cpus() {
+                w("cpuset.cpus", s.clone());
             }
+            if let Some(s) = c.mems() {
+                w("cpuset.mems", s.clone());
+            }
+        }
         if h.has("pids")
-            && let Some(pl) = res.pids() {
-                w("pids.max", if pl.limit() > 0 { pl.limit().to_string() } else { "max".into() });
-            }
+            && let Some(pl) = res.pids()
+        {
+            w("pids.max", if pl.limit() > 0 { pl.limit().to_string() } else { "max".into() });
+        }
         if h.has("blkio") {
             blkio_v1(res, &mut w);
         }
@@ -187,10 +197,10 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
             }
         }
         if let Some(n) = res.network() {
-            if h.has("net_cls") {
-                if let Some(id) = n.class_id() {
-                    w("net_cls.classid", id.to_string());
-                }
+            if h.has("net_cls")
+                && let Some(id) = n.class_id()
+            {
+                w("net_cls.classid", id.to_string());
             }
             if h.has("net_prio") {
                 for p in n.priorities().iter().flatten() {
@@ -199,16 +209,17 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
             }
         }
         if h.has("devices")
-            && let Some(devs) = res.devices() {
-                // The spec's rules in order, then the always-allowed devices
-                // (as runc: the default devices stay usable).
-                for (file, rule) in device_rules_v1(devs) {
-                    w(file, rule);
-                }
-                for rule in extra_allow {
-                    w("devices.allow", rule.clone());
-                }
+            && let Some(devs) = res.devices()
+        {
+            // The spec's rules in order, then the always-allowed devices
+            // (as runc: the default devices stay usable).
+            for (file, rule) in device_rules_v1(devs) {
+                w(file, rule);
             }
+            for rule in extra_allow {
+                w("devices.allow", rule.clone());
+            }
+        }
     }
     Ok(out)
 }
@@ -412,11 +423,17 @@ mod tests {
                 "network":{"classID":1048577,"priorities":[{"name":"eth0","priority":5}]}}"#,
         )
         .unwrap();
-        let hier = |c: &[&str]| Hierarchy { mountpoint: format!("/cg/{}", c.join(",")).into(), controllers: c.iter().map(|s| s.to_string()).collect(), v2: false, own: "/".into() };
+        let hier = |c: &[&str]| Hierarchy {
+            mountpoint: format!("/cg/{}", c.join(",")).into(),
+            controllers: c.iter().map(|s| s.to_string()).collect(),
+            v2: false,
+            own: "/".into(),
+        };
         let h = vec![hier(&["blkio"]), hier(&["hugetlb"]), hier(&["net_cls", "net_prio"])];
         let p = placement(&h, Some(Path::new("/x")), "c").unwrap();
         let w = resource_writes(&p, Some(&res), &[]).unwrap();
-        let got: Vec<(String, String)> = w.iter().map(|w| (w.path.file_name().unwrap().to_string_lossy().into_owned(), w.value.clone())).collect();
+        let got: Vec<(String, String)> =
+            w.iter().map(|w| (w.path.file_name().unwrap().to_string_lossy().into_owned(), w.value.clone())).collect();
         for want in [
             ("blkio.weight", "500"),
             ("blkio.throttle.read_bps_device", "8:0 1048576"),

@@ -23,8 +23,7 @@ use std::path::Path;
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{
-    FchmodatFlags, Mode, SFlag, UtimensatFlags, fchmod, fchmodat, fstatat, futimens, makedev,
-    mkdirat, mknodat, utimensat,
+    FchmodatFlags, Mode, SFlag, UtimensatFlags, fchmod, fchmodat, fstatat, futimens, makedev, mkdirat, mknodat, utimensat,
 };
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
@@ -144,40 +143,21 @@ pub fn apply_layer(blob: BlobCheck<'_>, dest: &Path) -> Result<Applied, LayerErr
     let label = blob.digest.to_string();
     let io_err = |op: &'static str| {
         let label = label.clone();
-        move |e: io::Error| LayerError::Entry {
-            blob: label,
-            entry: String::new(),
-            msg: format!("{op}: {e}"),
-        }
+        move |e: io::Error| LayerError::Entry { blob: label, entry: String::new(), msg: format!("{op}: {e}") }
     };
-    let file = File::open(blob.path).map_err(|source| LayerError::Io {
-        op: "open",
-        path: blob.path.to_path_buf(),
-        source,
-    })?;
+    let file = File::open(blob.path).map_err(|source| LayerError::Io { op: "open", path: blob.path.to_path_buf(), source })?;
     let decoder = open_decoder(file, blob.media_type).map_err(io_err("read"))?;
     let mut archive = tar::Archive::new(HashReader::new(decoder));
-    let root = nix::fcntl::open(
-        dest,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| LayerError::Sys(crate::sys::err("open", dest.display(), "O_DIRECTORY")(e)))?;
+    let root = nix::fcntl::open(dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| LayerError::Sys(crate::sys::err("open", dest.display(), "O_DIRECTORY")(e)))?;
     let mut w = Writer::new(root, &label);
     for entry in archive.entries().map_err(io_err("read tar"))? {
         let entry = entry.map_err(io_err("read tar"))?;
         w.entry(entry)?;
     }
     w.finish_dirs()?;
-    let (decoder, diff_id, _) = archive
-        .into_inner()
-        .finish()
-        .map_err(io_err("read to end"))?;
-    let (_, digest, size) = decoder
-        .into_inner()
-        .into_inner()
-        .finish()
-        .map_err(io_err("read to end"))?;
+    let (decoder, diff_id, _) = archive.into_inner().finish().map_err(io_err("read to end"))?;
+    let (_, digest, size) = decoder.into_inner().into_inner().finish().map_err(io_err("read to end"))?;
     let mismatch = |what, expected: &Digest, actual: Digest| LayerError::Mismatch {
         blob: label.clone(),
         what,
@@ -191,17 +171,9 @@ pub fn apply_layer(blob: BlobCheck<'_>, dest: &Path) -> Result<Applied, LayerErr
         return Err(mismatch("diff_id", blob.diff_id, diff_id));
     }
     if let Some(expected) = blob.size.filter(|&s| s != size) {
-        return Err(LayerError::Mismatch {
-            blob: label,
-            what: "size",
-            expected: expected.to_string(),
-            actual: size.to_string(),
-        });
+        return Err(LayerError::Mismatch { blob: label, what: "size", expected: expected.to_string(), actual: size.to_string() });
     }
-    Ok(Applied {
-        size: w.size,
-        entries: w.entries,
-    })
+    Ok(Applied { size: w.size, entries: w.entries })
 }
 
 /// Cleans a tar path: leading `/` and `.` components dropped, `..` refused.
@@ -231,11 +203,9 @@ fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
 }
 
 fn beneath(flags: OFlag) -> OpenHow {
-    OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(
-        ResolveFlag::RESOLVE_BENEATH
-            | ResolveFlag::RESOLVE_NO_SYMLINKS
-            | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-    )
+    OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS)
 }
 
 /// The metadata of one entry, from its header and PAX records.
@@ -265,15 +235,9 @@ impl Meta {
                 if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
                     meta.xattrs.push((name.to_string(), value.to_vec()));
                 } else if key == "uid" || key == "gid" {
-                    let id = std::str::from_utf8(value)
-                        .ok()
-                        .and_then(|v| v.parse::<u32>().ok());
+                    let id = std::str::from_utf8(value).ok().and_then(|v| v.parse::<u32>().ok());
                     if let Some(id) = id {
-                        if key == "uid" {
-                            meta.uid = id
-                        } else {
-                            meta.gid = id
-                        }
+                        if key == "uid" { meta.uid = id } else { meta.gid = id }
                     }
                 } else if key == "mtime" {
                     meta.mtime = parse_pax_time(value).unwrap_or(meta.mtime);
@@ -289,11 +253,7 @@ fn parse_pax_time(v: &[u8]) -> Option<TimeSpec> {
     let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
     let secs: i64 = secs.parse().ok()?;
     let digits: String = frac.chars().take(9).collect();
-    let nanos = if digits.is_empty() {
-        0
-    } else {
-        format!("{digits:0<9}").parse::<i64>().ok()?
-    };
+    let nanos = if digits.is_empty() { 0 } else { format!("{digits:0<9}").parse::<i64>().ok()? };
     Some(TimeSpec::new(secs, if secs < 0 { -nanos } else { nanos }))
 }
 
@@ -315,38 +275,16 @@ struct Writer<'a> {
 impl<'a> Writer<'a> {
     fn new(root: OwnedFd, blob: &'a str) -> Writer<'a> {
         let privileged = nix::unistd::geteuid().is_root();
-        Writer {
-            root,
-            blob,
-            privileged,
-            cached: None,
-            dir_times: Vec::new(),
-            buf: vec![0; READ_BUF],
-            size: 0,
-            entries: 0,
-        }
+        Writer { root, blob, privileged, cached: None, dir_times: Vec::new(), buf: vec![0; READ_BUF], size: 0, entries: 0 }
     }
 
     fn refuse(&self, entry: &[u8], msg: impl Into<String>) -> LayerError {
-        LayerError::Entry {
-            blob: self.blob.to_string(),
-            entry: String::from_utf8_lossy(entry).into_owned(),
-            msg: msg.into(),
-        }
+        LayerError::Entry { blob: self.blob.to_string(), entry: String::from_utf8_lossy(entry).into_owned(), msg: msg.into() }
     }
 
-    fn sys<'e>(
-        &'e self,
-        op: &'static str,
-        entry: &'e [u8],
-        flags: &'static str,
-    ) -> impl FnOnce(Errno) -> LayerError + 'e {
+    fn sys<'e>(&'e self, op: &'static str, entry: &'e [u8], flags: &'static str) -> impl FnOnce(Errno) -> LayerError + 'e {
         move |e| {
-            let flags = if flags.is_empty() {
-                String::new()
-            } else {
-                format!(" ({flags})")
-            };
+            let flags = if flags.is_empty() { String::new() } else { format!(" ({flags})") };
             self.refuse(entry, format!("{op}{flags}: {}", e.desc()))
         }
     }
@@ -376,44 +314,23 @@ impl<'a> Writer<'a> {
             }
             tar::EntryType::Directory => self.dir(parent, name, &path, &meta),
             tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| self.refuse(&path, "symlink without a target"))?
-                    .into_owned();
-                self.replace(
-                    parent.as_fd(),
-                    name,
-                    &path,
-                    |d| symlinkat(OsStr::from_bytes(&target), d, name),
-                    "symlinkat",
-                )?;
+                let target = entry.link_name_bytes().ok_or_else(|| self.refuse(&path, "symlink without a target"))?.into_owned();
+                self.replace(parent.as_fd(), name, &path, |d| symlinkat(OsStr::from_bytes(&target), d, name), "symlinkat")?;
                 self.special_meta(parent.as_fd(), name, &path, &meta, false)
             }
             tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| self.refuse(&path, "hardlink without a target"))?
-                    .into_owned();
+                let target = entry.link_name_bytes().ok_or_else(|| self.refuse(&path, "hardlink without a target"))?.into_owned();
                 self.hardlink(parent.as_fd(), name, &path, &target)
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let h = entry.header();
-                let dev = makedev(
-                    h.device_major().ok().flatten().unwrap_or(0) as u64,
-                    h.device_minor().ok().flatten().unwrap_or(0) as u64,
-                );
+                let dev = makedev(h.device_major().ok().flatten().unwrap_or(0) as u64, h.device_minor().ok().flatten().unwrap_or(0) as u64);
                 let sflag = match kind {
                     tar::EntryType::Char => SFlag::S_IFCHR,
                     tar::EntryType::Block => SFlag::S_IFBLK,
                     _ => SFlag::S_IFIFO,
                 };
-                self.replace(
-                    parent.as_fd(),
-                    name,
-                    &path,
-                    |d| mknodat(d, name, sflag, Mode::from_bits_truncate(0o600), dev),
-                    "mknodat",
-                )?;
+                self.replace(parent.as_fd(), name, &path, |d| mknodat(d, name, sflag, Mode::from_bits_truncate(0o600), dev), "mknodat")?;
                 self.special_meta(parent.as_fd(), name, &path, &meta, true)
             }
             tar::EntryType::XGlobalHeader => Ok(()),
@@ -427,82 +344,42 @@ impl<'a> Writer<'a> {
         if let Some((p, fd)) = &self.cached
             && p == dir
         {
-            return fd
-                .try_clone()
-                .map_err(|e| self.refuse(entry, format!("dup: {e}")));
+            return fd.try_clone().map_err(|e| self.refuse(entry, format!("dup: {e}")));
         }
         let fd = self.open_dir(dir, entry, true)?;
-        let dup = fd
-            .try_clone()
-            .map_err(|e| self.refuse(entry, format!("dup: {e}")))?;
+        let dup = fd.try_clone().map_err(|e| self.refuse(entry, format!("dup: {e}")))?;
         self.cached = Some((dir.to_vec(), fd));
         Ok(dup)
     }
 
     fn open_dir(&self, dir: &[u8], entry: &[u8], create: bool) -> Result<OwnedFd, LayerError> {
-        let rel = if dir.is_empty() {
-            OsStr::new(".")
-        } else {
-            OsStr::from_bytes(dir)
-        };
-        match openat2(
-            self.root.as_fd(),
-            rel,
-            beneath(OFlag::O_RDONLY | OFlag::O_DIRECTORY),
-        ) {
+        let rel = if dir.is_empty() { OsStr::new(".") } else { OsStr::from_bytes(dir) };
+        match openat2(self.root.as_fd(), rel, beneath(OFlag::O_RDONLY | OFlag::O_DIRECTORY)) {
             Ok(fd) => Ok(fd),
             Err(Errno::ENOENT) if create => self.make_dirs(dir, entry),
-            Err(Errno::ENOENT) => Err(self.refuse(
-                entry,
-                format!(
-                    "directory {} is not in the layer",
-                    String::from_utf8_lossy(dir)
-                ),
-            )),
-            Err(Errno::ELOOP) => Err(self.refuse(
-                entry,
-                format!(
-                    "parent {} is or goes through a symlink",
-                    String::from_utf8_lossy(dir)
-                ),
-            )),
+            Err(Errno::ENOENT) => Err(self.refuse(entry, format!("directory {} is not in the layer", String::from_utf8_lossy(dir)))),
+            Err(Errno::ELOOP) => Err(self.refuse(entry, format!("parent {} is or goes through a symlink", String::from_utf8_lossy(dir)))),
             Err(Errno::EXDEV) => Err(self.refuse(entry, "parent escapes the layer")),
-            Err(e) => Err(self.sys(
-                "openat2",
-                entry,
-                "RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS",
-            )(e)),
+            Err(e) => Err(self.sys("openat2", entry, "RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS")(e)),
         }
     }
 
     /// Creates the missing directories of `dir` (0755, as tar does).
     fn make_dirs(&self, dir: &[u8], entry: &[u8]) -> Result<OwnedFd, LayerError> {
-        let mut cur = self
-            .root
-            .try_clone()
-            .map_err(|e| self.refuse(entry, format!("dup: {e}")))?;
+        let mut cur = self.root.try_clone().map_err(|e| self.refuse(entry, format!("dup: {e}")))?;
         for part in dir.split(|&b| b == b'/') {
             let name = OsStr::from_bytes(part);
             match mkdirat(cur.as_fd(), name, Mode::from_bits_truncate(0o755)) {
                 Ok(()) | Err(Errno::EEXIST) => {}
                 Err(e) => return Err(self.sys("mkdirat", entry, "")(e)),
             }
-            cur = openat(
-                cur.as_fd(),
-                name,
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| match e {
-                Errno::ELOOP | Errno::ENOTDIR => self.refuse(
-                    entry,
-                    format!(
-                        "parent component {} is not a directory",
-                        name.to_string_lossy()
-                    ),
-                ),
-                e => self.sys("openat", entry, "O_DIRECTORY|O_NOFOLLOW")(e),
-            })?;
+            cur = openat(cur.as_fd(), name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(|e| match e {
+                    Errno::ELOOP | Errno::ENOTDIR => {
+                        self.refuse(entry, format!("parent component {} is not a directory", name.to_string_lossy()))
+                    }
+                    e => self.sys("openat", entry, "O_DIRECTORY|O_NOFOLLOW")(e),
+                })?;
         }
         Ok(cur)
     }
@@ -526,27 +403,14 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn remove(
-        &mut self,
-        dir: BorrowedFd<'_>,
-        name: &OsStr,
-        entry: &[u8],
-    ) -> Result<(), LayerError> {
+    fn remove(&mut self, dir: BorrowedFd<'_>, name: &OsStr, entry: &[u8]) -> Result<(), LayerError> {
         // Whatever was cached may be the directory being removed.
         self.cached = None;
         remove_at(dir, name).map_err(self.sys("remove", entry, ""))
     }
 
-    fn file<R: Read>(
-        &mut self,
-        parent: OwnedFd,
-        name: &OsStr,
-        path: &[u8],
-        meta: &Meta,
-        data: &mut R,
-    ) -> Result<(), LayerError> {
-        let flags =
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    fn file<R: Read>(&mut self, parent: OwnedFd, name: &OsStr, path: &[u8], meta: &Meta, data: &mut R) -> Result<(), LayerError> {
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let open = |d: BorrowedFd<'_>| openat(d, name, flags, Mode::from_bits_truncate(0o600));
         let fd = match open(parent.as_fd()) {
             Err(Errno::EEXIST) => {
@@ -564,8 +428,7 @@ impl<'a> Writer<'a> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.refuse(path, format!("read: {e}"))),
             };
-            file.write_all(&self.buf[..n])
-                .map_err(|e| self.refuse(path, format!("write: {e}")))?;
+            file.write_all(&self.buf[..n]).map_err(|e| self.refuse(path, format!("write: {e}")))?;
             self.size += n as u64;
         }
         // chown clears setuid/setgid and file capabilities: mode and xattrs after it.
@@ -573,33 +436,24 @@ impl<'a> Writer<'a> {
         futimens(file.as_fd(), &meta.mtime, &meta.mtime).map_err(self.sys("futimens", path, ""))
     }
 
-    fn dir(
-        &mut self,
-        parent: OwnedFd,
-        name: &OsStr,
-        path: &[u8],
-        meta: &Meta,
-    ) -> Result<(), LayerError> {
+    fn dir(&mut self, parent: OwnedFd, name: &OsStr, path: &[u8], meta: &Meta) -> Result<(), LayerError> {
         match mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o700)) {
             Ok(()) => {}
             Err(Errno::EEXIST) => {
-                let st = fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
-                    .map_err(self.sys("fstatat", path, "AT_SYMLINK_NOFOLLOW"))?;
+                let st = fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(self.sys(
+                    "fstatat",
+                    path,
+                    "AT_SYMLINK_NOFOLLOW",
+                ))?;
                 if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
                     self.remove(parent.as_fd(), name, path)?;
-                    mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o700))
-                        .map_err(self.sys("mkdirat", path, ""))?;
+                    mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o700)).map_err(self.sys("mkdirat", path, ""))?;
                 }
             }
             Err(e) => return Err(self.sys("mkdirat", path, "")(e)),
         }
-        let fd = openat(
-            parent.as_fd(),
-            name,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(self.sys("openat", path, "O_DIRECTORY|O_NOFOLLOW"))?;
+        let fd = openat(parent.as_fd(), name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(self.sys("openat", path, "O_DIRECTORY|O_NOFOLLOW"))?;
         self.owner_mode_xattrs(fd.as_fd(), path, meta)?;
         self.dir_times.push((path.to_vec(), meta.mtime));
         self.cached = Some((path.to_vec(), fd));
@@ -607,81 +461,45 @@ impl<'a> Writer<'a> {
     }
 
     fn root_dir(&mut self, raw: &[u8], meta: &Meta) -> Result<(), LayerError> {
-        let root = self
-            .root
-            .try_clone()
-            .map_err(|e| self.refuse(raw, format!("dup: {e}")))?;
+        let root = self.root.try_clone().map_err(|e| self.refuse(raw, format!("dup: {e}")))?;
         self.owner_mode_xattrs(root.as_fd(), raw, meta)?;
         self.dir_times.push((Vec::new(), meta.mtime));
         Ok(())
     }
 
-    fn owner_mode_xattrs(
-        &self,
-        fd: BorrowedFd<'_>,
-        path: &[u8],
-        meta: &Meta,
-    ) -> Result<(), LayerError> {
+    fn owner_mode_xattrs(&self, fd: BorrowedFd<'_>, path: &[u8], meta: &Meta) -> Result<(), LayerError> {
         if self.privileged {
-            fchown(
-                fd,
-                Some(Uid::from_raw(meta.uid)),
-                Some(Gid::from_raw(meta.gid)),
-            )
-            .map_err(self.sys("fchown", path, ""))?;
+            fchown(fd, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid))).map_err(self.sys("fchown", path, ""))?;
         }
         fchmod(fd, Mode::from_bits_truncate(meta.mode)).map_err(self.sys("fchmod", path, ""))?;
         for (name, value) in meta.xattrs.iter().filter(|(n, _)| self.keep_xattr(n)) {
-            sysxattr::fsetxattr(fd, name, value, &String::from_utf8_lossy(path))
-                .map_err(|e| self.refuse(path, e.to_string()))?;
+            sysxattr::fsetxattr(fd, name, value, &String::from_utf8_lossy(path)).map_err(|e| self.refuse(path, e.to_string()))?;
         }
         Ok(())
     }
 
     /// Owner, mode, xattrs and mtime of a symlink, device or fifo, which
     /// cannot be opened: set through the parent fd, never following.
-    fn special_meta(
-        &self,
-        parent: BorrowedFd<'_>,
-        name: &OsStr,
-        path: &[u8],
-        meta: &Meta,
-        chmod: bool,
-    ) -> Result<(), LayerError> {
+    fn special_meta(&self, parent: BorrowedFd<'_>, name: &OsStr, path: &[u8], meta: &Meta, chmod: bool) -> Result<(), LayerError> {
         if self.privileged {
-            fchownat(
-                parent,
-                name,
-                Some(Uid::from_raw(meta.uid)),
-                Some(Gid::from_raw(meta.gid)),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .map_err(self.sys("fchownat", path, "AT_SYMLINK_NOFOLLOW"))?;
+            fchownat(parent, name, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
+                .map_err(self.sys("fchownat", path, "AT_SYMLINK_NOFOLLOW"))?;
         }
         if chmod {
             // Not a symlink (we just made the node in a dir only we write), so
             // following is safe; Linux has no lchmod.
-            fchmodat(
-                parent,
-                name,
-                Mode::from_bits_truncate(meta.mode),
-                FchmodatFlags::FollowSymlink,
-            )
-            .map_err(self.sys("fchmodat", path, ""))?;
+            fchmodat(parent, name, Mode::from_bits_truncate(meta.mode), FchmodatFlags::FollowSymlink)
+                .map_err(self.sys("fchmodat", path, ""))?;
         }
         let at = sysxattr::at_path(parent, name);
         for (xname, value) in meta.xattrs.iter().filter(|(n, _)| self.keep_xattr(n)) {
-            sysxattr::lsetxattr(&at, xname, value, &String::from_utf8_lossy(path))
-                .map_err(|e| self.refuse(path, e.to_string()))?;
+            sysxattr::lsetxattr(&at, xname, value, &String::from_utf8_lossy(path)).map_err(|e| self.refuse(path, e.to_string()))?;
         }
-        utimensat(
-            parent,
-            name,
-            &meta.mtime,
-            &meta.mtime,
-            UtimensatFlags::NoFollowSymlink,
-        )
-        .map_err(self.sys("utimensat", path, "AT_SYMLINK_NOFOLLOW"))
+        utimensat(parent, name, &meta.mtime, &meta.mtime, UtimensatFlags::NoFollowSymlink).map_err(self.sys(
+            "utimensat",
+            path,
+            "AT_SYMLINK_NOFOLLOW",
+        ))
     }
 
     /// Overlay's own xattrs (origin, redirect, metacopy...) are never taken
@@ -691,15 +509,8 @@ impl<'a> Writer<'a> {
         !name.starts_with("trusted.overlay.") && (self.privileged || name.starts_with("user."))
     }
 
-    fn hardlink(
-        &mut self,
-        parent: BorrowedFd<'_>,
-        name: &OsStr,
-        path: &[u8],
-        target: &[u8],
-    ) -> Result<(), LayerError> {
-        let target =
-            clean_path(target).map_err(|m| self.refuse(path, format!("hardlink target: {m}")))?;
+    fn hardlink(&mut self, parent: BorrowedFd<'_>, name: &OsStr, path: &[u8], target: &[u8]) -> Result<(), LayerError> {
+        let target = clean_path(target).map_err(|m| self.refuse(path, format!("hardlink target: {m}")))?;
         if target.is_empty() {
             return Err(self.refuse(path, "hardlink to the layer root"));
         }
@@ -708,13 +519,9 @@ impl<'a> Writer<'a> {
         let tname = OsStr::from_bytes(tname);
         let link = |d: BorrowedFd<'_>| linkat(tparent.as_fd(), tname, d, name, AtFlags::empty());
         match link(parent) {
-            Err(Errno::ENOENT) => Err(self.refuse(
-                path,
-                format!(
-                    "hardlink target {} is not in the layer",
-                    String::from_utf8_lossy(&target)
-                ),
-            )),
+            Err(Errno::ENOENT) => {
+                Err(self.refuse(path, format!("hardlink target {} is not in the layer", String::from_utf8_lossy(&target))))
+            }
             Err(Errno::EEXIST) => {
                 self.remove(parent.as_fd(), name, path)?;
                 link(parent).map_err(self.sys("linkat", path, ""))
@@ -723,22 +530,11 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn whiteout(
-        &mut self,
-        path: &[u8],
-        parent_path: &[u8],
-        name: &[u8],
-        meta: &Meta,
-    ) -> Result<(), LayerError> {
+    fn whiteout(&mut self, path: &[u8], parent_path: &[u8], name: &[u8], meta: &Meta) -> Result<(), LayerError> {
         let parent = self.parent(parent_path, path)?;
         if name == OPAQUE_MARKER {
-            return sysxattr::fsetxattr(
-                parent.as_fd(),
-                OPAQUE_XATTR,
-                b"y",
-                &String::from_utf8_lossy(parent_path),
-            )
-            .map_err(|e| self.refuse(path, e.to_string()));
+            return sysxattr::fsetxattr(parent.as_fd(), OPAQUE_XATTR, b"y", &String::from_utf8_lossy(parent_path))
+                .map_err(|e| self.refuse(path, e.to_string()));
         }
         if name.starts_with(b".wh..wh.") {
             return Ok(()); // aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): nothing to do
@@ -747,18 +543,8 @@ impl<'a> Writer<'a> {
         if hidden.is_empty() || hidden == ".." || hidden == "." {
             return Err(self.refuse(path, "whiteout of nothing"));
         }
-        self.replace(
-            parent.as_fd(),
-            hidden,
-            path,
-            |d| mknodat(d, hidden, SFlag::S_IFCHR, Mode::empty(), 0),
-            "mknodat (whiteout)",
-        )?;
-        let meta = Meta {
-            mode: 0,
-            xattrs: Vec::new(),
-            ..*meta
-        };
+        self.replace(parent.as_fd(), hidden, path, |d| mknodat(d, hidden, SFlag::S_IFCHR, Mode::empty(), 0), "mknodat (whiteout)")?;
+        let meta = Meta { mode: 0, xattrs: Vec::new(), ..*meta };
         self.special_meta(parent.as_fd(), hidden, path, &meta, false)
     }
 
@@ -767,19 +553,12 @@ impl<'a> Writer<'a> {
         self.cached = None;
         for (path, time) in std::mem::take(&mut self.dir_times) {
             if path.is_empty() {
-                futimens(self.root.as_fd(), &time, &time)
-                    .map_err(self.sys("futimens", b"/", ""))?;
+                futimens(self.root.as_fd(), &time, &time).map_err(self.sys("futimens", b"/", ""))?;
                 continue;
             }
             let (dir, name) = split_parent(&path);
             let parent = self.open_dir(dir, &path, false)?;
-            match utimensat(
-                parent.as_fd(),
-                OsStr::from_bytes(name),
-                &time,
-                &time,
-                UtimensatFlags::NoFollowSymlink,
-            ) {
+            match utimensat(parent.as_fd(), OsStr::from_bytes(name), &time, &time, UtimensatFlags::NoFollowSymlink) {
                 Ok(()) | Err(Errno::ENOENT) => {}
                 Err(e) => return Err(self.sys("utimensat", &path, "AT_SYMLINK_NOFOLLOW")(e)),
             }
@@ -795,19 +574,10 @@ pub fn remove_at(dir: BorrowedFd<'_>, name: &OsStr) -> nix::Result<()> {
         Err(Errno::EISDIR) => {}
         r => return r,
     }
-    let fd = openat(
-        dir,
-        name,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
+    let fd = openat(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
     let mut d = nix::dir::Dir::from_fd(fd.try_clone().map_err(|_| Errno::EMFILE)?)?;
-    let names: Vec<Vec<u8>> = d
-        .iter()
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_bytes().to_vec())
-        .filter(|n| n != b"." && n != b"..")
-        .collect();
+    let names: Vec<Vec<u8>> =
+        d.iter().filter_map(Result::ok).map(|e| e.file_name().to_bytes().to_vec()).filter(|n| n != b"." && n != b"..").collect();
     for n in names {
         remove_at(fd.as_fd(), OsStr::from_bytes(&n))?;
     }

@@ -15,9 +15,7 @@ pub(crate) struct Tar {
 
 impl Tar {
     pub fn new() -> Tar {
-        Tar {
-            b: tar::Builder::new(Vec::new()),
-        }
+        Tar { b: tar::Builder::new(Vec::new()) }
     }
 
     fn header(kind: tar::EntryType, mode: u32) -> tar::Header {
@@ -47,22 +45,10 @@ impl Tar {
     }
 
     pub fn file(&mut self, name: &str, data: &[u8]) -> &mut Tar {
-        self.raw(
-            Self::header(tar::EntryType::Regular, 0o644),
-            name,
-            None,
-            data,
-        )
+        self.raw(Self::header(tar::EntryType::Regular, 0o644), name, None, data)
     }
 
-    pub fn file_with(
-        &mut self,
-        name: &str,
-        mode: u32,
-        uid: u64,
-        mtime: u64,
-        data: &[u8],
-    ) -> &mut Tar {
+    pub fn file_with(&mut self, name: &str, mode: u32, uid: u64, mtime: u64, data: &[u8]) -> &mut Tar {
         let mut h = Self::header(tar::EntryType::Regular, mode);
         h.set_uid(uid);
         h.set_gid(uid);
@@ -71,30 +57,15 @@ impl Tar {
     }
 
     pub fn dir(&mut self, name: &str, mode: u32) -> &mut Tar {
-        self.raw(
-            Self::header(tar::EntryType::Directory, mode),
-            name,
-            None,
-            b"",
-        )
+        self.raw(Self::header(tar::EntryType::Directory, mode), name, None, b"")
     }
 
     pub fn symlink(&mut self, name: &str, target: &str) -> &mut Tar {
-        self.raw(
-            Self::header(tar::EntryType::Symlink, 0o777),
-            name,
-            Some(target),
-            b"",
-        )
+        self.raw(Self::header(tar::EntryType::Symlink, 0o777), name, Some(target), b"")
     }
 
     pub fn hardlink(&mut self, name: &str, target: &str) -> &mut Tar {
-        self.raw(
-            Self::header(tar::EntryType::Link, 0o644),
-            name,
-            Some(target),
-            b"",
-        )
+        self.raw(Self::header(tar::EntryType::Link, 0o644), name, Some(target), b"")
     }
 
     pub fn node(&mut self, name: &str, kind: tar::EntryType, major: u32, minor: u32) -> &mut Tar {
@@ -105,16 +76,12 @@ impl Tar {
     }
 
     pub fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Tar {
-        self.b
-            .append_pax_extensions(records.iter().copied())
-            .unwrap();
+        self.b.append_pax_extensions(records.iter().copied()).unwrap();
         self
     }
 
     pub fn finish(&mut self) -> Vec<u8> {
-        std::mem::replace(&mut self.b, tar::Builder::new(Vec::new()))
-            .into_inner()
-            .unwrap()
+        std::mem::replace(&mut self.b, tar::Builder::new(Vec::new())).into_inner().unwrap()
     }
 }
 
@@ -141,30 +108,15 @@ impl Drop for Blob {
 pub(crate) fn blob(tar: &[u8], media_type: &'static str, compressed: Vec<u8>) -> Blob {
     let path = std::env::temp_dir().join(format!("strata-blob-{}", unique_name()));
     std::fs::write(&path, &compressed).unwrap();
-    Blob {
-        path,
-        media_type,
-        digest: Digest::of(&compressed),
-        diff_id: Digest::of(tar),
-    }
+    Blob { path, media_type, digest: Digest::of(&compressed), diff_id: Digest::of(tar) }
 }
 
 fn gz_blob(tar: &[u8]) -> Blob {
-    blob(
-        tar,
-        "application/vnd.oci.image.layer.v1.tar+gzip",
-        gzip(tar),
-    )
+    blob(tar, "application/vnd.oci.image.layer.v1.tar+gzip", gzip(tar))
 }
 
 fn check(b: &Blob) -> BlobCheck<'_> {
-    BlobCheck {
-        path: &b.path,
-        media_type: b.media_type,
-        digest: &b.digest,
-        diff_id: &b.diff_id,
-        size: None,
-    }
+    BlobCheck { path: &b.path, media_type: b.media_type, digest: &b.digest, diff_id: &b.diff_id, size: None }
 }
 
 fn tmp_dir(tag: &str) -> PathBuf {
@@ -179,27 +131,15 @@ fn refused(name: &str, b: &Blob, expect: &str) {
     let s = tmp_store("hostile");
     let held = s.0.shared_lock().unwrap();
     let chain = b.diff_id.clone();
-    let r = s.0.ensure_layer(&held, &chain, None, &chain, |dir| {
-        apply_layer(check(b), dir).map(|a| a.size)
-    });
+    let r = s.0.ensure_layer(&held, &chain, None, &chain, |dir| apply_layer(check(b), dir).map(|a| a.size));
     let err = match r {
         Ok(_) => panic!("{name}: accepted"),
         Err(e) => e.to_string(),
     };
-    assert!(
-        err.contains(expect),
-        "{name}: error {err:?} does not mention {expect:?}"
-    );
-    assert!(
-        s.0.layer_meta(&chain).unwrap().is_none(),
-        "{name}: layer left"
-    );
+    assert!(err.contains(expect), "{name}: error {err:?} does not mention {expect:?}");
+    assert!(s.0.layer_meta(&chain).unwrap().is_none(), "{name}: layer left");
     for sub in ["layers", "tmp", "l"] {
-        assert_eq!(
-            std::fs::read_dir(s.0.root().join(sub)).unwrap().count(),
-            0,
-            "{name}: {sub}/ not empty"
-        );
+        assert_eq!(std::fs::read_dir(s.0.root().join(sub)).unwrap().count(), 0, "{name}: {sub}/ not empty");
     }
 }
 
@@ -208,74 +148,21 @@ fn hostile_tars_are_refused() {
     let outside = tmp_dir("outside");
     let out = outside.to_str().unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        (
-            "dotdot",
-            Tar::new().file("../../etc/passwd", b"x").finish(),
-            "`..`",
-        ),
-        (
-            "dotdot inside",
-            Tar::new().dir("a/", 0o755).file("a/../../x", b"x").finish(),
-            "`..`",
-        ),
-        (
-            "write through abs symlink",
-            Tar::new()
-                .symlink("evil", "/etc")
-                .file("evil/x", b"x")
-                .finish(),
-            "symlink",
-        ),
-        (
-            "write through outside symlink",
-            Tar::new()
-                .symlink("evil", out)
-                .file("evil/x", b"x")
-                .finish(),
-            "symlink",
-        ),
+        ("dotdot", Tar::new().file("../../etc/passwd", b"x").finish(), "`..`"),
+        ("dotdot inside", Tar::new().dir("a/", 0o755).file("a/../../x", b"x").finish(), "`..`"),
+        ("write through abs symlink", Tar::new().symlink("evil", "/etc").file("evil/x", b"x").finish(), "symlink"),
+        ("write through outside symlink", Tar::new().symlink("evil", out).file("evil/x", b"x").finish(), "symlink"),
         (
             "write through relative symlink",
-            Tar::new()
-                .dir("a/", 0o755)
-                .symlink("a/up", "../../../..")
-                .file("a/up/x", b"x")
-                .finish(),
+            Tar::new().dir("a/", 0o755).symlink("a/up", "../../../..").file("a/up/x", b"x").finish(),
             "symlink",
         ),
-        (
-            "dir through symlink",
-            Tar::new().symlink("s", out).dir("s/sub/", 0o755).finish(),
-            "symlink",
-        ),
-        (
-            "hardlink up",
-            Tar::new().hardlink("h", "../outside").finish(),
-            "`..`",
-        ),
-        (
-            "hardlink to host file",
-            Tar::new().hardlink("h", "/etc/passwd").finish(),
-            "not in the layer",
-        ),
-        (
-            "hardlink via symlink",
-            Tar::new()
-                .symlink("s", "/etc")
-                .hardlink("h", "s/passwd")
-                .finish(),
-            "symlink",
-        ),
-        (
-            "whiteout of dotdot",
-            Tar::new().file(".wh..", b"").finish(),
-            "whiteout of nothing",
-        ),
-        (
-            "root as a file",
-            Tar::new().file("./", b"x").finish(),
-            "must be a directory",
-        ),
+        ("dir through symlink", Tar::new().symlink("s", out).dir("s/sub/", 0o755).finish(), "symlink"),
+        ("hardlink up", Tar::new().hardlink("h", "../outside").finish(), "`..`"),
+        ("hardlink to host file", Tar::new().hardlink("h", "/etc/passwd").finish(), "not in the layer"),
+        ("hardlink via symlink", Tar::new().symlink("s", "/etc").hardlink("h", "s/passwd").finish(), "symlink"),
+        ("whiteout of dotdot", Tar::new().file(".wh..", b"").finish(), "whiteout of nothing"),
+        ("root as a file", Tar::new().file("./", b"x").finish(), "must be a directory"),
     ];
     for (name, tar, expect) in &cases {
         refused(name, &gz_blob(tar), expect);
@@ -283,11 +170,7 @@ fn hostile_tars_are_refused() {
     // Corrupt blobs.
     let tar = Tar::new().file("a", &[7u8; 100_000]).finish();
     let gz = gzip(&tar);
-    let truncated = blob(
-        &tar,
-        "application/vnd.oci.image.layer.v1.tar+gzip",
-        gz[..gz.len() / 2].to_vec(),
-    );
+    let truncated = blob(&tar, "application/vnd.oci.image.layer.v1.tar+gzip", gz[..gz.len() / 2].to_vec());
     refused("truncated gzip", &truncated, "layer sha256:");
     let mut bad_digest = gz_blob(&tar);
     bad_digest.digest = Digest::of(b"something else");
@@ -297,18 +180,11 @@ fn hostile_tars_are_refused() {
     refused("diff_id mismatch", &bad_diff, "diff_id mismatch");
     let good = gz_blob(&tar);
     let dest = tmp_dir("size");
-    let wrong_size = BlobCheck {
-        size: Some(1),
-        ..check(&good)
-    };
+    let wrong_size = BlobCheck { size: Some(1), ..check(&good) };
     let err = apply_layer(wrong_size, &dest).unwrap_err().to_string();
     assert!(err.contains("size mismatch"), "{err}");
     std::fs::remove_dir_all(&dest).unwrap();
-    assert_eq!(
-        std::fs::read_dir(&outside).unwrap().count(),
-        0,
-        "something was written outside"
-    );
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "something was written outside");
     assert!(!Path::new("/etc/x").exists());
     std::fs::remove_dir_all(&outside).unwrap();
 }
@@ -338,23 +214,14 @@ fn replacing_entries_never_follows_them() {
     assert!(std::fs::symlink_metadata(dest.join("f")).unwrap().is_file());
     assert_eq!(std::fs::read(dest.join("orig")).unwrap(), b"original");
     assert_eq!(std::fs::read(dest.join("l")).unwrap(), b"replaced");
-    assert_eq!(
-        std::fs::read(dest.join("abs")).unwrap(),
-        b"leading slash is dropped"
-    );
+    assert_eq!(std::fs::read(dest.join("abs")).unwrap(), b"leading slash is dropped");
     std::fs::remove_dir_all(&dest).unwrap();
     std::fs::remove_dir_all(&outside).unwrap();
 }
 
 #[test]
 fn clean_path_table() {
-    let ok = |raw: &str, want: &str| {
-        assert_eq!(
-            clean_path(raw.as_bytes()).unwrap(),
-            want.as_bytes(),
-            "{raw}"
-        )
-    };
+    let ok = |raw: &str, want: &str| assert_eq!(clean_path(raw.as_bytes()).unwrap(), want.as_bytes(), "{raw}");
     ok("./a/b/", "a/b");
     ok("/etc//passwd", "etc/passwd");
     ok("./", "");
@@ -366,27 +233,12 @@ fn clean_path_table() {
 
 #[test]
 fn compression_detection() {
-    assert_eq!(
-        Compression::detect("application/vnd.oci.image.layer.v1.tar+gzip", b""),
-        Compression::Gzip
-    );
-    assert_eq!(
-        Compression::detect("application/vnd.docker.image.rootfs.diff.tar.gzip", b""),
-        Compression::Gzip
-    );
-    assert_eq!(
-        Compression::detect("application/vnd.oci.image.layer.v1.tar+zstd", b""),
-        Compression::Zstd
-    );
-    assert_eq!(
-        Compression::detect("application/vnd.oci.image.layer.v1.tar", b"\x1f\x8b"),
-        Compression::None
-    );
+    assert_eq!(Compression::detect("application/vnd.oci.image.layer.v1.tar+gzip", b""), Compression::Gzip);
+    assert_eq!(Compression::detect("application/vnd.docker.image.rootfs.diff.tar.gzip", b""), Compression::Gzip);
+    assert_eq!(Compression::detect("application/vnd.oci.image.layer.v1.tar+zstd", b""), Compression::Zstd);
+    assert_eq!(Compression::detect("application/vnd.oci.image.layer.v1.tar", b"\x1f\x8b"), Compression::None);
     assert_eq!(Compression::detect("", b"\x1f\x8b\x08"), Compression::Gzip);
-    assert_eq!(
-        Compression::detect("application/octet-stream", b"\x28\xb5\x2f\xfd"),
-        Compression::Zstd
-    );
+    assert_eq!(Compression::detect("application/octet-stream", b"\x28\xb5\x2f\xfd"), Compression::Zstd);
     assert_eq!(Compression::detect("", b"etc/"), Compression::None);
 }
 
@@ -396,10 +248,7 @@ fn full_layer() -> Vec<u8> {
         .dir("./", 0o755)
         .dir("bin/", 0o755)
         .pax(&[
-            (
-                "SCHILY.xattr.security.capability",
-                b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
-            ),
+            ("SCHILY.xattr.security.capability", b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"),
             ("SCHILY.xattr.user.note", b"hi"),
         ])
         .file_with("bin/su", 0o4755, 0, 1_500_000_000, b"#!/bin/sh\n")
@@ -420,47 +269,24 @@ fn full_layer() -> Vec<u8> {
 }
 
 fn assert_full_layer(dest: &Path) {
-    let meta =
-        |p: &str| std::fs::symlink_metadata(dest.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
-    assert_eq!(
-        meta("bin/su").mode() & 0o7777,
-        0o4755,
-        "setuid kept after chown"
-    );
+    let meta = |p: &str| std::fs::symlink_metadata(dest.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert_eq!(meta("bin/su").mode() & 0o7777, 0o4755, "setuid kept after chown");
     assert_eq!(meta("bin/su").mtime(), 1_500_000_000);
     assert_eq!(meta("bin/su").ino(), meta("bin/su2").ino());
-    assert_eq!(
-        std::fs::read_link(dest.join("bin/sh")).unwrap(),
-        Path::new("su")
-    );
+    assert_eq!(std::fs::read_link(dest.join("bin/sh")).unwrap(), Path::new("su"));
     assert_eq!(meta("tmp").mode() & 0o7777, 0o1777);
-    assert_eq!(
-        (meta("home/u/f").uid(), meta("home/u/f").gid()),
-        (1000, 1000)
-    );
-    assert_eq!(
-        meta("home").mtime(),
-        1_000_000,
-        "dir mtime set after its contents"
-    );
+    assert_eq!((meta("home/u/f").uid(), meta("home/u/f").gid()), (1000, 1000));
+    assert_eq!(meta("home").mtime(), 1_000_000, "dir mtime set after its contents");
     assert_eq!(meta("dev/null").rdev(), nix::sys::stat::makedev(1, 3));
     assert!(meta("dev/null").file_type().is_char_device());
     assert!(meta("dev/loop0").file_type().is_block_device());
     assert!(meta("run/fifo").file_type().is_fifo());
-    assert_eq!(
-        meta("gone/deleted").rdev(),
-        0,
-        "whiteout is a 0/0 char device"
-    );
+    assert_eq!(meta("gone/deleted").rdev(), 0, "whiteout is a 0/0 char device");
     assert!(meta("gone/deleted").file_type().is_char_device());
-    let xattr =
-        |p: &str, n: &str| sysxattr::lgetxattr(dest.join(p).as_os_str().as_bytes(), n, p).unwrap();
+    let xattr = |p: &str, n: &str| sysxattr::lgetxattr(dest.join(p).as_os_str().as_bytes(), n, p).unwrap();
     assert_eq!(xattr("opq", OPAQUE_XATTR).as_deref(), Some(&b"y"[..]));
     assert_eq!(xattr("bin/su", "user.note").as_deref(), Some(&b"hi"[..]));
-    assert!(
-        xattr("bin/su", "security.capability").is_some(),
-        "file capability kept after chown"
-    );
+    assert!(xattr("bin/su", "security.capability").is_some(), "file capability kept after chown");
 }
 
 #[test]
@@ -472,23 +298,14 @@ fn every_entry_kind_and_compression() {
     let zst = zstd::encode_all(&tar[..], 3).unwrap();
     let blobs = [
         gz_blob(&tar),
-        blob(
-            &tar,
-            "application/vnd.docker.image.rootfs.diff.tar.gzip",
-            gzip(&tar),
-        ),
-        blob(
-            &tar,
-            "application/vnd.oci.image.layer.v1.tar+zstd",
-            zst.clone(),
-        ),
+        blob(&tar, "application/vnd.docker.image.rootfs.diff.tar.gzip", gzip(&tar)),
+        blob(&tar, "application/vnd.oci.image.layer.v1.tar+zstd", zst.clone()),
         blob(&tar, "application/vnd.oci.image.layer.v1.tar", tar.clone()),
         blob(&tar, "", zst),
     ];
     for b in &blobs {
         let dest = tmp_dir("full");
-        let applied =
-            apply_layer(check(b), &dest).unwrap_or_else(|e| panic!("{}: {e}", b.media_type));
+        let applied = apply_layer(check(b), &dest).unwrap_or_else(|e| panic!("{}: {e}", b.media_type));
         assert_eq!(applied.size, 10 + 4 + 9 + 1);
         assert_full_layer(&dest);
         std::fs::remove_dir_all(&dest).unwrap();
@@ -508,18 +325,13 @@ fn diff_to_tar_round_trips() {
     assert_eq!(diff.size, gz.len() as u64);
     let plain = {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..])
-            .read_to_end(&mut out)
-            .unwrap();
+        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).unwrap();
         out
     };
     assert_eq!(diff.diff_id, Digest::of(&plain));
     // Whiteouts and opaque dirs went back to their tar form.
-    let names: Vec<String> = tar::Archive::new(&plain[..])
-        .entries()
-        .unwrap()
-        .map(|e| e.unwrap().path().unwrap().display().to_string())
-        .collect();
+    let names: Vec<String> =
+        tar::Archive::new(&plain[..]).entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
     assert!(names.contains(&"gone/.wh.deleted".to_string()), "{names:?}");
     assert!(names.contains(&"opq/.wh..wh..opq".to_string()), "{names:?}");
     let second = tmp_dir("rt2");
@@ -536,25 +348,11 @@ fn diff_to_tar_round_trips() {
 #[test]
 fn unprivileged_apply_skips_owners() {
     // Runs as whoever runs the tests; as root it checks the same path.
-    let tar = Tar::new()
-        .dir("d/", 0o750)
-        .file_with("d/f", 0o640, 0, 1_234_567_890, b"data")
-        .symlink("d/l", "f")
-        .finish();
+    let tar = Tar::new().dir("d/", 0o750).file_with("d/f", 0o640, 0, 1_234_567_890, b"data").symlink("d/l", "f").finish();
     let dest = tmp_dir("plain");
     apply_layer(check(&gz_blob(&tar)), &dest).unwrap();
     assert_eq!(std::fs::read(dest.join("d/f")).unwrap(), b"data");
-    assert_eq!(
-        std::fs::metadata(dest.join("d"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o7777,
-        0o750
-    );
-    assert_eq!(
-        std::fs::metadata(dest.join("d/f")).unwrap().mtime(),
-        1_234_567_890
-    );
+    assert_eq!(std::fs::metadata(dest.join("d")).unwrap().permissions().mode() & 0o7777, 0o750);
+    assert_eq!(std::fs::metadata(dest.join("d/f")).unwrap().mtime(), 1_234_567_890);
     std::fs::remove_dir_all(&dest).unwrap();
 }

@@ -19,12 +19,7 @@ pub const ANN_LAYOUT: &str = "dev.strata.image.layout";
 pub const ANN_REF: &str = "dev.strata.image.ref";
 const MAX_FILE: u64 = 4 << 20;
 
-pub fn bundle_from_image(
-    layout: &Path,
-    reference: Option<&str>,
-    bundle_dir: &Path,
-    base_spec: Value,
-) -> Result<()> {
+pub fn bundle_from_image(layout: &Path, reference: Option<&str>, bundle_dir: &Path, base_spec: Value) -> Result<()> {
     let image = layout::resolve(layout, reference)?;
     let spec = image_spec(&image, base_spec)?;
     let io = |op, path: &Path| {
@@ -44,43 +39,17 @@ fn image_spec(image: &Image, mut spec: Value) -> Result<Value> {
         spec["process"] = json!({});
     }
     let process = &mut spec["process"];
-    let args: Vec<String> = cfg
-        .entrypoint
-        .iter()
-        .flatten()
-        .chain(cfg.cmd.iter().flatten())
-        .cloned()
-        .collect();
+    let args: Vec<String> = cfg.entrypoint.iter().flatten().chain(cfg.cmd.iter().flatten()).cloned().collect();
     if !args.is_empty() {
         process["args"] = json!(args);
     }
-    let base_env: Vec<String> = process
-        .get("env")
-        .and_then(|e| serde_json::from_value(e.clone()).ok())
-        .unwrap_or_default();
+    let base_env: Vec<String> = process.get("env").and_then(|e| serde_json::from_value(e.clone()).ok()).unwrap_or_default();
     process["env"] = json!(merge_env(&base_env, cfg.env.as_deref().unwrap_or_default()));
-    process["cwd"] = json!(
-        cfg.working_dir
-            .as_deref()
-            .filter(|w| !w.is_empty())
-            .unwrap_or("/")
-    );
+    process["cwd"] = json!(cfg.working_dir.as_deref().filter(|w| !w.is_empty()).unwrap_or("/"));
     if let Some(user) = cfg.user.as_deref().filter(|u| !u.is_empty()) {
-        let files = if is_numeric_pair(user) {
-            HashMap::new()
-        } else {
-            read_image_files(image, &["etc/passwd", "etc/group"])?
-        };
-        let text = |k: &str| {
-            files
-                .get(k)
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-        };
-        let (uid, gid, extra) = resolve_user(
-            user,
-            text("etc/passwd").as_deref(),
-            text("etc/group").as_deref(),
-        )?;
+        let files = if is_numeric_pair(user) { HashMap::new() } else { read_image_files(image, &["etc/passwd", "etc/group"])? };
+        let text = |k: &str| files.get(k).map(|b| String::from_utf8_lossy(b).into_owned());
+        let (uid, gid, extra) = resolve_user(user, text("etc/passwd").as_deref(), text("etc/group").as_deref())?;
         let mut u = json!({"uid": uid, "gid": gid});
         if !extra.is_empty() {
             u["additionalGids"] = json!(extra);
@@ -103,11 +72,7 @@ fn image_spec(image: &Image, mut spec: Value) -> Result<Value> {
 /// The base environment with the image's variables set over it.
 fn merge_env(base: &[String], image: &[String]) -> Vec<String> {
     let key = |s: &String| s.split_once('=').map_or(s.clone(), |(k, _)| k.to_string());
-    let mut out: Vec<String> = base
-        .iter()
-        .filter(|b| !image.iter().any(|i| key(i) == key(b)))
-        .cloned()
-        .collect();
+    let mut out: Vec<String> = base.iter().filter(|b| !image.iter().any(|i| key(i) == key(b))).cloned().collect();
     out.extend(image.iter().cloned());
     out
 }
@@ -119,11 +84,7 @@ fn is_numeric_pair(user: &str) -> bool {
 
 /// Resolves `user`, `uid`, `user:group`, `uid:gid` (any mix) against the
 /// image's passwd and group files: (uid, gid, additional gids).
-pub fn resolve_user(
-    user: &str,
-    passwd: Option<&str>,
-    group: Option<&str>,
-) -> Result<(u32, u32, Vec<u32>)> {
+pub fn resolve_user(user: &str, passwd: Option<&str>, group: Option<&str>) -> Result<(u32, u32, Vec<u32>)> {
     let rows = |text: Option<&str>| -> Vec<Vec<String>> {
         text.unwrap_or_default()
             .lines()
@@ -139,15 +100,13 @@ pub fn resolve_user(
     };
     let entry = match u.parse::<u32>() {
         Ok(uid) => passwd.iter().find(|p| p[2].parse() == Ok(uid)),
-        Err(_) => Some(passwd.iter().find(|p| p[0] == u).ok_or_else(|| {
-            LayerError::User(format!("no user {u:?} in the image's /etc/passwd"))
-        })?),
+        Err(_) => {
+            Some(passwd.iter().find(|p| p[0] == u).ok_or_else(|| LayerError::User(format!("no user {u:?} in the image's /etc/passwd")))?)
+        }
     };
     let uid = match u.parse::<u32>() {
         Ok(uid) => uid,
-        Err(_) => entry
-            .and_then(|p| p[2].parse().ok())
-            .ok_or_else(|| LayerError::User(format!("bad uid for {u:?} in /etc/passwd")))?,
+        Err(_) => entry.and_then(|p| p[2].parse().ok()).ok_or_else(|| LayerError::User(format!("bad uid for {u:?} in /etc/passwd")))?,
     };
     let primary = entry.and_then(|p| p[3].parse::<u32>().ok()).unwrap_or(0);
     let gid = match g {
@@ -158,9 +117,7 @@ pub fn resolve_user(
                 .iter()
                 .find(|r| r[0] == g)
                 .and_then(|r| r[2].parse().ok())
-                .ok_or_else(|| {
-                    LayerError::User(format!("no group {g:?} in the image's /etc/group"))
-                })?,
+                .ok_or_else(|| LayerError::User(format!("no group {g:?} in the image's /etc/group")))?,
         },
     };
     let mut extra = Vec::new();
@@ -196,12 +153,8 @@ pub fn read_image_files(image: &Image, wanted: &[&str]) -> Result<HashMap<String
             break;
         }
         let label = layer.digest.to_string();
-        let err = |e: std::io::Error| LayerError::Blob {
-            digest: label.clone(),
-            msg: format!("read: {e}"),
-        };
-        let stream = apply::open_layer_stream(&image.blob_path(&layer.digest), &layer.media_type)
-            .map_err(err)?;
+        let err = |e: std::io::Error| LayerError::Blob { digest: label.clone(), msg: format!("read: {e}") };
+        let stream = apply::open_layer_stream(&image.blob_path(&layer.digest), &layer.media_type).map_err(err)?;
         let mut archive = tar::Archive::new(stream);
         let mut hidden = vec![false; wanted.len()];
         for entry in archive.entries().map_err(err)? {
@@ -216,10 +169,7 @@ pub fn read_image_files(image: &Image, wanted: &[&str]) -> Result<HashMap<String
                 }
                 if path == *w && entry.header().entry_type().is_file() {
                     let mut data = Vec::new();
-                    (&mut entry)
-                        .take(MAX_FILE)
-                        .read_to_end(&mut data)
-                        .map_err(err)?;
+                    (&mut entry).take(MAX_FILE).read_to_end(&mut data).map_err(err)?;
                     state[i] = Lookup::Found(data);
                 } else if deletes(&path, w) {
                     state[i] = Lookup::Gone;
@@ -234,17 +184,7 @@ pub fn read_image_files(image: &Image, wanted: &[&str]) -> Result<HashMap<String
             }
         }
     }
-    Ok(wanted
-        .iter()
-        .zip(state)
-        .filter_map(|(w, s)| {
-            if let Lookup::Found(d) = s {
-                Some((w.to_string(), d))
-            } else {
-                None
-            }
-        })
-        .collect())
+    Ok(wanted.iter().zip(state).filter_map(|(w, s)| if let Lookup::Found(d) = s { Some((w.to_string(), d)) } else { None }).collect())
 }
 
 /// Whether the entry `path` is a whiteout of `wanted` or of a parent of it.
@@ -256,11 +196,7 @@ fn deletes(path: &str, wanted: &str) -> bool {
     if target.starts_with(".wh.") {
         return false;
     }
-    let victim = if dir.is_empty() {
-        target.to_string()
-    } else {
-        format!("{dir}/{target}")
-    };
+    let victim = if dir.is_empty() { target.to_string() } else { format!("{dir}/{target}") };
     wanted == victim || wanted.starts_with(&format!("{victim}/"))
 }
 
@@ -290,12 +226,7 @@ mod tests {
         assert_eq!(r("1000").unwrap(), (1000, 0, vec![]));
         assert_eq!(r("root:34").unwrap(), (0, 34, vec![]));
         assert!(r("nobody").unwrap_err().to_string().contains("\"nobody\""));
-        assert!(
-            r("www:nogroup")
-                .unwrap_err()
-                .to_string()
-                .contains("\"nogroup\"")
-        );
+        assert!(r("www:nogroup").unwrap_err().to_string().contains("\"nogroup\""));
         assert!(resolve_user("1:2", None, None).is_ok());
     }
 
@@ -314,10 +245,7 @@ mod tests {
     fn env_is_merged_over_the_base() {
         let base = vec!["PATH=/usr/bin".to_string(), "TERM=xterm".to_string()];
         let img = vec!["PATH=/opt/bin:/usr/bin".to_string(), "LANG=C".to_string()];
-        assert_eq!(
-            merge_env(&base, &img),
-            ["TERM=xterm", "PATH=/opt/bin:/usr/bin", "LANG=C"]
-        );
+        assert_eq!(merge_env(&base, &img), ["TERM=xterm", "PATH=/opt/bin:/usr/bin", "LANG=C"]);
         assert_eq!(merge_env(&base, &[]), base);
     }
 }

@@ -19,73 +19,31 @@ const MT_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar
 
 /// Commits `upper_dir` (the container should be stopped or paused) into
 /// `layout` as `new_ref`. Returns the new manifest's digest.
-pub fn commit(
-    store: &Store,
-    container_id: &str,
-    upper_dir: &Path,
-    layout: &Path,
-    new_ref: &str,
-) -> Result<String> {
-    let refs = store
-        .read_refs(container_id)?
-        .ok_or_else(|| LayerError::NotFound(container_id.to_string()))?;
-    let mut manifest: Value =
-        layout::parse_json_blob(&refs.layout, &Digest::parse(&refs.manifest)?)?;
+pub fn commit(store: &Store, container_id: &str, upper_dir: &Path, layout: &Path, new_ref: &str) -> Result<String> {
+    let refs = store.read_refs(container_id)?.ok_or_else(|| LayerError::NotFound(container_id.to_string()))?;
+    let mut manifest: Value = layout::parse_json_blob(&refs.layout, &Digest::parse(&refs.manifest)?)?;
     let mut config: Value = layout::parse_json_blob(&refs.layout, &Digest::parse(&refs.config)?)?;
     if !same_dir(&refs.layout, layout) {
         copy_layer_blobs(&manifest, &refs.layout, layout)?;
     }
 
-    let (diff, _, _) =
-        layout::write_blob_with(layout, |w| diff_to_tar(upper_dir, w).map(|(_, d)| d))?;
+    let (diff, _, _) = layout::write_blob_with(layout, |w| diff_to_tar(upper_dir, w).map(|(_, d)| d))?;
     let now = rfc3339(std::time::SystemTime::now());
-    push(
-        &mut config,
-        "/rootfs/diff_ids",
-        json!(diff.diff_id.to_string()),
-    );
-    push(
-        &mut config,
-        "/history",
-        json!({"created": now, "created_by": "strata commit", "comment": format!("container {container_id}")}),
-    );
+    push(&mut config, "/rootfs/diff_ids", json!(diff.diff_id.to_string()));
+    push(&mut config, "/history", json!({"created": now, "created_by": "strata commit", "comment": format!("container {container_id}")}));
     config["created"] = json!(now);
     let config_bytes = serde_json::to_vec(&config).expect("json value serializes");
     let (config_digest, config_size) = layout::write_blob(layout, &config_bytes)?;
 
-    let docker = manifest
-        .get("mediaType")
-        .and_then(Value::as_str)
-        .is_some_and(|m| m.contains("docker"));
-    let layer_type = if docker {
-        MT_DOCKER_LAYER_GZIP
-    } else {
-        MT_LAYER_GZIP
-    };
-    push(
-        &mut manifest,
-        "/layers",
-        json!({"mediaType": layer_type, "digest": diff.digest.to_string(), "size": diff.size}),
-    );
+    let docker = manifest.get("mediaType").and_then(Value::as_str).is_some_and(|m| m.contains("docker"));
+    let layer_type = if docker { MT_DOCKER_LAYER_GZIP } else { MT_LAYER_GZIP };
+    push(&mut manifest, "/layers", json!({"mediaType": layer_type, "digest": diff.digest.to_string(), "size": diff.size}));
     manifest["config"]["digest"] = json!(config_digest.to_string());
     manifest["config"]["size"] = json!(config_size);
-    let media_type = manifest
-        .get("mediaType")
-        .and_then(Value::as_str)
-        .unwrap_or(MT_MANIFEST)
-        .to_string();
-    let (manifest_digest, manifest_size) = layout::write_blob(
-        layout,
-        &serde_json::to_vec(&manifest).expect("json value serializes"),
-    )?;
+    let media_type = manifest.get("mediaType").and_then(Value::as_str).unwrap_or(MT_MANIFEST).to_string();
+    let (manifest_digest, manifest_size) = layout::write_blob(layout, &serde_json::to_vec(&manifest).expect("json value serializes"))?;
 
-    let desc = Descriptor {
-        media_type,
-        digest: manifest_digest.to_string(),
-        size: manifest_size,
-        annotations: None,
-        platform: None,
-    };
+    let desc = Descriptor { media_type, digest: manifest_digest.to_string(), size: manifest_size, annotations: None, platform: None };
     layout::set_ref(layout, desc, new_ref)?;
     Ok(manifest_digest.to_string())
 }
@@ -93,11 +51,7 @@ pub fn commit(
 fn push(v: &mut Value, pointer: &str, item: Value) {
     if !v.pointer(pointer).is_some_and(Value::is_array) {
         let (parent, key) = pointer.rsplit_once('/').expect("pointer has a slash");
-        let parent = if parent.is_empty() {
-            Some(&mut *v)
-        } else {
-            v.pointer_mut(parent)
-        };
+        let parent = if parent.is_empty() { Some(&mut *v) } else { v.pointer_mut(parent) };
         if let Some(Value::Object(map)) = parent {
             map.insert(key.to_string(), json!([]));
         }
@@ -113,30 +67,16 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 
 /// Copies the base image's layer blobs that the target layout lacks.
 fn copy_layer_blobs(manifest: &Value, from: &Path, to: &Path) -> Result<()> {
-    let layers = manifest
-        .get("layers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let layers = manifest.get("layers").and_then(Value::as_array).cloned().unwrap_or_default();
     for l in layers {
         let digest = Digest::parse(l.get("digest").and_then(Value::as_str).unwrap_or_default())?;
         if layout::blob_path(to, &digest).exists() {
             continue;
         }
         let src = layout::blob_path(from, &digest);
-        let mut file = std::fs::File::open(&src).map_err(|source| LayerError::Io {
-            op: "open",
-            path: src.clone(),
-            source,
-        })?;
+        let mut file = std::fs::File::open(&src).map_err(|source| LayerError::Io { op: "open", path: src.clone(), source })?;
         let ((), copied, _) = layout::write_blob_with(to, |w| {
-            std::io::copy(&mut file, w)
-                .map(drop)
-                .map_err(|source| LayerError::Io {
-                    op: "copy",
-                    path: src.clone(),
-                    source,
-                })
+            std::io::copy(&mut file, w).map(drop).map_err(|source| LayerError::Io { op: "copy", path: src.clone(), source })
         })?;
         if copied != digest {
             return Err(LayerError::Mismatch {
@@ -152,10 +92,7 @@ fn copy_layer_blobs(manifest: &Value, from: &Path, to: &Path) -> Result<()> {
 
 /// `2006-01-02T15:04:05Z` for a system time (UTC, whole seconds).
 pub fn rfc3339(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
     let z = days + 719_468;
@@ -167,12 +104,7 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]
@@ -183,14 +115,8 @@ mod tests {
     #[test]
     fn rfc3339_known_dates() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
-            "2000-02-29T00:00:00Z"
-        );
-        assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
-            "2023-11-14T22:13:20Z"
-        );
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_700_000_000)), "2023-11-14T22:13:20Z");
     }
 
     #[test]

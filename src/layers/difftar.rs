@@ -37,36 +37,18 @@ pub struct DiffTar {
 /// Writes the overlay upper dir `upper` as a gzip layer tar to `out`.
 pub fn diff_to_tar<W: Write>(upper: &Path, out: W) -> Result<(W, DiffTar), LayerError> {
     let label = upper.display().to_string();
-    let io_err = |e: io::Error| LayerError::Entry {
-        blob: label.clone(),
-        entry: String::new(),
-        msg: format!("write: {e}"),
-    };
-    let root = nix::fcntl::open(
-        upper,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| LayerError::Sys(crate::sys::err("open", upper.display(), "O_DIRECTORY")(e)))?;
+    let io_err = |e: io::Error| LayerError::Entry { blob: label.clone(), entry: String::new(), msg: format!("write: {e}") };
+    let root = nix::fcntl::open(upper, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| LayerError::Sys(crate::sys::err("open", upper.display(), "O_DIRECTORY")(e)))?;
     let gz = flate2::write::GzEncoder::new(HashWriter::new(out), flate2::Compression::default());
     let mut builder = tar::Builder::new(HashWriter::new(gz));
-    let mut walker = Walker {
-        label: &label,
-        links: HashMap::new(),
-    };
+    let mut walker = Walker { label: &label, links: HashMap::new() };
     walker.walk(&mut builder, root.as_fd(), &mut Vec::new())?;
     let plain = builder.into_inner().map_err(io_err)?;
     let (gz, diff_id, _) = plain.finish();
     let compressed = gz.finish().map_err(io_err)?;
     let (out, digest, size) = compressed.finish();
-    Ok((
-        out,
-        DiffTar {
-            digest,
-            diff_id,
-            size,
-        },
-    ))
+    Ok((out, DiffTar { digest, diff_id, size }))
 }
 
 struct Walker<'a> {
@@ -77,40 +59,21 @@ struct Walker<'a> {
 
 impl Walker<'_> {
     fn fail(&self, path: &[u8], msg: impl Into<String>) -> LayerError {
-        LayerError::Entry {
-            blob: self.label.to_string(),
-            entry: String::from_utf8_lossy(path).into_owned(),
-            msg: msg.into(),
-        }
+        LayerError::Entry { blob: self.label.to_string(), entry: String::from_utf8_lossy(path).into_owned(), msg: msg.into() }
     }
 
-    fn sys<'e>(
-        &'e self,
-        op: &'static str,
-        path: &'e [u8],
-    ) -> impl FnOnce(Errno) -> LayerError + 'e {
+    fn sys<'e>(&'e self, op: &'static str, path: &'e [u8]) -> impl FnOnce(Errno) -> LayerError + 'e {
         move |e| self.fail(path, format!("{op}: {}", e.desc()))
     }
 
     /// Archives the contents of `dir` (whose path in the layer is `prefix`,
     /// empty or ending in `/`), sorted by name so that a commit of the same
     /// upper dir gives the same blob.
-    fn walk<W: Write>(
-        &mut self,
-        b: &mut tar::Builder<W>,
-        dir: BorrowedFd<'_>,
-        prefix: &mut Vec<u8>,
-    ) -> Result<(), LayerError> {
-        let fd = dir
-            .try_clone_to_owned()
-            .map_err(|e| self.fail(prefix, format!("dup: {e}")))?;
+    fn walk<W: Write>(&mut self, b: &mut tar::Builder<W>, dir: BorrowedFd<'_>, prefix: &mut Vec<u8>) -> Result<(), LayerError> {
+        let fd = dir.try_clone_to_owned().map_err(|e| self.fail(prefix, format!("dup: {e}")))?;
         let mut d = nix::dir::Dir::from_fd(fd).map_err(self.sys("fdopendir", prefix))?;
-        let mut names: Vec<Vec<u8>> = d
-            .iter()
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_bytes().to_vec())
-            .filter(|n| n != b"." && n != b"..")
-            .collect();
+        let mut names: Vec<Vec<u8>> =
+            d.iter().filter_map(Result::ok).map(|e| e.file_name().to_bytes().to_vec()).filter(|n| n != b"." && n != b"..").collect();
         names.sort();
         for name in names {
             let len = prefix.len();
@@ -121,15 +84,8 @@ impl Walker<'_> {
         Ok(())
     }
 
-    fn one<W: Write>(
-        &mut self,
-        b: &mut tar::Builder<W>,
-        dir: BorrowedFd<'_>,
-        name: &OsStr,
-        path: &mut Vec<u8>,
-    ) -> Result<(), LayerError> {
-        let st =
-            fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(self.sys("fstatat", path))?;
+    fn one<W: Write>(&mut self, b: &mut tar::Builder<W>, dir: BorrowedFd<'_>, name: &OsStr, path: &mut Vec<u8>) -> Result<(), LayerError> {
+        let st = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(self.sys("fstatat", path))?;
         let fmt = st.st_mode & libc::S_IFMT;
         let at = sysxattr::at_path(dir, name);
         if fmt == libc::S_IFCHR && st.st_rdev == 0 {
@@ -140,29 +96,18 @@ impl Walker<'_> {
         let p = Path::new(OsStr::from_bytes(path));
         match fmt {
             libc::S_IFDIR => {
-                let opaque = sysxattr::lgetxattr(&at, OPAQUE_XATTR, &String::from_utf8_lossy(path))
-                    .map_err(|e| self.fail(path, e.to_string()))?;
+                let opaque =
+                    sysxattr::lgetxattr(&at, OPAQUE_XATTR, &String::from_utf8_lossy(path)).map_err(|e| self.fail(path, e.to_string()))?;
                 h.set_entry_type(tar::EntryType::Directory);
                 self.append(b, &mut h, path, &xattrs, io::empty())?;
                 path.push(b'/');
                 if opaque.as_deref() == Some(b"y") {
                     let mut marker = path.clone();
                     marker.extend_from_slice(b".wh..wh..opq");
-                    self.append(
-                        b,
-                        &mut header(&st).with_empty_file(),
-                        &marker,
-                        &[],
-                        io::empty(),
-                    )?;
+                    self.append(b, &mut header(&st).with_empty_file(), &marker, &[], io::empty())?;
                 }
-                let sub = openat(
-                    dir,
-                    name,
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(self.sys("openat", path))?;
+                let sub = openat(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+                    .map_err(self.sys("openat", path))?;
                 self.walk(b, sub.as_fd(), path)
             }
             libc::S_IFREG => {
@@ -172,37 +117,23 @@ impl Walker<'_> {
                         h.set_entry_type(tar::EntryType::Link);
                         h.set_size(0);
                         let first = Path::new(OsStr::from_bytes(first)).to_path_buf();
-                        return b
-                            .append_link(&mut h, p, first)
-                            .map_err(|e| self.fail(path, format!("append: {e}")));
+                        return b.append_link(&mut h, p, first).map_err(|e| self.fail(path, format!("append: {e}")));
                     }
                     self.links.insert(key, path.clone());
                 }
-                let fd: OwnedFd = openat(
-                    dir,
-                    name,
-                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(self.sys("openat", path))?;
+                let fd: OwnedFd = openat(dir, name, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+                    .map_err(self.sys("openat", path))?;
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(st.st_size as u64);
                 // The container must be stopped or paused: a file that changes size
                 // while it is read would not match its header.
-                self.append(
-                    b,
-                    &mut h,
-                    path,
-                    &xattrs,
-                    io::Read::take(File::from(fd), st.st_size as u64),
-                )
+                self.append(b, &mut h, path, &xattrs, io::Read::take(File::from(fd), st.st_size as u64))
             }
             libc::S_IFLNK => {
                 let target = readlinkat(dir, name).map_err(self.sys("readlinkat", path))?;
                 h.set_entry_type(tar::EntryType::Symlink);
                 self.pax(b, &xattrs, path)?;
-                b.append_link(&mut h, p, target)
-                    .map_err(|e| self.fail(path, format!("append: {e}")))
+                b.append_link(&mut h, p, target).map_err(|e| self.fail(path, format!("append: {e}")))
             }
             libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
                 h.set_entry_type(match fmt {
@@ -211,9 +142,7 @@ impl Walker<'_> {
                     _ => tar::EntryType::Fifo,
                 });
                 if fmt != libc::S_IFIFO {
-                    let set = h
-                        .set_device_major(major(st.st_rdev) as u32)
-                        .and_then(|()| h.set_device_minor(minor(st.st_rdev) as u32));
+                    let set = h.set_device_major(major(st.st_rdev) as u32).and_then(|()| h.set_device_minor(minor(st.st_rdev) as u32));
                     set.map_err(|e| self.fail(path, format!("device number: {e}")))?;
                 }
                 self.append(b, &mut h, path, &xattrs, io::empty())
@@ -222,12 +151,7 @@ impl Walker<'_> {
         }
     }
 
-    fn whiteout<W: Write>(
-        &mut self,
-        b: &mut tar::Builder<W>,
-        path: &[u8],
-        st: &FileStat,
-    ) -> Result<(), LayerError> {
+    fn whiteout<W: Write>(&mut self, b: &mut tar::Builder<W>, path: &[u8], st: &FileStat) -> Result<(), LayerError> {
         let (dir, name) = match path.iter().rposition(|&c| c == b'/') {
             Some(i) => (&path[..=i], &path[i + 1..]),
             None => (&b""[..], path),
@@ -246,30 +170,19 @@ impl Walker<'_> {
             if name.starts_with("trusted.overlay.") {
                 continue;
             }
-            if let Some(v) =
-                sysxattr::lgetxattr(at, &name, &what).map_err(|e| self.fail(path, e.to_string()))?
-            {
+            if let Some(v) = sysxattr::lgetxattr(at, &name, &what).map_err(|e| self.fail(path, e.to_string()))? {
                 out.push((name, v));
             }
         }
         Ok(out)
     }
 
-    fn pax<W: Write>(
-        &self,
-        b: &mut tar::Builder<W>,
-        xattrs: &[(String, Vec<u8>)],
-        path: &[u8],
-    ) -> Result<(), LayerError> {
+    fn pax<W: Write>(&self, b: &mut tar::Builder<W>, xattrs: &[(String, Vec<u8>)], path: &[u8]) -> Result<(), LayerError> {
         if xattrs.is_empty() {
             return Ok(());
         }
-        let records: Vec<(String, &[u8])> = xattrs
-            .iter()
-            .map(|(n, v)| (format!("SCHILY.xattr.{n}"), v.as_slice()))
-            .collect();
-        b.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))
-            .map_err(|e| self.fail(path, format!("append pax: {e}")))
+        let records: Vec<(String, &[u8])> = xattrs.iter().map(|(n, v)| (format!("SCHILY.xattr.{n}"), v.as_slice())).collect();
+        b.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v))).map_err(|e| self.fail(path, format!("append pax: {e}")))
     }
 
     fn append<W: Write>(
@@ -281,8 +194,7 @@ impl Walker<'_> {
         data: impl io::Read,
     ) -> Result<(), LayerError> {
         self.pax(b, xattrs, path)?;
-        b.append_data(h, Path::new(OsStr::from_bytes(path)), data)
-            .map_err(|e| self.fail(path, format!("append: {e}")))
+        b.append_data(h, Path::new(OsStr::from_bytes(path)), data).map_err(|e| self.fail(path, format!("append: {e}")))
     }
 }
 

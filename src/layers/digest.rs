@@ -17,15 +17,9 @@ pub struct Digest(String);
 
 impl Digest {
     pub fn parse(s: &str) -> Result<Digest, LayerError> {
-        let hex = s
-            .strip_prefix("sha256:")
-            .ok_or_else(|| LayerError::BadDigest(s.to_string()))?;
+        let hex = s.strip_prefix("sha256:").ok_or_else(|| LayerError::BadDigest(s.to_string()))?;
         let ok = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if ok {
-            Ok(Digest(s.to_string()))
-        } else {
-            Err(LayerError::BadDigest(s.to_string()))
-        }
+        if ok { Ok(Digest(s.to_string())) } else { Err(LayerError::BadDigest(s.to_string())) }
     }
 
     /// The digest of `data`.
@@ -105,11 +99,7 @@ pub struct HashReader<R> {
 
 impl<R: Read> HashReader<R> {
     pub fn new(inner: R) -> Self {
-        HashReader {
-            inner,
-            sha: Sha256::new(),
-            count: 0,
-        }
+        HashReader { inner, sha: Sha256::new(), count: 0 }
     }
 
     /// Reads `inner` to its end (the part a decoder or tar parser did not
@@ -117,11 +107,7 @@ impl<R: Read> HashReader<R> {
     /// read).
     pub fn finish(mut self) -> io::Result<(R, Digest, u64)> {
         io::copy(&mut self, &mut io::sink())?;
-        Ok((
-            self.inner,
-            Digest::from_sha(self.sha.finalize().as_slice()),
-            self.count,
-        ))
+        Ok((self.inner, Digest::from_sha(self.sha.finalize().as_slice()), self.count))
     }
 }
 
@@ -143,19 +129,11 @@ pub struct HashWriter<W> {
 
 impl<W: Write> HashWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashWriter {
-            inner,
-            sha: Sha256::new(),
-            count: 0,
-        }
+        HashWriter { inner, sha: Sha256::new(), count: 0 }
     }
 
     pub fn finish(self) -> (W, Digest, u64) {
-        (
-            self.inner,
-            Digest::from_sha(self.sha.finalize().as_slice()),
-            self.count,
-        )
+        (self.inner, Digest::from_sha(self.sha.finalize().as_slice()), self.count)
     }
 }
 
@@ -197,10 +175,7 @@ mod tests {
 
     #[test]
     fn digest_of_empty_input() {
-        assert_eq!(
-            Digest::of(b"").as_str(),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(Digest::of(b"").as_str(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 
     #[test]
@@ -223,17 +198,13 @@ mod tests {
         assert_eq!(ids[1].as_str(), KNOWN_AB);
     }
 
-    const KNOWN_AB: &str =
-        "sha256:ccd722928bd92476ba1745586fed6e45a102504185ad88cd89e01ff116fd146c";
+    const KNOWN_AB: &str = "sha256:ccd722928bd92476ba1745586fed6e45a102504185ad88cd89e01ff116fd146c";
 
     #[test]
     fn short_ids_are_26_base32_chars_and_stable() {
         let s = short_id(&d('a'));
         assert_eq!(s.len(), 26);
-        assert!(
-            s.bytes()
-                .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
-        );
+        assert!(s.bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
         assert_eq!(s, short_id(&d('a')));
         assert_ne!(s, short_id(&d('b')));
     }

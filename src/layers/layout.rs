@@ -162,18 +162,11 @@ pub fn host_platform() -> (&'static str, &'static str) {
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LayerError + 'a {
-    move |source| LayerError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| LayerError::Io { op, path: path.to_path_buf(), source }
 }
 
 fn bad_layout(layout: &Path, msg: impl Into<String>) -> LayerError {
-    LayerError::Layout {
-        layout: layout.to_path_buf(),
-        msg: msg.into(),
-    }
+    LayerError::Layout { layout: layout.to_path_buf(), msg: msg.into() }
 }
 
 /// Resolves `reference` (a ref name annotation or a manifest digest; `None`
@@ -191,21 +184,11 @@ pub fn resolve(layout: &Path, reference: Option<&str>) -> Result<Image, LayerErr
     if config.os != os || config.architecture != arch {
         return Err(bad_layout(
             &layout,
-            format!(
-                "image {manifest_digest} is for {}/{}, this host runs {os}/{arch}",
-                config.os, config.architecture
-            ),
+            format!("image {manifest_digest} is for {}/{}, this host runs {os}/{arch}", config.os, config.architecture),
         ));
     }
     let layers = layer_refs(&manifest, &config, &manifest_digest)?;
-    Ok(Image {
-        layout,
-        manifest_digest,
-        manifest,
-        config_digest,
-        config,
-        layers,
-    })
+    Ok(Image { layout, manifest_digest, manifest, config_digest, config, layers })
 }
 
 fn check_layout_file(layout: &Path) -> Result<(), LayerError> {
@@ -213,41 +196,21 @@ fn check_layout_file(layout: &Path) -> Result<(), LayerError> {
     let v: serde_json::Value = parse_json(&path, &read_limited(&path)?)?;
     match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
         Some(ver) if ver.starts_with("1.") => Ok(()),
-        other => Err(bad_layout(
-            layout,
-            format!("oci-layout: unsupported imageLayoutVersion {other:?}"),
-        )),
+        other => Err(bad_layout(layout, format!("oci-layout: unsupported imageLayoutVersion {other:?}"))),
     }
 }
 
-fn pick_ref<'a>(
-    layout: &Path,
-    manifests: &'a [Descriptor],
-    reference: Option<&str>,
-) -> Result<&'a Descriptor, LayerError> {
+fn pick_ref<'a>(layout: &Path, manifests: &'a [Descriptor], reference: Option<&str>) -> Result<&'a Descriptor, LayerError> {
     let names: Vec<&str> = manifests.iter().filter_map(Descriptor::ref_name).collect();
     match reference {
         Some(r) => manifests
             .iter()
             .find(|d| d.ref_name() == Some(r) || d.digest == r)
-            .ok_or_else(|| {
-                bad_layout(
-                    layout,
-                    format!(
-                        "no image with ref {r:?} (refs present: {})",
-                        names.join(", ")
-                    ),
-                )
-            }),
+            .ok_or_else(|| bad_layout(layout, format!("no image with ref {r:?} (refs present: {})", names.join(", ")))),
         None if manifests.len() == 1 => Ok(&manifests[0]),
-        None => Err(bad_layout(
-            layout,
-            format!(
-                "{} manifests in index.json, give a ref (refs present: {})",
-                manifests.len(),
-                names.join(", ")
-            ),
-        )),
+        None => {
+            Err(bad_layout(layout, format!("{} manifests in index.json, give a ref (refs present: {})", manifests.len(), names.join(", "))))
+        }
     }
 }
 
@@ -256,73 +219,42 @@ fn pick_ref<'a>(
 fn descend(layout: &Path, desc: &Descriptor, depth: u32) -> Result<(Digest, Manifest), LayerError> {
     let digest = Digest::parse(&desc.digest)?;
     if depth > 4 {
-        return Err(LayerError::Blob {
-            digest: digest.to_string(),
-            msg: "indexes nested too deep".into(),
-        });
+        return Err(LayerError::Blob { digest: digest.to_string(), msg: "indexes nested too deep".into() });
     }
     let value: serde_json::Value = parse_json_blob(layout, &digest)?;
     let media = match desc.media_type.as_str() {
-        "" => value
-            .get("mediaType")
-            .and_then(|m| m.as_str())
-            .unwrap_or_default()
-            .to_string(),
+        "" => value.get("mediaType").and_then(|m| m.as_str()).unwrap_or_default().to_string(),
         m => m.to_string(),
     };
-    let is_index = media == MT_INDEX
-        || media == MT_DOCKER_LIST
-        || (media.is_empty() && value.get("manifests").is_some());
+    let is_index = media == MT_INDEX || media == MT_DOCKER_LIST || (media.is_empty() && value.get("manifests").is_some());
     if is_index {
         let index: Index = from_value(&digest, value)?;
         let (os, arch) = host_platform();
-        let found = index.manifests.iter().find(|d| {
-            d.platform
-                .as_ref()
-                .is_some_and(|p| p.os == os && p.architecture == arch)
-        });
+        let found = index.manifests.iter().find(|d| d.platform.as_ref().is_some_and(|p| p.os == os && p.architecture == arch));
         let Some(next) = found else {
             let have: Vec<String> = index
                 .manifests
                 .iter()
-                .map(|d| {
-                    d.platform
-                        .as_ref()
-                        .map_or("unknown".into(), |p| format!("{}/{}", p.os, p.architecture))
-                })
+                .map(|d| d.platform.as_ref().map_or("unknown".into(), |p| format!("{}/{}", p.os, p.architecture)))
                 .collect();
             return Err(LayerError::Blob {
                 digest: digest.to_string(),
-                msg: format!(
-                    "no manifest for {os}/{arch} in index (has: {})",
-                    have.join(", ")
-                ),
+                msg: format!("no manifest for {os}/{arch} in index (has: {})", have.join(", ")),
             });
         };
         return descend(layout, next, depth + 1);
     }
     if !(media == MT_MANIFEST || media == MT_DOCKER_MANIFEST || media.is_empty()) {
-        return Err(LayerError::Blob {
-            digest: digest.to_string(),
-            msg: format!("unsupported manifest media type {media:?}"),
-        });
+        return Err(LayerError::Blob { digest: digest.to_string(), msg: format!("unsupported manifest media type {media:?}") });
     }
     Ok((digest.clone(), from_value(&digest, value)?))
 }
 
-fn layer_refs(
-    manifest: &Manifest,
-    config: &ImageConfig,
-    manifest_digest: &Digest,
-) -> Result<Vec<LayerRef>, LayerError> {
+fn layer_refs(manifest: &Manifest, config: &ImageConfig, manifest_digest: &Digest) -> Result<Vec<LayerRef>, LayerError> {
     if manifest.layers.len() != config.rootfs.diff_ids.len() {
         return Err(LayerError::Blob {
             digest: manifest_digest.to_string(),
-            msg: format!(
-                "{} layers but {} diff_ids in the config",
-                manifest.layers.len(),
-                config.rootfs.diff_ids.len()
-            ),
+            msg: format!("{} layers but {} diff_ids in the config", manifest.layers.len(), config.rootfs.diff_ids.len()),
         });
     }
     manifest
@@ -330,12 +262,7 @@ fn layer_refs(
         .iter()
         .zip(&config.rootfs.diff_ids)
         .map(|(l, d)| {
-            Ok(LayerRef {
-                digest: Digest::parse(&l.digest)?,
-                diff_id: Digest::parse(d)?,
-                media_type: l.media_type.clone(),
-                size: l.size,
-            })
+            Ok(LayerRef { digest: Digest::parse(&l.digest)?, diff_id: Digest::parse(d)?, media_type: l.media_type.clone(), size: l.size })
         })
         .collect()
 }
@@ -343,40 +270,23 @@ fn layer_refs(
 fn read_limited(path: &Path) -> Result<Vec<u8>, LayerError> {
     let file = File::open(path).map_err(io_err("open", path))?;
     let mut data = Vec::new();
-    file.take(MAX_JSON_BLOB + 1)
-        .read_to_end(&mut data)
-        .map_err(io_err("read", path))?;
+    file.take(MAX_JSON_BLOB + 1).read_to_end(&mut data).map_err(io_err("read", path))?;
     if data.len() as u64 > MAX_JSON_BLOB {
-        return Err(LayerError::Parse {
-            path: path.to_path_buf(),
-            msg: format!("larger than {MAX_JSON_BLOB} bytes"),
-        });
+        return Err(LayerError::Parse { path: path.to_path_buf(), msg: format!("larger than {MAX_JSON_BLOB} bytes") });
     }
     Ok(data)
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, data: &[u8]) -> Result<T, LayerError> {
-    serde_json::from_slice(data).map_err(|e| LayerError::Parse {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    })
+    serde_json::from_slice(data).map_err(|e| LayerError::Parse { path: path.to_path_buf(), msg: e.to_string() })
 }
 
-fn from_value<T: serde::de::DeserializeOwned>(
-    digest: &Digest,
-    v: serde_json::Value,
-) -> Result<T, LayerError> {
-    serde_json::from_value(v).map_err(|e| LayerError::Blob {
-        digest: digest.to_string(),
-        msg: e.to_string(),
-    })
+fn from_value<T: serde::de::DeserializeOwned>(digest: &Digest, v: serde_json::Value) -> Result<T, LayerError> {
+    serde_json::from_value(v).map_err(|e| LayerError::Blob { digest: digest.to_string(), msg: e.to_string() })
 }
 
 /// Reads a JSON blob, checks its digest, parses it.
-pub fn parse_json_blob<T: serde::de::DeserializeOwned>(
-    layout: &Path,
-    digest: &Digest,
-) -> Result<T, LayerError> {
+pub fn parse_json_blob<T: serde::de::DeserializeOwned>(layout: &Path, digest: &Digest) -> Result<T, LayerError> {
     let path = blob_path(layout, digest);
     let data = read_limited(&path)?;
     let actual = Digest::of(&data);
@@ -388,10 +298,7 @@ pub fn parse_json_blob<T: serde::de::DeserializeOwned>(
             actual: actual.to_string(),
         });
     }
-    serde_json::from_slice(&data).map_err(|e| LayerError::Blob {
-        digest: digest.to_string(),
-        msg: e.to_string(),
-    })
+    serde_json::from_slice(&data).map_err(|e| LayerError::Blob { digest: digest.to_string(), msg: e.to_string() })
 }
 
 /// Writes a blob by streaming it through `fill` into a temp file in
@@ -422,9 +329,7 @@ pub fn write_blob_with<T>(
 
 pub fn write_blob(layout: &Path, data: &[u8]) -> Result<(Digest, u64), LayerError> {
     let path = layout.join("blobs/sha256");
-    let ((), d, n) = write_blob_with(layout, |w| {
-        w.write_all(data).map_err(io_err("write", &path))
-    })?;
+    let ((), d, n) = write_blob_with(layout, |w| w.write_all(data).map_err(io_err("write", &path)))?;
     Ok((d, n))
 }
 
@@ -433,23 +338,14 @@ pub fn write_blob(layout: &Path, data: &[u8]) -> Result<(Digest, u64), LayerErro
 /// directory; written to a temp file and renamed.
 pub fn set_ref(layout: &Path, mut desc: Descriptor, reference: &str) -> Result<(), LayerError> {
     let dir = File::open(layout).map_err(io_err("open", layout))?;
-    let _lock = Flock::lock(dir, FlockArg::LockExclusive).map_err(|(_, e)| {
-        LayerError::Sys(crate::sys::err("flock", layout.display(), "LOCK_EX")(e))
-    })?;
+    let _lock = Flock::lock(dir, FlockArg::LockExclusive)
+        .map_err(|(_, e)| LayerError::Sys(crate::sys::err("flock", layout.display(), "LOCK_EX")(e)))?;
     let index_path = layout.join("index.json");
     let mut index: serde_json::Value = parse_json(&index_path, &read_limited(&index_path)?)?;
-    let manifests = index
-        .get_mut("manifests")
-        .and_then(|m| m.as_array_mut())
-        .ok_or_else(|| bad_layout(layout, "index.json has no manifests array"))?;
-    manifests.retain(|m| {
-        m.pointer("/annotations/org.opencontainers.image.ref.name")
-            .and_then(|v| v.as_str())
-            != Some(reference)
-    });
-    desc.annotations
-        .get_or_insert_with(BTreeMap::new)
-        .insert(REF_NAME.into(), reference.into());
+    let manifests =
+        index.get_mut("manifests").and_then(|m| m.as_array_mut()).ok_or_else(|| bad_layout(layout, "index.json has no manifests array"))?;
+    manifests.retain(|m| m.pointer("/annotations/org.opencontainers.image.ref.name").and_then(|v| v.as_str()) != Some(reference));
+    desc.annotations.get_or_insert_with(BTreeMap::new).insert(REF_NAME.into(), reference.into());
     manifests.push(serde_json::to_value(&desc).expect("descriptor serializes"));
     let data = serde_json::to_vec(&index).expect("json value serializes");
     write_atomic(&index_path, &data)
@@ -457,16 +353,11 @@ pub fn set_ref(layout: &Path, mut desc: Descriptor, reference: &str) -> Result<(
 
 /// Writes `path` through a temp file in the same directory and a rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), LayerError> {
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        super::unique_name()
-    ));
+    let tmp = path.with_file_name(format!(".{}.tmp-{}", path.file_name().unwrap_or_default().to_string_lossy(), super::unique_name()));
     let result = (|| {
         let mut f = File::create_new(&tmp).map_err(io_err("create", &tmp))?;
         f.write_all(data).map_err(io_err("write", &tmp))?;
-        nix::unistd::fsync(f.as_fd())
-            .map_err(|e| LayerError::Sys(crate::sys::err("fsync", tmp.display(), "")(e)))?;
+        nix::unistd::fsync(f.as_fd()).map_err(|e| LayerError::Sys(crate::sys::err("fsync", tmp.display(), "")(e)))?;
         std::fs::rename(&tmp, path).map_err(io_err("rename", &tmp))
     })();
     if result.is_err() {
@@ -490,10 +381,7 @@ pub(crate) mod tests {
 
     impl TestLayout {
         pub fn new(tag: &str) -> TestLayout {
-            let dir = std::env::temp_dir().join(format!(
-                "strata-layout-{tag}-{}",
-                super::super::unique_name()
-            ));
+            let dir = std::env::temp_dir().join(format!("strata-layout-{tag}-{}", super::super::unique_name()));
             std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
             std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
             TestLayout(dir)
@@ -502,13 +390,7 @@ pub(crate) mod tests {
         pub fn blob(&self, v: &serde_json::Value) -> Descriptor {
             let data = serde_json::to_vec(v).unwrap();
             let (d, n) = write_blob(&self.0, &data).unwrap();
-            Descriptor {
-                media_type: String::new(),
-                digest: d.to_string(),
-                size: n,
-                annotations: None,
-                platform: None,
-            }
+            Descriptor { media_type: String::new(), digest: d.to_string(), size: n, annotations: None, platform: None }
         }
 
         pub fn index(&self, manifests: Vec<serde_json::Value>) {
@@ -543,24 +425,9 @@ pub(crate) mod tests {
         let (os, arch) = host_platform();
         let m = l.manifest(os, arch);
         l.index(vec![entry(&m, Some("latest"))]);
-        assert_eq!(
-            resolve(&l.0, None).unwrap().manifest_digest.as_str(),
-            m.digest
-        );
-        assert_eq!(
-            resolve(&l.0, Some("latest"))
-                .unwrap()
-                .manifest_digest
-                .as_str(),
-            m.digest
-        );
-        assert_eq!(
-            resolve(&l.0, Some(&m.digest))
-                .unwrap()
-                .manifest_digest
-                .as_str(),
-            m.digest
-        );
+        assert_eq!(resolve(&l.0, None).unwrap().manifest_digest.as_str(), m.digest);
+        assert_eq!(resolve(&l.0, Some("latest")).unwrap().manifest_digest.as_str(), m.digest);
+        assert_eq!(resolve(&l.0, Some(&m.digest)).unwrap().manifest_digest.as_str(), m.digest);
         let err = resolve(&l.0, Some("nope")).unwrap_err().to_string();
         assert!(err.contains("\"nope\"") && err.contains("latest"), "{err}");
     }
@@ -571,12 +438,7 @@ pub(crate) mod tests {
         let (os, arch) = host_platform();
         let (a, b) = (l.manifest(os, arch), l.manifest(os, "riscv-like"));
         l.index(vec![entry(&a, Some("a")), entry(&b, Some("b"))]);
-        assert!(
-            resolve(&l.0, None)
-                .unwrap_err()
-                .to_string()
-                .contains("give a ref")
-        );
+        assert!(resolve(&l.0, None).unwrap_err().to_string().contains("give a ref"));
         let err = resolve(&l.0, Some("b")).unwrap_err().to_string();
         assert!(err.contains("is for linux/riscv-like"), "{err}");
     }
@@ -594,24 +456,13 @@ pub(crate) mod tests {
         let mut list = l.blob(&serde_json::json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [e_other.clone(), e_mine]}));
         list.media_type = MT_INDEX.into();
         l.index(vec![entry(&list, Some("multi"))]);
-        assert_eq!(
-            resolve(&l.0, Some("multi"))
-                .unwrap()
-                .manifest_digest
-                .as_str(),
-            mine.digest
-        );
+        assert_eq!(resolve(&l.0, Some("multi")).unwrap().manifest_digest.as_str(), mine.digest);
 
-        let mut only_other = l.blob(
-            &serde_json::json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [e_other]}),
-        );
+        let mut only_other = l.blob(&serde_json::json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [e_other]}));
         only_other.media_type = MT_INDEX.into();
         l.index(vec![entry(&only_other, Some("x"))]);
         let err = resolve(&l.0, Some("x")).unwrap_err().to_string();
-        assert!(
-            err.contains("no manifest for linux/") && err.contains("s390x"),
-            "{err}"
-        );
+        assert!(err.contains("no manifest for linux/") && err.contains("s390x"), "{err}");
     }
 
     #[test]
@@ -625,17 +476,9 @@ pub(crate) mod tests {
         let path = blob_path(&l.0, &Digest::parse(&m.digest).unwrap());
         std::fs::write(&path, b"{\"layers\":[]}").unwrap();
         l.index(vec![entry(&m, None)]);
-        assert!(matches!(
-            resolve(&l.0, None),
-            Err(LayerError::Mismatch { .. })
-        ));
+        assert!(matches!(resolve(&l.0, None), Err(LayerError::Mismatch { .. })));
         std::fs::remove_file(l.0.join("oci-layout")).unwrap();
-        assert!(
-            resolve(&l.0, None)
-                .unwrap_err()
-                .to_string()
-                .contains("oci-layout")
-        );
+        assert!(resolve(&l.0, None).unwrap_err().to_string().contains("oci-layout"));
     }
 
     #[test]
@@ -647,12 +490,6 @@ pub(crate) mod tests {
         set_ref(&l.0, b.clone(), "v1").unwrap();
         let img = resolve(&l.0, Some("v1")).unwrap();
         assert_eq!(img.manifest_digest.as_str(), b.digest);
-        assert_eq!(
-            resolve(&l.0, Some("keep"))
-                .unwrap()
-                .manifest_digest
-                .as_str(),
-            a.digest
-        );
+        assert_eq!(resolve(&l.0, Some("keep")).unwrap().manifest_digest.as_str(), a.digest);
     }
 }

@@ -36,11 +36,7 @@ use crate::sys::SysError;
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
     #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Sys(#[from] SysError),
     #[error("parse {path}: {msg}")]
@@ -52,18 +48,9 @@ pub enum LayerError {
     #[error("invalid digest {0:?}: only sha256:<64 hex> is accepted")]
     BadDigest(String),
     #[error("blob {blob}: {what} mismatch: expected {expected}, got {actual}")]
-    Mismatch {
-        blob: String,
-        what: &'static str,
-        expected: String,
-        actual: String,
-    },
+    Mismatch { blob: String, what: &'static str, expected: String, actual: String },
     #[error("layer {blob}: entry {entry:?}: {msg}")]
-    Entry {
-        blob: String,
-        entry: String,
-        msg: String,
-    },
+    Entry { blob: String, entry: String, msg: String },
     #[error("invalid container id {0:?}")]
     BadId(String),
     #[error("container {0} already has a rootfs in the layer store")]
@@ -84,15 +71,8 @@ pub type Result<T> = std::result::Result<T, LayerError>;
 pub(crate) fn unique_name() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{}-{nanos:x}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{}-{nanos:x}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// What `prepare_rootfs` made: the mount to do, and what it stacks.
@@ -151,23 +131,12 @@ pub fn prepare_rootfs(
                 diff_id: &layer.diff_id,
                 size: (layer.size > 0).then_some(layer.size),
             };
-            store.ensure_layer(&held, &chain_ids[i], parent, &layer.diff_id, |dir| {
-                apply::apply_layer(blob, dir).map(|a| a.size)
-            })?;
+            store.ensure_layer(&held, &chain_ids[i], parent, &layer.diff_id, |dir| apply::apply_layer(blob, dir).map(|a| a.size))?;
             links.push(store.link_path(&chain_ids[i]));
         }
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        init::write_init_layer(
-            &dirs.init,
-            &init::init_entries(hostname, annotations, &host_resolv),
-        )?;
-        let plan = OverlayPlan::new(
-            dirs.init.clone(),
-            &links,
-            dirs.upper.clone(),
-            dirs.work.clone(),
-            dirs.merged.clone(),
-        );
+        init::write_init_layer(&dirs.init, &init::init_entries(hostname, annotations, &host_resolv))?;
+        let plan = OverlayPlan::new(dirs.init.clone(), &links, dirs.upper.clone(), dirs.work.clone(), dirs.merged.clone());
         plan.check()?;
         Ok(PreparedRootfs {
             plan,

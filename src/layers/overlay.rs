@@ -26,18 +26,14 @@ use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
 use super::LayerError;
-use crate::sys::mount_api::FsContext;
 use crate::sys;
+use crate::sys::mount_api::FsContext;
 
 /// The kernel's limit on stacked lower layers (OVL_MAX_STACK).
 pub const MAX_LOWERS: usize = 500;
 /// mount(2) copies at most one page of options, NUL included.
 const PAGE: usize = 4096;
-const FIXED_OPTIONS: &[(&str, &str)] = &[
-    ("index", "off"),
-    ("redirect_dir", "off"),
-    ("metacopy", "off"),
-];
+const FIXED_OPTIONS: &[(&str, &str)] = &[("index", "off"), ("redirect_dir", "off"), ("metacopy", "off")];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverlayPlan {
@@ -60,29 +56,15 @@ pub enum Method {
 impl OverlayPlan {
     /// Builds the plan for an image: `init` on top, then `layers` (given
     /// bottom first, as in the manifest) from the last to the first.
-    pub fn new(
-        init: PathBuf,
-        layers: &[PathBuf],
-        upper: PathBuf,
-        work: PathBuf,
-        target: PathBuf,
-    ) -> OverlayPlan {
+    pub fn new(init: PathBuf, layers: &[PathBuf], upper: PathBuf, work: PathBuf, target: PathBuf) -> OverlayPlan {
         let mut lowers = vec![init];
         lowers.extend(layers.iter().rev().cloned());
-        OverlayPlan {
-            lowers,
-            upper,
-            work,
-            target,
-        }
+        OverlayPlan { lowers, upper, work, target }
     }
 
     pub fn check(&self) -> Result<(), LayerError> {
         if self.lowers.is_empty() || self.lowers.len() > MAX_LOWERS {
-            return Err(LayerError::Plan(format!(
-                "{} lower layers; overlay takes 1 to {MAX_LOWERS}",
-                self.lowers.len()
-            )));
+            return Err(LayerError::Plan(format!("{} lower layers; overlay takes 1 to {MAX_LOWERS}", self.lowers.len())));
         }
         Ok(())
     }
@@ -91,19 +73,11 @@ impl OverlayPlan {
     /// path holds a character the option syntax cannot carry.
     pub fn options(&self) -> Option<String> {
         let all = self.lowers.iter().chain([&self.upper, &self.work]);
-        if all
-            .clone()
-            .any(|p| p.to_str().is_none_or(|s| s.contains([',', ':', '\\', '='])))
-        {
+        if all.clone().any(|p| p.to_str().is_none_or(|s| s.contains([',', ':', '\\', '=']))) {
             return None;
         }
         let lowers: Vec<&str> = self.lowers.iter().filter_map(|p| p.to_str()).collect();
-        let mut s = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lowers.join(":"),
-            self.upper.display(),
-            self.work.display()
-        );
+        let mut s = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), self.upper.display(), self.work.display());
         for (k, v) in FIXED_OPTIONS {
             s.push_str(&format!(",{k}={v}"));
         }
@@ -114,18 +88,10 @@ impl OverlayPlan {
         if let Some(o) = self.options() {
             return Method::Classic(o);
         }
-        let mut v: Vec<(&'static str, PathBuf)> = self
-            .lowers
-            .iter()
-            .map(|l| ("lowerdir+", l.clone()))
-            .collect();
+        let mut v: Vec<(&'static str, PathBuf)> = self.lowers.iter().map(|l| ("lowerdir+", l.clone())).collect();
         v.push(("upperdir", self.upper.clone()));
         v.push(("workdir", self.work.clone()));
-        v.extend(
-            FIXED_OPTIONS
-                .iter()
-                .map(|(k, val)| (*k, PathBuf::from(val))),
-        );
+        v.extend(FIXED_OPTIONS.iter().map(|(k, val)| (*k, PathBuf::from(val))));
         Method::MountApi(v)
     }
 }
@@ -134,24 +100,15 @@ impl OverlayPlan {
 pub fn mount(plan: &OverlayPlan) -> Result<(), LayerError> {
     plan.check()?;
     match plan.method() {
-        Method::Classic(options) => nix::mount::mount(
-            Some("overlay"),
-            &plan.target,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(options.as_str()),
-        )
-        .map_err(|e| {
-            LayerError::Sys(sys::err(
-                "mount overlay",
-                plan.target.display(),
-                format!(
-                    "{} lowers, options {} bytes",
-                    plan.lowers.len(),
-                    options.len()
-                ),
-            )(e))
-        }),
+        Method::Classic(options) => {
+            nix::mount::mount(Some("overlay"), &plan.target, Some("overlay"), MsFlags::empty(), Some(options.as_str())).map_err(|e| {
+                LayerError::Sys(sys::err(
+                    "mount overlay",
+                    plan.target.display(),
+                    format!("{} lowers, options {} bytes", plan.lowers.len(), options.len()),
+                )(e))
+            })
+        }
         Method::MountApi(params) => {
             use std::os::unix::ffi::OsStrExt;
             let fs = FsContext::open("overlay")?;
@@ -171,20 +128,9 @@ pub fn unmount(target: &Path) -> Result<(), LayerError> {
     let flags = MntFlags::UMOUNT_NOFOLLOW;
     match nix::mount::umount2(target, flags) {
         Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(()),
-        Err(Errno::EBUSY) => {
-            nix::mount::umount2(target, flags | MntFlags::MNT_DETACH).map_err(|e| {
-                LayerError::Sys(sys::err(
-                    "umount2",
-                    target.display(),
-                    "UMOUNT_NOFOLLOW|MNT_DETACH",
-                )(e))
-            })
-        }
-        Err(e) => Err(LayerError::Sys(sys::err(
-            "umount2",
-            target.display(),
-            "UMOUNT_NOFOLLOW",
-        )(e))),
+        Err(Errno::EBUSY) => nix::mount::umount2(target, flags | MntFlags::MNT_DETACH)
+            .map_err(|e| LayerError::Sys(sys::err("umount2", target.display(), "UMOUNT_NOFOLLOW|MNT_DETACH")(e))),
+        Err(e) => Err(LayerError::Sys(sys::err("umount2", target.display(), "UMOUNT_NOFOLLOW")(e))),
     }
 }
 
@@ -193,9 +139,7 @@ mod tests {
     use super::*;
 
     fn plan(n: usize) -> OverlayPlan {
-        let layers: Vec<PathBuf> = (0..n)
-            .map(|i| PathBuf::from(format!("/var/lib/strata/l/{:026}", i)))
-            .collect();
+        let layers: Vec<PathBuf> = (0..n).map(|i| PathBuf::from(format!("/var/lib/strata/l/{:026}", i))).collect();
         OverlayPlan::new(
             "/var/lib/strata/containers/c1/init".into(),
             &layers,
@@ -208,31 +152,14 @@ mod tests {
     #[test]
     fn lowers_are_init_then_top_to_bottom() {
         let p = plan(3);
-        let names: Vec<String> = p
-            .lowers
-            .iter()
-            .map(|l| l.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "init",
-                &format!("{:026}", 2),
-                &format!("{:026}", 1),
-                &format!("{:026}", 0)
-            ]
-        );
+        let names: Vec<String> = p.lowers.iter().map(|l| l.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["init", &format!("{:026}", 2), &format!("{:026}", 1), &format!("{:026}", 0)]);
     }
 
     #[test]
     fn small_stacks_use_one_option_string() {
-        let Method::Classic(o) = plan(2).method() else {
-            panic!("expected classic")
-        };
-        assert!(
-            o.starts_with("lowerdir=/var/lib/strata/containers/c1/init:/var/lib/strata/l/"),
-            "{o}"
-        );
+        let Method::Classic(o) = plan(2).method() else { panic!("expected classic") };
+        assert!(o.starts_with("lowerdir=/var/lib/strata/containers/c1/init:/var/lib/strata/l/"), "{o}");
         assert!(o.ends_with(",upperdir=/var/lib/strata/containers/c1/upper,workdir=/var/lib/strata/containers/c1/work,index=off,redirect_dir=off,metacopy=off"), "{o}");
     }
 
@@ -244,24 +171,10 @@ mod tests {
                 last_classic = n;
             }
         }
-        assert!(
-            (80..100).contains(&last_classic),
-            "classic up to {last_classic} layers"
-        );
-        let Method::MountApi(params) = plan(150).method() else {
-            panic!("expected the mount API")
-        };
-        assert_eq!(
-            params.iter().filter(|(k, _)| *k == "lowerdir+").count(),
-            151
-        );
-        assert_eq!(
-            params[0],
-            (
-                "lowerdir+",
-                PathBuf::from("/var/lib/strata/containers/c1/init")
-            )
-        );
+        assert!((80..100).contains(&last_classic), "classic up to {last_classic} layers");
+        let Method::MountApi(params) = plan(150).method() else { panic!("expected the mount API") };
+        assert_eq!(params.iter().filter(|(k, _)| *k == "lowerdir+").count(), 151);
+        assert_eq!(params[0], ("lowerdir+", PathBuf::from("/var/lib/strata/containers/c1/init")));
         assert!(params.contains(&("index", PathBuf::from("off"))));
     }
 
@@ -300,24 +213,14 @@ mod tests {
             mk(&base.join(d));
         }
         std::fs::write(base.join("init/hostname"), "init").unwrap();
-        let p = OverlayPlan::new(
-            base.join("init"),
-            &layers,
-            base.join("upper"),
-            base.join("work"),
-            base.join("merged"),
-        );
+        let p = OverlayPlan::new(base.join("init"), &layers, base.join("upper"), base.join("work"), base.join("merged"));
         assert!(matches!(p.method(), Method::MountApi(_)));
         mount(&p).unwrap();
         let m = base.join("merged");
         let checks = std::panic::catch_unwind(|| {
             assert_eq!(std::fs::read_to_string(m.join("f0")).unwrap(), "0");
             assert_eq!(std::fs::read_to_string(m.join("f129")).unwrap(), "129");
-            assert_eq!(
-                std::fs::read_to_string(m.join("same")).unwrap(),
-                "129",
-                "the last layer is on top"
-            );
+            assert_eq!(std::fs::read_to_string(m.join("same")).unwrap(), "129", "the last layer is on top");
             assert_eq!(std::fs::read_to_string(m.join("hostname")).unwrap(), "init");
             std::fs::write(m.join("new"), "x").unwrap();
             assert!(base.join("upper/new").exists());

@@ -81,23 +81,13 @@ pub struct Store {
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LayerError + 'a {
-    move |source| LayerError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| LayerError::Io { op, path: path.to_path_buf(), source }
 }
 
 fn flock(path: &Path, arg: FlockArg, what: &'static str) -> Result<Flock<File>, LayerError> {
     // std opens with O_CLOEXEC.
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(io_err("open", path))?;
-    Flock::lock(file, arg)
-        .map_err(|(_, e)| LayerError::Sys(crate::sys::err("flock", path.display(), what)(e)))
+    let file = File::options().create(true).truncate(false).write(true).open(path).map_err(io_err("open", path))?;
+    Flock::lock(file, arg).map_err(|(_, e)| LayerError::Sys(crate::sys::err("flock", path.display(), what)(e)))
 }
 
 /// A container id must be a plain file name (the same rule as the state
@@ -106,14 +96,8 @@ pub fn check_id(id: &str) -> Result<(), LayerError> {
     let ok = !id.is_empty()
         && id.len() <= 1024
         && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-+:@".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(LayerError::BadId(id.to_string()))
-    }
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+:@".contains(&b));
+    if ok { Ok(()) } else { Err(LayerError::BadId(id.to_string())) }
 }
 
 impl Store {
@@ -125,8 +109,7 @@ impl Store {
             match std::fs::create_dir(&dir) {
                 Ok(()) => {
                     use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-                        .map_err(io_err("chmod", &dir))?;
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err("chmod", &dir))?;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_err("mkdir", &dir)(e)),
@@ -154,31 +137,18 @@ impl Store {
     }
 
     pub fn shared_lock(&self) -> Result<StoreLock, LayerError> {
-        Ok(StoreLock(flock(
-            &self.root.join("locks/store.lock"),
-            FlockArg::LockShared,
-            "LOCK_SH",
-        )?))
+        Ok(StoreLock(flock(&self.root.join("locks/store.lock"), FlockArg::LockShared, "LOCK_SH")?))
     }
 
     pub fn exclusive_lock(&self) -> Result<StoreLock, LayerError> {
-        Ok(StoreLock(flock(
-            &self.root.join("locks/store.lock"),
-            FlockArg::LockExclusive,
-            "LOCK_EX",
-        )?))
+        Ok(StoreLock(flock(&self.root.join("locks/store.lock"), FlockArg::LockExclusive, "LOCK_EX")?))
     }
 
     /// The layer's meta.json, `None` if the layer is not in the store.
     pub fn layer_meta(&self, chain: &Digest) -> Result<Option<LayerMeta>, LayerError> {
         let path = self.layer_dir(chain).join("meta.json");
         match std::fs::read(&path) {
-            Ok(data) => serde_json::from_slice(&data)
-                .map(Some)
-                .map_err(|e| LayerError::Parse {
-                    path,
-                    msg: e.to_string(),
-                }),
+            Ok(data) => serde_json::from_slice(&data).map(Some).map_err(|e| LayerError::Parse { path, msg: e.to_string() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err("read", &path)(e)),
         }
@@ -200,14 +170,7 @@ impl Store {
             self.ensure_link(chain)?;
             return Ok(meta);
         }
-        let _lock = flock(
-            &self
-                .root
-                .join("locks")
-                .join(format!("{}.lock", chain.hex())),
-            FlockArg::LockExclusive,
-            "LOCK_EX",
-        )?;
+        let _lock = flock(&self.root.join("locks").join(format!("{}.lock", chain.hex())), FlockArg::LockExclusive, "LOCK_EX")?;
         if let Some(meta) = self.layer_meta(chain)? {
             self.ensure_link(chain)?;
             return Ok(meta);
@@ -218,9 +181,7 @@ impl Store {
         match result {
             Ok(meta) => {
                 let dest = self.layer_dir(chain);
-                std::fs::rename(&tmp, &dest)
-                    .map_err(io_err("rename", &tmp))
-                    .inspect_err(|_| remove_tree(&tmp))?;
+                std::fs::rename(&tmp, &dest).map_err(io_err("rename", &tmp)).inspect_err(|_| remove_tree(&tmp))?;
                 self.ensure_link(chain)?;
                 Ok(meta)
             }
@@ -243,24 +204,14 @@ impl Store {
         std::fs::create_dir(&diff).map_err(io_err("mkdir", &diff))?;
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&diff, std::fs::Permissions::from_mode(0o755))
-                .map_err(io_err("chmod", &diff))?;
+            std::fs::set_permissions(&diff, std::fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", &diff))?;
         }
         let size = unpack(&diff)?;
-        let meta = LayerMeta {
-            chain_id: chain.to_string(),
-            diff_id: diff_id.to_string(),
-            parent: parent.map(Digest::to_string),
-            size,
-        };
+        let meta = LayerMeta { chain_id: chain.to_string(), diff_id: diff_id.to_string(), parent: parent.map(Digest::to_string), size };
         let link = tmp.join("link");
         std::fs::write(&link, short_id(chain)).map_err(io_err("write", &link))?;
         let path = tmp.join("meta.json");
-        std::fs::write(
-            &path,
-            serde_json::to_vec_pretty(&meta).expect("meta serializes"),
-        )
-        .map_err(io_err("write", &path))?;
+        std::fs::write(&path, serde_json::to_vec_pretty(&meta).expect("meta serializes")).map_err(io_err("write", &path))?;
         Ok(meta)
     }
 
@@ -270,9 +221,7 @@ impl Store {
         let link = self.link_path(chain);
         let target = Path::new("../layers").join(chain.hex()).join("diff");
         match std::os::unix::fs::symlink(&target, &link) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                Err(io_err("symlink", &link)(e))
-            }
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(io_err("symlink", &link)(e)),
             _ => Ok(()),
         }
     }
@@ -281,13 +230,7 @@ impl Store {
     pub fn container_dirs(&self, id: &str) -> Result<ContainerDirs, LayerError> {
         check_id(id)?;
         let dir = self.root.join("containers").join(id);
-        Ok(ContainerDirs {
-            upper: dir.join("upper"),
-            work: dir.join("work"),
-            init: dir.join("init"),
-            merged: dir.join("merged"),
-            dir,
-        })
+        Ok(ContainerDirs { upper: dir.join("upper"), work: dir.join("work"), init: dir.join("init"), merged: dir.join("merged"), dir })
     }
 
     /// Creates `containers/<id>/` and its upper, work, init and merged dirs.
@@ -308,21 +251,13 @@ impl Store {
 
     pub fn write_refs(&self, id: &str, refs: &ContainerRefs) -> Result<(), LayerError> {
         let path = self.container_dirs(id)?.dir.join("layers.json");
-        super::layout::write_atomic(
-            &path,
-            &serde_json::to_vec_pretty(refs).expect("refs serialize"),
-        )
+        super::layout::write_atomic(&path, &serde_json::to_vec_pretty(refs).expect("refs serialize"))
     }
 
     pub fn read_refs(&self, id: &str) -> Result<Option<ContainerRefs>, LayerError> {
         let path = self.container_dirs(id)?.dir.join("layers.json");
         match std::fs::read(&path) {
-            Ok(data) => serde_json::from_slice(&data)
-                .map(Some)
-                .map_err(|e| LayerError::Parse {
-                    path,
-                    msg: e.to_string(),
-                }),
+            Ok(data) => serde_json::from_slice(&data).map(Some).map_err(|e| LayerError::Parse { path, msg: e.to_string() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err("read", &path)(e)),
         }
@@ -344,9 +279,7 @@ impl Store {
             return Err(LayerError::Busy(dirs.merged));
         }
         match std::fs::remove_dir_all(&dirs.dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(io_err("remove", &dirs.dir)(e))
-            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err("remove", &dirs.dir)(e)),
             _ => Ok(()),
         }
     }
@@ -380,19 +313,12 @@ impl Store {
         let mut out = Vec::new();
         for e in std::fs::read_dir(&dir).map_err(io_err("readdir", &dir))? {
             let e = e.map_err(io_err("readdir", &dir))?;
-            let Ok(chain) = Digest::parse(&format!("sha256:{}", e.file_name().to_string_lossy()))
-            else {
+            let Ok(chain) = Digest::parse(&format!("sha256:{}", e.file_name().to_string_lossy())) else {
                 continue;
             };
             if let Some(meta) = self.layer_meta(&chain)? {
                 let containers = usage.get(chain.as_str()).copied().unwrap_or(0);
-                out.push(LayerInfo {
-                    chain_id: chain,
-                    diff_id: meta.diff_id,
-                    parent: meta.parent,
-                    size: meta.size,
-                    containers,
-                });
+                out.push(LayerInfo { chain_id: chain, diff_id: meta.diff_id, parent: meta.parent, size: meta.size, containers });
             }
         }
         out.sort_by(|a, b| a.chain_id.cmp(&b.chain_id));
@@ -410,14 +336,7 @@ impl Store {
                 continue;
             }
             let chain = &layer.chain_id;
-            let _lock = flock(
-                &self
-                    .root
-                    .join("locks")
-                    .join(format!("{}.lock", chain.hex())),
-                FlockArg::LockExclusive,
-                "LOCK_EX",
-            )?;
+            let _lock = flock(&self.root.join("locks").join(format!("{}.lock", chain.hex())), FlockArg::LockExclusive, "LOCK_EX")?;
             // Renamed away first, so the layer vanishes at once, whole.
             let doomed = self.root.join("tmp").join(super::unique_name());
             let dir = self.layer_dir(chain);
@@ -440,17 +359,11 @@ impl Store {
     /// under the exclusive store lock, when nothing is being unpacked).
     fn sweep(&self) -> Result<(), LayerError> {
         let tmp = self.root.join("tmp");
-        for e in std::fs::read_dir(&tmp)
-            .map_err(io_err("readdir", &tmp))?
-            .flatten()
-        {
+        for e in std::fs::read_dir(&tmp).map_err(io_err("readdir", &tmp))?.flatten() {
             remove_tree(&e.path());
         }
         let l = self.root.join("l");
-        for e in std::fs::read_dir(&l)
-            .map_err(io_err("readdir", &l))?
-            .flatten()
-        {
+        for e in std::fs::read_dir(&l).map_err(io_err("readdir", &l))?.flatten() {
             if std::fs::metadata(e.path()).is_err() {
                 let _ = std::fs::remove_file(e.path());
             }
@@ -480,10 +393,7 @@ fn remove_tree(path: &Path) {
 
 fn is_mount_point(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    match (
-        std::fs::symlink_metadata(path),
-        path.parent().map(std::fs::symlink_metadata),
-    ) {
+    match (std::fs::symlink_metadata(path), path.parent().map(std::fs::symlink_metadata)) {
         (Ok(m), Some(Ok(p))) => m.dev() != p.dev(),
         _ => false,
     }
@@ -492,39 +402,22 @@ fn is_mount_point(path: &Path) -> bool {
 /// Bytes of regular file data under `dir`, each inode counted once, walked
 /// fd by fd without following symlinks (the dir is a container's).
 fn du(dir: &Path) -> Result<u64, LayerError> {
-    let fd = match nix::fcntl::open(
-        dir,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) {
+    let fd = match nix::fcntl::open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(0),
         Err(e) => {
-            return Err(LayerError::Sys(crate::sys::err(
-                "open",
-                dir.display(),
-                "O_DIRECTORY",
-            )(e)));
+            return Err(LayerError::Sys(crate::sys::err("open", dir.display(), "O_DIRECTORY")(e)));
         }
     };
     let mut seen = HashSet::new();
     du_at(fd, dir, &mut seen)
 }
 
-fn du_at(
-    fd: std::os::fd::OwnedFd,
-    path: &Path,
-    seen: &mut HashSet<(u64, u64)>,
-) -> Result<u64, LayerError> {
+fn du_at(fd: std::os::fd::OwnedFd, path: &Path, seen: &mut HashSet<(u64, u64)>) -> Result<u64, LayerError> {
     let sys = |op| move |e| LayerError::Sys(crate::sys::err(op, path.display(), "")(e));
-    let mut d = nix::dir::Dir::from_fd(fd.try_clone().map_err(io_err("dup", path))?)
-        .map_err(sys("fdopendir"))?;
-    let names: Vec<Vec<u8>> = d
-        .iter()
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_bytes().to_vec())
-        .filter(|n| n != b"." && n != b"..")
-        .collect();
+    let mut d = nix::dir::Dir::from_fd(fd.try_clone().map_err(io_err("dup", path))?).map_err(sys("fdopendir"))?;
+    let names: Vec<Vec<u8>> =
+        d.iter().filter_map(Result::ok).map(|e| e.file_name().to_bytes().to_vec()).filter(|n| n != b"." && n != b"..").collect();
     let mut total = 0;
     for n in names {
         let name = OsStr::from_bytes(&n);
@@ -563,13 +456,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn tmp_store(tag: &str) -> TmpStore {
-        TmpStore(
-            Store::open(&std::env::temp_dir().join(format!(
-                "strata-store-{tag}-{}",
-                super::super::unique_name()
-            )))
-            .unwrap(),
-        )
+        TmpStore(Store::open(&std::env::temp_dir().join(format!("strata-store-{tag}-{}", super::super::unique_name()))).unwrap())
     }
 
     fn d(c: char) -> Digest {
@@ -586,16 +473,8 @@ pub(crate) mod tests {
         });
         assert!(err.is_err());
         assert!(s.0.layer_meta(&d('a')).unwrap().is_none());
-        assert_eq!(
-            std::fs::read_dir(s.0.root().join("tmp")).unwrap().count(),
-            0
-        );
-        assert_eq!(
-            std::fs::read_dir(s.0.root().join("layers"))
-                .unwrap()
-                .count(),
-            0
-        );
+        assert_eq!(std::fs::read_dir(s.0.root().join("tmp")).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(s.0.root().join("layers")).unwrap().count(), 0);
     }
 
     #[test]
@@ -617,10 +496,7 @@ pub(crate) mod tests {
             }
         });
         assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
-        assert_eq!(
-            std::fs::read(s.0.link_path(&d('b')).join("f")).unwrap(),
-            b"hello"
-        );
+        assert_eq!(std::fs::read(s.0.link_path(&d('b')).join("f")).unwrap(), b"hello");
     }
 
     #[test]
@@ -628,24 +504,13 @@ pub(crate) mod tests {
         let s = tmp_store("prune");
         let held = s.0.shared_lock().unwrap();
         for c in ['a', 'b'] {
-            s.0.ensure_layer(&held, &d(c), None, &d(c), |_| Ok(1))
-                .unwrap();
+            s.0.ensure_layer(&held, &d(c), None, &d(c), |_| Ok(1)).unwrap();
         }
         drop(held);
         s.0.create_container("c1").unwrap();
-        s.0.write_refs(
-            "c1",
-            &ContainerRefs {
-                chain_ids: vec![d('a').to_string()],
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        s.0.write_refs("c1", &ContainerRefs { chain_ids: vec![d('a').to_string()], ..Default::default() }).unwrap();
         let layers = s.0.list_layers().unwrap();
-        assert_eq!(
-            layers.iter().map(|l| l.containers).collect::<Vec<_>>(),
-            vec![1, 0]
-        );
+        assert_eq!(layers.iter().map(|l| l.containers).collect::<Vec<_>>(), vec![1, 0]);
         assert_eq!(s.0.prune().unwrap(), vec![d('b').to_string()]);
         assert!(s.0.layer_meta(&d('a')).unwrap().is_some());
         assert!(s.0.link_path(&d('a')).exists());
@@ -660,15 +525,9 @@ pub(crate) mod tests {
     fn container_ids_are_file_names() {
         let s = tmp_store("ids");
         for bad in ["", "..", ".x", "a/b", "a b"] {
-            assert!(
-                matches!(s.0.create_container(bad), Err(LayerError::BadId(_))),
-                "{bad:?}"
-            );
+            assert!(matches!(s.0.create_container(bad), Err(LayerError::BadId(_))), "{bad:?}");
         }
         s.0.create_container("ok").unwrap();
-        assert!(matches!(
-            s.0.create_container("ok"),
-            Err(LayerError::Exists(_))
-        ));
+        assert!(matches!(s.0.create_container("ok"), Err(LayerError::Exists(_))));
     }
 }

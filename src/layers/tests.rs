@@ -15,21 +15,13 @@ fn image() -> TestLayout {
     let tars = [
         Tar::new()
             .dir("etc/", 0o755)
-            .file(
-                "etc/passwd",
-                b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
-            )
+            .file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n")
             .file("etc/group", b"root:x:0:\napp:x:1000:\nwheel:x:10:app\n")
             .file("data/a", b"a")
             .file("opq/old", b"old")
             .finish(),
         Tar::new().file("data/b", b"b").finish(),
-        Tar::new()
-            .file("data/.wh.a", b"")
-            .dir("opq/", 0o755)
-            .file("opq/.wh..wh..opq", b"")
-            .file("opq/new", b"new")
-            .finish(),
+        Tar::new().file("data/.wh.a", b"").dir("opq/", 0o755).file("opq/.wh..wh..opq", b"").file("opq/new", b"new").finish(),
     ];
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
@@ -65,21 +57,9 @@ fn prepare_records_refs_and_reuses_layers() {
     assert_eq!(a.chain_ids, b.chain_ids);
     assert_eq!(a.plan.lowers.len(), 4);
     assert!(a.plan.lowers[0].ends_with("containers/c1/init"));
-    assert_eq!(
-        a.plan.lowers[1],
-        s.0.link_path(&a.chain_ids[2]),
-        "top layer right under init"
-    );
-    assert_eq!(
-        std::fs::read_to_string(a.plan.lowers[0].join("etc/hostname")).unwrap(),
-        "host1\n"
-    );
-    assert!(
-        prepare_rootfs(&s.0, &img.0, None, "c1", None, &none)
-            .unwrap_err()
-            .to_string()
-            .contains("already")
-    );
+    assert_eq!(a.plan.lowers[1], s.0.link_path(&a.chain_ids[2]), "top layer right under init");
+    assert_eq!(std::fs::read_to_string(a.plan.lowers[0].join("etc/hostname")).unwrap(), "host1\n");
+    assert!(prepare_rootfs(&s.0, &img.0, None, "c1", None, &none).unwrap_err().to_string().contains("already"));
     let layers = list_layers(&s.0).unwrap();
     assert_eq!(layers.len(), 3);
     assert!(layers.iter().all(|l| l.containers == 2));
@@ -99,25 +79,13 @@ fn bundle_takes_the_image_config() {
     let dir = std::env::temp_dir().join(format!("strata-bundle-{}", unique_name()));
     let base = json!({"ociVersion": "1.2.0", "process": {"args": ["sh"], "env": ["PATH=/usr/bin", "TERM=xterm"], "cwd": "/"}, "root": {"path": "rootfs"}});
     bundle_from_image(&img.0, Some("latest"), &dir, base).unwrap();
-    let spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(spec["process"]["args"], json!(["/bin/sh", "-c", "echo hi"]));
-    assert_eq!(
-        spec["process"]["env"],
-        json!(["TERM=xterm", "PATH=/opt/bin:/bin", "A=1"])
-    );
+    assert_eq!(spec["process"]["env"], json!(["TERM=xterm", "PATH=/opt/bin:/bin", "A=1"]));
     assert_eq!(spec["process"]["cwd"], json!("/data"));
-    assert_eq!(
-        spec["process"]["user"],
-        json!({"uid": 1000, "gid": 1000, "additionalGids": [10]})
-    );
+    assert_eq!(spec["process"]["user"], json!({"uid": 1000, "gid": 1000, "additionalGids": [10]}));
     assert_eq!(spec["annotations"]["org.example"], json!("yes"));
-    assert!(
-        spec["annotations"][bundle::ANN_REF]
-            .as_str()
-            .unwrap()
-            .starts_with("sha256:")
-    );
+    assert!(spec["annotations"][bundle::ANN_REF].as_str().unwrap().starts_with("sha256:"));
     assert!(dir.join("rootfs").is_dir());
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -129,15 +97,7 @@ fn mount_commit_and_reuse() {
     }
     let img = image();
     let s = tmp_store("mount");
-    let p = prepare_rootfs(
-        &s.0,
-        &img.0,
-        Some("latest"),
-        "m1",
-        Some("box"),
-        &HashMap::new(),
-    )
-    .unwrap();
+    let p = prepare_rootfs(&s.0, &img.0, Some("latest"), "m1", Some("box"), &HashMap::new()).unwrap();
     mount_overlay(&p.plan).unwrap();
     let m = p.plan.target.clone();
     let checks = std::panic::catch_unwind(|| {
@@ -145,18 +105,12 @@ fn mount_commit_and_reuse() {
         assert!(!m.join("data/a").exists(), "whiteout hides data/a");
         assert!(!m.join("opq/old").exists(), "opaque dir hides opq/old");
         assert_eq!(std::fs::read_to_string(m.join("opq/new")).unwrap(), "new");
-        assert_eq!(
-            std::fs::read_to_string(m.join("etc/hostname")).unwrap(),
-            "box\n"
-        );
+        assert_eq!(std::fs::read_to_string(m.join("etc/hostname")).unwrap(), "box\n");
         assert!(m.join("etc/passwd").exists());
         std::fs::write(m.join("data/c"), "c").unwrap();
         std::fs::remove_file(m.join("data/b")).unwrap();
     });
-    assert!(
-        matches!(remove_container(&s.0, "m1"), Err(LayerError::Busy(_))),
-        "refuses while mounted"
-    );
+    assert!(matches!(remove_container(&s.0, "m1"), Err(LayerError::Busy(_))), "refuses while mounted");
     unmount(&p.plan.target).unwrap();
     checks.unwrap();
 
@@ -165,29 +119,15 @@ fn mount_commit_and_reuse() {
     assert_eq!(image.manifest_digest.as_str(), digest);
     assert_eq!(image.layers.len(), 4);
     assert_eq!(image.config.history.len(), 4);
-    assert!(
-        layout::resolve(&img.0, Some("latest")).is_ok(),
-        "the old ref stays"
-    );
+    assert!(layout::resolve(&img.0, Some("latest")).is_ok(), "the old ref stays");
 
     let q = prepare_rootfs(&s.0, &img.0, Some("committed"), "m2", None, &HashMap::new()).unwrap();
-    assert_eq!(
-        &q.chain_ids[..3],
-        &p.chain_ids[..],
-        "base layers are shared"
-    );
+    assert_eq!(&q.chain_ids[..3], &p.chain_ids[..], "base layers are shared");
     mount_overlay(&q.plan).unwrap();
     let m = q.plan.target.clone();
-    let seen = (
-        std::fs::read_to_string(m.join("data/c")).ok(),
-        m.join("data/b").exists(),
-    );
+    let seen = (std::fs::read_to_string(m.join("data/c")).ok(), m.join("data/b").exists());
     unmount(&m).unwrap();
-    assert_eq!(
-        seen,
-        (Some("c".to_string()), false),
-        "the committed layer adds c and deletes b"
-    );
+    assert_eq!(seen, (Some("c".to_string()), false), "the committed layer adds c and deletes b");
     let (upper, virt) = container_usage(&s.0, "m1").unwrap();
     assert_eq!(upper, 1);
     assert!(virt > upper);

@@ -164,27 +164,42 @@ pub fn apply(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), SysError> {
     let what = |flags: MsFlags| format!("{flags:?} dest {dest}");
     if op.is_bind() {
         let bind = op.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
-        mount(op.source.as_deref(), &tpath, None::<&str>, bind, None::<&str>)
-            .map_err(sys::err("mount", format!("{} -> {dest}", op.source.as_deref().unwrap_or(Path::new("")).display()), what(bind)))?;
+        mount(op.source.as_deref(), &tpath, None::<&str>, bind, None::<&str>).map_err(sys::err(
+            "mount",
+            format!("{} -> {dest}", op.source.as_deref().unwrap_or(Path::new("")).display()),
+            what(bind),
+        ))?;
         let rest = op.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !rest.is_empty() {
             // Re-open: the bind mount sits on top of the fd we resolved.
             let top = resolve::open_in_root(root, &op.dest, Create::Nothing)?;
             let flags = rest | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
-            mount(None::<&str>, &sys::fd_path(&top), None::<&str>, flags, None::<&str>)
-                .map_err(sys::err("remount", dest.to_string(), what(flags)))?;
+            mount(None::<&str>, &sys::fd_path(&top), None::<&str>, flags, None::<&str>).map_err(sys::err(
+                "remount",
+                dest.to_string(),
+                what(flags),
+            ))?;
         }
     } else {
         // For tmpcopyup: the directory as it is before the tmpfs hides it.
         let below = if op.copy_up {
-            Some(nix::fcntl::open(&tpath, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-                .map_err(sys::err("open", dest.to_string(), "O_DIRECTORY (tmpcopyup)"))?)
+            Some(
+                nix::fcntl::open(
+                    &tpath,
+                    nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(sys::err("open", dest.to_string(), "O_DIRECTORY (tmpcopyup)"))?,
+            )
         } else {
             None
         };
         let src = op.source.as_deref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| op.fstype.clone());
-        mount(Some(src.as_str()), &tpath, Some(op.fstype.as_str()), op.flags, opt_str(&op.data))
-            .map_err(sys::err("mount", format!("{} ({}) -> {dest}", src, op.fstype), format!("{:?} data {:?}", op.flags, op.data)))?;
+        mount(Some(src.as_str()), &tpath, Some(op.fstype.as_str()), op.flags, opt_str(&op.data)).map_err(sys::err(
+            "mount",
+            format!("{} ({}) -> {dest}", src, op.fstype),
+            format!("{:?} data {:?}", op.flags, op.data),
+        ))?;
         if let Some(below) = below {
             let top = resolve::open_in_root(root, &op.dest, Create::Nothing)?;
             copy_tree(&sys::fd_path(&below), &sys::fd_path(&top)).map_err(|e| sys::io_err("tmpcopyup", &op.dest)(e))?;
@@ -193,12 +208,19 @@ pub fn apply(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), SysError> {
     if !op.propagation.is_empty() || op.rec_attrs != (0, 0) {
         let top = resolve::open_in_root(root, &op.dest, Create::Nothing)?;
         for p in &op.propagation {
-            mount(None::<&str>, &sys::fd_path(&top), None::<&str>, *p, None::<&str>)
-                .map_err(sys::err("mount propagation", dest.to_string(), format!("{p:?}")))?;
+            mount(None::<&str>, &sys::fd_path(&top), None::<&str>, *p, None::<&str>).map_err(sys::err(
+                "mount propagation",
+                dest.to_string(),
+                format!("{p:?}"),
+            ))?;
         }
         if op.rec_attrs != (0, 0) {
-            let fd = nix::fcntl::open(&sys::fd_path(&top), nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-                .map_err(sys::err("open", dest.to_string(), "O_PATH"))?;
+            let fd = nix::fcntl::open(
+                &sys::fd_path(&top),
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(sys::err("open", dest.to_string(), "O_PATH"))?;
             sys::mount_setattr_recursive(fd.as_fd(), op.rec_attrs.0, op.rec_attrs.1, &dest.to_string())?;
         }
     }

@@ -87,8 +87,10 @@ fn open_in_root_depth(root: BorrowedFd<'_>, path: &Path, last: Create, depth: u3
 fn create_at(dir: BorrowedFd<'_>, name: &OsStr, what: Create, display: &str) -> Result<(), SysError> {
     let r = match what {
         Create::Dir => mkdirat(dir, name, Mode::from_bits_truncate(0o755)),
-        Create::File => openat(dir, name, OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::from_bits_truncate(0o644))
-            .map(drop),
+        Create::File => {
+            openat(dir, name, OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::from_bits_truncate(0o644))
+                .map(drop)
+        }
         Create::Nothing => Ok(()),
     };
     match r {
@@ -125,8 +127,11 @@ fn mkdir_all_depth(root: BorrowedFd<'_>, rel: &Path, depth: u32) -> Result<Owned
                 } else {
                     create_at(cur.as_fd(), name, Create::Dir, &sofar.display().to_string())?;
                 }
-                cur = openat2(root, relative(&sofar).as_path(), how(OFlag::O_PATH | OFlag::O_DIRECTORY))
-                    .map_err(sys::err("openat2", sofar.display(), "O_PATH|O_DIRECTORY"))?;
+                cur = openat2(root, relative(&sofar).as_path(), how(OFlag::O_PATH | OFlag::O_DIRECTORY)).map_err(sys::err(
+                    "openat2",
+                    sofar.display(),
+                    "O_PATH|O_DIRECTORY",
+                ))?;
             }
             Err(e) => return Err(sys::err("openat2", sofar.display(), "O_PATH|O_DIRECTORY")(e)),
         }

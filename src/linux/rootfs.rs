@@ -54,8 +54,16 @@ pub fn propagate(rootfs: &Path, prop: MsFlags) -> Result<(), SysError> {
 /// Makes the rootfs a mount point of its own; returns an O_PATH fd of it.
 pub fn bind_rootfs(rootfs: &Path) -> Result<OwnedFd, SysError> {
     let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
-    mount(Some(rootfs), rootfs, None::<&str>, flags, None::<&str>).map_err(sys::err("mount", rootfs.display(), "MS_BIND|MS_REC (rootfs)"))?;
-    open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err("open", rootfs.display(), "O_PATH|O_DIRECTORY"))
+    mount(Some(rootfs), rootfs, None::<&str>, flags, None::<&str>).map_err(sys::err(
+        "mount",
+        rootfs.display(),
+        "MS_BIND|MS_REC (rootfs)",
+    ))?;
+    open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err(
+        "open",
+        rootfs.display(),
+        "O_PATH|O_DIRECTORY",
+    ))
 }
 
 fn make_parent_private(rootfs: &Path) -> Result<(), SysError> {
@@ -72,8 +80,11 @@ fn make_parent_private(rootfs: &Path) -> Result<(), SysError> {
         f.len() > 6 && unescape_mountinfo(f[4]) == mountpoint && f[6..].iter().take_while(|x| **x != "-").any(|x| x.starts_with("shared:"))
     });
     if shared {
-        mount(None::<&str>, mountpoint.as_str(), None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
-            .map_err(sys::err("mount", &mountpoint, "MS_PRIVATE (rootfs parent)"))?;
+        mount(None::<&str>, mountpoint.as_str(), None::<&str>, MsFlags::MS_PRIVATE, None::<&str>).map_err(sys::err(
+            "mount",
+            &mountpoint,
+            "MS_PRIVATE (rootfs parent)",
+        ))?;
     }
     Ok(())
 }
@@ -110,7 +121,14 @@ pub struct Device {
 /// The devices every container gets (runtime-spec "Default Devices").
 pub fn default_devices() -> Vec<Device> {
     let d = |path: &str, major, minor| Device { path: path.into(), kind: SFlag::S_IFCHR, major, minor, mode: 0o666, uid: 0, gid: 0 };
-    vec![d("/dev/null", 1, 3), d("/dev/zero", 1, 5), d("/dev/full", 1, 7), d("/dev/random", 1, 8), d("/dev/urandom", 1, 9), d("/dev/tty", 5, 0)]
+    vec![
+        d("/dev/null", 1, 3),
+        d("/dev/zero", 1, 5),
+        d("/dev/full", 1, 7),
+        d("/dev/random", 1, 8),
+        d("/dev/urandom", 1, 9),
+        d("/dev/tty", 5, 0),
+    ]
 }
 
 pub fn device_from_spec(d: &LinuxDevice) -> Device {
@@ -146,8 +164,11 @@ pub fn create_device(root: BorrowedFd<'_>, dev: &Device, in_userns: bool) -> Res
     let path = Path::new(&dev.path);
     if in_userns {
         let target = resolve::open_in_root(root, path, Create::File)?;
-        return mount(Some(path), &sys::fd_path(&target), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(sys::err("mount", format!("{} (device bind)", dev.path), "MS_BIND"));
+        return mount(Some(path), &sys::fd_path(&target), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys::err(
+            "mount",
+            format!("{} (device bind)", dev.path),
+            "MS_BIND",
+        ));
     }
     let rel = resolve::relative(path);
     let parent = resolve::mkdir_all(root, rel.parent().unwrap_or(Path::new("")))?;
@@ -155,20 +176,31 @@ pub fn create_device(root: BorrowedFd<'_>, dev: &Device, in_userns: bool) -> Res
     // Replace whatever is there (an image may ship a placeholder file).
     let _ = nix::unistd::unlinkat(parent.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
     let perm = Mode::from_bits_truncate(dev.mode);
-    mknodat(parent.as_fd(), name, dev.kind, perm, makedev(dev.major, dev.minor))
-        .map_err(sys::err("mknod", &dev.path, format!("{:?} {}:{}", dev.kind, dev.major, dev.minor)))?;
+    mknodat(parent.as_fd(), name, dev.kind, perm, makedev(dev.major, dev.minor)).map_err(sys::err(
+        "mknod",
+        &dev.path,
+        format!("{:?} {}:{}", dev.kind, dev.major, dev.minor),
+    ))?;
     // mknod applies the umask; set the exact mode and owner through an fd.
     let fd = resolve::open_in_root(root, path, Create::Nothing)?;
     let fdp = sys::fd_path(&fd);
-    nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, &fdp, perm, nix::sys::stat::FchmodatFlags::FollowSymlink)
-        .map_err(sys::err("chmod", &dev.path, format!("{:o}", dev.mode)))?;
+    nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, &fdp, perm, nix::sys::stat::FchmodatFlags::FollowSymlink).map_err(sys::err(
+        "chmod",
+        &dev.path,
+        format!("{:o}", dev.mode),
+    ))?;
     fchownat(parent.as_fd(), name, Some(Uid::from_raw(dev.uid)), Some(Gid::from_raw(dev.gid)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
         .map_err(sys::err("chown", &dev.path, format!("{}:{}", dev.uid, dev.gid)))
 }
 
 /// The /dev symlinks runc provides.
 pub fn dev_symlinks(rootfs: &Path) -> Result<(), SysError> {
-    let mut links = vec![("/proc/self/fd", "dev/fd"), ("/proc/self/fd/0", "dev/stdin"), ("/proc/self/fd/1", "dev/stdout"), ("/proc/self/fd/2", "dev/stderr")];
+    let mut links = vec![
+        ("/proc/self/fd", "dev/fd"),
+        ("/proc/self/fd/0", "dev/stdin"),
+        ("/proc/self/fd/1", "dev/stdout"),
+        ("/proc/self/fd/2", "dev/stderr"),
+    ];
     if Path::new("/proc/kcore").exists() {
         links.push(("/proc/kcore", "dev/core"));
     }
@@ -195,12 +227,17 @@ pub fn setup_ptmx(rootfs: &Path) -> Result<(), SysError> {
 /// pivot_root(2) into `rootfs` and detach the old root, as runc does:
 /// pivot_root(".", ".") stacks the old root under the new one, then unmount it.
 pub fn pivot(rootfs: &Path) -> Result<(), SysError> {
-    let old = open("/", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err("open", "/", "O_DIRECTORY"))?;
+    let old =
+        open("/", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err("open", "/", "O_DIRECTORY"))?;
     chdir(rootfs).map_err(sys::err("chdir", rootfs.display(), ""))?;
     pivot_root(".", ".").map_err(sys::err("pivot_root", rootfs.display(), ""))?;
     nix::unistd::fchdir(old.as_fd()).map_err(sys::err("fchdir", "old root", ""))?;
     // Do not let the unmount propagate to the host.
-    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).map_err(sys::err("mount", "old root", "MS_SLAVE|MS_REC"))?;
+    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).map_err(sys::err(
+        "mount",
+        "old root",
+        "MS_SLAVE|MS_REC",
+    ))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(sys::err("umount2", "old root", "MNT_DETACH"))?;
     chdir("/").map_err(sys::err("chdir", "/", ""))
 }
@@ -241,11 +278,17 @@ pub fn mask(root: BorrowedFd<'_>, path: &str) -> Result<(), SysError> {
     let target = sys::fd_path(&fd);
     let is_dir = std::fs::metadata(&target).map(|m| m.is_dir()).unwrap_or(false);
     if is_dir {
-        mount(Some("tmpfs"), &target, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0k,mode=755"))
-            .map_err(sys::err("mount", format!("tmpfs -> {path} (mask)"), "MS_RDONLY"))
+        mount(Some("tmpfs"), &target, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0k,mode=755")).map_err(sys::err(
+            "mount",
+            format!("tmpfs -> {path} (mask)"),
+            "MS_RDONLY",
+        ))
     } else {
-        mount(Some("/dev/null"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(sys::err("mount", format!("/dev/null -> {path} (mask)"), "MS_BIND"))
+        mount(Some("/dev/null"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys::err(
+            "mount",
+            format!("/dev/null -> {path} (mask)"),
+            "MS_BIND",
+        ))
     }
 }
 
@@ -257,8 +300,11 @@ pub fn readonly(root: BorrowedFd<'_>, path: &str) -> Result<(), SysError> {
         Err(e) => return Err(e),
     };
     let target = sys::fd_path(&fd);
-    mount(Some(&target), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(sys::err("mount", format!("{path} (readonly bind)"), "MS_BIND|MS_REC"))?;
+    mount(Some(&target), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(sys::err(
+        "mount",
+        format!("{path} (readonly bind)"),
+        "MS_BIND|MS_REC",
+    ))?;
     let top = resolve::open_in_root(root, Path::new(path), Create::Nothing)?;
     let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(None::<&str>, &sys::fd_path(&top), None::<&str>, flags, None::<&str>)

@@ -116,7 +116,8 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
                         .map_err(|e| SeccompError::Filter { op: "add_rule", msg: format!("{name}: {e}") })?;
                 }
             } else {
-                ctx.add_rule_conditional(act, sc, &conds).map_err(|e| SeccompError::Filter { op: "add_rule", msg: format!("{name}: {e}") })?;
+                ctx.add_rule_conditional(act, sc, &conds)
+                    .map_err(|e| SeccompError::Filter { op: "add_rule", msg: format!("{name}: {e}") })?;
             }
         }
     }
@@ -146,8 +147,14 @@ impl Filter {
         let data = msg.to_string();
         let raw = [fd];
         let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
-        nix::sys::socket::sendmsg::<()>(sock.as_raw_fd(), &[std::io::IoSlice::new(data.as_bytes())], &cmsg, nix::sys::socket::MsgFlags::empty(), None)
-            .map_err(|e| SeccompError::Notify(format!("sendmsg to listener: {e}")))?;
+        nix::sys::socket::sendmsg::<()>(
+            sock.as_raw_fd(),
+            &[std::io::IoSlice::new(data.as_bytes())],
+            &cmsg,
+            nix::sys::socket::MsgFlags::empty(),
+            None,
+        )
+        .map_err(|e| SeccompError::Notify(format!("sendmsg to listener: {e}")))?;
         // The listener owns the fd now; ours would keep the filter's
         // notifications alive in the container.
         let _ = nix::unistd::close(fd);
@@ -177,7 +184,8 @@ mod tests {
 
     #[test]
     fn bad_profiles_are_errors() {
-        let errno_on_allow = seccomp(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_KILL","errnoRet":1}]}"#);
+        let errno_on_allow =
+            seccomp(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_KILL","errnoRet":1}]}"#);
         assert!(matches!(compile(&errno_on_allow), Err(SeccompError::ErrnoRet(1))));
         assert!(serde_json::from_str::<LinuxSeccomp>(r#"{"defaultAction":"SCMP_ACT_BOGUS"}"#).is_err());
         assert!(serde_json::from_str::<LinuxSeccomp>(r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_VAX"]}"#).is_err());

@@ -81,15 +81,25 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     let own = |k: Kind| std::fs::read_link(format!("/proc/self/ns/{}", k.proc_name())).ok();
     let differs = |k: Kind| std::fs::read_link(init_ns(k)).ok().is_some_and(|n| Some(n) != own(k));
     // Open the init's namespaces now; the pid is checked (start time) above.
-    let joins: Vec<(Kind, OwnedFd, PathBuf)> =
-        JOIN_ORDER.iter().filter(|k| differs(**k)).map(|k| Ok((*k, namespaces::open_ns(&init_ns(*k))?, init_ns(*k)))).collect::<Result<_, SysError>>()?;
+    let joins: Vec<(Kind, OwnedFd, PathBuf)> = JOIN_ORDER
+        .iter()
+        .filter(|k| differs(**k))
+        .map(|k| Ok((*k, namespaces::open_ns(&init_ns(*k))?, init_ns(*k))))
+        .collect::<Result<_, SysError>>()?;
     let mut plan = namespaces::Plan::default();
     for k in [Kind::Pid, Kind::Time] {
         if differs(k) {
             plan.parent_joins.push((k, init_ns(k)));
         }
     }
-    let filter = st.config.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(seccomp::compile).transpose().map_err(|e| ExecError::Invalid(e.to_string()))?;
+    let filter = st
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(seccomp::compile)
+        .transpose()
+        .map_err(|e| ExecError::Invalid(e.to_string()))?;
     let cap_plan = caps::plan(opts.process.capabilities().as_ref()).map_err(|e| ExecError::Invalid(e.to_string()))?;
     let console = match &opts.console_socket {
         Some(p) if terminal => Some(OwnedFd::from(UnixStream::connect(p).map_err(sys::io_err("connect", p))?)),
@@ -99,9 +109,18 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     let (parent_chan, child_chan) = sync::pair()?;
     let mut set = SigSet::empty();
     if !opts.detach {
-        [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH, Signal::SIGCHLD]
-            .iter()
-            .for_each(|s| set.add(*s));
+        [
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+            Signal::SIGUSR1,
+            Signal::SIGUSR2,
+            Signal::SIGWINCH,
+            Signal::SIGCHLD,
+        ]
+        .iter()
+        .for_each(|s| set.add(*s));
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(sys::err("sigprocmask", "", "SIG_BLOCK"))?;
     }
 
@@ -115,7 +134,14 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
             std::mem::forget(children_ns);
             drop(parent_chan);
             let state_json = serde_json::to_string(&st.oci(Status::Running)).unwrap_or_default();
-            let ctx = Child { process: &opts.process, joins, chan: child_chan, console, pty_to_parent: terminal && opts.console_socket.is_none(), preserve_fds: opts.preserve_fds };
+            let ctx = Child {
+                process: &opts.process,
+                joins,
+                chan: child_chan,
+                console,
+                pty_to_parent: terminal && opts.console_socket.is_none(),
+                preserve_fds: opts.preserve_fds,
+            };
             let fin = Final { exe: PathBuf::new(), cap_plan, filter, listener: None, state_json, metadata: None };
             child(ctx, fin)
         }
@@ -208,7 +234,12 @@ fn child_steps(ctx: &Child<'_>, mut fin: Final) -> Result<finish::Never, InitErr
     if ctx.process.terminal() == Some(true) {
         nix::unistd::setsid().map_err(sys::err("setsid", "", ""))?;
         let to_parent = ctx.pty_to_parent.then_some(&ctx.chan);
-        let console = ctx.console.as_ref().map(|c| c.try_clone()).transpose().map_err(|e| sys::io_err("dup", std::path::Path::new("console socket"))(e))?;
+        let console = ctx
+            .console
+            .as_ref()
+            .map(|c| c.try_clone())
+            .transpose()
+            .map_err(|e| sys::io_err("dup", std::path::Path::new("console socket"))(e))?;
         finish::setup_terminal(ctx.process, console, to_parent, false)?;
     }
     let env = ctx.process.env().clone().unwrap_or_default();

@@ -69,11 +69,13 @@ pub fn finish(process: &Process, f: Final) -> Result<Never> {
 /// controlling terminal. `bind_console`: init also shows it as /dev/console.
 pub fn setup_terminal(process: &Process, console_socket: Option<OwnedFd>, to_parent: Option<&Channel>, bind_console: bool) -> Result<()> {
     use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
-    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).map_err(sys::err("open", "/dev/ptmx", "O_RDWR|O_NOCTTY"))?;
+    let master =
+        posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).map_err(sys::err("open", "/dev/ptmx", "O_RDWR|O_NOCTTY"))?;
     grantpt(&master).map_err(sys::err("grantpt", "/dev/ptmx", ""))?;
     unlockpt(&master).map_err(sys::err("unlockpt", "/dev/ptmx", ""))?;
     let name = ptsname_r(&master).map_err(sys::err("ptsname", "/dev/ptmx", ""))?;
-    let slave = open(Path::new(&name), OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err("open", &name, "O_RDWR"))?;
+    let slave = open(Path::new(&name), OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(sys::err("open", &name, "O_RDWR"))?;
     if let Some(b) = process.console_size() {
         sys::set_winsize(slave.as_fd(), b.height() as u16, b.width() as u16)?;
     }
@@ -83,8 +85,11 @@ pub fn setup_terminal(process: &Process, console_socket: Option<OwnedFd>, to_par
         if !console.exists() {
             let _ = std::fs::File::create(console);
         }
-        nix::mount::mount(Some(Path::new(&name)), console, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
-            .map_err(sys::err("mount", format!("{name} -> /dev/console"), "MS_BIND"))?;
+        nix::mount::mount(Some(Path::new(&name)), console, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>).map_err(sys::err(
+            "mount",
+            format!("{name} -> /dev/console"),
+            "MS_BIND",
+        ))?;
     }
     let master: OwnedFd = master.into();
     if let Some(sock) = console_socket {

@@ -94,15 +94,27 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     chan.expect(Msg::Proceed, "Proceed")?;
     join_namespaces(&ctx.ns)?;
     if ctx.ns.userns() {
-        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(sys::err("setresgid", 0, "become root in user namespace"))?;
-        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(sys::err("setresuid", 0, "become root in user namespace"))?;
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(sys::err(
+            "setresgid",
+            0,
+            "become root in user namespace",
+        ))?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(sys::err(
+            "setresuid",
+            0,
+            "become root in user namespace",
+        ))?;
     }
     namespaces::unshare_flags(ctx.ns.unshare_in_init)?;
     nix::unistd::setsid().map_err(sys::err("setsid", "", ""))?;
     if !ctx.no_new_keyring {
         // Kernels or user namespaces without keyring support: go on without one, as runc does.
         match sys::join_session_keyring(&format!("_ses.{}", ctx.id)) {
-            Err(e) if matches!(e.errno, nix::errno::Errno::ENOSYS | nix::errno::Errno::EACCES | nix::errno::Errno::EPERM | nix::errno::Errno::EDQUOT) => {}
+            Err(e)
+                if matches!(
+                    e.errno,
+                    nix::errno::Errno::ENOSYS | nix::errno::Errno::EACCES | nix::errno::Errno::EPERM | nix::errno::Errno::EDQUOT
+                ) => {}
             r => r?,
         }
     }
@@ -171,7 +183,11 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     }
     if let (Some(flags), true) = (prop, ctx.own_mount_ns) {
         // rootfsPropagation is the propagation of the container's own `/`.
-        nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).map_err(sys::err("mount", "/", format!("{flags:?} (rootfsPropagation)")))?;
+        nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).map_err(sys::err(
+            "mount",
+            "/",
+            format!("{flags:?} (rootfsPropagation)"),
+        ))?;
     }
     drop(root);
     let root = open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err("open", "/", "O_PATH"))?;
@@ -252,7 +268,13 @@ fn set_names(spec: &oci_spec::runtime::Spec, ns: &namespaces::Plan) -> Result<()
 
 /// A cgroup mount: cgroup2 as it is; on v1 a tmpfs holding one mount per
 /// hierarchy (in a new cgroup namespace each shows the container's cgroup).
-fn mount_cgroups(root: std::os::fd::BorrowedFd<'_>, op: &mounts::MountOp, hier: &[Hierarchy], dirs: &[PathBuf], cgroupns: bool) -> Result<()> {
+fn mount_cgroups(
+    root: std::os::fd::BorrowedFd<'_>,
+    op: &mounts::MountOp,
+    hier: &[Hierarchy],
+    dirs: &[PathBuf],
+    cgroupns: bool,
+) -> Result<()> {
     if hier.first().is_none_or(|h| h.v2) {
         let mut op = op.clone();
         op.fstype = "cgroup2".into();
@@ -287,8 +309,11 @@ fn mount_cgroups(root: std::os::fd::BorrowedFd<'_>, op: &mounts::MountOp, hier: 
     if ro {
         let top = crate::linux::resolve::open_in_root(root, &op.dest, crate::linux::resolve::Create::Nothing)?;
         let flags = nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY | nix::mount::MsFlags::MS_BIND;
-        nix::mount::mount(None::<&str>, &sys::fd_path(&top), None::<&str>, flags, None::<&str>)
-            .map_err(sys::err("remount", op.dest.display(), "MS_RDONLY (cgroup tmpfs)"))?;
+        nix::mount::mount(None::<&str>, &sys::fd_path(&top), None::<&str>, flags, None::<&str>).map_err(sys::err(
+            "remount",
+            op.dest.display(),
+            "MS_RDONLY (cgroup tmpfs)",
+        ))?;
     }
     Ok(())
 }
@@ -300,7 +325,6 @@ fn write_sysctl(key: &str, value: &str) -> Result<()> {
     let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
     std::fs::write(&path, value).map_err(|e| sys::io_err("write sysctl", &path)(e).into())
 }
-
 
 /// Blocks until `strata start` writes a byte into exec.fifo.
 fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
@@ -314,6 +338,3 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
         }
     }
 }
-
-
-

@@ -120,8 +120,11 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     let fifo = dir.join(state::EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).map_err(sys::err("mkfifo", fifo.display(), "0600"))?;
     // Opened here: in a user namespace init could no longer open it (the state dir is root's, 0700).
-    let fifo_fd = nix::fcntl::open(&fifo, nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(sys::err("open", fifo.display(), "O_RDWR"))?;
+    let fifo_fd = nix::fcntl::open(&fifo, nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err(
+        "open",
+        fifo.display(),
+        "O_RDWR",
+    ))?;
 
     let hier = read_hierarchies();
     let placement = cgroups::placement(&hier, linux.cgroups_path().as_deref(), &opts.id)?;
@@ -129,7 +132,18 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     undo.cgroup_dirs = cgroups::create(&placement, linux.resources().as_ref(), &extra_allow)?;
     // On cgroup v2 the child is born in its cgroup.
     let cgroup_fd = if placement.v2 {
-        placement.dirs.first().map(|d| nix::fcntl::open(d, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err("open", d.display(), "O_PATH"))).transpose()?
+        placement
+            .dirs
+            .first()
+            .map(|d| {
+                nix::fcntl::open(
+                    d,
+                    nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(sys::err("open", d.display(), "O_PATH"))
+            })
+            .transpose()?
     } else {
         None
     };
@@ -140,12 +154,8 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     };
     let (parent_chan, child_chan) = sync::pair()?;
 
-    let time_offsets: Vec<(String, i64, u32)> = linux
-        .time_offsets()
-        .iter()
-        .flatten()
-        .map(|(clock, o)| (clock.clone(), o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)))
-        .collect();
+    let time_offsets: Vec<(String, i64, u32)> =
+        linux.time_offsets().iter().flatten().map(|(clock, o)| (clock.clone(), o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0))).collect();
     let children_ns = ChildrenNs::enter(&ns, &time_offsets)?;
     let forked = sys::clone_process(ns.clone_flags.bits() as u64, cgroup_fd.as_ref().map(|f| f.as_fd()));
     let pid = match forked {
@@ -241,12 +251,28 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
 /// overlay cannot use trusted.* xattrs, so it is mounted here, on the host,
 /// under the store (and unmounted by delete); otherwise init mounts it in
 /// the container's own mount namespace.
-fn image_rootfs(bundle: &mut spec::Bundle, id: &str, store_dir: &Path, userns: bool, undo: &mut Undo<'_>) -> Result<Option<crate::layers::OverlayPlan>> {
-    use crate::layers::{self, bundle::{ANN_LAYOUT, ANN_REF}};
+fn image_rootfs(
+    bundle: &mut spec::Bundle,
+    id: &str,
+    store_dir: &Path,
+    userns: bool,
+    undo: &mut Undo<'_>,
+) -> Result<Option<crate::layers::OverlayPlan>> {
+    use crate::layers::{
+        self,
+        bundle::{ANN_LAYOUT, ANN_REF},
+    };
     let ann = bundle.spec.annotations().clone().unwrap_or_default();
     let Some(layout) = ann.get(ANN_LAYOUT) else { return Ok(None) };
     let store = layers::Store::open(store_dir)?;
-    let prepared = layers::prepare_rootfs(&store, Path::new(layout), ann.get(ANN_REF).map(String::as_str), id, bundle.spec.hostname().as_deref(), &ann);
+    let prepared = layers::prepare_rootfs(
+        &store,
+        Path::new(layout),
+        ann.get(ANN_REF).map(String::as_str),
+        id,
+        bundle.spec.hostname().as_deref(),
+        &ann,
+    );
     undo.layers = Some(store);
     let mut plan = prepared?.plan;
     if userns {
@@ -268,10 +294,11 @@ pub fn read_hierarchies() -> Vec<cgroups::Hierarchy> {
 /// Device cgroup rules always allowed (v1): the default devices, ptys, and
 /// the devices listed in `linux.devices`, as runc does.
 fn default_device_rules(linux: &oci_spec::runtime::Linux) -> Vec<String> {
-    let mut rules: Vec<String> = ["c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut rules: Vec<String> =
+        ["c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     let has_devices_rules = linux.resources().as_ref().and_then(|r| r.devices().as_ref()).is_some_and(|d| !d.is_empty());
     if !has_devices_rules {
         return Vec::new();

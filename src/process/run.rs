@@ -77,9 +77,10 @@ pub(crate) fn wait_loop(pid: Pid, sfd: &SignalFd, pty: Option<OwnedFd>) -> Resul
     let mut buf = vec![0u8; 32 * 1024];
     let code = 'outer: loop {
         if let Ok(ws) = waitpid(pid, Some(WaitPidFlag::WNOHANG))
-            && let Some(c) = exit_code(ws) {
-                break 'outer c;
-            }
+            && let Some(c) = exit_code(ws)
+        {
+            break 'outer c;
+        }
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         if let Some(m) = &pty {
             fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));

@@ -27,9 +27,7 @@
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, sendmsg, socketpair,
-};
+use nix::sys::socket::{AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, sendmsg, socketpair};
 use serde::{Deserialize, Serialize};
 
 use crate::sys::{self, SysError};
@@ -39,10 +37,14 @@ pub enum Msg {
     Proceed,
     RuntimeHooks,
     /// The runtime hooks ran; `state` is the state JSON for init's own hooks.
-    HooksDone { state: String },
+    HooksDone {
+        state: String,
+    },
     PtyMaster,
     Created,
-    Error { msg: String },
+    Error {
+        msg: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +67,11 @@ pub struct Channel {
 }
 
 pub fn pair() -> Result<(Channel, Channel), SysError> {
-    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-        .map_err(sys::err("socketpair", "", "AF_UNIX SOCK_SEQPACKET SOCK_CLOEXEC"))?;
+    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).map_err(sys::err(
+        "socketpair",
+        "",
+        "AF_UNIX SOCK_SEQPACKET SOCK_CLOEXEC",
+    ))?;
     Ok((Channel { fd: a }, Channel { fd: b }))
 }
 
@@ -79,9 +84,11 @@ impl Channel {
         let data = serde_json::to_vec(msg).unwrap_or_default();
         let raw = fd.map(|f| [f.as_raw_fd()]);
         let cmsgs: Vec<ControlMessage> = raw.as_ref().map(|r| ControlMessage::ScmRights(r)).into_iter().collect();
-        sendmsg::<()>(self.fd.as_raw_fd(), &[IoSlice::new(&data)], &cmsgs, MsgFlags::MSG_NOSIGNAL, None)
-            .map(drop)
-            .map_err(sys::err("sendmsg", "sync socket", format!("{msg:?}")))
+        sendmsg::<()>(self.fd.as_raw_fd(), &[IoSlice::new(&data)], &cmsgs, MsgFlags::MSG_NOSIGNAL, None).map(drop).map_err(sys::err(
+            "sendmsg",
+            "sync socket",
+            format!("{msg:?}"),
+        ))
     }
 
     /// Receives one message (and an fd, if one came with it).
@@ -130,9 +137,11 @@ pub fn send_fd(sock: &impl AsRawFd, fd: &OwnedFd, name: &str) -> Result<(), SysE
     let name = if name.is_empty() { "pty" } else { name };
     let raw = [fd.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&raw)];
-    sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(name.as_bytes())], &cmsg, MsgFlags::empty(), None)
-        .map(drop)
-        .map_err(sys::err("sendmsg", "console socket", "SCM_RIGHTS"))
+    sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(name.as_bytes())], &cmsg, MsgFlags::empty(), None).map(drop).map_err(sys::err(
+        "sendmsg",
+        "console socket",
+        "SCM_RIGHTS",
+    ))
 }
 
 #[cfg(test)]

@@ -21,8 +21,7 @@ const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
 
 fn cstring(s: &[u8], op: &'static str) -> Result<CString, SysError> {
-    CString::new(s)
-        .map_err(|_| sys::err(op, String::from_utf8_lossy(s), "NUL in string")(Errno::EINVAL))
+    CString::new(s).map_err(|_| sys::err(op, String::from_utf8_lossy(s), "NUL in string")(Errno::EINVAL))
 }
 
 /// An fs context (`fsopen`): configure it, then `create` and `mount`.
@@ -38,38 +37,15 @@ impl FsContext {
         let r = unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) };
         let fd = Errno::result(r).map_err(sys::err("fsopen", fstype, "FSOPEN_CLOEXEC"))?;
         // SAFETY: the kernel just returned this fd and nothing else owns it.
-        Ok(FsContext {
-            fd: unsafe { OwnedFd::from_raw_fd(fd as i32) },
-            fstype: fstype.to_string(),
-        })
+        Ok(FsContext { fd: unsafe { OwnedFd::from_raw_fd(fd as i32) }, fstype: fstype.to_string() })
     }
 
     /// `fsconfig(FSCONFIG_SET_STRING, key, value)`.
     pub fn set_string(&self, key: &str, value: &[u8]) -> Result<(), SysError> {
-        let (k, v) = (
-            cstring(key.as_bytes(), "fsconfig")?,
-            cstring(value, "fsconfig")?,
-        );
+        let (k, v) = (cstring(key.as_bytes(), "fsconfig")?, cstring(value, "fsconfig")?);
         // SAFETY: valid fd; both strings NUL-terminated; aux is 0 for SET_STRING.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                self.fd.as_raw_fd(),
-                FSCONFIG_SET_STRING,
-                k.as_ptr(),
-                v.as_ptr(),
-                0,
-            )
-        };
-        Errno::result(r).map(drop).map_err(|e| {
-            self.error(
-                e,
-                format!(
-                    "FSCONFIG_SET_STRING {key}={}",
-                    String::from_utf8_lossy(value)
-                ),
-            )
-        })
+        let r = unsafe { libc::syscall(libc::SYS_fsconfig, self.fd.as_raw_fd(), FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr(), 0) };
+        Errno::result(r).map(drop).map_err(|e| self.error(e, format!("FSCONFIG_SET_STRING {key}={}", String::from_utf8_lossy(value))))
     }
 
     /// `fsconfig(FSCONFIG_CMD_CREATE)`: makes the superblock.
@@ -85,24 +61,14 @@ impl FsContext {
                 0,
             )
         };
-        Errno::result(r)
-            .map(drop)
-            .map_err(|e| self.error(e, "FSCONFIG_CMD_CREATE".into()))
+        Errno::result(r).map(drop).map_err(|e| self.error(e, "FSCONFIG_CMD_CREATE".into()))
     }
 
     /// `fsmount` then `move_mount` onto `target`.
     pub fn mount_at(&self, attr_flags: u32, target: &Path) -> Result<(), SysError> {
         // SAFETY: valid fd; flags are plain integers; returns a new fd or -1.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_fsmount,
-                self.fd.as_raw_fd(),
-                FSMOUNT_CLOEXEC,
-                attr_flags,
-            )
-        };
-        let mfd = Errno::result(r)
-            .map_err(|e| self.error(e, format!("fsmount FSMOUNT_CLOEXEC attr={attr_flags:#x}")))?;
+        let r = unsafe { libc::syscall(libc::SYS_fsmount, self.fd.as_raw_fd(), FSMOUNT_CLOEXEC, attr_flags) };
+        let mfd = Errno::result(r).map_err(|e| self.error(e, format!("fsmount FSMOUNT_CLOEXEC attr={attr_flags:#x}")))?;
         // SAFETY: the kernel just returned this fd and nothing else owns it.
         let mnt = unsafe { OwnedFd::from_raw_fd(mfd as i32) };
         move_mount(mnt.as_fd(), target)
@@ -110,11 +76,7 @@ impl FsContext {
 
     fn error(&self, errno: Errno, flags: String) -> SysError {
         let log = self.read_log();
-        let flags = if log.is_empty() {
-            flags
-        } else {
-            format!("{flags}; kernel: {log}")
-        };
+        let flags = if log.is_empty() { flags } else { format!("{flags}; kernel: {log}") };
         sys::err("fsconfig", &self.fstype, flags)(errno)
     }
 
@@ -135,18 +97,7 @@ fn move_mount(from: BorrowedFd<'_>, target: &Path) -> Result<(), SysError> {
     let empty = c"";
     // SAFETY: valid fd with an empty path and F_EMPTY_PATH; NUL-terminated target.
     let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            from.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
+        libc::syscall(libc::SYS_move_mount, from.as_raw_fd(), empty.as_ptr(), libc::AT_FDCWD, to.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH)
     };
-    Errno::result(r).map(drop).map_err(sys::err(
-        "move_mount",
-        target.display(),
-        "MOVE_MOUNT_F_EMPTY_PATH",
-    ))
+    Errno::result(r).map(drop).map_err(sys::err("move_mount", target.display(), "MOVE_MOUNT_F_EMPTY_PATH"))
 }

@@ -28,35 +28,15 @@ pub fn at_path(dir: BorrowedFd<'_>, name: &OsStr) -> Vec<u8> {
 pub fn fsetxattr(fd: BorrowedFd<'_>, name: &str, value: &[u8], what: &str) -> Result<(), SysError> {
     let n = cstr(what, name.as_bytes())?;
     // SAFETY: valid fd; name is NUL-terminated; value pointer/length describe a live slice.
-    let r = unsafe {
-        libc::fsetxattr(
-            fd.as_raw_fd(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    Errno::result(r)
-        .map(drop)
-        .map_err(sys::err("fsetxattr", what, name))
+    let r = unsafe { libc::fsetxattr(fd.as_raw_fd(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    Errno::result(r).map(drop).map_err(sys::err("fsetxattr", what, name))
 }
 
 pub fn lsetxattr(path: &[u8], name: &str, value: &[u8], what: &str) -> Result<(), SysError> {
     let (p, n) = (cstr(what, path)?, cstr(what, name.as_bytes())?);
     // SAFETY: both strings are NUL-terminated; value describes a live slice.
-    let r = unsafe {
-        libc::lsetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    Errno::result(r)
-        .map(drop)
-        .map_err(sys::err("lsetxattr", what, name))
+    let r = unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    Errno::result(r).map(drop).map_err(sys::err("lsetxattr", what, name))
 }
 
 /// The names of the xattrs of `path` (not following a last symlink).
@@ -76,11 +56,7 @@ pub fn llistxattr(path: &[u8], what: &str) -> Result<Vec<String>, SysError> {
             Err(e) => return Err(sys::err("llistxattr", what, "")(e)),
         }
     }
-    Ok(buf
-        .split(|&b| b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect())
+    Ok(buf.split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect())
 }
 
 /// The value of xattr `name` of `path`, `None` if it has none.
@@ -89,8 +65,7 @@ pub fn lgetxattr(path: &[u8], name: &str, what: &str) -> Result<Option<Vec<u8>>,
     let mut buf = vec![0u8; 256];
     loop {
         // SAFETY: strings are NUL-terminated; the buffer pointer/length describe `buf`.
-        let r =
-            unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         match Errno::result(r) {
             Ok(len) => {
                 buf.truncate(len as usize);
