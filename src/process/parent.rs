@@ -205,11 +205,11 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     parent_chan.expect(Msg::RuntimeHooks, "RuntimeHooks")?;
     cgroups::apply_devices(&placement, linux.resources().as_ref(), &extra_allow)?;
 
-    let start_time = state::proc_stat(pid.as_raw()).map(|s| s.start_time).unwrap_or(0);
     let mut st = State {
         id: opts.id.clone(),
         pid: pid.as_raw(),
-        init_start_time: start_time,
+        // Read once init has reported Created (below): hooks do not need it.
+        init_start_time: 0,
         bundle: bundle.dir.clone(),
         rootfs: bundle.rootfs.clone(),
         created: state::now_rfc3339(),
@@ -236,7 +236,9 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         (Msg::Error { msg }, _) => return Err(SyncError::Init(msg).into()),
         (got, _) => return Err(SyncError::Unexpected { want: "Created", got }.into()),
     };
-    st.init_start_time = state::proc_stat(pid.as_raw()).map(|s| s.start_time).unwrap_or(start_time);
+    st.init_start_time = state::proc_stat(pid.as_raw())
+        .map(|s| s.start_time)
+        .ok_or_else(|| CreateError::Invalid(format!("container {}: init (pid {pid}) is gone", opts.id)))?;
     root.save(&st)?;
     if let Some(pf) = &opts.pid_file {
         write_pid_file(pf, pid.as_raw())?;
