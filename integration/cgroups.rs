@@ -136,3 +136,70 @@ fn kill_all_reaches_every_process() {
     assert!(b.cmd(&["delete", &b.id]).status.success());
     b.assert_gone();
 }
+
+/// A v1 host with an empty cgroup2 beside its controllers (this machine).
+fn hybrid_host() -> bool {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let has = |fs: &str| mi.lines().any(|l| l.split(" - ").nth(1).is_some_and(|t| t.starts_with(&format!("{fs} "))));
+    has("cgroup") && has("cgroup2")
+}
+
+#[test]
+fn hybrid_host_joins_the_empty_cgroup2_too() {
+    need_root!();
+    if !hybrid_host() {
+        eprintln!("skipped: not a cgroup v1 hybrid host");
+        return;
+    }
+    // Inside: its own cgroup on every hierarchy (a cgroup namespace), and
+    // the cgroup2 mounted beside the v1 ones.
+    let b = Bundle::sh("hybrid-in", "cat /proc/self/cgroup; echo --; grep ' /sys/fs/cgroup/unified ' /proc/self/mountinfo");
+    let out = b.run_ok();
+    let (cg, mounts) = out.split_once("--\n").unwrap();
+    assert!(cg.lines().any(|l| l == "0::/"), "{out}");
+    assert!(cg.lines().all(|l| l.ends_with(":/")), "{out}");
+    assert!(mounts.contains(" - cgroup2 "), "no cgroup2 at /sys/fs/cgroup/unified: {out}");
+    b.assert_gone();
+
+    // Outside: init was cloned into the cgroup2 cgroup and moved itself into
+    // the v1 ones; an exec'd process joins the same.
+    let b = Bundle::sh("hybrid", "sleep 30");
+    assert!(b.create().status.success());
+    let pid = b.state()["pid"].as_i64().unwrap();
+    let host_view = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let want = format!("/strata-{}", b.id);
+    assert!(host_view.lines().all(|l| l.ends_with(&want)), "{host_view}");
+    assert!(host_view.lines().any(|l| l.starts_with("0::")), "{host_view}");
+    let procs = std::fs::read_to_string(format!("/sys/fs/cgroup/unified/strata-{}/cgroup.procs", b.id)).unwrap();
+    assert_eq!(procs.trim(), pid.to_string());
+    let ex = b.cmd(&["exec", &b.id, "cat", "/proc/self/cgroup"]);
+    assert!(ex.status.success(), "{}", stderr(&ex));
+    assert!(stdout(&ex).lines().all(|l| l.ends_with(":/")), "exec'd process outside the container's cgroups: {}", stdout(&ex));
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}
+
+#[test]
+fn cpu_idle_and_burst_are_written() {
+    need_root!();
+    let mut b = Bundle::sh(
+        "cpuidle",
+        "cd /sys/fs/cgroup; if [ -f cpu.max ]; then cat cpu.idle cpu.max.burst; else cat cpu/cpu.idle cpu/cpu.cfs_burst_us; fi",
+    );
+    b.config["linux"]["resources"]["cpu"] = json!({"quota": 50000, "period": 100000, "burst": 20000, "idle": 1});
+    assert_eq!(b.run_ok(), "1\n20000\n");
+    b.assert_gone();
+}
+
+#[test]
+fn an_rdma_limit_that_cannot_be_applied_fails_create_cleanly() {
+    need_root!();
+    // No RDMA device here (and on v1 hosts no rdma controller): the limit
+    // cannot be applied, so create fails, names it, and leaves nothing.
+    let mut b = Bundle::sh("rdma", "true");
+    b.config["linux"]["resources"]["rdma"] = json!({"strata_no_such_hca": {"hcaHandles": 2, "hcaObjects": 100}});
+    let out = b.create();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("rdma"), "{}", stderr(&out));
+    b.assert_gone();
+}

@@ -36,7 +36,10 @@ pub struct Placement {
 }
 
 /// Reads the mounted hierarchies: cgroup2 alone (v2) or the v1 ones. On a
-/// hybrid host (v1 controllers plus an empty cgroup2), v1 is used.
+/// hybrid host (v1 controllers plus a cgroup2 without controllers, usually
+/// at /sys/fs/cgroup/unified) the limits go to v1, and the cgroup2 comes
+/// last, as a hierarchy the container joins too (as runc does): tools in
+/// the container that look at cgroup2 see their own cgroup.
 pub fn mounted_hierarchies(mountinfo: &str, self_cgroup: &str) -> Vec<Hierarchy> {
     let mut v1 = Vec::new();
     let mut v2 = None;
@@ -76,6 +79,7 @@ pub fn mounted_hierarchies(mountinfo: &str, self_cgroup: &str) -> Vec<Hierarchy>
             .unwrap_or_else(|| PathBuf::from("/"))
     };
     if v1.iter().any(|(_, c)| !c.is_empty() && c.iter().any(|x| !x.starts_with("name="))) {
+        let unified = v2.map(|mp| Hierarchy { mountpoint: mp, controllers: Vec::new(), v2: true, own: own(&|c: &str| c.is_empty()) });
         v1.into_iter()
             .map(|(mountpoint, controllers)| {
                 let names = controllers.clone();
@@ -85,6 +89,7 @@ pub fn mounted_hierarchies(mountinfo: &str, self_cgroup: &str) -> Vec<Hierarchy>
                 });
                 Hierarchy { mountpoint, controllers, v2: false, own }
             })
+            .chain(unified)
             .collect()
     } else if let Some(mp) = v2 {
         vec![Hierarchy { mountpoint: mp, controllers: Vec::new(), v2: true, own: own(&|c: &str| c.is_empty()) }]
@@ -126,10 +131,21 @@ pub struct Write {
 pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow: &[String]) -> Result<Vec<Write>> {
     let mut out = Vec::new();
     let Some(res) = res else { return Ok(out) };
+    if !p.v2 {
+        if res.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+            return Err(CgroupError::Invalid("linux.resources.unified needs cgroup v2; this host's limits are on cgroup v1".into()));
+        }
+        if res.rdma().as_ref().is_some_and(|r| !r.is_empty()) && !p.hierarchies.iter().any(|h| h.has("rdma")) {
+            return Err(CgroupError::Invalid("linux.resources.rdma: no rdma cgroup controller is mounted".into()));
+        }
+    }
     for (h, dir) in p.hierarchies.iter().zip(&p.dirs) {
         let mut w = |file: &str, v: String| out.push(Write { path: dir.join(file), value: v });
         if h.v2 {
-            v2_writes(res, &mut w);
+            // On a hybrid host the cgroup2 has no controllers: nothing to write.
+            if p.v2 {
+                v2_writes(res, &mut w);
+            }
             continue;
         }
         if h.has("memory")
@@ -166,6 +182,13 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
             if let Some(q) = c.quota() {
                 w("cpu.cfs_quota_us", q.to_string());
             }
+            // After the quota: the kernel refuses a burst above it.
+            if let Some(b) = c.burst() {
+                w("cpu.cfs_burst_us", b.to_string());
+            }
+            if let Some(i) = c.idle() {
+                w("cpu.idle", i.to_string());
+            }
             if let Some(r) = c.realtime_period() {
                 w("cpu.rt_period_us", r.to_string());
             }
@@ -195,6 +218,9 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
             for l in res.hugepage_limits().iter().flatten() {
                 w(&format!("hugetlb.{}.limit_in_bytes", l.page_size()), l.limit().to_string());
             }
+        }
+        if h.has("rdma") {
+            rdma(res, &mut w);
         }
         if let Some(n) = res.network() {
             if h.has("net_cls")
@@ -307,6 +333,12 @@ fn v2_writes(res: &LinuxResources, w: &mut dyn FnMut(&str, String)) {
             let q = c.quota().filter(|q| *q > 0).map(|q| q.to_string()).unwrap_or_else(|| "max".into());
             w("cpu.max", format!("{q} {}", c.period().unwrap_or(100000)));
         }
+        if let Some(b) = c.burst() {
+            w("cpu.max.burst", b.to_string());
+        }
+        if let Some(i) = c.idle() {
+            w("cpu.idle", i.to_string());
+        }
         if let Some(s) = c.cpus() {
             w("cpuset.cpus", s.clone());
         }
@@ -317,8 +349,29 @@ fn v2_writes(res: &LinuxResources, w: &mut dyn FnMut(&str, String)) {
     if let Some(pl) = res.pids() {
         w("pids.max", if pl.limit() > 0 { pl.limit().to_string() } else { "max".into() });
     }
+    rdma(res, w);
     for (k, v) in res.unified().iter().flatten() {
         w(k, v.clone());
+    }
+}
+
+/// `rdma.max` lines (the same on v1 and v2), one per device, in name order
+/// so that the plan is stable: `mlx5_0 hca_handle=2 hca_object=2000`.
+fn rdma(res: &LinuxResources, w: &mut dyn FnMut(&str, String)) {
+    let Some(map) = res.rdma() else { return };
+    let mut devs: Vec<_> = map.iter().collect();
+    devs.sort_by(|a, b| a.0.cmp(b.0));
+    for (dev, l) in devs {
+        let mut line = dev.clone();
+        if let Some(h) = l.hca_handles() {
+            line.push_str(&format!(" hca_handle={h}"));
+        }
+        if let Some(o) = l.hca_objects() {
+            line.push_str(&format!(" hca_object={o}"));
+        }
+        if line.len() > dev.len() {
+            w("rdma.max", line);
+        }
     }
 }
 
@@ -362,13 +415,80 @@ mod tests {
     const SELF: &str = "12:memory:/user\n11:cpu,cpuacct:/user\n1:name=systemd:/init.scope\n0::/init.scope\n";
 
     #[test]
-    fn hybrid_uses_v1() {
+    fn hybrid_uses_v1_and_joins_the_empty_cgroup2_last() {
         let h = mounted_hierarchies(HYBRID, SELF);
-        assert_eq!(h.len(), 3);
-        assert!(h.iter().all(|h| !h.v2));
+        assert_eq!(h.len(), 4);
+        assert!(h[..3].iter().all(|h| !h.v2));
         assert_eq!(h[1].controllers, vec!["cpu", "cpuacct"]);
         assert_eq!(h[1].own, PathBuf::from("/user"));
         assert_eq!(h[2].own, PathBuf::from("/init.scope"));
+        assert_eq!(
+            h[3],
+            Hierarchy { mountpoint: "/sys/fs/cgroup/unified".into(), controllers: vec![], v2: true, own: "/init.scope".into() }
+        );
+        let p = placement(&h, None, "c1").unwrap();
+        assert!(!p.v2);
+        assert_eq!(p.dirs[3], PathBuf::from("/sys/fs/cgroup/unified/strata-c1"));
+        // Limits go to v1 only; the cgroup2 has no controllers.
+        let res: LinuxResources = serde_json::from_str(r#"{"memory":{"limit":1048576},"pids":{"limit":5}}"#).unwrap();
+        let w = resource_writes(&p, Some(&res), &[]).unwrap();
+        assert!(!w.is_empty());
+        assert!(w.iter().all(|w| !w.path.starts_with("/sys/fs/cgroup/unified")), "{w:?}");
+        // v1 without a cgroup2 mount: no extra hierarchy.
+        let no_unified: String = HYBRID.lines().filter(|l| !l.contains("cgroup2")).map(|l| format!("{l}\n")).collect();
+        assert_eq!(mounted_hierarchies(&no_unified, SELF).len(), 3);
+    }
+
+    #[test]
+    fn unified_and_missing_rdma_are_refused_on_v1() {
+        let h = mounted_hierarchies(HYBRID, SELF);
+        let p = placement(&h, None, "c1").unwrap();
+        let res: LinuxResources = serde_json::from_str(r#"{"unified":{"memory.high":"1000000"}}"#).unwrap();
+        let e = resource_writes(&p, Some(&res), &[]).unwrap_err().to_string();
+        assert!(e.contains("unified") && e.contains("v2"), "{e}");
+        let res: LinuxResources = serde_json::from_str(r#"{"rdma":{"mlx5_0":{"hcaHandles":2}}}"#).unwrap();
+        let e = resource_writes(&p, Some(&res), &[]).unwrap_err().to_string();
+        assert!(e.contains("rdma"), "{e}");
+    }
+
+    #[test]
+    fn cpu_idle_burst_and_rdma() {
+        let res: LinuxResources = serde_json::from_str(
+            r#"{"cpu":{"quota":50000,"period":100000,"burst":20000,"idle":1},
+                "rdma":{"mlx5_1":{"hcaObjects":100},"mlx5_0":{"hcaHandles":2,"hcaObjects":2000},"empty":{}}}"#,
+        )
+        .unwrap();
+        let hier = |c: &[&str]| Hierarchy {
+            mountpoint: format!("/cg/{}", c.join(",")).into(),
+            controllers: c.iter().map(|s| s.to_string()).collect(),
+            v2: false,
+            own: "/".into(),
+        };
+        let p = placement(&[hier(&["cpu", "cpuacct"]), hier(&["rdma"])], Some(Path::new("/x")), "c").unwrap();
+        let w: Vec<(String, String)> = resource_writes(&p, Some(&res), &[])
+            .unwrap()
+            .iter()
+            .map(|w| (w.path.file_name().unwrap().to_string_lossy().into_owned(), w.value.clone()))
+            .collect();
+        let pos = |f: &str| w.iter().position(|(n, _)| n == f).unwrap_or_else(|| panic!("{f} not in {w:?}"));
+        assert!(pos("cpu.cfs_quota_us") < pos("cpu.cfs_burst_us"));
+        assert_eq!(w[pos("cpu.cfs_burst_us")].1, "20000");
+        assert_eq!(w[pos("cpu.idle")].1, "1");
+        let rdma: Vec<&str> = w.iter().filter(|(n, _)| n == "rdma.max").map(|(_, v)| v.as_str()).collect();
+        assert_eq!(rdma, vec!["mlx5_0 hca_handle=2 hca_object=2000", "mlx5_1 hca_object=100"]);
+
+        let v2h = vec![Hierarchy { mountpoint: "/sys/fs/cgroup".into(), controllers: vec![], v2: true, own: "/".into() }];
+        let p2 = placement(&v2h, Some(Path::new("/x")), "c").unwrap();
+        let w2: Vec<(String, String)> = resource_writes(&p2, Some(&res), &[])
+            .unwrap()
+            .iter()
+            .map(|w| (w.path.file_name().unwrap().to_string_lossy().into_owned(), w.value.clone()))
+            .collect();
+        let pos2 = |f: &str| w2.iter().position(|(n, _)| n == f).unwrap_or_else(|| panic!("{f} not in {w2:?}"));
+        assert!(pos2("cpu.max") < pos2("cpu.max.burst"));
+        assert_eq!(w2[pos2("cpu.max.burst")].1, "20000");
+        assert_eq!(w2[pos2("cpu.idle")].1, "1");
+        assert_eq!(w2[pos2("rdma.max")].1, "mlx5_0 hca_handle=2 hca_object=2000");
     }
 
     #[test]

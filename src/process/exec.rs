@@ -1,14 +1,16 @@
 //! `strata exec`: a new process in a running container. The parent joins
 //! the container's pid (and time) namespace for its children, clones the
-//! process straight into it (and, on cgroup v2, into its cgroup), and the
-//! child joins the other namespaces, then takes the common last steps of
-//! `finish`. No second fork.
+//! process straight into it (and into its cgroup2 cgroup), and the child
+//! moves itself into the v1 cgroups, joins the other namespaces, then takes
+//! the common last steps of `finish`. No second fork.
 //!
 //! ```text
 //!   parent (strata exec)                          child
 //!   ────────────────────                          ─────
-//!   setns(pid_for_children), clone3 ─────────▶    (born in the container's pid ns)
-//!   join cgroup (v1)
+//!   open cgroup fds (cgroups::prepare_join)
+//!   setns(pid_for_children), clone3 ─────────▶    (born in the container's pid ns
+//!     (CLONE_INTO_CGROUP on cgroup2)               and cgroup2 cgroup)
+//!                                                 write 0 to each v1 `tasks` fd
 //!          ──── Proceed ─────────────────────▶    setns mnt/ipc/uts/net/cgroup, user last,
 //!                                                 terminal, caps, user, seccomp
 //!          ◀─── PtyMaster [fd] ──────────────     (only with -t and no --console-socket)
@@ -32,7 +34,7 @@ use crate::cgroups;
 use crate::container::{self, OpError};
 use crate::linux::namespaces::{self, ChildrenNs, Kind};
 use crate::linux::{caps, seccomp};
-use crate::state::{Root, State, Status};
+use crate::state::{Root, Status};
 use crate::sys::{self, Forked, SysError};
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +107,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
         Some(p) if terminal => Some(OwnedFd::from(UnixStream::connect(p).map_err(sys::io_err("connect", p))?)),
         _ => None,
     };
-    let v2_cgroup = cgroup_v2_fd(&st)?;
+    let joiner = cgroups::prepare_join(&st.cgroup_paths)?;
     let (parent_chan, child_chan) = sync::pair()?;
     let mut set = SigSet::empty();
     if !opts.detach {
@@ -125,7 +127,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     }
 
     let children_ns = ChildrenNs::enter(&plan, &[])?;
-    let pid = match sys::clone_process(0, v2_cgroup.as_ref().map(|f| f.as_fd())) {
+    let pid = match sys::clone_process(0, joiner.into.as_ref().map(|f| f.as_fd())) {
         Err(e) => {
             children_ns.restore()?;
             return Err(e.into());
@@ -137,6 +139,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
             let ctx = Child {
                 process: &opts.process,
                 joins,
+                cgroup_join: joiner,
                 chan: child_chan,
                 console,
                 pty_to_parent: terminal && opts.console_socket.is_none(),
@@ -150,6 +153,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
             pid
         }
     };
+    drop(joiner);
     drop(child_chan);
     drop(console);
     let fail = |e: ExecError| {
@@ -157,11 +161,6 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
         let _ = waitpid(pid, None);
         e
     };
-    if v2_cgroup.is_none() {
-        for dir in &st.cgroup_paths {
-            cgroups::write_file(&dir.join("cgroup.procs"), &pid.to_string()).map_err(|e| fail(e.into()))?;
-        }
-    }
     parent_chan.send(&Msg::Proceed).map_err(|e| fail(e.into()))?;
     let mut pty = None;
     loop {
@@ -187,18 +186,10 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     Ok(super::run::wait_loop(pid, &sfd, pty)?)
 }
 
-fn cgroup_v2_fd(st: &State) -> Result<Option<OwnedFd>, SysError> {
-    let Some(dir) = st.cgroup_paths.first() else { return Ok(None) };
-    if !dir.join("cgroup.controllers").exists() || st.cgroup_paths.len() != 1 {
-        return Ok(None);
-    }
-    let flags = nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
-    nix::fcntl::open(dir, flags, nix::sys::stat::Mode::empty()).map(Some).map_err(sys::err("open", dir.display(), "O_PATH"))
-}
-
 struct Child<'a> {
     process: &'a Process,
     joins: Vec<(Kind, OwnedFd, PathBuf)>,
+    cgroup_join: cgroups::Joiner,
     chan: Channel,
     console: Option<OwnedFd>,
     pty_to_parent: bool,
@@ -206,8 +197,8 @@ struct Child<'a> {
 }
 
 /// The exec'd process before execve; never returns.
-fn child(ctx: Child<'_>, fin: Final) -> ! {
-    let err = match child_steps(&ctx, fin) {
+fn child(mut ctx: Child<'_>, fin: Final) -> ! {
+    let err = match child_steps(&mut ctx, fin) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -217,10 +208,11 @@ fn child(ctx: Child<'_>, fin: Final) -> ! {
     std::process::exit(127)
 }
 
-fn child_steps(ctx: &Child<'_>, mut fin: Final) -> Result<finish::Never, InitError> {
+fn child_steps(ctx: &mut Child<'_>, mut fin: Final) -> Result<finish::Never, InitError> {
     // Not dumpable until execve: container processes must not reach the
     // strata binary through /proc/<pid>/exe (CVE-2019-5736 class).
     nix::sys::prctl::set_dumpable(false).map_err(sys::err("prctl", "", "PR_SET_DUMPABLE 0"))?;
+    ctx.cgroup_join.join_self()?;
     ctx.chan.expect(Msg::Proceed, "Proceed")?;
     for (k, fd, path) in &ctx.joins {
         namespaces::join(*k, fd, path)?;

@@ -30,6 +30,8 @@ pub enum InitError {
     Seccomp(#[from] seccomp::SeccompError),
     #[error(transparent)]
     Sync(#[from] super::sync::SyncError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
     #[error("{0}")]
     Other(String),
 }
@@ -57,6 +59,8 @@ pub struct InitContext {
     pub hierarchies: Vec<Hierarchy>,
     /// The container's cgroup directory in each hierarchy.
     pub cgroup_dirs: Vec<PathBuf>,
+    /// Init moves itself into its v1 cgroups with this, first thing.
+    pub cgroup_join: crate::cgroups::Joiner,
     /// An image-backed rootfs for init to mount (target: the bundle's rootfs).
     pub overlay: Option<crate::layers::OverlayPlan>,
 }
@@ -91,6 +95,8 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     // Not dumpable until execve: a process in the container must not reach
     // the strata binary through /proc/<pid>/exe (CVE-2019-5736 class).
     nix::sys::prctl::set_dumpable(false).map_err(sys::err("prctl", "", "PR_SET_DUMPABLE 0"))?;
+    // Into the cgroups before anything else (and before the cgroup namespace).
+    ctx.cgroup_join.join_self()?;
     chan.expect(Msg::Proceed, "Proceed")?;
     join_namespaces(&ctx.ns)?;
     if ctx.ns.userns() {
@@ -292,7 +298,12 @@ fn mount_cgroups(
         let name = h.mountpoint.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut sub = op.clone();
         sub.dest = op.dest.join(&name);
-        if cgroupns {
+        if cgroupns && h.v2 {
+            // A hybrid host's cgroup2 (no controllers), beside the v1 ones.
+            sub.fstype = "cgroup2".into();
+            sub.source = Some("cgroup".into());
+            sub.data = String::new();
+        } else if cgroupns {
             sub.fstype = "cgroup".into();
             sub.source = Some("cgroup".into());
             sub.data = h.controllers.join(",");

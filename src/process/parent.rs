@@ -1,7 +1,8 @@
 //! The parent side of `create`: reserve the id, plan namespaces and
-//! cgroups, clone init, map ids, place it in its cgroup, run the runtime
-//! hooks, and record the state. On any failure everything made so far is
-//! undone (init killed, cgroups and state dir removed).
+//! cgroups, clone init (into its cgroup2 cgroup; init moves itself into the
+//! v1 ones), map ids, run the runtime hooks, and record the state. On any
+//! failure everything made so far is undone (init killed, cgroups and state
+//! dir removed).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -130,23 +131,8 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     let placement = cgroups::placement(&hier, linux.cgroups_path().as_deref(), &opts.id)?;
     let extra_allow = default_device_rules(&linux);
     undo.cgroup_dirs = cgroups::create(&placement, linux.resources().as_ref(), &extra_allow)?;
-    // On cgroup v2 the child is born in its cgroup.
-    let cgroup_fd = if placement.v2 {
-        placement
-            .dirs
-            .first()
-            .map(|d| {
-                nix::fcntl::open(
-                    d,
-                    nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(sys::err("open", d.display(), "O_PATH"))
-            })
-            .transpose()?
-    } else {
-        None
-    };
+    // Born into its cgroup2 cgroup, init moves itself into the v1 ones.
+    let joiner = cgroups::prepare_join(&placement.dirs)?;
 
     let console = match &opts.console_socket {
         Some(p) if terminal => Some(OwnedFd::from(UnixStream::connect(p).map_err(sys::io_err("connect", p))?)),
@@ -157,7 +143,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     let time_offsets: Vec<(String, i64, u32)> =
         linux.time_offsets().iter().flatten().map(|(clock, o)| (clock.clone(), o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0))).collect();
     let children_ns = ChildrenNs::enter(&ns, &time_offsets)?;
-    let forked = sys::clone_process(ns.clone_flags.bits() as u64, cgroup_fd.as_ref().map(|f| f.as_fd()));
+    let forked = sys::clone_process(ns.clone_flags.bits() as u64, joiner.into.as_ref().map(|f| f.as_fd()));
     let pid = match forked {
         Err(e) => {
             children_ns.restore()?;
@@ -181,6 +167,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
                 preserve_fds: opts.preserve_fds,
                 hierarchies: hier,
                 cgroup_dirs: placement.dirs.clone(),
+                cgroup_join: joiner,
                 overlay,
             };
             init::run(ctx)
@@ -191,15 +178,13 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         }
     };
     undo.child = Some(pid);
+    drop(joiner);
     drop(child_chan);
     drop(fifo_fd);
     drop(console);
 
     if ns.has_new(namespaces::Kind::User) {
         write_id_maps(pid, &linux)?;
-    }
-    if !placement.v2 {
-        cgroups::join(&placement, pid.as_raw())?;
     }
     parent_chan.send(&Msg::Proceed)?;
     parent_chan.expect(Msg::RuntimeHooks, "RuntimeHooks")?;

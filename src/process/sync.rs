@@ -5,8 +5,10 @@
 //! ```text
 //!   parent (strata create/run)                    init (the container's pid 1)
 //!   ──────────────────────────                    ────────────────────────────
-//!   clone3(new namespaces) ───────────────────▶   (born; blocks on the socket)
-//!   write uid_map / gid_map, join cgroup
+//!   open cgroup fds (cgroups::prepare_join)
+//!   clone3(new namespaces, CLONE_INTO_CGROUP ─▶   (born in its cgroup2 cgroup)
+//!     on cgroup2)                                 write 0 to each v1 `tasks` fd
+//!   write uid_map / gid_map                       (moves itself), blocks on the socket
 //!          ──── Proceed ─────────────────────▶    join namespaces, unshare cgroupns,
 //!                                                 setsid, hostname, mounts, devices
 //!          ◀─── RuntimeHooks ────────────────     (waits)
