@@ -75,7 +75,7 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
             Ok(_) => break,
         }
     }
-    if let Some(h) = st.config.hooks().as_ref().and_then(|h| h.poststart().clone()) {
+    if let Some(h) = st.hooks()?.and_then(|h| h.poststart().clone()) {
         let json = serde_json::to_vec(&st.oci(Status::Running)).unwrap_or_default();
         hooks::run_all_warn("poststart", &h, &json, |e| log::warn(&e.to_string()));
     }
@@ -155,7 +155,7 @@ pub fn destroy(root: &Root, st: &State) -> Result<()> {
         crate::layers::remove_container(&store, &st.id).map_err(|e| status_err(st, e.to_string()))?;
     }
     root.remove(&st.id)?;
-    if let Some(h) = st.config.hooks().as_ref().and_then(|h| h.poststop().clone()) {
+    if let Some(h) = st.hooks()?.and_then(|h| h.poststop().clone()) {
         let json = serde_json::to_vec(&st.oci(Status::Stopped)).unwrap_or_default();
         hooks::run_all_warn("poststop", &h, &json, |e| log::warn(&e.to_string()));
     }
@@ -183,10 +183,11 @@ pub fn update(root: &Root, id: &str, patch: &serde_json::Value) -> Result<()> {
         serde_json::from_value(patch.clone()).map_err(|e| status_err(&st, format!("resources: {e}")))?;
     let placement = cgroups::placement_of(&crate::process::parent::read_hierarchies(), &st.cgroup_paths);
     cgroups::update(&placement, &res)?;
-    let mut config = serde_json::to_value(&st.config).unwrap_or_default();
+    let mut config: serde_json::Value = serde_json::from_str(st.config.get()).unwrap_or_default();
     merge(&mut config["linux"]["resources"], patch);
-    if let Ok(c) = serde_json::from_value(config) {
-        st.config = c;
+    // Recorded only if the result is still a valid config.
+    if let Ok(spec) = serde_json::from_value::<oci_spec::runtime::Spec>(config) {
+        st.config = crate::state::State::new_config(&spec);
         root.save(&st)?;
     }
     Ok(())

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 
 use strata::container;
 use strata::logging::{self, LogConfig};
@@ -16,6 +16,15 @@ use strata::state::{Root, Status};
 #[derive(Parser)]
 #[command(name = "strata", version, about = "An OCI container runtime that assembles its own rootfs from image layers")]
 struct Cli {
+    #[command(flatten)]
+    g: Global,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// The global flags (runc's), accepted before or after the command.
+#[derive(Args)]
+struct Global {
     /// Directory for container state.
     #[arg(long, global = true, default_value = "/run/strata")]
     root: PathBuf,
@@ -36,8 +45,34 @@ struct Cli {
     /// Accepted for compatibility; strata detects what it can do.
     #[arg(id = "global_rootless", long = "rootless", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     rootless: Option<String>,
-    #[command(subcommand)]
-    cmd: Cmd,
+}
+
+#[derive(Args)]
+struct IdArg {
+    id: String,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    args: CreateArgs,
+    #[arg(short, long)]
+    detach: bool,
+}
+
+#[derive(Args)]
+struct KillArgs {
+    #[arg(short, long)]
+    all: bool,
+    id: String,
+    signal: Option<String>,
+}
+
+#[derive(Args)]
+struct DeleteArgs {
+    #[arg(short, long)]
+    force: bool,
+    id: String,
 }
 
 #[derive(clap::Args, Clone)]
@@ -143,31 +178,17 @@ enum Cmd {
     /// Create a container (init waits for `start`).
     Create(CreateArgs),
     /// Start a created container.
-    Start { id: String },
+    Start(IdArg),
     /// Run a new process inside a running container.
     Exec(ExecArgs),
     /// Create, start and wait for a container; exits with its status.
-    Run {
-        #[command(flatten)]
-        args: CreateArgs,
-        #[arg(short, long)]
-        detach: bool,
-    },
+    Run(RunArgs),
     /// Print the container's state as JSON.
-    State { id: String },
+    State(IdArg),
     /// Send a signal to the container's init (default SIGTERM).
-    Kill {
-        #[arg(short, long)]
-        all: bool,
-        id: String,
-        signal: Option<String>,
-    },
+    Kill(KillArgs),
     /// Delete a container and everything it holds.
-    Delete {
-        #[arg(short, long)]
-        force: bool,
-        id: String,
-    },
+    Delete(DeleteArgs),
     /// List containers.
     List {
         #[arg(short, long, default_value = "table")]
@@ -176,9 +197,9 @@ enum Cmd {
         quiet: bool,
     },
     /// Suspend all processes of a container.
-    Pause { id: String },
+    Pause(IdArg),
     /// Resume a paused container.
-    Resume { id: String },
+    Resume(IdArg),
     /// List the container's processes.
     Ps {
         #[arg(short, long, default_value = "table")]
@@ -224,9 +245,59 @@ enum Cmd {
     Features,
 }
 
+/// The commands a container's life goes through (what containerd and
+/// conmon call for every container) get a command line parsed by clap with
+/// only their own subcommand built: building all of strata's command tree
+/// (every subcommand's flags, help and defaults) takes about 1 MiB of memory
+/// and time at each start. Anything else, any error and any --help goes
+/// through the whole tree, so messages and help are always complete.
+fn parse_cli() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(sub) = args.iter().skip(1).position(|a| !a.to_string_lossy().starts_with('-')).and_then(|i| lean_subcommand(&args, i + 1)) {
+        let cmd = Global::augment_args(clap::Command::new("strata")).subcommand(sub).subcommand_required(true);
+        if let Ok(cli) = cmd.try_get_matches_from(&args).and_then(|m| Cli::from_arg_matches(&m)) {
+            return cli;
+        }
+    }
+    Cli::parse()
+}
+
+/// The clap command for `args[i]`, if it names a hot command and is not
+/// the value of a global flag (`--root DIR` and the like).
+fn lean_subcommand(args: &[std::ffi::OsString], i: usize) -> Option<clap::Command> {
+    let prev = args[i - 1].to_string_lossy();
+    if matches!(&*prev, "--root" | "--store" | "--log" | "--log-format") {
+        // The first word is a flag's value: find the command after it.
+        let next = args.iter().skip(i + 1).position(|a| !a.to_string_lossy().starts_with('-'))?;
+        return lean_subcommand(args, i + 1 + next);
+    }
+    let name: &'static str = match args[i].to_str()? {
+        "create" => "create",
+        "run" => "run",
+        "start" => "start",
+        "state" => "state",
+        "pause" => "pause",
+        "resume" => "resume",
+        "kill" => "kill",
+        "delete" => "delete",
+        "exec" => "exec",
+        _ => return None,
+    };
+    let c = clap::Command::new(name);
+    Some(match name {
+        "create" => CreateArgs::augment_args(c),
+        "run" => RunArgs::augment_args(c),
+        "start" | "state" | "pause" | "resume" => IdArg::augment_args(c),
+        "kill" => KillArgs::augment_args(c),
+        "delete" => DeleteArgs::augment_args(c),
+        "exec" => ExecArgs::augment_args(c),
+        _ => return None,
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    logging::init(LogConfig { file: cli.log.clone(), json: cli.log_format == "json", debug: cli.debug });
+    let cli = parse_cli();
+    logging::init(LogConfig { file: cli.g.log.clone(), json: cli.g.log_format == "json", debug: cli.g.debug });
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -258,36 +329,37 @@ fn error_chain(e: &anyhow::Error) -> String {
 }
 
 fn dispatch(cli: Cli) -> Result<u8> {
-    let root = Root::new(cli.root.clone());
-    let rootless = cli.rootless.as_deref().is_some_and(|v| v != "false");
-    if cli.systemd_cgroup {
+    let g = &cli.g;
+    let root = Root::new(g.root.clone());
+    let rootless = g.rootless.as_deref().is_some_and(|v| v != "false");
+    if g.systemd_cgroup {
         bail!("--systemd-cgroup: strata manages cgroups through cgroupfs only; drop the flag (systemd cgroup driver is not supported)");
     }
     match cli.cmd {
         Cmd::Create(a) => {
-            let opts = create_opts(&a, false, &cli.store);
+            let opts = create_opts(&a, false, &g.store);
             parent::create(&root, &opts).with_context(|| format!("create {}", a.id))?;
         }
-        Cmd::Start { id } => container::start(&root, &id).with_context(|| format!("start {id}"))?,
+        Cmd::Start(IdArg { id }) => container::start(&root, &id).with_context(|| format!("start {id}"))?,
         Cmd::Exec(a) => {
             let id = a.id.clone();
             let code = exec_cmd(&root, a).with_context(|| format!("exec {id}"))?;
             return Ok(code.clamp(0, 255) as u8);
         }
-        Cmd::Run { args, detach } => {
-            let opts = create_opts(&args, !detach, &cli.store);
+        Cmd::Run(RunArgs { args, detach }) => {
+            let opts = create_opts(&args, !detach, &g.store);
             let code = run::run(&root, &opts, detach).with_context(|| format!("run {}", args.id))?;
             return Ok(code.clamp(0, 255) as u8);
         }
-        Cmd::State { id } => {
+        Cmd::State(IdArg { id }) => {
             let (st, s) = container::load(&root, &id).with_context(|| format!("state {id}"))?;
             println!("{}", serde_json::to_string_pretty(&st.oci(s))?);
         }
-        Cmd::Kill { all, id, signal } => {
+        Cmd::Kill(KillArgs { all, id, signal }) => {
             let sig = container::parse_signal(signal.as_deref().unwrap_or("SIGTERM"))?;
             container::kill_container(&root, &id, sig, all).with_context(|| format!("kill {id}"))?;
         }
-        Cmd::Delete { force, id } => match container::delete(&root, &id, force) {
+        Cmd::Delete(DeleteArgs { force, id }) => match container::delete(&root, &id, force) {
             // runc: deleting a container that does not exist is an error, except with --force.
             Err(container::OpError::State(strata::state::StateError::NotFound(_))) if force => {}
             r => r.with_context(|| format!("delete {id}"))?,
@@ -304,8 +376,8 @@ fn dispatch(cli: Cli) -> Result<u8> {
                 .with_context(|| format!("events {id}"))?;
         }
         Cmd::List { format, quiet } => list(&root, &format, quiet)?,
-        Cmd::Pause { id } => container::pause(&root, &id, true).with_context(|| format!("pause {id}"))?,
-        Cmd::Resume { id } => container::pause(&root, &id, false).with_context(|| format!("resume {id}"))?,
+        Cmd::Pause(IdArg { id }) => container::pause(&root, &id, true).with_context(|| format!("pause {id}"))?,
+        Cmd::Resume(IdArg { id }) => container::pause(&root, &id, false).with_context(|| format!("resume {id}"))?,
         Cmd::Ps { format, id, ps_args } => ps(&root, &id, &format, &ps_args)?,
         Cmd::Spec { bundle } => {
             let path = bundle.join("config.json");
@@ -324,7 +396,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
                 .with_context(|| format!("bundle --image {image}"))?;
         }
         Cmd::Layers { cmd } => {
-            let store = strata::layers::Store::open(&cli.store).with_context(|| format!("layer store {}", cli.store.display()))?;
+            let store = strata::layers::Store::open(&g.store).with_context(|| format!("layer store {}", g.store.display()))?;
             match cmd {
                 None => {
                     println!("{:<73} {:>12} CONTAINERS", "CHAIN ID", "SIZE");
@@ -340,7 +412,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             }
         }
         Cmd::Df => {
-            let store = strata::layers::Store::open(&cli.store).with_context(|| format!("layer store {}", cli.store.display()))?;
+            let store = strata::layers::Store::open(&g.store).with_context(|| format!("layer store {}", g.store.display()))?;
             println!("{:<24} {:>14} {:>14}", "CONTAINER", "SIZE", "VIRTUAL SIZE");
             for id in root.ids()? {
                 if let Ok((upper, virt)) = strata::layers::container_usage(&store, &id) {
@@ -376,7 +448,7 @@ fn exec_cmd(root: &Root, a: ExecArgs) -> Result<i32> {
         }
         None => {
             let (st, _) = container::load(root, &a.id)?;
-            let base = st.config.process().clone().unwrap_or_default();
+            let base = st.exec_parts()?.0.unwrap_or_default();
             let o = Overrides {
                 args: a.args.clone(),
                 env: a.env.clone(),
@@ -524,7 +596,7 @@ fn list(root: &Root, format: &str, quiet: bool) -> Result<()> {
                     serde_json::json!({
                         "ociVersion": strata::state::OCI_VERSION, "id": st.id, "pid": if *s == Status::Stopped { 0 } else { st.pid },
                         "status": s.as_str(), "bundle": st.bundle, "rootfs": st.rootfs, "created": st.created,
-                        "annotations": st.config.annotations().clone().unwrap_or_default(), "owner": if st.owner == 0 { "root".to_string() } else { st.owner.to_string() }
+                        "annotations": st.annotations(), "owner": if st.owner == 0 { "root".to_string() } else { st.owner.to_string() }
                     })
                 })
                 .collect();

@@ -11,8 +11,9 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Hooks, LinuxSeccomp, Process, Spec};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 pub const OCI_VERSION: &str = "1.2.0";
 pub const STATE_FILE: &str = "state.json";
@@ -67,8 +68,12 @@ pub struct State {
     pub rootfs: PathBuf,
     /// RFC 3339 creation time.
     pub created: String,
-    /// The config as it was at create (later edits of config.json have no effect).
-    pub config: Spec,
+    /// The config as it was at create (later edits of config.json have no
+    /// effect), kept as JSON text. Most commands need a part of it (the
+    /// annotations, the hooks, the process): parsing only that part keeps
+    /// the deserializer of the whole runtime-spec off their path, which is
+    /// most of the memory a `state` or `delete` would otherwise touch.
+    pub config: Box<RawValue>,
     /// Cgroup directories strata created for this container, deepest last.
     #[serde(default)]
     pub cgroup_dirs: Vec<PathBuf>,
@@ -112,11 +117,68 @@ impl State {
             status: status.as_str(),
             pid: (status != Status::Stopped).then_some(self.pid),
             bundle: &self.bundle,
-            annotations: self.config.annotations().clone().unwrap_or_default(),
+            annotations: self.annotations(),
             created: Some(&self.created),
             rootfs: Some(&self.rootfs),
         }
     }
+}
+
+#[derive(Deserialize)]
+struct AnnotationsView {
+    annotations: Option<HashMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct HooksView {
+    hooks: Option<Hooks>,
+}
+
+#[derive(Deserialize)]
+struct ExecView {
+    process: Option<Process>,
+    linux: Option<LinuxView>,
+}
+
+#[derive(Deserialize)]
+struct LinuxView {
+    seccomp: Option<LinuxSeccomp>,
+}
+
+impl State {
+    pub fn new_config(spec: &Spec) -> Box<RawValue> {
+        // A Spec always serializes; the fallback is never reached.
+        RawValue::from_string(serde_json::to_string(spec).unwrap_or_else(|_| "{}".into())).unwrap_or_else(|_| empty_config())
+    }
+
+    /// The whole config.
+    pub fn spec(&self) -> Result<Spec> {
+        self.view()
+    }
+
+    pub fn annotations(&self) -> HashMap<String, String> {
+        self.view::<AnnotationsView>().ok().and_then(|v| v.annotations).unwrap_or_default()
+    }
+
+    pub fn hooks(&self) -> Result<Option<Hooks>> {
+        Ok(self.view::<HooksView>()?.hooks)
+    }
+
+    /// What `exec` takes from the config: the process (defaults for the new
+    /// one) and the seccomp profile.
+    pub fn exec_parts(&self) -> Result<(Option<Process>, Option<LinuxSeccomp>)> {
+        let v: ExecView = self.view()?;
+        Ok((v.process, v.linux.and_then(|l| l.seccomp)))
+    }
+
+    fn view<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_str(self.config.get())
+            .map_err(|e| StateError::Corrupt { path: PathBuf::from(format!("{}: state.json config", self.id)), msg: e.to_string() })
+    }
+}
+
+fn empty_config() -> Box<RawValue> {
+    RawValue::from_string("{}".into()).expect("{} is JSON")
 }
 
 /// A container id must be a plain file name: no '/', not '.' or '..', not empty.

@@ -94,14 +94,8 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
             plan.parent_joins.push((k, init_ns(k)));
         }
     }
-    let filter = st
-        .config
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .map(seccomp::compile)
-        .transpose()
-        .map_err(|e| ExecError::Invalid(e.to_string()))?;
+    let (_, seccomp_profile) = st.exec_parts().map_err(|e| ExecError::Invalid(e.to_string()))?;
+    let filter = seccomp_profile.as_ref().map(seccomp::compile).transpose().map_err(|e| ExecError::Invalid(e.to_string()))?;
     let cap_plan = caps::plan(opts.process.capabilities().as_ref()).map_err(|e| ExecError::Invalid(e.to_string()))?;
     let console = match &opts.console_socket {
         Some(p) if terminal => Some(OwnedFd::from(UnixStream::connect(p).map_err(sys::io_err("connect", p))?)),
