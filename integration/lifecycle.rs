@@ -13,7 +13,8 @@ use crate::need_root;
 #[test]
 fn create_start_state_delete() {
     need_root!();
-    let b = Bundle::sh("life", "echo started > /tmp/mark; sleep 30");
+    let mut b = Bundle::sh("life", "echo started > /tmp/mark; sleep 30");
+    b.config["annotations"] = serde_json::json!({"org.example.k": "v"});
     let pid_file = b.dir.parent().unwrap().join("pid");
     b.write_config();
     let out = b.detached(&[
@@ -29,6 +30,11 @@ fn create_start_state_delete() {
     assert_eq!(st["status"], "created");
     assert_eq!(st["id"], b.id.as_str());
     assert_eq!(st["ociVersion"], "1.2.0");
+    assert_eq!(st["annotations"], serde_json::json!({"org.example.k": "v"}));
+    // The config as it was at create: a later edit of config.json is not seen.
+    b.config["annotations"] = serde_json::json!({"org.example.k": "edited"});
+    b.write_config();
+    assert_eq!(b.state()["annotations"], serde_json::json!({"org.example.k": "v"}));
     let pid = st["pid"].as_i64().unwrap();
     assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid.to_string());
     // The state is root's alone.
@@ -42,6 +48,7 @@ fn create_start_state_delete() {
     let list = stdout(&b.cmd(&["list", "--format", "json"]));
     let v: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert_eq!(v[0]["status"], "created");
+    assert_eq!(v[0]["annotations"], serde_json::json!({"org.example.k": "v"}));
 
     assert!(b.cmd(&["start", &b.id]).status.success());
     assert_eq!(b.status(), "running");

@@ -186,8 +186,8 @@ pub fn update(root: &Root, id: &str, patch: &serde_json::Value) -> Result<()> {
     let mut config: serde_json::Value = serde_json::from_str(st.config.get()).unwrap_or_default();
     merge(&mut config["linux"]["resources"], patch);
     // Recorded only if the result is still a valid config.
-    if let Ok(spec) = serde_json::from_value::<oci_spec::runtime::Spec>(config) {
-        st.config = crate::state::State::new_config(&spec);
+    if let Ok(config) = serde_json::from_value::<oci_spec::runtime::Spec>(config).and_then(|spec| State::new_config(&spec)) {
+        st.config = config;
         root.save(&st)?;
     }
     Ok(())

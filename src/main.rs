@@ -253,13 +253,19 @@ enum Cmd {
 /// through the whole tree, so messages and help are always complete.
 fn parse_cli() -> Cli {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if let Some(sub) = args.iter().skip(1).position(|a| !a.to_string_lossy().starts_with('-')).and_then(|i| lean_subcommand(&args, i + 1)) {
-        let cmd = Global::augment_args(clap::Command::new("strata")).subcommand(sub).subcommand_required(true);
-        if let Ok(cli) = cmd.try_get_matches_from(&args).and_then(|m| Cli::from_arg_matches(&m)) {
-            return cli;
-        }
+    if let Some(cli) = parse_lean(&args) {
+        return cli;
     }
-    Cli::parse()
+    Cli::parse_from(&args)
+}
+
+/// The lean parse of `parse_cli`, or None to take the whole tree.
+fn parse_lean(args: &[std::ffi::OsString]) -> Option<Cli> {
+    if let Some(sub) = args.iter().skip(1).position(|a| !a.to_string_lossy().starts_with('-')).and_then(|i| lean_subcommand(args, i + 1)) {
+        let cmd = Global::augment_args(clap::Command::new("strata")).subcommand(sub).subcommand_required(true);
+        return cmd.try_get_matches_from(args).and_then(|m| Cli::from_arg_matches(&m)).ok();
+    }
+    None
 }
 
 /// The clap command for `args[i]`, if it names a hot command and is not
@@ -271,28 +277,20 @@ fn lean_subcommand(args: &[std::ffi::OsString], i: usize) -> Option<clap::Comman
         let next = args.iter().skip(i + 1).position(|a| !a.to_string_lossy().starts_with('-'))?;
         return lean_subcommand(args, i + 1 + next);
     }
-    let name: &'static str = match args[i].to_str()? {
-        "create" => "create",
-        "run" => "run",
-        "start" => "start",
-        "state" => "state",
-        "pause" => "pause",
-        "resume" => "resume",
-        "kill" => "kill",
-        "delete" => "delete",
-        "exec" => "exec",
+    type Augment = fn(clap::Command) -> clap::Command;
+    let (name, augment): (&'static str, Augment) = match args[i].to_str()? {
+        "create" => ("create", CreateArgs::augment_args),
+        "run" => ("run", RunArgs::augment_args),
+        "start" => ("start", IdArg::augment_args),
+        "state" => ("state", IdArg::augment_args),
+        "pause" => ("pause", IdArg::augment_args),
+        "resume" => ("resume", IdArg::augment_args),
+        "kill" => ("kill", KillArgs::augment_args),
+        "delete" => ("delete", DeleteArgs::augment_args),
+        "exec" => ("exec", ExecArgs::augment_args),
         _ => return None,
     };
-    let c = clap::Command::new(name);
-    Some(match name {
-        "create" => CreateArgs::augment_args(c),
-        "run" => RunArgs::augment_args(c),
-        "start" | "state" | "pause" | "resume" => IdArg::augment_args(c),
-        "kill" => KillArgs::augment_args(c),
-        "delete" => DeleteArgs::augment_args(c),
-        "exec" => ExecArgs::augment_args(c),
-        _ => return None,
-    })
+    Some(augment(clap::Command::new(name)))
 }
 
 fn main() -> ExitCode {
@@ -440,27 +438,22 @@ fn dispatch(cli: Cli) -> Result<u8> {
 }
 
 fn exec_cmd(root: &Root, a: ExecArgs) -> Result<i32> {
-    use strata::process::exec::{self, ExecOpts, Overrides};
+    use strata::process::exec::{self, ExecOpts, ExecProcess, Overrides};
     let process = match &a.process {
         Some(path) => {
             let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-            serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))?
+            ExecProcess::Given(Box::new(serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))?))
         }
-        None => {
-            let (st, _) = container::load(root, &a.id)?;
-            let base = st.exec_parts()?.0.unwrap_or_default();
-            let o = Overrides {
-                args: a.args.clone(),
-                env: a.env.clone(),
-                cwd: a.cwd.clone(),
-                user: a.user.clone(),
-                additional_gids: a.additional_gids.clone(),
-                caps: a.cap.clone(),
-                no_new_privs: a.no_new_privs,
-                tty: a.tty,
-            };
-            exec::process_from(&base, &o).map_err(anyhow::Error::msg)?
-        }
+        None => ExecProcess::Overrides(Overrides {
+            args: a.args.clone(),
+            env: a.env.clone(),
+            cwd: a.cwd.clone(),
+            user: a.user.clone(),
+            additional_gids: a.additional_gids.clone(),
+            caps: a.cap.clone(),
+            no_new_privs: a.no_new_privs,
+            tty: a.tty,
+        }),
     };
     let opts = ExecOpts {
         id: a.id,
@@ -651,6 +644,34 @@ fn ps(root: &Root, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn argv(s: &str) -> Vec<std::ffi::OsString> {
+        s.split_whitespace().map(Into::into).collect()
+    }
+
+    #[test]
+    fn lean_parse_builds_only_the_command_and_agrees_with_the_full_tree() {
+        let a = argv("strata --root state --log-format json delete --force --log /l c1");
+        // `state` is --root's value: the command is `delete`.
+        let lean = parse_lean(&a).expect("delete is a lean command");
+        let full = Cli::try_parse_from(&a).unwrap();
+        for cli in [&lean, &full] {
+            assert_eq!(cli.g.root, PathBuf::from("state"));
+            assert_eq!(cli.g.log.as_deref(), Some(Path::new("/l")));
+            assert_eq!(cli.g.log_format, "json");
+            assert!(matches!(&cli.cmd, Cmd::Delete(DeleteArgs { force: true, id }) if id == "c1"));
+        }
+        let lean = parse_lean(&argv("strata exec -e A=1 -t c1 sh -c x")).unwrap();
+        assert!(matches!(&lean.cmd, Cmd::Exec(e) if e.tty && e.env == ["A=1"] && e.args == ["sh", "-c", "x"]));
+        assert_eq!(lean.g.root, PathBuf::from("/run/strata"));
+        let lean = parse_lean(&argv("strata run -d --bundle /b c2")).unwrap();
+        assert!(matches!(&lean.cmd, Cmd::Run(r) if r.detach && r.args.bundle == Path::new("/b") && r.args.id == "c2"));
+        // Other commands, errors and help take the whole tree.
+        assert!(parse_lean(&argv("strata spec")).is_none());
+        assert!(parse_lean(&argv("strata state")).is_none());
+        assert!(parse_lean(&argv("strata kill --help")).is_none());
+        assert!(parse_lean(&argv("strata --root /r")).is_none());
+    }
 
     #[test]
     fn image_refs() {

@@ -146,14 +146,9 @@ struct LinuxView {
 }
 
 impl State {
-    pub fn new_config(spec: &Spec) -> Box<RawValue> {
-        // A Spec always serializes; the fallback is never reached.
-        RawValue::from_string(serde_json::to_string(spec).unwrap_or_else(|_| "{}".into())).unwrap_or_else(|_| empty_config())
-    }
-
-    /// The whole config.
-    pub fn spec(&self) -> Result<Spec> {
-        self.view()
+    /// The config as state.json records it.
+    pub fn new_config(spec: &Spec) -> serde_json::Result<Box<RawValue>> {
+        serde_json::value::to_raw_value(spec)
     }
 
     pub fn annotations(&self) -> HashMap<String, String> {
@@ -175,10 +170,6 @@ impl State {
         serde_json::from_str(self.config.get())
             .map_err(|e| StateError::Corrupt { path: PathBuf::from(format!("{}: state.json config", self.id)), msg: e.to_string() })
     }
-}
-
-fn empty_config() -> Box<RawValue> {
-    RawValue::from_string("{}".into()).expect("{} is JSON")
 }
 
 /// A container id must be a plain file name: no '/', not '.' or '..', not empty.
@@ -378,6 +369,30 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn config_views_read_only_their_part() {
+        let text = r#"{"id":"c","pid":7,"init_start_time":1,"bundle":"/b","rootfs":"/b/rootfs","created":"t",
+            "config":{"ociVersion":"1.2.0","annotations":{"k":"v"},
+                      "process":{"cwd":"/","args":["sh"],"user":{"uid":5,"gid":6}},
+                      "hooks":{"poststop":[{"path":"/bin/true"}]},
+                      "linux":{"seccomp":{"defaultAction":"SCMP_ACT_ALLOW"},"unknownToStrata":{"x":1}},
+                      "root":{"path":"rootfs"}}}"#;
+        let st: State = serde_json::from_str(text).unwrap();
+        assert_eq!(st.annotations(), HashMap::from([("k".to_string(), "v".to_string())]));
+        let hooks = st.hooks().unwrap().unwrap();
+        assert_eq!(hooks.poststop().as_ref().unwrap()[0].path(), Path::new("/bin/true"));
+        let (process, seccomp) = st.exec_parts().unwrap();
+        assert_eq!(process.unwrap().user().uid(), 5);
+        assert!(seccomp.is_some());
+        // Saved as it was read: the raw text goes back out unchanged.
+        let again: State = serde_json::from_str(&serde_json::to_string(&st).unwrap()).unwrap();
+        assert_eq!(again.config.get(), st.config.get());
+        // A config that does not parse is reported, naming the container.
+        let bad: State = serde_json::from_str(&text.replace(r#""uid":5"#, r#""uid":"five""#)).unwrap();
+        let e = bad.exec_parts().unwrap_err().to_string();
+        assert!(e.contains("c: state.json"), "{e}");
     }
 
     #[test]

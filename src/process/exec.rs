@@ -53,10 +53,10 @@ pub enum ExecError {
     Invalid(String),
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ExecOpts {
     pub id: String,
-    pub process: Process,
+    pub process: ExecProcess,
     pub console_socket: Option<PathBuf>,
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
@@ -66,17 +66,31 @@ pub struct ExecOpts {
 /// Namespaces of the container's init, in the order the child joins them.
 const JOIN_ORDER: [Kind; 6] = [Kind::Ipc, Kind::Uts, Kind::Net, Kind::Cgroup, Kind::Mount, Kind::User];
 
+/// The new process: a whole one (`exec -p process.json`), or the
+/// container's own process with the command line's overrides.
+#[derive(Debug, Clone)]
+pub enum ExecProcess {
+    Given(Box<Process>),
+    Overrides(Overrides),
+}
+
 /// Runs the process; returns its exit code (0 when detached).
 pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     let (st, status) = container::load(root, &opts.id)?;
     if !matches!(status, Status::Running | Status::Created) {
         return Err(ExecError::Invalid(format!("container {}: cannot exec in a container that is {}", st.id, status.as_str())));
     }
-    let terminal = opts.process.terminal() == Some(true);
+    // One parse of the recorded config: the base process and the seccomp profile.
+    let (base, seccomp_profile) = st.exec_parts().map_err(|e| ExecError::Invalid(e.to_string()))?;
+    let process = match &opts.process {
+        ExecProcess::Given(p) => (**p).clone(),
+        ExecProcess::Overrides(o) => process_from(&base.unwrap_or_default(), o).map_err(ExecError::Invalid)?,
+    };
+    let terminal = process.terminal() == Some(true);
     if terminal && opts.detach && opts.console_socket.is_none() {
         return Err(ExecError::Invalid("--tty with --detach needs --console-socket".into()));
     }
-    if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(ExecError::Invalid("exec: no command given".into()));
     }
     let init_ns = |k: Kind| PathBuf::from(format!("/proc/{}/ns/{}", st.pid, k.proc_name()));
@@ -94,9 +108,8 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
             plan.parent_joins.push((k, init_ns(k)));
         }
     }
-    let (_, seccomp_profile) = st.exec_parts().map_err(|e| ExecError::Invalid(e.to_string()))?;
     let filter = seccomp_profile.as_ref().map(seccomp::compile).transpose().map_err(|e| ExecError::Invalid(e.to_string()))?;
-    let cap_plan = caps::plan(opts.process.capabilities().as_ref()).map_err(|e| ExecError::Invalid(e.to_string()))?;
+    let cap_plan = caps::plan(process.capabilities().as_ref()).map_err(|e| ExecError::Invalid(e.to_string()))?;
     let console = match &opts.console_socket {
         Some(p) if terminal => Some(OwnedFd::from(UnixStream::connect(p).map_err(sys::io_err("connect", p))?)),
         _ => None,
@@ -131,7 +144,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
             drop(parent_chan);
             let state_json = serde_json::to_string(&st.oci(Status::Running)).unwrap_or_default();
             let ctx = Child {
-                process: &opts.process,
+                process: &process,
                 joins,
                 cgroup_join: joiner,
                 chan: child_chan,
@@ -237,6 +250,7 @@ fn child_steps(ctx: &mut Child<'_>, mut fin: Final) -> Result<finish::Never, Ini
 
 /// Builds the process of `strata exec ARGS...` from the container's own
 /// process and the command-line overrides, as runc does.
+#[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub args: Vec<String>,
     pub env: Vec<String>,

@@ -198,7 +198,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         bundle: bundle.dir.clone(),
         rootfs: bundle.rootfs.clone(),
         created: state::now_rfc3339(),
-        config: State::new_config(&bundle.spec),
+        config: State::new_config(&bundle.spec).map_err(|e| CreateError::Invalid(format!("config: {e}")))?,
         cgroup_dirs: undo.cgroup_dirs.clone(),
         cgroup_paths: placement.dirs.clone(),
         host_mounts,
