@@ -203,3 +203,105 @@ fn an_rdma_limit_that_cannot_be_applied_fails_create_cleanly() {
     assert!(stderr(&out).contains("rdma"), "{}", stderr(&out));
     b.assert_gone();
 }
+
+/// Whether systemd runs this host (as `sd_booted` tells).
+fn systemd_running() -> bool {
+    std::path::Path::new("/run/systemd/system").exists()
+}
+
+fn systemctl_show(unit: &str) -> String {
+    let out = std::process::Command::new("systemctl")
+        .args(["show", unit, "-p", "LoadState,ActiveState,MemoryMax,TasksMax,ControlGroup"])
+        .output()
+        .unwrap();
+    stdout(&out)
+}
+
+#[test]
+fn systemd_cgroup_without_systemd_fails_cleanly() {
+    need_root!();
+    if systemd_running() {
+        eprintln!("skipped: systemd runs here (systemd_scope_holds_the_container covers it)");
+        return;
+    }
+    let b = Bundle::sh("nosystemd", "true");
+    b.write_config();
+    let out = b.strata().args(["--systemd-cgroup", "run", "--bundle"]).arg(&b.dir).arg(&b.id).output().unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("systemd is not running") && err.contains(&b.id), "{err}");
+    b.assert_gone();
+}
+
+/// With `--systemd-cgroup` the container's cgroup is a transient scope
+/// that systemd knows: its limits show in the cgroup and in the unit, exec
+/// joins it, update changes both, and delete stops the unit. Runs where
+/// systemd is pid 1 (hack/test-v2 boots such a VM).
+#[test]
+fn systemd_scope_holds_the_container() {
+    need_root!();
+    if !systemd_running() {
+        eprintln!("skipped: systemd is not running here (hack/test-v2 runs this under systemd)");
+        return;
+    }
+    let mut b = Bundle::sh("sdscope", "sleep 60");
+    let unit = format!("strata-it-{}.scope", b.id);
+    b.config["linux"]["cgroupsPath"] = json!(format!("system.slice:strata-it:{}", b.id));
+    b.config["linux"]["resources"] = json!({"memory": {"limit": 64 << 20}, "pids": {"limit": 40}, "cpu": {"quota": 50000, "period": 100000}});
+    b.write_config();
+    let sd = |args: &[&str]| {
+        let mut a: Vec<&std::ffi::OsStr> = vec!["--systemd-cgroup".as_ref()];
+        a.extend(args.iter().map(|s| std::ffi::OsStr::new(*s)));
+        b.detached(&a)
+    };
+    let dir = b.dir.to_str().unwrap().to_string();
+    let out = sd(&["create", "--bundle", &dir, &b.id]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let pid = b.state()["pid"].as_i64().unwrap();
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_eq!(cg.trim(), format!("0::/system.slice/{unit}"));
+    let dir_cg = std::path::PathBuf::from(format!("/sys/fs/cgroup/system.slice/{unit}"));
+    let read = |f: &str| std::fs::read_to_string(dir_cg.join(f)).unwrap().trim().to_string();
+    assert_eq!(read("memory.max"), (64 << 20).to_string());
+    assert_eq!(read("pids.max"), "40");
+    assert_eq!(read("cpu.max"), "50000 100000");
+    let show = systemctl_show(&unit);
+    for want in ["ActiveState=active", "MemoryMax=67108864", "TasksMax=40", &format!("ControlGroup=/system.slice/{unit}")] {
+        assert!(show.lines().any(|l| l == want), "{want} not in: {show}");
+    }
+    assert!(b.start().status.success());
+    // An exec'd process joins the scope (in the container's cgroup
+    // namespace its cgroup is the namespace's root).
+    let out = b.cmd(&["exec", &b.id, "cat", "/proc/self/cgroup"]);
+    assert_eq!(stdout(&out).trim(), "0::/", "{}", stderr(&out));
+    let out = b.cmd(&["--systemd-cgroup", "update", "--pids-limit", "50", "--memory", "134217728", &b.id]);
+    assert!(out.status.success(), "update: {}", stderr(&out));
+    assert_eq!(read("pids.max"), "50");
+    assert_eq!(read("memory.max"), (128 << 20).to_string());
+    let show = systemctl_show(&unit);
+    assert!(show.lines().any(|l| l == "TasksMax=50") && show.lines().any(|l| l == "MemoryMax=134217728"), "{show}");
+    let out = b.cmd(&["--systemd-cgroup", "delete", "--force", &b.id]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    let show = systemctl_show(&unit);
+    assert!(show.lines().any(|l| l == "ActiveState=inactive"), "{show}");
+    assert!(!dir_cg.exists(), "scope cgroup left behind");
+    b.assert_gone();
+}
+
+#[test]
+fn systemd_scope_that_cannot_start_fails_create_cleanly() {
+    need_root!();
+    if !systemd_running() {
+        eprintln!("skipped: systemd is not running here (hack/test-v2 runs this under systemd)");
+        return;
+    }
+    // A unit name systemd refuses ('+' is not allowed in unit names).
+    let mut b = Bundle::sh("sdbad", "true");
+    b.config["linux"]["cgroupsPath"] = json!("system.slice:strata:bad+name");
+    b.write_config();
+    let out = b.strata().args(["--systemd-cgroup", "run", "--bundle"]).arg(&b.dir).arg(&b.id).output().unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("strata-bad+name.scope") && err.contains("StartTransientUnit"), "{err}");
+    b.assert_gone();
+}

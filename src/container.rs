@@ -145,6 +145,11 @@ fn kill_and_wait(st: &State) {
 
 /// Removes what the container left: cgroups, host mounts, state; then poststop.
 pub fn destroy(root: &Root, st: &State) -> Result<()> {
+    if let Some(unit) = st.systemd_unit.as_ref().filter(|_| cgroups::systemd::running()) {
+        // systemd removes the scope's cgroup; an empty scope it may have
+        // collected already (and with systemd gone, so is the scope).
+        cgroups::systemd::Systemd::connect().and_then(|sd| sd.stop(unit)).map_err(|e| status_err(st, e.to_string()))?;
+    }
     cgroups::remove(&st.cgroup_dirs);
     for m in st.host_mounts.iter().rev() {
         let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
@@ -182,6 +187,11 @@ pub fn update(root: &Root, id: &str, patch: &serde_json::Value) -> Result<()> {
     let res: oci_spec::runtime::LinuxResources =
         serde_json::from_value(patch.clone()).map_err(|e| status_err(&st, format!("resources: {e}")))?;
     let placement = cgroups::placement_of(&crate::process::parent::read_hierarchies(), &st.cgroup_paths);
+    if let Some(unit) = &st.systemd_unit {
+        // systemd learns the new limits too, or a reload would undo them.
+        let props = cgroups::systemd::resource_properties(Some(&res), placement.v2);
+        cgroups::systemd::Systemd::connect().and_then(|sd| sd.set_properties(unit, &props))?;
+    }
     cgroups::update(&placement, &res)?;
     let mut config: serde_json::Value = serde_json::from_str(st.config.get()).unwrap_or_default();
     merge(&mut config["linux"]["resources"], patch);

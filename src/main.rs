@@ -39,7 +39,8 @@ struct Global {
     log_format: String,
     #[arg(long, global = true)]
     debug: bool,
-    /// Manage cgroups through systemd (not supported: strata writes cgroupfs).
+    /// Make the container's cgroup a transient systemd scope (cgroupsPath is
+    /// then slice:prefix:name).
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
     /// Accepted for compatibility; strata detects what it can do.
@@ -330,12 +331,9 @@ fn dispatch(cli: Cli) -> Result<u8> {
     let g = &cli.g;
     let root = Root::new(g.root.clone());
     let rootless = g.rootless.as_deref().is_some_and(|v| v != "false");
-    if g.systemd_cgroup {
-        bail!("--systemd-cgroup: strata manages cgroups through cgroupfs only; drop the flag (systemd cgroup driver is not supported)");
-    }
     match cli.cmd {
         Cmd::Create(a) => {
-            let opts = create_opts(&a, false, &g.store);
+            let opts = create_opts(&a, false, g);
             parent::create(&root, &opts).with_context(|| format!("create {}", a.id))?;
         }
         Cmd::Start(IdArg { id }) => container::start(&root, &id).with_context(|| format!("start {id}"))?,
@@ -345,7 +343,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             return Ok(code.clamp(0, 255) as u8);
         }
         Cmd::Run(RunArgs { args, detach }) => {
-            let opts = create_opts(&args, !detach, &g.store);
+            let opts = create_opts(&args, !detach, g);
             let code = run::run(&root, &opts, detach).with_context(|| format!("run {}", args.id))?;
             return Ok(code.clamp(0, 255) as u8);
         }
@@ -556,7 +554,7 @@ fn split_image_ref(s: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn create_opts(a: &CreateArgs, foreground: bool, store: &Path) -> CreateOpts {
+fn create_opts(a: &CreateArgs, foreground: bool, g: &Global) -> CreateOpts {
     CreateOpts {
         no_new_keyring: a.no_new_keyring,
         id: a.id.clone(),
@@ -566,7 +564,8 @@ fn create_opts(a: &CreateArgs, foreground: bool, store: &Path) -> CreateOpts {
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
         foreground,
-        store: store.to_path_buf(),
+        store: g.store.clone(),
+        systemd_cgroup: g.systemd_cgroup,
     }
 }
 

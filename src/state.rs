@@ -80,6 +80,9 @@ pub struct State {
     /// The cgroup the container's processes are in, per hierarchy mountpoint.
     #[serde(default)]
     pub cgroup_paths: Vec<PathBuf>,
+    /// The systemd scope holding the container (`--systemd-cgroup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
     /// Mounts strata made on the host for this container (the layered rootfs).
     #[serde(default)]
     pub host_mounts: Vec<PathBuf>,

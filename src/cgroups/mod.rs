@@ -9,6 +9,7 @@
 pub mod devices_v2;
 mod plan;
 pub mod stats;
+pub mod systemd;
 
 use std::fs;
 use std::io::{ErrorKind, Write as _};
@@ -26,6 +27,8 @@ pub enum CgroupError {
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error("cgroup: {0}")]
     Invalid(String),
+    #[error("systemd {op} {unit}: {msg}")]
+    Systemd { op: &'static str, unit: String, msg: String },
 }
 
 type Result<T> = std::result::Result<T, CgroupError>;
@@ -189,6 +192,21 @@ impl Joiner {
         }
         Ok(())
     }
+}
+
+/// Moves `pid` into each of `dirs` it is not in yet (with the systemd
+/// driver: systemd put it into the scope where it manages the controller,
+/// strata into the others).
+pub fn attach(dirs: &[PathBuf], pid: i32) -> Result<()> {
+    for dir in dirs {
+        let procs = dir.join("cgroup.procs");
+        let listed = fs::read_to_string(&procs).map_err(io("read", &procs))?;
+        if listed.lines().any(|l| l.trim() == pid.to_string()) {
+            continue;
+        }
+        write_file(&procs, &pid.to_string())?;
+    }
+    Ok(())
 }
 
 /// Removes the directories strata created, deepest first. A directory that

@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 
 use super::init::{self, InitContext};
 use super::sync::{self, Msg, SyncError};
+use crate::cgroups::systemd::{self, Systemd, Unit};
 use crate::cgroups::{self, CgroupError};
 use crate::hooks::{self, HookError};
 use crate::linux::namespaces::{self, ChildrenNs};
@@ -58,6 +59,8 @@ pub struct CreateOpts {
     pub foreground: bool,
     /// The layer store, for bundles made by `strata bundle --image`.
     pub store: PathBuf,
+    /// `--systemd-cgroup`: the cgroup is a transient systemd scope.
+    pub systemd_cgroup: bool,
 }
 
 /// A container that reached `created`.
@@ -73,6 +76,8 @@ struct Undo<'a> {
     id: String,
     child: Option<Pid>,
     cgroup_dirs: Vec<PathBuf>,
+    /// The systemd scope started for the container, stopped on undo.
+    scope: Option<(Systemd, String)>,
     host_mounts: Vec<PathBuf>,
     layers: Option<crate::layers::Store>,
     armed: bool,
@@ -89,6 +94,9 @@ impl Drop for Undo<'_> {
         }
         for m in &self.host_mounts {
             let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        if let Some((sd, unit)) = &self.scope {
+            let _ = sd.stop(unit);
         }
         cgroups::remove(&self.cgroup_dirs);
         if let Some(store) = &self.layers {
@@ -113,7 +121,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     let own_mount_ns = ns.has_new(namespaces::Kind::Mount) || ns.joins(namespaces::Kind::Mount);
     let dir = root.reserve(&opts.id)?;
     let host_mounts = if own_mount_ns { Vec::new() } else { vec![bundle.rootfs.clone()] };
-    let mut undo = Undo { root, id: opts.id.clone(), child: None, cgroup_dirs: Vec::new(), host_mounts, layers: None, armed: true };
+    let mut undo = Undo { root, id: opts.id.clone(), child: None, cgroup_dirs: Vec::new(), scope: None, host_mounts, layers: None, armed: true };
     let mut bundle = bundle;
     let overlay = image_rootfs(&mut bundle, &opts.id, &opts.store, ns.userns(), &mut undo)?;
     let host_mounts = undo.host_mounts.clone();
@@ -128,11 +136,25 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     ))?;
 
     let hier = read_hierarchies();
-    let placement = cgroups::placement(&hier, linux.cgroups_path().as_deref(), &opts.id)?;
+    let unit = match opts.systemd_cgroup {
+        true => Some(Unit::parse(linux.cgroups_path().as_deref().map(|p| p.to_string_lossy()).as_deref(), &opts.id)?),
+        false => None,
+    };
+    let cgroups_path = match &unit {
+        Some(u) => Some(u.cgroup_path()?),
+        None => linux.cgroups_path().clone(),
+    };
+    let placement = cgroups::placement(&hier, cgroups_path.as_deref(), &opts.id)?;
     let extra_allow = default_device_rules(&linux);
-    undo.cgroup_dirs = cgroups::create(&placement, linux.resources().as_ref(), &extra_allow)?;
-    // Born into its cgroup2 cgroup, init moves itself into the v1 ones.
-    let joiner = cgroups::prepare_join(&placement.dirs)?;
+    let systemd = if unit.is_some() { Some(Systemd::connect()?) } else { None };
+    let joiner = if systemd.is_some() {
+        // systemd moves init into its scope once init exists (below).
+        cgroups::Joiner::default()
+    } else {
+        undo.cgroup_dirs = cgroups::create(&placement, linux.resources().as_ref(), &extra_allow)?;
+        // Born into its cgroup2 cgroup, init moves itself into the v1 ones.
+        cgroups::prepare_join(&placement.dirs)?
+    };
 
     let console = match &opts.console_socket {
         Some(p) if terminal => Some(OwnedFd::from(UnixStream::connect(p).map_err(sys::io_err("connect", p))?)),
@@ -178,6 +200,10 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         }
     };
     undo.child = Some(pid);
+    if let (Some(sd), Some(unit)) = (systemd, &unit) {
+        let sd = &undo.scope.insert((sd, unit.name.clone())).0;
+        undo.cgroup_dirs = systemd_scope(sd, unit, &opts.id, pid, &placement, &linux, &extra_allow)?;
+    }
     drop(joiner);
     drop(child_chan);
     drop(fifo_fd);
@@ -201,6 +227,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         config: State::new_config(&bundle.spec).map_err(|e| CreateError::Invalid(format!("config: {e}")))?,
         cgroup_dirs: undo.cgroup_dirs.clone(),
         cgroup_paths: placement.dirs.clone(),
+        systemd_unit: unit.map(|u| u.name),
         host_mounts,
         owner: nix::unistd::geteuid().as_raw(),
         store: undo.layers.as_ref().map(|_| opts.store.clone()),
@@ -270,6 +297,35 @@ fn image_rootfs(
     }
     plan.target = bundle.rootfs.clone();
     Ok(Some(plan))
+}
+
+/// With the systemd driver: systemd starts the scope holding init; strata
+/// makes the directories systemd did not (v1 controllers systemd does not
+/// manage), moves init into them, and writes the limits. Returns the
+/// directories strata made.
+fn systemd_scope(
+    sd: &Systemd,
+    unit: &Unit,
+    id: &str,
+    pid: Pid,
+    placement: &cgroups::Placement,
+    linux: &oci_spec::runtime::Linux,
+    extra_allow: &[String],
+) -> Result<Vec<PathBuf>> {
+    let res = linux.resources().as_ref();
+    let mut props = systemd::scope_properties(unit, id, pid.as_raw() as u32, placement.v2);
+    props.extend(systemd::resource_properties(res, placement.v2));
+    if let Some(devs) = res.and_then(|r| r.devices().as_ref()).filter(|d| !d.is_empty() && !placement.v2) {
+        let names = systemd::DeviceNames::parse(&std::fs::read_to_string("/proc/devices").unwrap_or_default());
+        props.extend(systemd::device_properties(devs, extra_allow, &names).unwrap_or_default());
+    }
+    sd.start_scope(unit, &props)?;
+    let created = cgroups::create(placement, res, extra_allow)?;
+    if let Err(e) = cgroups::attach(&placement.dirs, pid.as_raw()) {
+        cgroups::remove(&created);
+        return Err(e.into());
+    }
+    Ok(created)
 }
 
 pub fn read_hierarchies() -> Vec<cgroups::Hierarchy> {
