@@ -6,6 +6,7 @@
 //! recorded in the state so that `delete` removes exactly the directories
 //! strata created and nothing else.
 
+mod dbus;
 pub mod devices_v2;
 mod plan;
 pub mod stats;

@@ -15,14 +15,13 @@
 //! What is planned here (the unit, its cgroup path, the properties) is pure
 //! data; `Systemd` is the one part that talks to systemd.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use dbus::arg::{RefArg, Variant};
-use dbus::channel::{BusType, Channel};
-use dbus::message::{Message, MessageType};
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
+use super::dbus::{self, Arg, Conn, Message, body_values};
 use super::plan::{blkio_weight_to_io, shares_to_weight};
 use super::{CgroupError, Result};
 
@@ -295,42 +294,36 @@ pub fn running() -> bool {
 
 /// A connection to the host's systemd.
 pub struct Systemd {
-    ch: Channel,
+    conn: RefCell<Conn>,
 }
 
 impl Systemd {
-    /// Connects to systemd's private socket (root), or else to the system
-    /// bus. A host that does not run systemd gets a clear error.
+    /// Connects to systemd's private socket (root only). A host that does
+    /// not run systemd gets a clear error.
     pub fn connect() -> Result<Systemd> {
         if !running() {
             return Err(CgroupError::Invalid(
                 "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); use cgroupfs (drop the flag)".into(),
             ));
         }
-        let ch = match Channel::open_private(&format!("unix:path={PRIVATE}")) {
-            Ok(ch) => ch,
-            Err(_) => Channel::get_private(BusType::System).map_err(|e| err("connect to systemd", PRIVATE, e))?,
-        };
-        Ok(Systemd { ch })
+        let conn = Conn::connect(Path::new(PRIVATE)).map_err(|e| CgroupError::Io { op: "connect to systemd", path: PRIVATE.into(), source: e })?;
+        Ok(Systemd { conn: RefCell::new(conn) })
     }
 
-    /// Starts the scope `unit` holding `pid`, and waits until systemd has
-    /// moved `pid` into it (the start job is done).
+    /// Starts the scope `unit` with `props` (its pid among them), and waits
+    /// until systemd has moved the pid into it (the start job is done).
     pub fn start_scope(&self, unit: &Unit, props: &[Property]) -> Result<()> {
-        // No auxiliary units.
-        let aux: Vec<(&str, DbusProps)> = Vec::new();
-        let msg = self.call("StartTransientUnit")?.append3(unit.name.as_str(), "fail", to_dbus(props)).append1(aux);
-        let job = self.job("StartTransientUnit", &unit.name, msg)?;
+        let args = [Arg::Str(unit.name.clone()), Arg::Str("fail".into()), to_dbus(props), Arg::AuxUnits(Vec::new())];
+        let job = self.job("StartTransientUnit", &unit.name, &args)?;
         self.wait_job("start", &unit.name, &job)
     }
 
     /// Stops the unit and waits for it; a unit systemd no longer has (an
     /// empty scope is collected by itself) is already stopped.
     pub fn stop(&self, unit: &str) -> Result<()> {
-        let msg = self.call("StopUnit")?.append2(unit, "replace");
-        match self.job("StopUnit", unit, msg) {
+        match self.job("StopUnit", unit, &[Arg::Str(unit.into()), Arg::Str("replace".into())]) {
             Ok(job) => self.wait_job("stop", unit, &job),
-            Err(CgroupError::Systemd { msg, .. }) if msg.contains("NoSuchUnit") || msg.contains("not loaded") => Ok(()),
+            Err(CgroupError::Systemd { msg, .. }) if msg.contains("NoSuchUnit") => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -340,74 +333,89 @@ impl Systemd {
         if props.is_empty() {
             return Ok(());
         }
-        let msg = self.call("SetUnitProperties")?.append3(unit, true, to_dbus(props));
-        self.ch.send_with_reply_and_block(msg, JOB_TIMEOUT).map_err(|e| err("SetUnitProperties", unit, e))?;
+        self.call("SetUnitProperties", unit, &[Arg::Str(unit.into()), Arg::Bool(true), to_dbus(props)])?;
         Ok(())
     }
 
-    fn call(&self, method: &'static str) -> Result<Message> {
-        Message::new_method_call(DEST, OBJECT, MANAGER, method).map_err(|e| CgroupError::Invalid(format!("systemd {method}: {e}")))
+    /// Calls a Manager method and returns its reply (an error reply is an
+    /// error naming the method and the unit).
+    fn call(&self, op: &'static str, unit: &str, args: &[Arg]) -> Result<Message> {
+        let fail = |msg: String| CgroupError::Systemd { op, unit: unit.into(), msg };
+        let mut conn = self.conn.borrow_mut();
+        let serial = conn.send(DEST, OBJECT, MANAGER, op, args).map_err(|e| fail(e.to_string()))?;
+        loop {
+            let m = conn.recv(JOB_TIMEOUT).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail(format!("no reply in {JOB_TIMEOUT:?}")))?;
+            if m.reply_serial != Some(serial) {
+                continue;
+            }
+            return match m.kind {
+                dbus::METHOD_RETURN => Ok(m),
+                dbus::ERROR => {
+                    let text = match body_values(&m).as_deref() {
+                        Some([Arg::Str(s), ..]) => s.clone(),
+                        _ => String::new(),
+                    };
+                    Err(fail(format!("{text} ({})", m.error_name.as_deref().unwrap_or("error"))))
+                }
+                k => Err(fail(format!("unexpected message type {k} in reply"))),
+            };
+        }
     }
 
-    /// Sends a call that answers with a job, and returns the job's path.
-    fn job(&self, op: &'static str, unit: &str, msg: Message) -> Result<String> {
-        let reply = self.ch.send_with_reply_and_block(msg, JOB_TIMEOUT).map_err(|e| err(op, unit, e))?;
-        let job: dbus::Path = reply.read1().map_err(|e| CgroupError::Systemd { op, unit: unit.into(), msg: e.to_string() })?;
-        Ok(job.to_string())
+    /// Calls a method that answers with a job, and returns the job's path.
+    fn job(&self, op: &'static str, unit: &str, args: &[Arg]) -> Result<String> {
+        let reply = self.call(op, unit, args)?;
+        match body_values(&reply).as_deref() {
+            Some([Arg::Path(job)]) => Ok(job.clone()),
+            _ => Err(CgroupError::Systemd { op, unit: unit.into(), msg: format!("unexpected reply signature {:?}", reply.signature) }),
+        }
     }
 
     /// Waits for systemd's JobRemoved signal for `job` (systemd sends its
     /// signals to every client of its private socket), and checks the result.
     fn wait_job(&self, op: &'static str, unit: &str, job: &str) -> Result<()> {
+        let fail = |msg: String| CgroupError::Systemd { op, unit: unit.into(), msg };
         let deadline = Instant::now() + JOB_TIMEOUT;
+        let mut conn = self.conn.borrow_mut();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(CgroupError::Systemd { op, unit: unit.into(), msg: format!("job {job} did not finish in {JOB_TIMEOUT:?}") });
+                return Err(fail(format!("job {job} did not finish in {JOB_TIMEOUT:?}")));
             }
-            let Some(m) = self.ch.blocking_pop_message(left).map_err(|e| err(op, unit, e))? else { continue };
-            if m.msg_type() != MessageType::Signal || m.member().as_deref() != Some("JobRemoved") {
+            let Some(m) = conn.recv(left).map_err(|e| fail(e.to_string()))? else { continue };
+            if m.kind != dbus::SIGNAL || m.member.as_deref() != Some("JobRemoved") {
                 continue;
             }
-            let Ok((_, path, _, result)) = m.read4::<u32, dbus::Path, String, String>() else { continue };
-            if &*path == job {
+            if let Some([_, Arg::Path(path), _, Arg::Str(result)]) = body_values(&m).as_deref()
+                && path == job
+            {
                 return match result.as_str() {
                     "done" => Ok(()),
-                    r => Err(CgroupError::Systemd { op, unit: unit.into(), msg: format!("job {job} ended {r:?}") }),
+                    r => Err(fail(format!("job {job} ended {r:?}"))),
                 };
             }
         }
     }
 }
 
-fn err(op: &'static str, unit: &str, e: dbus::Error) -> CgroupError {
-    let msg = match (e.name(), e.message()) {
-        (Some(n), Some(m)) => format!("{m} ({n})"),
-        (Some(n), None) => n.to_string(),
-        (None, Some(m)) => m.to_string(),
-        (None, None) => "failed".into(),
-    };
-    CgroupError::Systemd { op, unit: unit.into(), msg }
-}
-
 /// Unit properties on the wire: `a(sv)`.
-type DbusProps = Vec<(&'static str, Variant<Box<dyn RefArg>>)>;
-
-fn to_dbus(props: &[Property]) -> DbusProps {
-    props
-        .iter()
-        .map(|(k, v)| {
-            let b: Box<dyn RefArg> = match v {
-                Value::Bool(b) => Box::new(*b),
-                Value::U64(n) => Box::new(*n),
-                Value::Str(s) => Box::new(s.clone()),
-                Value::Pids(p) => Box::new(p.clone()),
-                Value::Bytes(b) => Box::new(b.clone()),
-                Value::DeviceAllow(d) => Box::new(d.clone()),
-            };
-            (*k, Variant(b))
-        })
-        .collect()
+fn to_dbus(props: &[Property]) -> Arg {
+    Arg::Props(
+        props
+            .iter()
+            .map(|(k, v)| {
+                let a = match v {
+                    Value::Bool(b) => Arg::Bool(*b),
+                    Value::U64(n) => Arg::U64(*n),
+                    Value::Str(s) => Arg::Str(s.clone()),
+                    Value::Pids(p) => Arg::U32s(p.clone()),
+                    Value::Bytes(b) => Arg::Bytes(b.clone()),
+                    Value::DeviceAllow(d) => Arg::StrPairs(d.clone()),
+                };
+                (k.to_string(), a)
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
