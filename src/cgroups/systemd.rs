@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
-use super::dbus::{self, Arg, Conn, Message, body_values};
+pub use super::dbus::Arg;
+use super::dbus::{self, Conn, Message, body_values};
 use super::plan::{blkio_weight_to_io, shares_to_weight};
 use super::{CgroupError, Result};
 
@@ -80,39 +81,27 @@ pub fn slice_path(slice: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// A unit property's value, in the D-Bus types systemd expects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
-    Bool(bool),
-    U64(u64),
-    Str(String),
-    /// `au`
-    Pids(Vec<u32>),
-    /// `ay`: a cpu or memory-node bitmask.
-    Bytes(Vec<u8>),
-    /// `a(ss)`: DeviceAllow entries (device, access).
-    DeviceAllow(Vec<(String, String)>),
-}
-
-pub type Property = (&'static str, Value);
+/// A unit property: its name and its value, in the D-Bus type systemd
+/// expects.
+pub type Property = (&'static str, Arg);
 
 /// The scope's own properties: where it lives, the pid it starts with, and
 /// accounting on for the controllers strata writes (on v2 this is what makes
 /// systemd enable them for the scope).
 pub fn scope_properties(unit: &Unit, id: &str, pid: u32, v2: bool) -> Vec<Property> {
     let mut p = vec![
-        ("Description", Value::Str(format!("strata container {id}"))),
-        ("Slice", Value::Str(unit.slice.clone())),
-        ("PIDs", Value::Pids(vec![pid])),
+        ("Description", Arg::Str(format!("strata container {id}"))),
+        ("Slice", Arg::Str(unit.slice.clone())),
+        ("PIDs", Arg::U32s(vec![pid])),
         // The container's cgroup is strata's to write (and, in a cgroup
         // namespace, the container's): systemd leaves what is below alone.
-        ("Delegate", Value::Bool(true)),
-        ("DefaultDependencies", Value::Bool(false)),
-        ("MemoryAccounting", Value::Bool(true)),
-        ("CPUAccounting", Value::Bool(true)),
-        ("TasksAccounting", Value::Bool(true)),
+        ("Delegate", Arg::Bool(true)),
+        ("DefaultDependencies", Arg::Bool(false)),
+        ("MemoryAccounting", Arg::Bool(true)),
+        ("CPUAccounting", Arg::Bool(true)),
+        ("TasksAccounting", Arg::Bool(true)),
     ];
-    p.push(if v2 { ("IOAccounting", Value::Bool(true)) } else { ("BlockIOAccounting", Value::Bool(true)) });
+    p.push(if v2 { ("IOAccounting", Arg::Bool(true)) } else { ("BlockIOAccounting", Arg::Bool(true)) });
     p
 }
 
@@ -127,39 +116,39 @@ pub fn resource_properties(res: Option<&LinuxResources>, v2: bool) -> Vec<Proper
     if let Some(m) = res.memory() {
         if let Some(l) = m.limit() {
             let v = if l < 0 { INFINITY } else { l as u64 };
-            p.push((if v2 { "MemoryMax" } else { "MemoryLimit" }, Value::U64(v)));
+            p.push((if v2 { "MemoryMax" } else { "MemoryLimit" }, Arg::U64(v)));
             if v2 && let Some(s) = m.swap() {
                 // v1's swap counts memory+swap; v2's MemorySwapMax only swap.
-                p.push(("MemorySwapMax", Value::U64(if s < 0 { INFINITY } else { (s - l).max(0) as u64 })));
+                p.push(("MemorySwapMax", Arg::U64(if s < 0 { INFINITY } else { (s - l).max(0) as u64 })));
             }
         }
         if v2 && let Some(r) = m.reservation() {
-            p.push(("MemoryLow", Value::U64(if r < 0 { INFINITY } else { r as u64 })));
+            p.push(("MemoryLow", Arg::U64(if r < 0 { INFINITY } else { r as u64 })));
         }
     }
     if let Some(c) = res.cpu() {
         if let Some(s) = c.shares().filter(|s| *s > 0) {
-            p.push(if v2 { ("CPUWeight", Value::U64(shares_to_weight(s))) } else { ("CPUShares", Value::U64(s)) });
+            p.push(if v2 { ("CPUWeight", Arg::U64(shares_to_weight(s))) } else { ("CPUShares", Arg::U64(s)) });
         }
         if let Some(q) = c.quota() {
             let period = c.period().filter(|p| *p > 0).unwrap_or(100_000);
-            p.push(("CPUQuotaPerSecUSec", Value::U64(quota_per_sec(q, period))));
+            p.push(("CPUQuotaPerSecUSec", Arg::U64(quota_per_sec(q, period))));
         }
         if let Some(pd) = c.period().filter(|p| *p > 0) {
-            p.push(("CPUQuotaPeriodUSec", Value::U64(pd)));
+            p.push(("CPUQuotaPeriodUSec", Arg::U64(pd)));
         }
         if let Some(mask) = c.cpus().as_deref().filter(|s| !s.is_empty()).and_then(cpuset_mask) {
-            p.push(("AllowedCPUs", Value::Bytes(mask)));
+            p.push(("AllowedCPUs", Arg::Bytes(mask)));
         }
         if let Some(mask) = c.mems().as_deref().filter(|s| !s.is_empty()).and_then(cpuset_mask) {
-            p.push(("AllowedMemoryNodes", Value::Bytes(mask)));
+            p.push(("AllowedMemoryNodes", Arg::Bytes(mask)));
         }
     }
     if let Some(pl) = res.pids() {
-        p.push(("TasksMax", Value::U64(if pl.limit() > 0 { pl.limit() as u64 } else { INFINITY })));
+        p.push(("TasksMax", Arg::U64(if pl.limit() > 0 { pl.limit() as u64 } else { INFINITY })));
     }
     if let Some(w) = res.block_io().as_ref().and_then(|b| b.weight()).filter(|w| *w > 0) {
-        p.push(if v2 { ("IOWeight", Value::U64(blkio_weight_to_io(w))) } else { ("BlockIOWeight", Value::U64(u64::from(w))) });
+        p.push(if v2 { ("IOWeight", Arg::U64(blkio_weight_to_io(w))) } else { ("BlockIOWeight", Arg::U64(u64::from(w))) });
     }
     p
 }
@@ -236,7 +225,7 @@ pub fn device_properties(devs: &[LinuxDeviceCgroup], extra_allow: &[String], nam
         };
         entries.push((dev, access));
     }
-    Some(vec![("DevicePolicy", Value::Str("strict".into())), ("DeviceAllow", Value::DeviceAllow(entries))])
+    Some(vec![("DevicePolicy", Arg::Str("strict".into())), ("DeviceAllow", Arg::StrPairs(entries))])
 }
 
 /// `c 1:3 rwm` → ('c', 1, 3, "rwm"); `*` is -1.
@@ -400,22 +389,7 @@ impl Systemd {
 
 /// Unit properties on the wire: `a(sv)`.
 fn to_dbus(props: &[Property]) -> Arg {
-    Arg::Props(
-        props
-            .iter()
-            .map(|(k, v)| {
-                let a = match v {
-                    Value::Bool(b) => Arg::Bool(*b),
-                    Value::U64(n) => Arg::U64(*n),
-                    Value::Str(s) => Arg::Str(s.clone()),
-                    Value::Pids(p) => Arg::U32s(p.clone()),
-                    Value::Bytes(b) => Arg::Bytes(b.clone()),
-                    Value::DeviceAllow(d) => Arg::StrPairs(d.clone()),
-                };
-                (k.to_string(), a)
-            })
-            .collect(),
-    )
+    Arg::Props(props.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
 }
 
 #[cfg(test)]
@@ -453,29 +427,29 @@ mod tests {
         .unwrap();
         let v2 = resource_properties(Some(&res), true);
         let get = |p: &[Property], k: &str| p.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
-        assert_eq!(get(&v2, "MemoryMax"), Some(Value::U64(64 << 20)));
-        assert_eq!(get(&v2, "MemorySwapMax"), Some(Value::U64(64 << 20)));
-        assert_eq!(get(&v2, "MemoryLow"), Some(Value::U64(1 << 20)));
-        assert_eq!(get(&v2, "CPUWeight"), Some(Value::U64(39)));
+        assert_eq!(get(&v2, "MemoryMax"), Some(Arg::U64(64 << 20)));
+        assert_eq!(get(&v2, "MemorySwapMax"), Some(Arg::U64(64 << 20)));
+        assert_eq!(get(&v2, "MemoryLow"), Some(Arg::U64(1 << 20)));
+        assert_eq!(get(&v2, "CPUWeight"), Some(Arg::U64(39)));
         // 15% of a CPU is 150 ms per second.
-        assert_eq!(get(&v2, "CPUQuotaPerSecUSec"), Some(Value::U64(150_000)));
-        assert_eq!(get(&v2, "CPUQuotaPeriodUSec"), Some(Value::U64(100_000)));
-        assert_eq!(get(&v2, "AllowedCPUs"), Some(Value::Bytes(vec![0b0000_0111, 0b0000_0010])));
-        assert_eq!(get(&v2, "AllowedMemoryNodes"), Some(Value::Bytes(vec![1])));
-        assert_eq!(get(&v2, "TasksMax"), Some(Value::U64(32)));
-        assert_eq!(get(&v2, "IOWeight"), Some(Value::U64(blkio_weight_to_io(500))));
+        assert_eq!(get(&v2, "CPUQuotaPerSecUSec"), Some(Arg::U64(150_000)));
+        assert_eq!(get(&v2, "CPUQuotaPeriodUSec"), Some(Arg::U64(100_000)));
+        assert_eq!(get(&v2, "AllowedCPUs"), Some(Arg::Bytes(vec![0b0000_0111, 0b0000_0010])));
+        assert_eq!(get(&v2, "AllowedMemoryNodes"), Some(Arg::Bytes(vec![1])));
+        assert_eq!(get(&v2, "TasksMax"), Some(Arg::U64(32)));
+        assert_eq!(get(&v2, "IOWeight"), Some(Arg::U64(blkio_weight_to_io(500))));
         let v1 = resource_properties(Some(&res), false);
-        assert_eq!(get(&v1, "MemoryLimit"), Some(Value::U64(64 << 20)));
-        assert_eq!(get(&v1, "CPUShares"), Some(Value::U64(1024)));
-        assert_eq!(get(&v1, "BlockIOWeight"), Some(Value::U64(500)));
+        assert_eq!(get(&v1, "MemoryLimit"), Some(Arg::U64(64 << 20)));
+        assert_eq!(get(&v1, "CPUShares"), Some(Arg::U64(1024)));
+        assert_eq!(get(&v1, "BlockIOWeight"), Some(Arg::U64(500)));
         assert_eq!(get(&v1, "MemoryMax"), None);
         assert_eq!(get(&v1, "MemorySwapMax"), None);
         // No limit, unlimited, rounding up to whole percents.
         let res: LinuxResources = serde_json::from_str(r#"{"memory":{"limit":-1},"pids":{"limit":0},"cpu":{"quota":-1}}"#).unwrap();
         let p = resource_properties(Some(&res), true);
-        assert_eq!(get(&p, "MemoryMax"), Some(Value::U64(u64::MAX)));
-        assert_eq!(get(&p, "TasksMax"), Some(Value::U64(u64::MAX)));
-        assert_eq!(get(&p, "CPUQuotaPerSecUSec"), Some(Value::U64(u64::MAX)));
+        assert_eq!(get(&p, "MemoryMax"), Some(Arg::U64(u64::MAX)));
+        assert_eq!(get(&p, "TasksMax"), Some(Arg::U64(u64::MAX)));
+        assert_eq!(get(&p, "CPUQuotaPerSecUSec"), Some(Arg::U64(u64::MAX)));
         assert_eq!(quota_per_sec(12345, 100_000), 130_000);
         assert!(resource_properties(None, true).is_empty());
         assert_eq!(cpuset_mask("x"), None);
@@ -486,11 +460,11 @@ mod tests {
     fn scope_properties_hold_the_pid_and_delegate() {
         let u = Unit::parse(None, "c").unwrap();
         let p = scope_properties(&u, "c", 42, true);
-        assert!(p.contains(&("PIDs", Value::Pids(vec![42]))));
-        assert!(p.contains(&("Slice", Value::Str("system.slice".into()))));
-        assert!(p.contains(&("Delegate", Value::Bool(true))));
-        assert!(p.contains(&("IOAccounting", Value::Bool(true))));
-        assert!(scope_properties(&u, "c", 42, false).contains(&("BlockIOAccounting", Value::Bool(true))));
+        assert!(p.contains(&("PIDs", Arg::U32s(vec![42]))));
+        assert!(p.contains(&("Slice", Arg::Str("system.slice".into()))));
+        assert!(p.contains(&("Delegate", Arg::Bool(true))));
+        assert!(p.contains(&("IOAccounting", Arg::Bool(true))));
+        assert!(scope_properties(&u, "c", 42, false).contains(&("BlockIOAccounting", Arg::Bool(true))));
     }
 
     #[test]
@@ -503,12 +477,12 @@ mod tests {
         .unwrap();
         let extra = vec!["c 5:2 rwm".to_string()];
         let p = device_properties(&devs, &extra, &names).unwrap();
-        assert_eq!(p[0], ("DevicePolicy", Value::Str("strict".into())));
+        assert_eq!(p[0], ("DevicePolicy", Arg::Str("strict".into())));
         let want: Vec<(String, String)> = [("/dev/char/1:3", "rw"), ("char-pts", "rwm"), ("block-*", "r"), ("/dev/char/5:2", "rwm")]
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
-        assert_eq!(p[1], ("DeviceAllow", Value::DeviceAllow(want)));
+        assert_eq!(p[1], ("DeviceAllow", Arg::StrPairs(want)));
         // A deny after allows, no deny-all first, or an unknown major: not expressible.
         let devs: Vec<LinuxDeviceCgroup> =
             serde_json::from_str(r#"[{"allow":false},{"allow":true,"type":"c","major":1,"minor":3},{"allow":false,"type":"c","major":1,"minor":5}]"#).unwrap();
