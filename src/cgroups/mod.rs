@@ -5,6 +5,14 @@
 //! directories, which of them strata creates, which files it writes); it is
 //! recorded in the state so that `delete` removes exactly the directories
 //! strata created and nothing else.
+//!
+//! Why not the cgroups-rs crate: the plan (which file of which hierarchy
+//! gets which value, hybrid hosts included) is pure data, tested without
+//! root; processes join by themselves (born in their cgroup2 cgroup with
+//! `CLONE_INTO_CGROUP`, or a thread writing `0` to v1 `tasks`, see
+//! `Joiner`); v2 device filters (`devices_v2`) and the systemd driver
+//! (`systemd`) are strata's own. What cgroups-rs would add is the writing of
+//! the files.
 
 mod dbus;
 pub mod devices_v2;
