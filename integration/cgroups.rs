@@ -223,9 +223,9 @@ macro_rules! need_systemd {
     };
 }
 
-fn systemctl_show(unit: &str) -> String {
+fn systemctl_show(unit: &str, mem_prop: &str) -> String {
     let out = std::process::Command::new("systemctl")
-        .args(["show", unit, "-p", "LoadState,ActiveState,MemoryMax,TasksMax,ControlGroup"])
+        .args(["show", unit, "-p", &format!("LoadState,ActiveState,{mem_prop},TasksMax,ControlGroup,DevicePolicy")])
         .output()
         .unwrap();
     stdout(&out)
@@ -250,14 +250,18 @@ fn systemd_cgroup_without_systemd_fails_cleanly() {
 /// With `--systemd-cgroup` the container's cgroup is a transient scope
 /// that systemd knows: its limits show in the cgroup and in the unit, exec
 /// joins it, update changes both, and delete stops the unit. Runs where
-/// systemd is pid 1 (hack/test-v2 boots such a VM).
+/// systemd is pid 1: hack/test-v2 boots such a VM on cgroup v2 and on a
+/// hybrid layout.
 #[test]
 fn systemd_scope_holds_the_container() {
     need_systemd!();
     let mut b = Bundle::sh("sdscope", "sleep 60");
     let unit = format!("strata-it-{}.scope", b.id);
     b.config["linux"]["cgroupsPath"] = json!(format!("system.slice:strata-it:{}", b.id));
-    b.config["linux"]["resources"] = json!({"memory": {"limit": 64 << 20}, "pids": {"limit": 40}, "cpu": {"quota": 50000, "period": 100000}});
+    b.config["linux"]["resources"] = json!({
+        "memory": {"limit": 64 << 20}, "pids": {"limit": 40}, "cpu": {"quota": 50000, "period": 100000},
+        "devices": [{"allow": false, "access": "rwm"}]
+    });
     b.write_config();
     let sd = |args: &[&str]| {
         let mut a: Vec<&std::ffi::OsStr> = vec!["--systemd-cgroup".as_ref()];
@@ -268,33 +272,55 @@ fn systemd_scope_holds_the_container() {
     let out = sd(&["create", "--bundle", &dir, &b.id]);
     assert!(out.status.success(), "create: {}", stderr(&out));
     let pid = b.state()["pid"].as_i64().unwrap();
+    // Init is in the scope in every hierarchy (v2, or each v1 one plus
+    // systemd's cgroup2 on a hybrid host).
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert_eq!(cg.trim(), format!("0::/system.slice/{unit}"));
-    let dir_cg = std::path::PathBuf::from(format!("/sys/fs/cgroup/system.slice/{unit}"));
-    let read = |f: &str| std::fs::read_to_string(dir_cg.join(f)).unwrap().trim().to_string();
-    assert_eq!(read("memory.max"), (64 << 20).to_string());
-    assert_eq!(read("pids.max"), "40");
-    assert_eq!(read("cpu.max"), "50000 100000");
-    let show = systemctl_show(&unit);
-    for want in ["ActiveState=active", "MemoryMax=67108864", "TasksMax=40", &format!("ControlGroup=/system.slice/{unit}")] {
+    assert!(cg.lines().all(|l| l.ends_with(&format!(":/system.slice/{unit}"))), "{cg}");
+    // The limits, in the files of this host's layout, and in the unit.
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory").is_dir();
+    let file = |ctrl: &str, f: &str| {
+        let hier = if v1 { format!("/sys/fs/cgroup/{ctrl}") } else { "/sys/fs/cgroup".into() };
+        std::path::PathBuf::from(format!("{hier}/system.slice/{unit}/{f}"))
+    };
+    let read = |ctrl: &str, f: &str| std::fs::read_to_string(file(ctrl, f)).unwrap().trim().to_string();
+    let (mem, mem_prop) = if v1 { ("memory.limit_in_bytes", "MemoryLimit") } else { ("memory.max", "MemoryMax") };
+    assert_eq!(read("memory", mem), (64 << 20).to_string());
+    assert_eq!(read("pids", "pids.max"), "40");
+    if v1 {
+        assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
+    } else {
+        assert_eq!(read("cpu", "cpu.max"), "50000 100000");
+    }
+    let show = systemctl_show(&unit, mem_prop);
+    // The spec's device rules (deny all, then allow the defaults): on v1
+    // systemd gets them as its own allow list, on v2 strata's eBPF program
+    // alone applies them.
+    let policy = if v1 { "DevicePolicy=strict" } else { "DevicePolicy=auto" };
+    for want in ["ActiveState=active", &format!("{mem_prop}=67108864"), "TasksMax=40", &format!("ControlGroup=/system.slice/{unit}"), policy] {
         assert!(show.lines().any(|l| l == want), "{want} not in: {show}");
     }
     assert!(b.start().status.success());
-    // An exec'd process joins the scope (in the container's cgroup
-    // namespace its cgroup is the namespace's root).
+    // An exec'd process joins the scope: in the container's cgroup
+    // namespace its cgroup is the namespace's root, in every hierarchy.
     let out = b.cmd(&["exec", &b.id, "cat", "/proc/self/cgroup"]);
-    assert_eq!(stdout(&out).trim(), "0::/", "{}", stderr(&out));
+    let inside = stdout(&out);
+    assert!(!inside.is_empty() && inside.lines().all(|l| l.ends_with(":/")), "{inside}{}", stderr(&out));
     let out = b.cmd(&["--systemd-cgroup", "update", "--pids-limit", "50", "--memory", "134217728", &b.id]);
     assert!(out.status.success(), "update: {}", stderr(&out));
-    assert_eq!(read("pids.max"), "50");
-    assert_eq!(read("memory.max"), (128 << 20).to_string());
-    let show = systemctl_show(&unit);
-    assert!(show.lines().any(|l| l == "TasksMax=50") && show.lines().any(|l| l == "MemoryMax=134217728"), "{show}");
+    assert_eq!(read("pids", "pids.max"), "50");
+    assert_eq!(read("memory", mem), (128 << 20).to_string());
+    let show = systemctl_show(&unit, mem_prop);
+    assert!(show.lines().any(|l| l == "TasksMax=50") && show.lines().any(|l| l == format!("{mem_prop}=134217728")), "{show}");
     let out = b.cmd(&["--systemd-cgroup", "delete", "--force", &b.id]);
     assert!(out.status.success(), "delete: {}", stderr(&out));
-    let show = systemctl_show(&unit);
+    let show = systemctl_show(&unit, mem_prop);
     assert!(show.lines().any(|l| l == "ActiveState=inactive"), "{show}");
-    assert!(!dir_cg.exists(), "scope cgroup left behind");
+    // Gone from every hierarchy: those systemd made and those strata made.
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let d = h.path().join("system.slice").join(&unit);
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+    assert!(!file("memory", "").exists(), "scope cgroup left behind");
     b.assert_gone();
 }
 
