@@ -289,7 +289,26 @@ impl Conn {
             return Err(std::io::Error::other(format!("authentication refused: {}", line.trim())));
         }
         r.get_mut().write_all(b"BEGIN\r\n")?;
-        Ok(Conn { stream: r, serial: 0 })
+        let mut conn = Conn { stream: r, serial: 0 };
+        conn.settle()?;
+        Ok(conn)
+    }
+
+    /// Waits until the peer answers a Ping. systemd (252, seen on a cgroup
+    /// v1 host) can leave a call that reached it together with BEGIN unread
+    /// until more bytes arrive: a call made right away then waited 30 s for
+    /// its answer. Pings are sent until one is answered, each new one waking
+    /// the peer; from then on the connection is known to be read.
+    fn settle(&mut self) -> std::io::Result<()> {
+        for _ in 0..100 {
+            self.send("org.freedesktop.systemd1", "/", "org.freedesktop.DBus.Peer", "Ping", &[])?;
+            while let Some(m) = self.recv(Duration::from_millis(20))? {
+                if m.reply_serial.is_some() {
+                    return Ok(());
+                }
+            }
+        }
+        Err(std::io::Error::other("no answer to Ping"))
     }
 
     /// Sends a call and returns its serial.
