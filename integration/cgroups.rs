@@ -337,3 +337,26 @@ fn systemd_scope_that_cannot_start_fails_create_cleanly() {
     assert!(err.contains("strata-bad+name.scope") && err.contains("StartTransientUnit"), "{err}");
     b.assert_gone();
 }
+
+#[test]
+fn systemd_create_that_fails_after_the_scope_started_leaves_nothing() {
+    need_systemd!();
+    // The scope starts, then a limit cannot be applied (no such RDMA
+    // device): create fails, names the limit, and the scope is gone.
+    let mut b = Bundle::sh("sdundo", "true");
+    let unit = format!("strata-it-{}.scope", b.id);
+    b.config["linux"]["cgroupsPath"] = json!(format!("system.slice:strata-it:{}", b.id));
+    b.config["linux"]["resources"]["rdma"] = json!({"strata_no_such_hca": {"hcaHandles": 2}});
+    b.write_config();
+    let out = b.strata().args(["--systemd-cgroup", "run", "--bundle"]).arg(&b.dir).arg(&b.id).output().unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("rdma"), "{}", stderr(&out));
+    let show = systemctl_show(&unit, "MemoryMax");
+    assert!(show.lines().any(|l| l == "ActiveState=inactive"), "{show}");
+    let mut dirs = vec![std::path::PathBuf::from(format!("/sys/fs/cgroup/system.slice/{unit}"))];
+    dirs.extend(std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten().map(|h| h.path().join("system.slice").join(&unit)));
+    for d in dirs {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+    b.assert_gone();
+}

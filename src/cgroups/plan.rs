@@ -405,6 +405,27 @@ pub fn device_rules_v1(devs: &[LinuxDeviceCgroup]) -> Vec<(&'static str, String)
 mod tests {
     use super::*;
 
+    /// A v1 hierarchy with these controllers, mounted under /cg.
+    fn v1_hier(c: &[&str]) -> Hierarchy {
+        Hierarchy { mountpoint: format!("/cg/{}", c.join(",")).into(), controllers: c.iter().map(|s| s.to_string()).collect(), v2: false, own: "/".into() }
+    }
+
+    /// The writes for `res` at /x on `hier`, as (file name, value) in order.
+    fn named_writes(hier: &[Hierarchy], res: &LinuxResources) -> Vec<(String, String)> {
+        let p = placement(hier, Some(Path::new("/x")), "c").unwrap();
+        resource_writes(&p, Some(res), &[])
+            .unwrap()
+            .iter()
+            .map(|w| (w.path.file_name().unwrap().to_string_lossy().into_owned(), w.value.clone()))
+            .collect()
+    }
+
+    /// The value written to file `f`, and its position among the writes.
+    fn written<'a>(w: &'a [(String, String)], f: &str) -> (usize, &'a str) {
+        let i = w.iter().position(|(n, _)| n == f).unwrap_or_else(|| panic!("{f} not in {w:?}"));
+        (i, w[i].1.as_str())
+    }
+
     const HYBRID: &str = "\
 25 24 0:22 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
 26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw
@@ -458,37 +479,19 @@ mod tests {
                 "rdma":{"mlx5_1":{"hcaObjects":100},"mlx5_0":{"hcaHandles":2,"hcaObjects":2000},"empty":{}}}"#,
         )
         .unwrap();
-        let hier = |c: &[&str]| Hierarchy {
-            mountpoint: format!("/cg/{}", c.join(",")).into(),
-            controllers: c.iter().map(|s| s.to_string()).collect(),
-            v2: false,
-            own: "/".into(),
-        };
-        let p = placement(&[hier(&["cpu", "cpuacct"]), hier(&["rdma"])], Some(Path::new("/x")), "c").unwrap();
-        let w: Vec<(String, String)> = resource_writes(&p, Some(&res), &[])
-            .unwrap()
-            .iter()
-            .map(|w| (w.path.file_name().unwrap().to_string_lossy().into_owned(), w.value.clone()))
-            .collect();
-        let pos = |f: &str| w.iter().position(|(n, _)| n == f).unwrap_or_else(|| panic!("{f} not in {w:?}"));
-        assert!(pos("cpu.cfs_quota_us") < pos("cpu.cfs_burst_us"));
-        assert_eq!(w[pos("cpu.cfs_burst_us")].1, "20000");
-        assert_eq!(w[pos("cpu.idle")].1, "1");
+        let w = named_writes(&[v1_hier(&["cpu", "cpuacct"]), v1_hier(&["rdma"])], &res);
+        assert!(written(&w, "cpu.cfs_quota_us").0 < written(&w, "cpu.cfs_burst_us").0);
+        assert_eq!(written(&w, "cpu.cfs_burst_us").1, "20000");
+        assert_eq!(written(&w, "cpu.idle").1, "1");
         let rdma: Vec<&str> = w.iter().filter(|(n, _)| n == "rdma.max").map(|(_, v)| v.as_str()).collect();
         assert_eq!(rdma, vec!["mlx5_0 hca_handle=2 hca_object=2000", "mlx5_1 hca_object=100"]);
 
         let v2h = vec![Hierarchy { mountpoint: "/sys/fs/cgroup".into(), controllers: vec![], v2: true, own: "/".into() }];
-        let p2 = placement(&v2h, Some(Path::new("/x")), "c").unwrap();
-        let w2: Vec<(String, String)> = resource_writes(&p2, Some(&res), &[])
-            .unwrap()
-            .iter()
-            .map(|w| (w.path.file_name().unwrap().to_string_lossy().into_owned(), w.value.clone()))
-            .collect();
-        let pos2 = |f: &str| w2.iter().position(|(n, _)| n == f).unwrap_or_else(|| panic!("{f} not in {w2:?}"));
-        assert!(pos2("cpu.max") < pos2("cpu.max.burst"));
-        assert_eq!(w2[pos2("cpu.max.burst")].1, "20000");
-        assert_eq!(w2[pos2("cpu.idle")].1, "1");
-        assert_eq!(w2[pos2("rdma.max")].1, "mlx5_0 hca_handle=2 hca_object=2000");
+        let w2 = named_writes(&v2h, &res);
+        assert!(written(&w2, "cpu.max").0 < written(&w2, "cpu.max.burst").0);
+        assert_eq!(written(&w2, "cpu.max.burst").1, "20000");
+        assert_eq!(written(&w2, "cpu.idle").1, "1");
+        assert_eq!(written(&w2, "rdma.max").1, "mlx5_0 hca_handle=2 hca_object=2000");
     }
 
     #[test]
@@ -543,17 +546,7 @@ mod tests {
                 "network":{"classID":1048577,"priorities":[{"name":"eth0","priority":5}]}}"#,
         )
         .unwrap();
-        let hier = |c: &[&str]| Hierarchy {
-            mountpoint: format!("/cg/{}", c.join(",")).into(),
-            controllers: c.iter().map(|s| s.to_string()).collect(),
-            v2: false,
-            own: "/".into(),
-        };
-        let h = vec![hier(&["blkio"]), hier(&["hugetlb"]), hier(&["net_cls", "net_prio"])];
-        let p = placement(&h, Some(Path::new("/x")), "c").unwrap();
-        let w = resource_writes(&p, Some(&res), &[]).unwrap();
-        let got: Vec<(String, String)> =
-            w.iter().map(|w| (w.path.file_name().unwrap().to_string_lossy().into_owned(), w.value.clone())).collect();
+        let got = named_writes(&[v1_hier(&["blkio"]), v1_hier(&["hugetlb"]), v1_hier(&["net_cls", "net_prio"])], &res);
         for want in [
             ("blkio.weight", "500"),
             ("blkio.throttle.read_bps_device", "8:0 1048576"),
