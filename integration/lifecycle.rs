@@ -1,13 +1,12 @@
 //! create / start / state / kill / delete, exit codes, hooks, the console
 //! socket, and what is left after delete.
 
-use std::io::{IoSliceMut, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::Read;
 use std::os::unix::net::UnixListener;
 
 use serde_json::json;
 
-use crate::common::{Bundle, stderr, stdout};
+use crate::common::{Bundle, recv_fd, stderr, stdout};
 use crate::need_root;
 
 #[test]
@@ -153,21 +152,6 @@ fn failing_prestart_hook_fails_create_and_leaves_nothing() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("prestart hook /bin/false"), "{}", stderr(&out));
     b.assert_gone();
-}
-
-/// Receives the pty master from the console socket, as conmon/containerd do.
-fn recv_fd(sock: &std::os::unix::net::UnixStream) -> OwnedFd {
-    let mut buf = [0u8; 64];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = nix::sys::socket::recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), nix::sys::socket::MsgFlags::empty()).unwrap();
-    for c in msg.cmsgs().unwrap() {
-        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-            assert_eq!(fds.len(), 1, "exactly one fd");
-            return strata::sys::owned_from_received(fds[0]);
-        }
-    }
-    panic!("no fd received");
 }
 
 #[test]

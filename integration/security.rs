@@ -111,6 +111,181 @@ fn runtime_binary_is_out_of_reach_from_inside() {
     b.assert_gone();
 }
 
+/// The CVE-2019-5736 attack, for real. A watcher in the container waits for
+/// a process whose binary is strata (run through /proc/self/exe), opens its /proc/<pid>/exe, waits until no process runs
+/// that binary any more, then reopens it through /proc/self/fd for writing
+/// and writes a script over it. The host's strata is a copy here, so that a
+/// successful attack is seen and harms nothing.
+const WATCHER: &str = r#"
+end=$(( $(date +%s) + 60 ))
+while [ $(date +%s) -lt $end ]; do
+  for p in /proc/[0-9]*; do
+    e=$(readlink $p/exe 2>/dev/null) || continue
+    case "$e" in *strata*) ;; *) continue ;; esac
+    if exec 3< $p/exe; then
+      echo "$e" > /tmp/opened
+      while [ -e $p/exe ] && [ $(date +%s) -lt $end ]; do sleep 0.05; done
+      n=0
+      while [ $n -lt 60 ]; do
+        if printf '#!/bin/sh\necho pwned\n' 2>/dev/null > /proc/self/fd/3; then echo wrote > /tmp/result; exit 0; fi
+        n=$((n + 1)); sleep 0.05
+      done
+      echo write-failed > /tmp/result
+      exit 0
+    fi
+  done
+done
+echo no-target > /tmp/result
+"#;
+
+/// A pipe whose buffer is already full: a process writing to it blocks
+/// until the test drains it. That keeps the strata run inside the container
+/// alive until the watcher has its exe open.
+fn full_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let (r, w) = nix::unistd::pipe().unwrap();
+    fcntl(&w, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+    let chunk = [b'.'; 4096];
+    while nix::unistd::write(&w, &chunk).is_ok() {}
+    while nix::unistd::write(&w, &chunk[..1]).is_ok() {}
+    fcntl(&w, FcntlArg::F_SETFL(OFlag::empty())).unwrap();
+    (r, w)
+}
+
+fn drain(r: &std::os::fd::OwnedFd) {
+    let mut buf = [0u8; 65536];
+    let _ = nix::fcntl::fcntl(r, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+    while nix::unistd::read(r, &mut buf).is_ok_and(|n| n > 0) {}
+}
+
+fn wait_file(p: &std::path::Path, what: &str) -> String {
+    for _ in 0..1200 {
+        if let Ok(s) = std::fs::read_to_string(p)
+            && !s.is_empty()
+        {
+            return s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{what}: {} never appeared", p.display());
+}
+
+/// A bundle driven by a copy of strata that the container can run.
+fn attack_bundle(name: &str, script: &str) -> (Bundle, std::path::PathBuf, Vec<u8>) {
+    let mut b = Bundle::sh(name, script);
+    let copy = b.dir.parent().unwrap().join("bin/strata");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::copy(&*crate::common::STRATA, &copy).unwrap();
+    b.bin = copy.to_string_lossy().into_owned();
+    crate::common::copy_libraries(&b.bin, &b.dir.join("rootfs"));
+    std::fs::write(b.dir.join("rootfs/watch.sh"), WATCHER).unwrap();
+    let before = std::fs::read(&copy).unwrap();
+    (b, copy, before)
+}
+
+fn start_watcher(b: &Bundle) {
+    let out = b.detached(&["exec".as_ref(), "-d".as_ref(), b.id.as_ref(), "sh".as_ref(), "/watch.sh".as_ref()]);
+    assert!(out.status.success(), "watcher: {}", crate::common::stderr(&out));
+}
+
+/// After the run: the watcher had the binary open, and could not write it.
+fn assert_attack_failed(b: &Bundle, copy: &std::path::Path, before: &[u8]) {
+    let rootfs = b.dir.join("rootfs");
+    let result = wait_file(&rootfs.join("tmp/result"), "watcher result");
+    assert_ne!(result.trim(), "no-target", "the watcher never saw strata run in the container");
+    assert_eq!(result.trim(), "write-failed", "the container wrote through /proc/<pid>/exe");
+    assert!(std::fs::read(copy).unwrap() == before, "the host's strata binary was changed from inside the container");
+}
+
+#[test]
+fn host_binary_survives_exec_of_proc_self_exe() {
+    need_root!();
+    let (b, copy, before) = attack_bundle("exe-exec", "sleep 120");
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    start_watcher(&b);
+    // The host user runs what looks like an ordinary exec; the container's
+    // /proc/self/exe is strata's own binary in the exec'd child.
+    let (r, w) = full_pipe();
+    let mut child = b
+        .strata()
+        .args(["exec", &b.id, "/proc/self/exe", "--version"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(w.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(w))
+        .spawn()
+        .unwrap();
+    let opened = wait_file(&b.dir.join("rootfs/tmp/opened"), "watcher");
+    assert!(!opened.contains("busybox"), "{opened}");
+    drain(&r);
+    let status = child.wait().unwrap();
+    drain(&r);
+    assert!(status.success(), "exec /proc/self/exe --version: {status:?}");
+    assert_attack_failed(&b, &copy, &before);
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}
+
+#[test]
+fn host_binary_survives_a_proc_self_exe_script() {
+    need_root!();
+    let (b, copy, before) = attack_bundle("exe-script", "sleep 120");
+    // The image's /bin/evil starts its interpreter through /proc/self/exe.
+    std::fs::write(b.dir.join("rootfs/bin/evil"), "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(b.dir.join("rootfs/bin/evil"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    start_watcher(&b);
+    let (r, w) = full_pipe();
+    let mut child = b
+        .strata()
+        .args(["exec", &b.id, "/bin/evil"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(w.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(w))
+        .spawn()
+        .unwrap();
+    wait_file(&b.dir.join("rootfs/tmp/opened"), "watcher");
+    drain(&r);
+    let _ = child.wait().unwrap();
+    drain(&r);
+    assert_attack_failed(&b, &copy, &before);
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}
+
+#[test]
+fn host_binary_survives_init_running_proc_self_exe() {
+    need_root!();
+    let (mut b, copy, before) = attack_bundle("exe-init", "");
+    b.config["process"]["args"] = json!(["/proc/self/exe", "--version"]);
+    // No pid namespace of its own: the watcher must outlive the container's
+    // first process, which is the strata run through /proc/self/exe.
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "pid");
+    b.write_config();
+    let (r, w) = full_pipe();
+    let st = b
+        .strata()
+        .args(["create", "--bundle"])
+        .arg(&b.dir)
+        .arg(&b.id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(w.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(w))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    start_watcher(&b);
+    assert!(b.start().status.success());
+    wait_file(&b.dir.join("rootfs/tmp/opened"), "watcher");
+    drain(&r);
+    b.wait_status("stopped");
+    drain(&r);
+    assert_attack_failed(&b, &copy, &before);
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}
+
 #[test]
 fn symlinked_mount_destination_stays_in_the_rootfs() {
     need_root!();
@@ -165,5 +340,229 @@ fn volume_over_proc_cannot_defeat_masking() {
     assert!(!out.status.success(), "a non-procfs /proc was accepted with masked paths");
     assert!(crate::common::stderr(&out).contains("/proc"), "{}", crate::common::stderr(&out));
     assert_eq!(std::fs::read_dir(&fake).unwrap().count(), 1, "something was written into the fake /proc");
+    b.assert_gone();
+}
+
+#[test]
+fn exec_cap_is_never_inheritable() {
+    need_root!();
+    // CVE-2022-29162 class: `exec --cap` adds to bounding, effective and
+    // permitted, never to inheritable or ambient.
+    let b = Bundle::sh("execcap", "sleep 60");
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    let out = b.cmd(&["exec", "--cap", "CAP_SYS_ADMIN", &b.id, "sh", "-c", "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status"]);
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    let text = crate::common::stdout(&out);
+    let field = |name: &str| {
+        let v = text.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_else(|| panic!("{name} missing: {text}"));
+        u64::from_str_radix(v.trim(), 16).unwrap()
+    };
+    const SYS_ADMIN: u64 = 1 << 21;
+    assert_eq!(field("CapInh:"), 0, "{text}");
+    assert_eq!(field("CapAmb:"), 0, "{text}");
+    for set in ["CapPrm:", "CapEff:", "CapBnd:"] {
+        assert_ne!(field(set) & SYS_ADMIN, 0, "{set} lacks CAP_SYS_ADMIN: {text}");
+    }
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}
+
+#[test]
+fn kernel_filesystems_are_never_mounted_through_a_symlink() {
+    need_root!();
+    // The image makes /proc (or /sys) a symlink to a directory of its own
+    // choosing, inside the rootfs. runc refuses; so does strata, and nothing
+    // is mounted where the symlink points.
+    for (dest, kind) in [("proc", "procfs"), ("sys", "sysfs")] {
+        let b = Bundle::sh(&format!("symlink-{dest}"), "true");
+        let rootfs = b.dir.join("rootfs");
+        std::fs::remove_dir(rootfs.join(dest)).unwrap();
+        std::fs::create_dir_all(rootfs.join("tmp/elsewhere")).unwrap();
+        std::os::unix::fs::symlink("tmp/elsewhere", rootfs.join(dest)).unwrap();
+        let out = b.create();
+        let err = crate::common::stderr(&out);
+        assert!(!out.status.success(), "{kind} was mounted through a symlink");
+        assert!(err.contains(&format!("/{dest}")) && err.contains("ordinary directory"), "{err}");
+        assert_eq!(std::fs::read_dir(rootfs.join("tmp/elsewhere")).unwrap().count(), 0);
+        b.assert_gone();
+    }
+}
+
+/// A createContainer hook: it runs in the container's mount namespace
+/// after the devices and mounts are made and before masking and the
+/// console, which is the moment a racing container process would pick.
+fn swap_hook(script: String) -> serde_json::Value {
+    json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]})
+}
+
+#[test]
+fn swapped_dev_null_cannot_unmask() {
+    need_root!();
+    // CVE-2025-31133 class: /dev/null is swapped for a symlink to a file
+    // (or for a plain file) before the masks are made; a mask bound from
+    // it would show that file, writable, at /proc/timer_list.
+    for (name, swap) in [("symlink", "ln -s /etc/secret"), ("file", "cp /etc/secret")] {
+        let mut b = Bundle::sh(&format!("null-{name}"), "cat /proc/timer_list; echo END");
+        let rootfs = b.dir.join("rootfs");
+        std::fs::write(rootfs.join("etc/secret"), "SECRET\n").unwrap();
+        let src = if name == "file" { rootfs.join("etc/secret").display().to_string() } else { "/etc/secret".into() };
+        let swap = swap.replace("/etc/secret", &src);
+        b.config["hooks"] = swap_hook(format!("rm -f {r}/dev/null && {swap} {r}/dev/null", r = rootfs.display()));
+        let out = b.run();
+        let text = crate::common::stdout(&out);
+        assert!(!text.contains("SECRET"), "the masked /proc/timer_list showed the swapped file: {text}");
+        assert!(!out.status.success(), "{name}: create went on with a swapped /dev/null: {text}");
+        assert!(crate::common::stderr(&out).contains("/dev/null"), "{}", crate::common::stderr(&out));
+        b.assert_gone();
+    }
+    // With the real /dev/null, a masked file is the null device, read-only.
+    let b = Bundle::sh("null-ok", "stat -c '%t:%T' /proc/timer_list; grep ' /proc/timer_list ' /proc/self/mountinfo | cut -d' ' -f6");
+    let out = b.run_ok();
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("1:3"), "{out}");
+    assert!(lines.next().is_some_and(|o| o.split(',').any(|f| f == "ro")), "mask not read-only: {out}");
+    b.assert_gone();
+}
+
+/// Runs `b` with a terminal and a console socket; returns what the pty showed
+/// (or the create error).
+fn run_on_console(b: &Bundle) -> Result<String, String> {
+    use std::io::Read;
+    let sock_path = b.dir.parent().unwrap().join("console.sock");
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    let acceptor = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().ok()?;
+        Some(crate::common::recv_fd(&conn))
+    });
+    let out = b.detached(&["create".as_ref(), "--bundle".as_ref(), b.dir.as_os_str(), "--console-socket".as_ref(), sock_path.as_os_str(), b.id.as_ref()]);
+    if !out.status.success() {
+        let _ = std::os::unix::net::UnixStream::connect(&sock_path);
+        let _ = acceptor.join();
+        return Err(crate::common::stderr(&out));
+    }
+    let master = acceptor.join().unwrap().expect("no pty master");
+    assert!(b.start().status.success());
+    let mut f = std::fs::File::from(master);
+    let (mut text, mut buf) = (String::new(), [0u8; 1024]);
+    while let Ok(n @ 1..) = f.read(&mut buf) {
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if text.contains("END") {
+            break;
+        }
+    }
+    b.wait_status("stopped");
+    assert!(b.cmd(&["delete", &b.id]).status.success());
+    Ok(text)
+}
+
+#[test]
+fn swapped_console_cannot_be_redirected() {
+    need_root!();
+    // CVE-2025-52565 class. First the bind target: /dev/console is swapped
+    // for a symlink to a file of the image before the console is bound.
+    let mut b = Bundle::sh("console-dst", "tty; stat -c '%t' /dev/console; grep -c ' /etc/victim ' /proc/self/mountinfo; echo END");
+    b.config["process"]["terminal"] = json!(true);
+    let rootfs = b.dir.join("rootfs");
+    std::fs::write(rootfs.join("etc/victim"), "victim\n").unwrap();
+    b.config["hooks"] = swap_hook(format!("rm -f {r}/dev/console; ln -s /etc/victim {r}/dev/console", r = rootfs.display()));
+    b.write_config();
+    let text = run_on_console(&b).expect("create");
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    assert!(lines.contains(&"/dev/pts/0"), "{text:?}");
+    assert!(lines.contains(&"88"), "/dev/console is not the pty (major 136): {text:?}");
+    assert!(lines.contains(&"0"), "the pty was mounted on the symlink's target: {text:?}");
+    assert_eq!(std::fs::read_to_string(rootfs.join("etc/victim")).unwrap(), "victim\n");
+    b.assert_gone();
+
+    // Then the source: /dev/pts is replaced by a directory whose ptmx leads to
+    // another devpts and whose N entries are symlinks to a file.
+    let mut b = Bundle::sh("console-src", "tty; echo END");
+    b.config["process"]["terminal"] = json!(true);
+    let rootfs = b.dir.join("rootfs");
+    std::fs::write(rootfs.join("etc/victim"), "victim\n").unwrap();
+    b.config["hooks"] = swap_hook(format!(
+        "umount -l {r}/dev/pts && mkdir -p {r}/dev/realpts && mount -t devpts -o newinstance,ptmxmode=0666 devpts {r}/dev/realpts && \
+         ln -s ../realpts/ptmx {r}/dev/pts/ptmx && for n in 0 1 2 3; do ln -s /etc/victim {r}/dev/pts/$n; done",
+        r = rootfs.display()
+    ));
+    b.write_config();
+    let result = run_on_console(&b);
+    let err = result.expect_err("a pty was made through a swapped /dev/pts");
+    assert!(err.contains("/dev/pts/ptmx"), "{err}");
+    assert_eq!(std::fs::read_to_string(rootfs.join("etc/victim")).unwrap(), "victim\n");
+    b.assert_gone();
+}
+
+#[test]
+fn procfs_writes_cannot_be_redirected() {
+    need_root!();
+    // CVE-2025-52881 class: a file is bind-mounted over the sysctl and the
+    // oom_score_adj that strata is about to write. The writes must reach the
+    // kernel, not the planted file.
+    let mut b = Bundle::sh("procredirect", "sleep 60");
+    let rootfs = b.dir.join("rootfs");
+    std::fs::write(rootfs.join("tmp/decoy"), "untouched\n").unwrap();
+    b.config["linux"]["sysctl"] = json!({"kernel.domainname": "strata-test"});
+    b.config["process"]["oomScoreAdj"] = json!(123);
+    b.config["hooks"] = swap_hook(format!(
+        "mount --bind {r}/tmp/decoy {r}/proc/sys/kernel/domainname && mount --bind {r}/tmp/decoy {r}/proc/1/oom_score_adj",
+        r = rootfs.display()
+    ));
+    let out = b.create();
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    assert!(b.start().status.success());
+    let pid = b.state()["pid"].as_i64().unwrap();
+    assert_eq!(std::fs::read_to_string(rootfs.join("tmp/decoy")).unwrap(), "untouched\n", "a write went to the planted file");
+    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap().trim(), "123");
+    let dn = std::process::Command::new("nsenter").args(["-t", &pid.to_string(), "--uts", "cat", "/proc/sys/kernel/domainname"]).output().unwrap();
+    assert_eq!(crate::common::stdout(&dn).trim(), "strata-test");
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}
+
+#[test]
+fn seccomp_notify_fd_arrives_during_create() {
+    need_root!();
+    // An agent that answers nothing until it holds the fd: it must have it
+    // before `start`, since it may be what lets the container start.
+    let mut b = Bundle::sh("notify-early", "mkdir /tmp/z && echo mkdir-ok");
+    let sock = b.dir.parent().unwrap().join("notify.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let agent = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), nix::sys::socket::MsgFlags::empty()).unwrap();
+        let fd = msg
+            .cmsgs()
+            .unwrap()
+            .find_map(|c| match c {
+                nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })
+            .expect("no notify fd");
+        let n = msg.bytes;
+        let state: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
+        let fd = strata::sys::owned_from_received(fd);
+        tx.send(state["state"]["id"].as_str().unwrap_or_default().to_string()).unwrap();
+        let req = libseccomp::ScmpNotifReq::receive(fd.as_raw_fd()).unwrap();
+        libseccomp::ScmpNotifResp::new_val(req.id, 0, libseccomp::ScmpNotifRespFlags::empty()).respond(fd.as_raw_fd()).unwrap();
+    });
+    let out = b.create();
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    let id = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the listener had no fd when create returned");
+    assert_eq!(id, b.id);
+    assert!(b.start().status.success());
+    agent.join().unwrap();
+    b.wait_status("stopped");
+    assert!(b.cmd(&["delete", &b.id]).status.success());
     b.assert_gone();
 }

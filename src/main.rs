@@ -260,6 +260,24 @@ fn parse_cli() -> Cli {
     Cli::parse_from(&args)
 }
 
+/// Whether the command line names create, run or exec (found as the lean
+/// parse finds its command), the commands that run from a sealed binary.
+fn seals(args: &[std::ffi::OsString]) -> bool {
+    let first = args.iter().skip(1).position(|a| !a.to_string_lossy().starts_with('-'));
+    first.and_then(|i| command_at(args, i + 1)).is_some_and(|name| matches!(name, "create" | "run" | "exec"))
+}
+
+/// The command word at or after `args[i]`, skipping the values of global
+/// flags (`--root DIR` and the like).
+fn command_at(args: &[std::ffi::OsString], i: usize) -> Option<&str> {
+    let prev = args[i - 1].to_string_lossy();
+    if matches!(&*prev, "--root" | "--store" | "--log" | "--log-format") {
+        let next = args.iter().skip(i + 1).position(|a| !a.to_string_lossy().starts_with('-'))?;
+        return command_at(args, i + 1 + next);
+    }
+    args[i].to_str()
+}
+
 /// The lean parse of `parse_cli`, or None to take the whole tree.
 fn parse_lean(args: &[std::ffi::OsString]) -> Option<Cli> {
     if let Some(sub) = args.iter().skip(1).position(|a| !a.to_string_lossy().starts_with('-')).and_then(|i| lean_subcommand(args, i + 1)) {
@@ -272,14 +290,8 @@ fn parse_lean(args: &[std::ffi::OsString]) -> Option<Cli> {
 /// The clap command for `args[i]`, if it names a hot command and is not
 /// the value of a global flag (`--root DIR` and the like).
 fn lean_subcommand(args: &[std::ffi::OsString], i: usize) -> Option<clap::Command> {
-    let prev = args[i - 1].to_string_lossy();
-    if matches!(&*prev, "--root" | "--store" | "--log" | "--log-format") {
-        // The first word is a flag's value: find the command after it.
-        let next = args.iter().skip(i + 1).position(|a| !a.to_string_lossy().starts_with('-'))?;
-        return lean_subcommand(args, i + 1 + next);
-    }
     type Augment = fn(clap::Command) -> clap::Command;
-    let (name, augment): (&'static str, Augment) = match args[i].to_str()? {
+    let (name, augment): (&'static str, Augment) = match command_at(args, i)? {
         "create" => ("create", CreateArgs::augment_args),
         "run" => ("run", RunArgs::augment_args),
         "start" => ("start", IdArg::augment_args),
@@ -295,6 +307,13 @@ fn lean_subcommand(args: &[std::ffi::OsString], i: usize) -> Option<clap::Comman
 }
 
 fn main() -> ExitCode {
+    // create, run and exec make processes the container can see: they must
+    // run from a binary no one can write (see process::seal). The re-exec
+    // happens first, before any parsing, since everything done before it is
+    // done twice; a failure here is reported by `dispatch`, which checks again.
+    if seals(&std::env::args_os().collect::<Vec<_>>()) {
+        let _ = strata::process::seal::ensure_sealed();
+    }
     let cli = parse_cli();
     logging::init(LogConfig { file: cli.g.log.clone(), json: cli.g.log_format == "json", debug: cli.g.debug });
     match dispatch(cli) {
@@ -331,6 +350,9 @@ fn dispatch(cli: Cli) -> Result<u8> {
     let g = &cli.g;
     let root = Root::new(g.root.clone());
     let rootless = g.rootless.as_deref().is_some_and(|v| v != "false");
+    if matches!(cli.cmd, Cmd::Create(_) | Cmd::Run(_) | Cmd::Exec(_)) {
+        strata::process::seal::ensure_sealed()?;
+    }
     match cli.cmd {
         Cmd::Create(a) => {
             let opts = create_opts(&a, false, g);
@@ -670,6 +692,16 @@ mod tests {
         assert!(parse_lean(&argv("strata state")).is_none());
         assert!(parse_lean(&argv("strata kill --help")).is_none());
         assert!(parse_lean(&argv("strata --root /r")).is_none());
+    }
+
+    #[test]
+    fn sealing_commands_are_found_like_the_lean_parse_finds_them() {
+        assert!(seals(&argv("strata --root run create --bundle b c1")));
+        assert!(seals(&argv("strata --debug exec c1 sh")));
+        assert!(seals(&argv("strata run c1")));
+        assert!(!seals(&argv("strata --root exec state c1")));
+        assert!(!seals(&argv("strata delete run")));
+        assert!(!seals(&argv("strata")));
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct Bundle {
     pub root: PathBuf,
     pub id: String,
     pub config: Value,
+    /// The strata binary this bundle is driven with (a test may use a copy).
+    pub bin: String,
 }
 
 impl Bundle {
@@ -54,7 +56,7 @@ impl Bundle {
         config["process"]["terminal"] = json!(false);
         config["process"]["args"] = json!(["sh", "-c", script]);
         config["root"]["readonly"] = json!(false);
-        Bundle { dir, root, id, config }
+        Bundle { dir, root, id, config, bin: STRATA.clone() }
     }
 
     pub fn write_config(&self) {
@@ -62,7 +64,7 @@ impl Bundle {
     }
 
     pub fn strata(&self) -> Command {
-        let mut c = Command::new(&*STRATA);
+        let mut c = Command::new(&self.bin);
         c.arg("--root").arg(&self.root);
         c
     }
@@ -192,6 +194,21 @@ pub fn make_rootfs(r: &Path) {
     std::fs::write(r.join("etc/group"), "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n").unwrap();
 }
 
+/// Copies the shared libraries `bin` needs (as `ldd` lists them) into the
+/// rootfs at the same paths, so that a dynamically linked host binary can
+/// run inside the container.
+pub fn copy_libraries(bin: &str, rootfs: &Path) {
+    let out = Command::new("ldd").arg(bin).output().unwrap();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let path = line.split_whitespace().find(|w| w.starts_with('/'));
+        if let Some(p) = path {
+            let dst = rootfs.join(p.trim_start_matches('/'));
+            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+            std::fs::copy(p, &dst).unwrap();
+        }
+    }
+}
+
 /// Whether `pid` is a live process (a zombie counts as gone).
 pub fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
@@ -203,4 +220,21 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Receives one fd over a unix socket (SCM_RIGHTS), as conmon and
+/// containerd receive the pty master from the console socket.
+pub fn recv_fd(sock: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
+    use std::os::fd::AsRawFd;
+    let mut buf = [0u8; 64];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), nix::sys::socket::MsgFlags::empty()).unwrap();
+    for c in msg.cmsgs().unwrap() {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            assert_eq!(fds.len(), 1, "exactly one fd");
+            return strata::sys::owned_from_received(fds[0]);
+        }
+    }
+    panic!("no fd received");
 }

@@ -143,6 +143,13 @@ fn opt_str(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
+/// Filesystems that are mounted only on an ordinary directory: a symlink
+/// there could make the kernel's own files appear where the image chose
+/// (runc refuses the same).
+pub fn is_kernel_fs(fstype: &str) -> bool {
+    matches!(fstype, "proc" | "sysfs" | "devpts" | "mqueue")
+}
+
 /// Mounts `op` inside the rootfs whose fd is `root`. Cgroup mounts are
 /// handled by the caller (they depend on the host's hierarchies).
 pub fn apply(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), SysError> {
@@ -158,7 +165,11 @@ pub fn apply(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), SysError> {
     } else {
         Create::Dir
     };
-    let target = resolve::open_in_root(root, &op.dest, create)?;
+    let target = if is_kernel_fs(&op.fstype) && !op.is_bind() {
+        resolve::open_plain_dir(root, &op.dest)?
+    } else {
+        resolve::open_in_root(root, &op.dest, create)?
+    };
     let tpath = sys::fd_path(&target);
     let dest = op.dest.display();
     let what = |flags: MsFlags| format!("{flags:?} dest {dest}");

@@ -139,6 +139,54 @@ fn mkdir_all_depth(root: BorrowedFd<'_>, rel: &Path, depth: u32) -> Result<Owned
     Ok(cur)
 }
 
+/// How a path is opened when no symlink may be followed at all.
+fn strict(flags: OFlag) -> OpenHow {
+    OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(
+        ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// Opens `path` inside `root` following no symlink on the way, not even one
+/// that stays inside the root: what a file strata must trust (the
+/// container's /dev/null, its ptmx, its /dev directory) is opened with.
+pub fn open_no_symlinks(root: BorrowedFd<'_>, path: &Path, flags: OFlag) -> Result<OwnedFd, SysError> {
+    let rel = relative(path);
+    let rel = if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel };
+    openat2(root, &rel, strict(flags)).map_err(sys::err("openat2", path.display(), "RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS"))
+}
+
+/// Opens the directory at `path` inside `root`, creating it (and missing
+/// parents) as plain directories, and following no symlink on the way.
+/// Kernel filesystems (procfs, sysfs, devpts, mqueue) are mounted only on
+/// such a directory: a symlink planted by the image, even one that stays
+/// inside the root, or a file there is an error naming the path.
+pub fn open_plain_dir(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, SysError> {
+    let refuse = |errno: Errno| {
+        let why = match errno {
+            Errno::ELOOP => "a symlink is on the path: must be mounted on an ordinary directory",
+            Errno::ENOTDIR => "not a directory: must be mounted on an ordinary directory",
+            _ => "O_PATH|O_DIRECTORY|RESOLVE_NO_SYMLINKS",
+        };
+        sys::err("mount destination", path.display(), why)(errno)
+    };
+    let mut cur = openat2(root, ".", strict(OFlag::O_PATH | OFlag::O_DIRECTORY)).map_err(refuse)?;
+    for part in relative(path).components() {
+        let name = part.as_os_str();
+        cur = match openat2(cur.as_fd(), name, strict(OFlag::O_PATH | OFlag::O_DIRECTORY)) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => {
+                match mkdirat(cur.as_fd(), name, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(sys::err("mkdirat", path.display(), "0755")(e)),
+                }
+                openat2(cur.as_fd(), name, strict(OFlag::O_PATH | OFlag::O_DIRECTORY)).map_err(refuse)?
+            }
+            Err(e) => return Err(refuse(e)),
+        };
+    }
+    Ok(cur)
+}
+
 /// The path of an fd as the kernel sees it now (for messages and checks).
 pub fn fd_target(fd: &impl AsRawFd) -> PathBuf {
     std::fs::read_link(sys::fd_path(fd)).unwrap_or_default()
@@ -180,6 +228,25 @@ mod tests {
         symlink("/loop-a", root.join("loop-b")).unwrap();
         assert!(open_in_root(rfd.as_fd(), Path::new("/loop-a"), Create::File).is_err());
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "something was created outside the root");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn plain_dirs_refuse_any_symlink() {
+        let base = std::env::temp_dir().join(format!("resolve-plain-{}", std::process::id()));
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        symlink("real", root.join("proc")).unwrap();
+        symlink("/real", root.join("sys")).unwrap();
+        std::fs::write(root.join("file"), "").unwrap();
+        let rfd = nix::fcntl::open(&root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+        for p in ["/proc", "/sys", "/proc/x", "/file", "/file/x"] {
+            let e = open_plain_dir(rfd.as_fd(), Path::new(p)).unwrap_err();
+            assert!(e.to_string().contains(p), "{e}");
+        }
+        assert_eq!(std::fs::read_dir(root.join("real")).unwrap().count(), 0);
+        let fd = open_plain_dir(rfd.as_fd(), Path::new("/dev/mqueue")).unwrap();
+        assert_eq!(fd_target(&fd), root.join("dev/mqueue"));
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

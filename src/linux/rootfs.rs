@@ -268,28 +268,47 @@ pub fn check_proc() -> Result<(), SysError> {
     Ok(())
 }
 
-/// Hides `path`: /dev/null over a file, an empty read-only tmpfs over a dir.
-pub fn mask(root: BorrowedFd<'_>, path: &str) -> Result<(), SysError> {
+/// The container's /dev/null, opened following no symlink and checked to
+/// be the null device (char 1:3). Masking binds exactly this inode, so a
+/// /dev/null swapped for a symlink or a file before masking cannot unmask
+/// anything (CVE-2025-31133 class).
+pub fn open_null(root: BorrowedFd<'_>) -> Result<OwnedFd, SysError> {
+    let fd = resolve::open_no_symlinks(root, Path::new("/dev/null"), OFlag::O_PATH)?;
+    let st = nix::sys::stat::fstat(fd.as_fd()).map_err(sys::err("fstat", "/dev/null", ""))?;
+    let is_chr = st.st_mode & libc::S_IFMT == libc::S_IFCHR;
+    if !is_chr || st.st_rdev != makedev(1, 3) {
+        return Err(sys::err("mask", "/dev/null", "not the null device (char 1:3): refusing to mask with it")(nix::errno::Errno::EINVAL));
+    }
+    Ok(fd)
+}
+
+/// Hides `path`: the checked /dev/null over a file, an empty tmpfs over a
+/// directory; both mounts read-only from birth. `null` is opened (and
+/// checked) on first need and kept for the next file.
+pub fn mask(root: BorrowedFd<'_>, path: &str, null: &mut Option<OwnedFd>) -> Result<(), SysError> {
+    use crate::sys::mount_api::{FsContext, clone_tree, move_mount_onto};
     let fd = match resolve::open_in_root(root, Path::new(path), Create::Nothing) {
         Ok(fd) => fd,
         Err(e) if e.errno == nix::errno::Errno::ENOENT => return Ok(()),
         Err(e) => return Err(e),
     };
-    let target = sys::fd_path(&fd);
-    let is_dir = std::fs::metadata(&target).map(|m| m.is_dir()).unwrap_or(false);
-    if is_dir {
-        mount(Some("tmpfs"), &target, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0k,mode=755")).map_err(sys::err(
-            "mount",
-            format!("tmpfs -> {path} (mask)"),
-            "MS_RDONLY",
-        ))
+    let st = nix::sys::stat::fstat(fd.as_fd()).map_err(sys::err("fstat", path, "mask"))?;
+    let what = format!("{path} (mask)");
+    let mnt = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        let ctx = FsContext::open("tmpfs")?;
+        ctx.set_string("size", b"0k")?;
+        ctx.set_string("mode", b"755")?;
+        ctx.create()?;
+        ctx.mount_detached(0x1)? // MOUNT_ATTR_RDONLY
     } else {
-        mount(Some("/dev/null"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys::err(
-            "mount",
-            format!("/dev/null -> {path} (mask)"),
-            "MS_BIND",
-        ))
-    }
+        if null.is_none() {
+            *null = Some(open_null(root)?);
+        }
+        let tree = clone_tree(null.as_ref().map(|n| n.as_fd()).unwrap_or(fd.as_fd()), "/dev/null")?;
+        sys::mount_setattr(tree.as_fd(), 0x1, 0, false, &what)?; // MOUNT_ATTR_RDONLY
+        tree
+    };
+    move_mount_onto(mnt.as_fd(), fd.as_fd(), &what)
 }
 
 /// Makes `path` read-only: bind it onto itself, then remount read-only.

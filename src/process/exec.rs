@@ -114,6 +114,11 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
         Some(p) if terminal => Some(OwnedFd::from(UnixStream::connect(p).map_err(sys::io_err("connect", p))?)),
         _ => None,
     };
+    // Read from the host's checked procfs, before the child is anywhere the
+    // container could plant a file over /proc/self/setgroups.
+    let setgroups_denied = crate::linux::procfs::ProcFs::mounted()?
+        .read_to_string(&format!("{}/setgroups", st.pid))
+        .is_ok_and(|s| s.trim() == "deny");
     let joiner = cgroups::prepare_join(&st.cgroup_paths)?;
     let (parent_chan, child_chan) = sync::pair()?;
     let mut set = SigSet::empty();
@@ -152,7 +157,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
                 pty_to_parent: terminal && opts.console_socket.is_none(),
                 preserve_fds: opts.preserve_fds,
             };
-            let fin = Final { exe: PathBuf::new(), cap_plan, filter, listener: None, state_json, metadata: None };
+            let fin = Final { exe: PathBuf::new(), cap_plan, filter, listener: None, state_json, metadata: None, setgroups_denied };
             child(ctx, fin)
         }
         Ok(Forked::Parent(pid)) => {
@@ -289,8 +294,10 @@ pub fn process_from(base: &Process, o: &Overrides) -> Result<Process, String> {
     if o.no_new_privs {
         v["noNewPrivileges"] = true.into();
     }
+    // Bounding, effective and permitted only: an added cap never becomes
+    // inheritable or ambient (CVE-2022-29162 class), as with runc.
     for c in &o.caps {
-        for set in ["bounding", "effective", "permitted", "inheritable"] {
+        for set in ["bounding", "effective", "permitted"] {
             if !v["capabilities"][set].is_array() {
                 v["capabilities"][set] = serde_json::json!([]);
             }

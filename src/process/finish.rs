@@ -3,7 +3,7 @@
 //! execve; and the terminal set-up they share.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{OFlag, open};
@@ -29,6 +29,8 @@ pub struct Final {
     pub listener: Option<OwnedFd>,
     pub state_json: String,
     pub metadata: Option<String>,
+    /// The user namespace has `setgroups` denied (read through a checked procfs).
+    pub setgroups_denied: bool,
 }
 
 /// Drops to the process's privileges and execs it; returns only on error.
@@ -37,7 +39,7 @@ pub fn finish(process: &Process, f: Final) -> Result<Never> {
     if nnp {
         nix::sys::prctl::set_no_new_privs().map_err(sys::err("prctl", "", "PR_SET_NO_NEW_PRIVS"))?;
     }
-    let Final { exe, cap_plan, mut filter, listener, state_json, metadata } = f;
+    let Final { exe, cap_plan, mut filter, listener, state_json, metadata, setgroups_denied } = f;
     let load = |filter: seccomp::Filter| filter.load(listener.as_ref().map(|l| l.as_fd()), &state_json, metadata.as_deref());
     if !nnp {
         // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
@@ -48,7 +50,6 @@ pub fn finish(process: &Process, f: Final) -> Result<Never> {
     }
     nix::sys::prctl::set_keepcaps(true).map_err(sys::err("prctl", "", "PR_SET_KEEPCAPS"))?;
     caps::drop_bounding(&cap_plan)?;
-    let setgroups_denied = std::fs::read_to_string("/proc/self/setgroups").map(|s| s.trim() == "deny").unwrap_or(false);
     user::switch(process.user(), setgroups_denied)?;
     nix::sys::prctl::set_keepcaps(false).map_err(sys::err("prctl", "", "PR_SET_KEEPCAPS 0"))?;
     caps::apply_sets(&cap_plan)?;
@@ -64,34 +65,26 @@ pub fn finish(process: &Process, f: Final) -> Result<Never> {
     exec(&exe, &args, &env)
 }
 
-/// Makes a pty from the container's /dev/ptmx, hands the master to the
-/// console socket (or to the parent), and makes the slave our stdio and
-/// controlling terminal. `bind_console`: init also shows it as /dev/console.
+/// Makes a pty from the container's devpts, hands the master to the console
+/// socket (or to the parent), and makes the slave our stdio and controlling
+/// terminal. `bind_console`: init also shows it as /dev/console.
+///
+/// No pty path is trusted (CVE-2025-52565 class): the master is opened
+/// following no symlink and checked to be a devpts ptmx, the slave comes
+/// from the master itself (`TIOCGPTPEER`), and /dev/console is a fresh file
+/// that the slave is bind-mounted onto through fds.
 pub fn setup_terminal(process: &Process, console_socket: Option<OwnedFd>, to_parent: Option<&Channel>, bind_console: bool) -> Result<()> {
-    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
-    let master =
-        posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).map_err(sys::err("open", "/dev/ptmx", "O_RDWR|O_NOCTTY"))?;
-    grantpt(&master).map_err(sys::err("grantpt", "/dev/ptmx", ""))?;
-    unlockpt(&master).map_err(sys::err("unlockpt", "/dev/ptmx", ""))?;
-    let name = ptsname_r(&master).map_err(sys::err("ptsname", "/dev/ptmx", ""))?;
-    let slave = open(Path::new(&name), OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(sys::err("open", &name, "O_RDWR"))?;
+    let root = open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err("open", "/", "O_PATH"))?;
+    let master = open_ptmx(root.as_fd())?;
+    sys::pty_unlock(master.as_fd())?;
+    let name = format!("/dev/pts/{}", sys::pty_number(master.as_fd())?);
+    let slave = sys::pty_peer(master.as_fd())?;
     if let Some(b) = process.console_size() {
         sys::set_winsize(slave.as_fd(), b.height() as u16, b.width() as u16)?;
     }
     if bind_console {
-        // /dev/console is the pty, as runc does.
-        let console = Path::new("/dev/console");
-        if !console.exists() {
-            let _ = std::fs::File::create(console);
-        }
-        nix::mount::mount(Some(Path::new(&name)), console, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>).map_err(sys::err(
-            "mount",
-            format!("{name} -> /dev/console"),
-            "MS_BIND",
-        ))?;
+        bind_dev_console(root.as_fd(), slave.as_fd(), &name)?;
     }
-    let master: OwnedFd = master.into();
     if let Some(sock) = console_socket {
         super::sync::send_fd(&sock, &master, &name)?;
     } else if let Some(chan) = to_parent {
@@ -103,6 +96,45 @@ pub fn setup_terminal(process: &Process, console_socket: Option<OwnedFd>, to_par
     }
     sys::set_controlling_tty(slave.as_fd())?;
     Ok(())
+}
+
+/// The container's pty multiplexer: /dev/pts/ptmx on a devpts, or else a
+/// /dev/ptmx device node (5:2); never through a symlink.
+fn open_ptmx(root: BorrowedFd<'_>) -> Result<OwnedFd> {
+    use crate::linux::resolve::open_no_symlinks;
+    let flags = OFlag::O_RDWR | OFlag::O_NOCTTY;
+    let (fd, path) = match open_no_symlinks(root, Path::new("/dev/pts/ptmx"), flags) {
+        Err(e) if e.errno == nix::errno::Errno::ENOENT => (open_no_symlinks(root, Path::new("/dev/ptmx"), flags)?, "/dev/ptmx"),
+        r => (r?, "/dev/pts/ptmx"),
+    };
+    let st = nix::sys::stat::fstat(fd.as_fd()).map_err(sys::err("fstat", path, ""))?;
+    let on_devpts = nix::sys::statfs::fstatfs(fd.as_fd()).is_ok_and(|f| f.filesystem_type().0 == 0x1cd1); // DEVPTS_SUPER_MAGIC
+    let is_ptmx = st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == nix::sys::stat::makedev(5, 2);
+    if !is_ptmx || (path == "/dev/pts/ptmx" && !on_devpts) {
+        return Err(sys::err("open", path, "not a pty multiplexer (char 5:2)")(nix::errno::Errno::EINVAL).into());
+    }
+    Ok(fd)
+}
+
+/// Replaces whatever is at /dev/console with a new empty file and binds the
+/// pty slave onto it, fd to fd.
+fn bind_dev_console(root: BorrowedFd<'_>, slave: BorrowedFd<'_>, name: &str) -> Result<()> {
+    use crate::linux::resolve::open_no_symlinks;
+    use crate::sys::mount_api::{clone_tree, move_mount_onto};
+    let dev = open_no_symlinks(root, Path::new("/dev"), OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+    match nix::unistd::unlinkat(dev.as_fd(), "console", nix::unistd::UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(sys::err("unlink", "/dev/console", "")(e).into()),
+    }
+    let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+    drop(nix::fcntl::openat(dev.as_fd(), "console", flags, Mode::from_bits_truncate(0o600)).map_err(sys::err(
+        "create",
+        "/dev/console",
+        "O_CREAT|O_EXCL|O_NOFOLLOW",
+    ))?);
+    let target = open_no_symlinks(dev.as_fd(), Path::new("console"), OFlag::O_PATH)?;
+    let tree = clone_tree(slave, name)?;
+    Ok(move_mount_onto(tree.as_fd(), target.as_fd(), &format!("{name} -> /dev/console"))?)
 }
 
 /// Finds `arg0` like execvp, in the container's PATH.

@@ -14,6 +14,7 @@ use super::finish;
 use super::sync::{Channel, Msg};
 use crate::cgroups::Hierarchy;
 use crate::hooks;
+use crate::linux::procfs::{self, ProcFs};
 use crate::linux::{caps, mounts, namespaces, rlimits, rootfs, seccomp};
 use crate::spec::Bundle;
 use crate::sys::{self, SysError};
@@ -201,9 +202,15 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
         rootfs::dev_symlinks(Path::new("/"))?;
         rootfs::setup_ptmx(Path::new("/"))?;
     }
+    // Every procfs write goes through a private, checked procfs instance
+    // (a mount planted over /proc/sys or /proc/self cannot redirect it).
+    // Made only when there is something to read or write through it.
+    let sysctls = linux.sysctl().clone().unwrap_or_default();
+    let proc = (!sysctls.is_empty() || process.oom_score_adj().is_some() || ctx.ns.userns()).then(ProcFs::private).transpose()?;
     // sysctls first: /proc/sys is usually among the read-only paths.
-    for (k, v) in linux.sysctl().iter().flatten() {
-        write_sysctl(k, v)?;
+    for (k, v) in &sysctls {
+        let rel = procfs::sysctl_path(k).ok_or_else(|| InitError::Other(format!("sysctl {k:?}: not a sysctl name")))?;
+        proc.as_ref().map(|p| p.write(&rel, v.as_bytes())).transpose()?;
     }
     let guarded = linux.masked_paths().iter().flatten().chain(linux.readonly_paths().iter().flatten()).count() > 0;
     if guarded {
@@ -212,9 +219,11 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     for p in linux.readonly_paths().iter().flatten() {
         rootfs::readonly(root.as_fd(), p)?;
     }
+    let mut null = None;
     for p in linux.masked_paths().iter().flatten() {
-        rootfs::mask(root.as_fd(), p)?;
+        rootfs::mask(root.as_fd(), p, &mut null)?;
     }
+    drop(null);
     if has_process && process.terminal() == Some(true) {
         let to_parent = ctx.pty_to_parent.then_some(chan);
         finish::setup_terminal(&process, ctx.console_socket.take(), to_parent, true)?;
@@ -223,16 +232,29 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
         rootfs::readonly_root()?;
     }
     rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
-    if let Some(adj) = process.oom_score_adj() {
-        let p = Path::new("/proc/self/oom_score_adj");
-        std::fs::write(p, adj.to_string()).map_err(sys::io_err("write", p))?;
+    if let (Some(adj), Some(p)) = (process.oom_score_adj(), &proc) {
+        p.write("self/oom_score_adj", adj.to_string().as_bytes())?;
     }
+    // Outside a user namespace setgroups is always allowed.
+    let setgroups_denied = proc.as_ref().is_some_and(|p| p.read_to_string("self/setgroups").is_ok_and(|s| s.trim() == "deny"));
+    drop(proc);
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
     let exe = if has_process { finish::find_executable(&args[0], &env, process.cwd())? } else { PathBuf::new() };
     let cap_plan = caps::plan(process.capabilities().as_ref())?;
     sys::cloexec_from(3 + ctx.preserve_fds)?;
 
+    // With notify rules the filter goes on now, so that the listener has its
+    // fd before `create` returns (an agent may wait for it before it lets
+    // the container start, as runc allows). Other filters wait until the
+    // last moment before execve.
+    let (filter, listener) = match filter {
+        Some(f) if f.notify => {
+            f.load(listener.as_ref().map(|l| l.as_fd()), &state_json, metadata.as_deref())?;
+            (None, None)
+        }
+        f => (f, listener),
+    };
     chan.send(&Msg::Created)?;
     *chan_slot = None;
 
@@ -243,7 +265,7 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
         hooks::run_all("startContainer", &h, state_json.as_bytes())?;
     }
-    finish::finish(&process, finish::Final { exe, cap_plan, filter, listener, state_json, metadata })
+    finish::finish(&process, finish::Final { exe, cap_plan, filter, listener, state_json, metadata, setgroups_denied })
 }
 
 fn join_namespaces(plan: &namespaces::Plan) -> Result<()> {
@@ -327,14 +349,6 @@ fn mount_cgroups(
         ))?;
     }
     Ok(())
-}
-
-fn write_sysctl(key: &str, value: &str) -> Result<()> {
-    if key.contains('/') || key.split('.').any(|p| p == ".." || p.is_empty()) {
-        return Err(InitError::Other(format!("sysctl {key:?}: not a sysctl name")));
-    }
-    let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
-    std::fs::write(&path, value).map_err(|e| sys::io_err("write sysctl", &path)(e).into())
 }
 
 /// Blocks until `strata start` writes a byte into exec.fifo.

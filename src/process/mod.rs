@@ -6,4 +6,5 @@ pub mod finish;
 pub mod init;
 pub mod parent;
 pub mod run;
+pub mod seal;
 pub mod sync;

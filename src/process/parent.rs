@@ -358,9 +358,9 @@ fn write_id_maps(pid: Pid, linux: &oci_spec::runtime::Linux) -> Result<()> {
     let fmt = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
         maps.iter().flatten().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
     };
+    let proc = crate::linux::procfs::ProcFs::mounted()?;
     for (file, text) in [("uid_map", fmt(linux.uid_mappings())), ("gid_map", fmt(linux.gid_mappings()))] {
-        let path = PathBuf::from(format!("/proc/{pid}/{file}"));
-        std::fs::write(&path, text).map_err(sys::io_err("write", &path))?;
+        proc.write(&format!("{pid}/{file}"), text.as_bytes())?;
     }
     Ok(())
 }

@@ -147,6 +147,34 @@ pub fn get_winsize(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
     (r == 0).then_some((ws.ws_row, ws.ws_col))
 }
 
+/// A pty master's number (`TIOCGPTN`): the N of /dev/pts/N.
+pub fn pty_number(master: BorrowedFd<'_>) -> Result<u32> {
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes an unsigned int we own.
+    let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) };
+    Errno::result(r).map(|_| n).map_err(err("ioctl", format!("fd {}", master.as_raw_fd()), "TIOCGPTN"))
+}
+
+/// Unlocks a pty master's slave (`TIOCSPTLCK 0`).
+pub fn pty_unlock(master: BorrowedFd<'_>) -> Result<()> {
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads an int that outlives the call.
+    let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) };
+    Errno::result(r).map(drop).map_err(err("ioctl", format!("fd {}", master.as_raw_fd()), "TIOCSPTLCK 0"))
+}
+
+/// Opens a pty master's slave through the master itself (`TIOCGPTPEER`),
+/// so that no /dev/pts/N path is ever resolved.
+pub fn pty_peer(master: BorrowedFd<'_>) -> Result<OwnedFd> {
+    const TIOCGPTPEER: libc::c_ulong = 0x5441;
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: TIOCGPTPEER takes open flags by value and returns a new fd or -1.
+    let r = unsafe { libc::ioctl(master.as_raw_fd(), TIOCGPTPEER, flags) };
+    let fd = Errno::result(r).map_err(err("ioctl", format!("fd {}", master.as_raw_fd()), "TIOCGPTPEER O_RDWR|O_NOCTTY"))?;
+    // SAFETY: the kernel just returned this fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// prlimit(2) on the calling process.
 pub fn setrlimit(resource: u32, name: &str, soft: u64, hard: u64) -> Result<()> {
     let lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
@@ -171,6 +199,11 @@ pub fn owned_from_received(fd: RawFd) -> OwnedFd {
 
 /// Raw `mount_setattr(2)` for recursive read-only (`rro`) and friends.
 pub fn mount_setattr_recursive(fd: BorrowedFd<'_>, set: u64, clr: u64, what: &str) -> Result<()> {
+    mount_setattr(fd, set, clr, true, what)
+}
+
+/// `mount_setattr(2)` on the mount `fd` refers to (AT_EMPTY_PATH).
+pub fn mount_setattr(fd: BorrowedFd<'_>, set: u64, clr: u64, recursive: bool, what: &str) -> Result<()> {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -180,6 +213,7 @@ pub fn mount_setattr_recursive(fd: BorrowedFd<'_>, set: u64, clr: u64, what: &st
     }
     let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd: 0 };
     const AT_RECURSIVE: u32 = 0x8000;
+    let rec = if recursive { AT_RECURSIVE } else { 0 };
     let empty = c"";
     // SAFETY: valid fd, empty path with AT_EMPTY_PATH, attr struct outlives call.
     let r = unsafe {
@@ -187,12 +221,13 @@ pub fn mount_setattr_recursive(fd: BorrowedFd<'_>, set: u64, clr: u64, what: &st
             libc::SYS_mount_setattr,
             fd.as_raw_fd(),
             empty.as_ptr(),
-            (libc::AT_EMPTY_PATH as u32 | AT_RECURSIVE) as libc::c_uint,
+            (libc::AT_EMPTY_PATH as u32 | rec) as libc::c_uint,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
-    Errno::result(r).map(drop).map_err(err("mount_setattr", what, format!("set={set:#x} clr={clr:#x} AT_RECURSIVE")))
+    let how = if recursive { " AT_RECURSIVE" } else { "" };
+    Errno::result(r).map(drop).map_err(err("mount_setattr", what, format!("set={set:#x} clr={clr:#x}{how}")))
 }
 
 /// Restores the default disposition of `sig`.

@@ -66,12 +66,19 @@ impl FsContext {
 
     /// `fsmount` then `move_mount` onto `target`.
     pub fn mount_at(&self, attr_flags: u32, target: &Path) -> Result<(), SysError> {
+        let mnt = self.mount_detached(attr_flags)?;
+        move_mount(mnt.as_fd(), target)
+    }
+
+    /// `fsmount` alone: a mount attached nowhere, reachable only through the
+    /// returned fd (and what is opened through it). It goes away with the
+    /// last of those.
+    pub fn mount_detached(&self, attr_flags: u32) -> Result<OwnedFd, SysError> {
         // SAFETY: valid fd; flags are plain integers; returns a new fd or -1.
         let r = unsafe { libc::syscall(libc::SYS_fsmount, self.fd.as_raw_fd(), FSMOUNT_CLOEXEC, attr_flags) };
         let mfd = Errno::result(r).map_err(|e| self.error(e, format!("fsmount FSMOUNT_CLOEXEC attr={attr_flags:#x}")))?;
         // SAFETY: the kernel just returned this fd and nothing else owns it.
-        let mnt = unsafe { OwnedFd::from_raw_fd(mfd as i32) };
-        move_mount(mnt.as_fd(), target)
+        Ok(unsafe { OwnedFd::from_raw_fd(mfd as i32) })
     }
 
     fn error(&self, errno: Errno, flags: String) -> SysError {
@@ -89,6 +96,46 @@ impl FsContext {
         }
         out.join("; ")
     }
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+
+/// `open_tree(fd, "", OPEN_TREE_CLONE|AT_EMPTY_PATH)`: a detached bind
+/// mount of exactly the file or directory `fd` refers to, no path resolved.
+pub fn clone_tree(fd: BorrowedFd<'_>, what: &str) -> Result<OwnedFd, SysError> {
+    let empty = c"";
+    // SAFETY: valid fd with an empty path and AT_EMPTY_PATH; returns a new fd or -1.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as libc::c_uint,
+        )
+    };
+    let t = Errno::result(r).map_err(sys::err("open_tree", what, "OPEN_TREE_CLONE|AT_EMPTY_PATH"))?;
+    // SAFETY: the kernel just returned this fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(t as i32) })
+}
+
+/// `move_mount` of a detached mount onto the file or directory `target`
+/// refers to: both ends are fds, no path is resolved.
+pub fn move_mount_onto(from: BorrowedFd<'_>, target: BorrowedFd<'_>, what: &str) -> Result<(), SysError> {
+    let empty = c"";
+    // SAFETY: two valid fds with empty paths and the matching EMPTY_PATH flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            empty.as_ptr(),
+            target.as_raw_fd(),
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    Errno::result(r).map(drop).map_err(sys::err("move_mount", what, "MOVE_MOUNT_F_EMPTY_PATH|MOVE_MOUNT_T_EMPTY_PATH"))
 }
 
 fn move_mount(from: BorrowedFd<'_>, target: &Path) -> Result<(), SysError> {
