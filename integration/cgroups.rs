@@ -360,3 +360,111 @@ fn systemd_create_that_fails_after_the_scope_started_leaves_nothing() {
     }
     b.assert_gone();
 }
+
+fn memsw_host() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+}
+
+#[test]
+fn v1_memory_with_swap_is_raised_and_lowered() {
+    need_root!();
+    if !memsw_host() {
+        eprintln!("skipped: no cgroup v1 memory.memsw (swap accounting) here");
+        return;
+    }
+    // The kernel wants limit <= memsw at every moment: raising writes memsw
+    // first, lowering the limit first.
+    let mut b = Bundle::sh("memsw", "sleep 60");
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 32 << 20, "swap": 64 << 20});
+    assert!(b.create().status.success(), "{}", stderr(&b.create()));
+    assert!(b.start().status.success());
+    let read = || {
+        let out = b.cmd(&["exec", &b.id, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"]);
+        stdout(&out).split_whitespace().map(|v| v.parse::<u64>().unwrap() >> 20).collect::<Vec<_>>()
+    };
+    assert_eq!(read(), [32, 64]);
+    let up = b.cmd(&["update", "--memory", "96M", "--memory-swap", "192M", &b.id]);
+    assert!(up.status.success(), "raise: {}", stderr(&up));
+    assert_eq!(read(), [96, 192]);
+    let down = b.cmd(&["update", "--memory", "16M", "--memory-swap", "24M", &b.id]);
+    assert!(down.status.success(), "lower: {}", stderr(&down));
+    assert_eq!(read(), [16, 24]);
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}
+
+/// The spec's usual device rules: deny all, then the defaults.
+fn device_rules() -> serde_json::Value {
+    json!([{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}])
+}
+
+#[test]
+fn device_rules_change_without_a_deny_window() {
+    need_root!();
+    if !std::path::Path::new("/sys/fs/cgroup/devices/devices.list").exists() {
+        eprintln!("skipped: no cgroup v1 devices controller here");
+        return;
+    }
+    // A live container opens /dev/null in a tight loop while its device
+    // rules are rewritten again and again: no open may fail.
+    let mut b = Bundle::sh(
+        "devwindow",
+        "n=0; f=0; while [ -e /tmp/go ] || [ $n -eq 0 ]; do n=$((n+1)); : > /dev/null || f=$((f+1)); [ $n -gt 200000 ] && break; done; echo $f > /tmp/failures",
+    );
+    std::fs::write(b.dir.join("rootfs/tmp/go"), "").unwrap();
+    b.config["linux"]["resources"]["devices"] = device_rules();
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    let res = b.dir.parent().unwrap().join("res.json");
+    for i in 0..40 {
+        // Alternate between two rule sets that both allow /dev/null.
+        let mut rules = device_rules();
+        if i % 2 == 0 {
+            rules.as_array_mut().unwrap().push(json!({"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"}));
+        }
+        std::fs::write(&res, serde_json::to_vec(&json!({"devices": rules})).unwrap()).unwrap();
+        let out = b.cmd(&["update", "--resources", res.to_str().unwrap(), &b.id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    std::fs::remove_file(b.dir.join("rootfs/tmp/go")).unwrap();
+    b.wait_status("stopped");
+    let failures = std::fs::read_to_string(b.dir.join("rootfs/tmp/failures")).unwrap();
+    assert_eq!(failures.trim(), "0", "/dev/null could not be opened while the rules changed");
+    assert!(b.cmd(&["delete", &b.id]).status.success());
+    b.assert_gone();
+}
+
+#[test]
+fn concurrent_creates_in_one_cgroup_never_lose_their_devices() {
+    need_root!();
+    if !std::path::Path::new("/sys/fs/cgroup/devices/devices.list").exists() {
+        eprintln!("skipped: no cgroup v1 devices controller here");
+        return;
+    }
+    // Many containers in one shared cgroupsPath, as pods share one: each
+    // create's device rules must not deny the others their devices (init
+    // makes /dev/tty and friends with mknod, which the rules gate).
+    let shared = format!("/strata-it-shared-{}", std::process::id());
+    let bundles: Vec<Bundle> = (0..24)
+        .map(|i| {
+            let mut b = Bundle::sh(&format!("shared{i}"), "true");
+            b.config["linux"]["cgroupsPath"] = json!(shared);
+            b.config["linux"]["resources"]["devices"] = device_rules();
+            b.write_config();
+            b
+        })
+        .collect();
+    let results: Vec<std::process::Output> = std::thread::scope(|s| {
+        let handles: Vec<_> = bundles.iter().map(|b| s.spawn(|| b.detached(&["create".as_ref(), "--bundle".as_ref(), b.dir.as_os_str(), b.id.as_ref()]))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (b, out) in bundles.iter().zip(&results) {
+        assert!(out.status.success(), "{}: {}", b.id, stderr(out));
+    }
+    for b in &bundles {
+        assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    }
+    for h in ["devices", "memory", "pids", "cpu,cpuacct", "unified"] {
+        let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{h}{shared}"));
+    }
+}

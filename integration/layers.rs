@@ -10,15 +10,15 @@ use crate::common::{STRATA, stderr, stdout};
 use crate::need_root;
 
 /// An image layout, a layer store and a state root, all private to one test.
-struct Image {
-    base: PathBuf,
-    layout: PathBuf,
-    store: PathBuf,
-    root: PathBuf,
+pub(crate) struct Image {
+    pub base: PathBuf,
+    pub layout: PathBuf,
+    pub store: PathBuf,
+    pub root: PathBuf,
 }
 
 impl Image {
-    fn new(name: &str) -> Image {
+    pub fn new(name: &str) -> Image {
         let base = std::env::temp_dir().join(format!("strata-img-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).unwrap();
@@ -29,14 +29,14 @@ impl Image {
         Image { store: base.join("store"), root: base.join("state"), layout, base }
     }
 
-    fn strata(&self) -> Command {
+    pub fn strata(&self) -> Command {
         let mut c = Command::new(&*STRATA);
         c.arg("--root").arg(&self.root).arg("--store").arg(&self.store);
         c
     }
 
     /// `strata bundle --image` then our own process args.
-    fn bundle(&self, name: &str, reference: &str, script: &str) -> PathBuf {
+    pub fn bundle(&self, name: &str, reference: &str, script: &str) -> PathBuf {
         let dir = self.base.join(name);
         let out =
             self.strata().args(["bundle", "--image"]).arg(format!("{}:{reference}", self.layout.display())).arg(&dir).output().unwrap();
@@ -53,7 +53,7 @@ impl Image {
         self.strata().args(["run", "--bundle"]).arg(bundle).arg(id).stdin(Stdio::null()).output().unwrap()
     }
 
-    fn cmd(&self, args: &[&str]) -> Output {
+    pub fn cmd(&self, args: &[&str]) -> Output {
         self.strata().args(args).stdin(Stdio::null()).output().unwrap()
     }
 
@@ -63,7 +63,7 @@ impl Image {
         v
     }
 
-    fn containers_in_store(&self) -> usize {
+    pub fn containers_in_store(&self) -> usize {
         std::fs::read_dir(self.store.join("containers")).map(|r| r.count()).unwrap_or(0)
     }
 }

@@ -77,7 +77,12 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     }
     if let Some(h) = st.hooks()?.and_then(|h| h.poststart().clone()) {
         let json = serde_json::to_vec(&st.oci(Status::Running)).unwrap_or_default();
-        hooks::run_all_warn("poststart", &h, &json, |e| log::warn(&e.to_string()));
+        // A failing poststart hook stops the container, and the later ones
+        // do not run (runtime-spec 1.2, as runc does).
+        if let Err(e) = hooks::run_all("poststart", &h, &json) {
+            kill_and_wait(&st);
+            return Err(e.into());
+        }
     }
     Ok(())
 }
@@ -113,12 +118,25 @@ pub fn kill_container(root: &Root, id: &str, sig: Signal, all: bool) -> Result<(
     Ok(())
 }
 
-/// `delete`: a stopped (or, with force, any) container goes away with its
-/// cgroups and state; poststop hooks run last.
+/// `delete`: a stopped or created (or, with force, any) container goes away
+/// with its cgroups and state; poststop hooks run last. A created
+/// container's init is killed first, as runc does; so is an init left
+/// alive by a create that died before it finished.
 pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
-    let (st, s) = load(root, id)?;
+    let (st, s) = match load(root, id) {
+        Err(e @ OpError::State(StateError::NotFound(_))) => {
+            // A create killed while reserving the id, or a delete killed
+            // while removing it, leaves only a hidden directory: that goes.
+            root.reap_reservations();
+            if force {
+                root.remove_stateless(id)?;
+            }
+            return Err(e);
+        }
+        r => r?,
+    };
     match s {
-        Status::Stopped => {}
+        Status::Stopped | Status::Created => kill_and_wait(&st),
         _ if force => kill_and_wait(&st),
         _ => return Err(status_err(&st, format!("cannot delete a container that is {} (use --force)", s.as_str()))),
     }
@@ -129,6 +147,9 @@ fn kill_and_wait(st: &State) {
     let mut pids = cgroups::pids(&st.cgroup_paths);
     if st.init_alive() {
         pids.push(st.pid);
+    }
+    if pids.is_empty() {
+        return;
     }
     for p in &pids {
         let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);

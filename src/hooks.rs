@@ -18,6 +18,12 @@ pub fn run_all(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Result<
     hooks.iter().try_for_each(|h| run(kind, h, state_json))
 }
 
+/// For startContainer: a hook without `env` gets `env` (the container
+/// process's environment) instead of the runtime's.
+pub fn run_all_with_env(kind: &'static str, hooks: &[Hook], state_json: &[u8], env: &[String]) -> Result<(), HookError> {
+    hooks.iter().try_for_each(|h| run_in(kind, h, state_json, Some(env)))
+}
+
 /// For poststart and poststop: a failing hook is reported through `warn`
 /// and the remaining hooks still run (runtime-spec lifecycle).
 pub fn run_all_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8], warn: impl Fn(&HookError)) {
@@ -28,7 +34,13 @@ pub fn run_all_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8], warn:
     }
 }
 
+/// Runs one hook. A hook with `env` gets exactly that environment; one
+/// without gets the environment of the process running it (as runc does).
 pub fn run(kind: &'static str, hook: &Hook, state_json: &[u8]) -> Result<(), HookError> {
+    run_in(kind, hook, state_json, None)
+}
+
+fn run_in(kind: &'static str, hook: &Hook, state_json: &[u8], default_env: Option<&[String]>) -> Result<(), HookError> {
     let path = hook.path().display().to_string();
     let fail = |msg: String| HookError::Failed { kind, path: path.clone(), msg };
     let mut cmd = Command::new(hook.path());
@@ -36,10 +48,12 @@ pub fn run(kind: &'static str, hook: &Hook, state_json: &[u8]) -> Result<(), Hoo
     if let Some((argv0, rest)) = args.split_first() {
         cmd.arg0(argv0).args(rest);
     }
-    cmd.env_clear();
-    for kv in hook.env().iter().flatten() {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
+    if let Some(env) = hook.env().as_deref().or(default_env) {
+        cmd.env_clear();
+        for kv in env {
+            if let Some((k, v)) = kv.split_once('=') {
+                cmd.env(k, v);
+            }
         }
     }
     cmd.stdin(Stdio::piped());

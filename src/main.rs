@@ -330,12 +330,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// `context: error: cause`, without repeating a cause an error already printed.
+/// `context: error: cause`, without repeating a cause an error already
+/// printed (a syscall error ends with its errno's text; the errno, as the
+/// source, would say it again as `EIO: I/O error`).
 fn error_chain(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        if out.ends_with(&text) {
+        let tail = text.rsplit(": ").next().unwrap_or(&text);
+        if out.ends_with(&text) || (!out.is_empty() && out.ends_with(tail)) {
             continue;
         }
         if !out.is_empty() {

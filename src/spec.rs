@@ -31,9 +31,11 @@ pub struct Bundle {
 }
 
 pub fn load(dir: &Path) -> Result<Bundle> {
-    let dir = std::fs::canonicalize(dir).map_err(|_| SpecError::NoBundle(dir.to_path_buf()))?;
-    if !dir.is_dir() {
-        return Err(SpecError::NoBundle(dir));
+    let dir = std::fs::canonicalize(dir).map_err(|source| SpecError::Read { path: dir.to_path_buf(), source })?;
+    match std::fs::metadata(&dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(SpecError::NoBundle(dir)),
+        Err(source) => return Err(SpecError::Read { path: dir, source }),
     }
     let path = dir.join("config.json");
     let text = std::fs::read(&path).map_err(|source| SpecError::Read { path: path.clone(), source })?;

@@ -4,6 +4,14 @@
 //!
 //! The init process is identified by pid *and* its start time (field 22 of
 //! `/proc/<pid>/stat`), so a recycled pid is never taken for the container.
+//!
+//! `create` records what it will make before it makes it (see
+//! docs/crash-consistency.md): the id is reserved by renaming a private
+//! directory that already holds a `creating` state into place, so the id
+//! never exists without a state, and the record names the creating process
+//! (pid and start time). While that process lives the container is
+//! `creating`; once it is gone without finishing, the container is
+//! `stopped`, and `delete` undoes whatever the record names.
 
 use std::collections::HashMap;
 use std::fs;
@@ -92,6 +100,30 @@ pub struct State {
     /// rootfs was assembled from an image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<PathBuf>,
+    /// Set while `create` runs: the process making the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creating: Option<Creator>,
+}
+
+/// A process, as pid and start time (so that a recycled pid never passes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Creator {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+impl Creator {
+    /// The calling process.
+    pub fn current() -> std::io::Result<Creator> {
+        let pid = std::process::id() as i32;
+        let text = fs::read_to_string("/proc/self/stat")?;
+        let st = parse_stat(&text).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "unparsable /proc/self/stat"))?;
+        Ok(Creator { pid, start_time: st.start_time })
+    }
+
+    pub fn alive(&self) -> bool {
+        matches!(proc_stat(self.pid), Some(s) if s.start_time == self.start_time && s.state != 'Z' && s.state != 'X')
+    }
 }
 
 /// The runtime-spec's state object, as `strata state` prints it.
@@ -118,7 +150,7 @@ impl State {
             oci_version: OCI_VERSION,
             id: &self.id,
             status: status.as_str(),
-            pid: (status != Status::Stopped).then_some(self.pid),
+            pid: (status != Status::Stopped && self.pid > 0).then_some(self.pid),
             bundle: &self.bundle,
             annotations: self.annotations(),
             created: Some(&self.created),
@@ -200,18 +232,55 @@ impl Root {
         Ok(self.dir.join(id))
     }
 
-    /// Reserves `id`: creates its directory (mode 0700) or fails if it exists.
-    pub fn reserve(&self, id: &str) -> Result<PathBuf> {
+    /// Reserves `state.id`: its directory (mode 0700) comes into being
+    /// already holding `state` (a private directory renamed into place with
+    /// RENAME_NOREPLACE), or the call fails because the id exists. A create
+    /// killed at any moment leaves either nothing under the id or a state
+    /// that `delete` can act on; a killed reservation leaves only a hidden
+    /// `.ID.new-PID-START` directory, which the next reservation removes.
+    pub fn reserve(&self, state: &State) -> Result<PathBuf> {
+        let id = &state.id;
         let dir = self.container_dir(id)?;
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir).map_err(|source| StateError::Io {
             op: "mkdir",
             path: self.dir.clone(),
             source,
         })?;
-        match fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(StateError::Exists(id.to_string())),
-            Err(source) => Err(StateError::Io { op: "mkdir", path: dir, source }),
+        if dir.exists() {
+            return Err(StateError::Exists(id.to_string()));
+        }
+        self.reap_reservations();
+        let me = Creator::current().map(|c| format!("{}-{}", c.pid, c.start_time)).unwrap_or_else(|_| std::process::id().to_string());
+        let tmp = self.dir.join(format!(".{id}.new-{me}"));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::DirBuilder::new().mode(0o700).create(&tmp).map_err(|source| StateError::Io { op: "mkdir", path: tmp.clone(), source })?;
+        let data = serde_json::to_vec(state).map_err(|e| StateError::Corrupt { path: tmp.clone(), msg: e.to_string() })?;
+        let written = write_atomic(&tmp.join(STATE_FILE), &data);
+        let renamed = written.and_then(|()| {
+            nix::fcntl::renameat2(nix::fcntl::AT_FDCWD, &tmp, nix::fcntl::AT_FDCWD, &dir, nix::fcntl::RenameFlags::RENAME_NOREPLACE).map_err(
+                |e| match e {
+                    nix::errno::Errno::EEXIST | nix::errno::Errno::ENOTEMPTY => StateError::Exists(id.to_string()),
+                    e => StateError::Io { op: "rename", path: dir.clone(), source: e.into() },
+                },
+            )
+        });
+        if renamed.is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        renamed.map(|()| dir)
+    }
+
+    /// Removes reservations (and removals) whose process is gone.
+    pub fn reap_reservations(&self) {
+        let Ok(rd) = fs::read_dir(&self.dir) else { return };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let hidden = name.strip_prefix('.');
+            let Some((_, who)) = hidden.and_then(|n| n.rsplit_once(".new-").or_else(|| n.rsplit_once(".del-"))) else { continue };
+            let creator = who.split_once('-').and_then(|(p, t)| Some(Creator { pid: p.parse().ok()?, start_time: t.parse().ok()? }));
+            if !creator.is_some_and(|c| c.alive()) {
+                let _ = fs::remove_dir_all(e.path());
+            }
         }
     }
 
@@ -232,12 +301,33 @@ impl Root {
         write_atomic(&dir.join(STATE_FILE), &data)
     }
 
+    /// Frees the id at once (its directory is renamed to a hidden name),
+    /// then removes what it held. A removal cut short leaves only a hidden
+    /// `.ID.del-PID-START` directory, which the next reservation reaps:
+    /// never an id directory without its state.
     pub fn remove(&self, id: &str) -> Result<()> {
         let dir = self.container_dir(id)?;
-        match fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StateError::Io { op: "remove", path: dir, source: e }),
+        let me = Creator::current().map(|c| format!("{}-{}", c.pid, c.start_time)).unwrap_or_else(|_| std::process::id().to_string());
+        let doomed = self.dir.join(format!(".{id}.del-{me}"));
+        match fs::rename(&dir, &doomed) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StateError::Io { op: "rename", path: dir, source: e }),
+            Ok(()) => {}
+        }
+        match fs::remove_dir_all(&doomed) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StateError::Io { op: "remove", path: doomed, source: e }),
             _ => Ok(()),
         }
+    }
+
+    /// With `delete --force` of an id that has no state: a directory left
+    /// by an older strata (one that reserved ids without a state) goes.
+    pub fn remove_stateless(&self, id: &str) -> Result<()> {
+        let dir = self.container_dir(id)?;
+        if dir.is_dir() && !dir.join(STATE_FILE).exists() {
+            return self.remove(id);
+        }
+        Ok(())
     }
 
     /// Ids of every container under the root, sorted.
@@ -293,11 +383,16 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
 impl State {
     /// Whether the recorded init process still exists (and is not a zombie).
     pub fn init_alive(&self) -> bool {
-        matches!(proc_stat(self.pid), Some(s) if s.start_time == self.init_start_time && s.state != 'Z' && s.state != 'X')
+        self.pid > 0
+            && matches!(proc_stat(self.pid), Some(s) if s.start_time == self.init_start_time && s.state != 'Z' && s.state != 'X')
     }
 
     /// The status, read from the live system.
     pub fn status(&self, root: &Root, frozen: bool) -> Status {
+        if let Some(c) = &self.creating {
+            // A create that died before it finished made a dead container.
+            return if c.alive() { Status::Creating } else { Status::Stopped };
+        }
         if !self.init_alive() {
             return Status::Stopped;
         }
@@ -398,13 +493,33 @@ mod tests {
         assert!(e.contains("c: state.json"), "{e}");
     }
 
+    fn creating(id: &str) -> State {
+        let text = r#"{"id":"ID","pid":0,"init_start_time":0,"bundle":"/b","rootfs":"/b/rootfs","created":"t","config":{}}"#;
+        let mut st: State = serde_json::from_str(&text.replace("ID", id)).unwrap();
+        st.creating = Creator::current().ok();
+        st
+    }
+
     #[test]
-    fn reserve_is_exclusive() {
+    fn reserve_is_exclusive_and_never_leaves_an_id_without_a_state() {
         let d = std::env::temp_dir().join(format!("strata-root-{}", std::process::id()));
         let root = Root::new(d.clone());
-        root.reserve("c1").unwrap();
-        assert!(matches!(root.reserve("c1"), Err(StateError::Exists(_))));
-        assert!(matches!(root.reserve("../c1"), Err(StateError::BadId(_))));
+        root.reserve(&creating("c1")).unwrap();
+        assert!(matches!(root.reserve(&creating("c1")), Err(StateError::Exists(_))));
+        assert!(matches!(root.reserve(&creating("../c1")), Err(StateError::BadId(_))));
+        let st = root.load("c1").unwrap();
+        assert_eq!(st.status(&root, false), Status::Creating);
+        assert_eq!(root.ids().unwrap(), ["c1"]);
+        // A reservation left by a dead process is removed by the next one.
+        let stale = d.join(".c2.new-999999999-1");
+        fs::create_dir_all(&stale).unwrap();
+        root.reserve(&creating("c3")).unwrap();
+        assert!(!stale.exists());
+        // The creator gone without finishing: the container is dead.
+        let mut dead = creating("c4");
+        dead.creating = Some(Creator { pid: std::process::id() as i32, start_time: 1 });
+        assert_eq!(dead.status(&root, false), Status::Stopped);
+        assert_eq!(dead.oci(Status::Stopped).pid, None);
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -15,6 +15,7 @@
 //! the files.
 
 mod dbus;
+pub mod devices_v1;
 pub mod devices_v2;
 mod plan;
 pub mod stats;
@@ -55,7 +56,9 @@ pub fn create(p: &Placement, res: Option<&LinuxResources>, extra_allow: &[String
             mkdir_p(dir, &mut created, &p.inherit)?;
         }
         // Device rules wait for `apply_devices`: init first makes its nodes.
-        for w in resource_writes(p, res, extra_allow)?.iter().filter(|w| !is_device_rule(w)) {
+        let mut writes = resource_writes(p, res, extra_allow)?;
+        order_memory(&mut writes);
+        for w in writes.iter().filter(|w| !is_device_rule(w)) {
             write_file(&w.path, &w.value)?;
         }
         Ok(())
@@ -85,10 +88,55 @@ pub fn apply_devices(p: &Placement, res: Option<&LinuxResources>, extra_allow: &
         }
         return Ok(());
     }
-    for w in resource_writes(p, res, extra_allow)?.iter().filter(|w| is_device_rule(w)) {
-        write_file(&w.path, &w.value)?;
+    let writes = resource_writes(p, res, extra_allow)?;
+    apply_device_rules_v1(&writes)
+}
+
+/// The v1 device writes among `writes`, applied per directory as the
+/// transition from the cgroup's current list (see `devices_v1`).
+fn apply_device_rules_v1(writes: &[Write]) -> Result<()> {
+    let mut dirs: Vec<&Path> = Vec::new();
+    for w in writes.iter().filter(|w| is_device_rule(w)) {
+        if let Some(d) = w.path.parent().filter(|d| !dirs.contains(d)) {
+            dirs.push(d);
+        }
+    }
+    for dir in dirs {
+        let spec: Vec<(&str, String)> = writes
+            .iter()
+            .filter(|w| is_device_rule(w) && w.path.parent() == Some(dir))
+            .map(|w| (if w.path.ends_with("devices.allow") { "devices.allow" } else { "devices.deny" }, w.value.clone()))
+            .collect();
+        let list = dir.join("devices.list");
+        let now = devices_v1::Rules::parse_list(&fs::read_to_string(&list).map_err(io("read", &list))?);
+        for (file, rule) in now.transition(&devices_v1::target(&spec)) {
+            write_file(&dir.join(file), &rule)?;
+        }
     }
     Ok(())
+}
+
+/// The directories `create` would make for `p` (those that do not exist
+/// yet), shallowest first: what a container's creating record names before
+/// any of them exists.
+pub fn missing_dirs(p: &Placement) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for dir in &p.dirs {
+        let mut missing = Vec::new();
+        let mut cur = dir.to_path_buf();
+        while !cur.exists() {
+            missing.push(cur.clone());
+            if !cur.pop() {
+                break;
+            }
+        }
+        for d in missing.into_iter().rev() {
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+    }
+    out
 }
 
 fn mkdir_p(dir: &Path, created: &mut Vec<PathBuf>, inherit: &[(PathBuf, Vec<&'static str>)]) -> Result<()> {
@@ -148,10 +196,29 @@ pub fn placement_of(hier: &[Hierarchy], dirs: &[PathBuf]) -> Placement {
 
 /// Writes new limits into a live container's cgroup (`strata update`).
 pub fn update(p: &Placement, res: &LinuxResources) -> Result<()> {
-    for w in resource_writes(p, Some(res), &[])? {
+    let mut writes = resource_writes(p, Some(res), &[])?;
+    order_memory(&mut writes);
+    for w in writes.iter().filter(|w| p.v2 || !is_device_rule(w)) {
         write_file(&w.path, &w.value)?;
     }
+    if !p.v2 {
+        apply_device_rules_v1(&writes)?;
+    }
     Ok(())
+}
+
+/// cgroup v1 refuses a memory limit above the memory+swap limit, and a
+/// memory+swap limit below the memory limit. When both change in one
+/// directory, memsw goes first if the new memsw is above the current memory
+/// limit (raising), last otherwise (lowering), as runc orders them.
+fn order_memory(writes: &mut [Write]) {
+    let named = |writes: &[Write], name: &str| writes.iter().position(|w| w.path.file_name().is_some_and(|n| n == name));
+    let (Some(l), Some(s)) = (named(writes, "memory.limit_in_bytes"), named(writes, "memory.memsw.limit_in_bytes")) else { return };
+    let current = fs::read_to_string(&writes[l].path).ok().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(u64::MAX);
+    let new_memsw = writes[s].value.trim().parse::<i64>().unwrap_or(-1);
+    if plan::memsw_first(current, new_memsw) != (s < l) {
+        writes.swap(l, s);
+    }
 }
 
 /// How a new process (a container's init, or an exec'd process) gets into

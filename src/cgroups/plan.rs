@@ -279,6 +279,13 @@ fn blkio_v1(res: &LinuxResources, w: &mut dyn FnMut(&str, String)) {
     }
 }
 
+/// Whether memory.memsw.limit_in_bytes must be written before
+/// memory.limit_in_bytes: when the new memsw is unlimited or above the
+/// limit in force now (see `cgroups::update`).
+pub fn memsw_first(current_limit: u64, new_memsw: i64) -> bool {
+    new_memsw < 0 || new_memsw as u64 > current_limit
+}
+
 /// v1 blkio weight [10, 1000] to v2 io.weight [1, 10000], as runc converts.
 pub fn blkio_weight_to_io(w: u16) -> u64 {
     if w == 0 { 0 } else { 1 + (u64::from(w).saturating_sub(10)) * 9999 / 990 }
@@ -563,6 +570,18 @@ mod tests {
         assert!(got2.contains(&"8:0 rbps=1048576".to_string()), "{got2:?}");
         assert!(got2.contains(&"default 4950".to_string()), "{got2:?}");
         assert!(got2.contains(&"4194304".to_string()));
+    }
+
+    #[test]
+    fn memsw_goes_first_only_when_raising() {
+        const M: u64 = 1 << 20;
+        // 32M/64M -> 64M/128M: memsw first, or the limit would pass 64M.
+        assert!(memsw_first(32 * M, 128 * M as i64));
+        // 64M/128M -> 32M/64M: the limit first, or memsw would go below 64M.
+        assert!(!memsw_first(64 * M, 64 * M as i64));
+        assert!(memsw_first(64 * M, -1));
+        // A fresh cgroup's limit is unlimited: the limit first.
+        assert!(!memsw_first(u64::MAX / 2, 128 * M as i64));
     }
 
     #[test]

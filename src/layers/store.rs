@@ -115,7 +115,23 @@ impl Store {
                 Err(e) => return Err(io_err("mkdir", &dir)(e)),
             }
         }
-        Ok(Store { root })
+        let store = Store { root };
+        store.reclaim_tmp();
+        Ok(store)
+    }
+
+    /// An unpack killed midway leaves its dir in `tmp/`. Every unpack holds
+    /// the store lock shared, so when the lock can be had exclusively at
+    /// once, nothing in `tmp/` is in use and it all goes (with dangling `l/`
+    /// links). Otherwise the next open tries again.
+    fn reclaim_tmp(&self) {
+        let tmp = self.root.join("tmp");
+        if std::fs::read_dir(&tmp).map(|mut rd| rd.next().is_none()).unwrap_or(true) {
+            return;
+        }
+        if let Ok(_all) = flock(&self.root.join("locks/store.lock"), FlockArg::LockExclusiveNonblock, "LOCK_EX|LOCK_NB") {
+            let _ = self.sweep();
+        }
     }
 
     pub fn root(&self) -> &Path {

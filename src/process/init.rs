@@ -73,9 +73,11 @@ pub fn run(mut ctx: InitContext) -> ! {
         Ok(never) => match never {},
         Err(e) => {
             // Until Created the parent listens on the channel; after it, the
-            // container's stderr is the only witness (as with runc).
+            // container's stderr is the only witness (as with runc). A parent
+            // that went away has said (or will say) why itself.
+            let parent_gone = matches!(e, InitError::Sync(super::sync::SyncError::Closed));
             let sent = chan.as_ref().is_some_and(|c| c.send(&Msg::Error { msg: e.to_string() }).is_ok());
-            if !sent {
+            if !sent && !parent_gone {
                 eprintln!("strata init: {e}");
             }
             std::process::exit(1)
@@ -263,7 +265,7 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
         return Err(InitError::Other("process is not set in config.json".into()));
     }
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
-        hooks::run_all("startContainer", &h, state_json.as_bytes())?;
+        hooks::run_all_with_env("startContainer", &h, state_json.as_bytes(), &env)?;
     }
     finish::finish(&process, finish::Final { exe, cap_plan, filter, listener, state_json, metadata, setgroups_denied })
 }

@@ -119,22 +119,11 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     // Without a mount namespace (runc allows it) the container's mounts are
     // made in the host's namespace under the rootfs and detached at delete.
     let own_mount_ns = ns.has_new(namespaces::Kind::Mount) || ns.joins(namespaces::Kind::Mount);
-    let dir = root.reserve(&opts.id)?;
     let host_mounts = if own_mount_ns { Vec::new() } else { vec![bundle.rootfs.clone()] };
-    let mut undo = Undo { root, id: opts.id.clone(), child: None, cgroup_dirs: Vec::new(), scope: None, host_mounts, layers: None, armed: true };
-    let mut bundle = bundle;
-    let overlay = image_rootfs(&mut bundle, &opts.id, &opts.store, ns.userns(), &mut undo)?;
-    let host_mounts = undo.host_mounts.clone();
 
-    let fifo = dir.join(state::EXEC_FIFO);
-    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).map_err(sys::err("mkfifo", fifo.display(), "0600"))?;
-    // Opened here: in a user namespace init could no longer open it (the state dir is root's, 0700).
-    let fifo_fd = nix::fcntl::open(&fifo, nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err(
-        "open",
-        fifo.display(),
-        "O_RDWR",
-    ))?;
-
+    // Everything the container will own is planned first, and recorded
+    // (status `creating`) before any of it is made: a create killed at any
+    // later moment leaves a state that `delete` can undo.
     let hier = read_hierarchies();
     let unit = match opts.systemd_cgroup {
         true => Some(Unit::parse(linux.cgroups_path().as_deref().map(|p| p.to_string_lossy()).as_deref(), &opts.id)?),
@@ -145,6 +134,44 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         None => linux.cgroups_path().clone(),
     };
     let placement = cgroups::placement(&hier, cgroups_path.as_deref(), &opts.id)?;
+    let image_backed = bundle.spec.annotations().as_ref().is_some_and(|a| a.contains_key(crate::layers::bundle::ANN_LAYOUT));
+    let mut st = State {
+        id: opts.id.clone(),
+        pid: 0,
+        init_start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::now_rfc3339(),
+        config: State::new_config(&bundle.spec).map_err(|e| CreateError::Invalid(format!("config: {e}")))?,
+        cgroup_dirs: cgroups::missing_dirs(&placement),
+        cgroup_paths: placement.dirs.clone(),
+        systemd_unit: unit.as_ref().map(|u| u.name.clone()),
+        host_mounts: host_mounts.clone(),
+        owner: nix::unistd::geteuid().as_raw(),
+        store: image_backed.then(|| opts.store.clone()),
+        creating: Some(state::Creator::current().map_err(|e| sys::io_err("read", Path::new("/proc/self/stat"))(e))?),
+    };
+    let dir = root.reserve(&st)?;
+    let mut undo = Undo { root, id: opts.id.clone(), child: None, cgroup_dirs: Vec::new(), scope: None, host_mounts, layers: None, armed: true };
+    let mut bundle = bundle;
+    let overlay = image_rootfs(&mut bundle, &opts.id, &opts.store, ns.userns(), &mut undo)?;
+    let host_mounts = undo.host_mounts.clone();
+    if host_mounts != st.host_mounts {
+        // A user-namespaced image rootfs is mounted on the host: record it.
+        st.host_mounts = host_mounts.clone();
+        st.rootfs = bundle.rootfs.clone();
+        root.save(&st)?;
+    }
+
+    let fifo = dir.join(state::EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).map_err(sys::err("mkfifo", fifo.display(), "0600"))?;
+    // Opened here: in a user namespace init could no longer open it (the state dir is root's, 0700).
+    let fifo_fd = nix::fcntl::open(&fifo, nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err(
+        "open",
+        fifo.display(),
+        "O_RDWR",
+    ))?;
+
     let extra_allow = default_device_rules(&linux);
     let systemd = if unit.is_some() { Some(Systemd::connect()?) } else { None };
     let joiner = if systemd.is_some() {
@@ -200,6 +227,12 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         }
     };
     undo.child = Some(pid);
+    // Init's identity goes on record at once, so that `delete` can kill it.
+    st.pid = pid.as_raw();
+    st.init_start_time = state::proc_stat(pid.as_raw())
+        .map(|s| s.start_time)
+        .ok_or_else(|| CreateError::Invalid(format!("container {}: init (pid {pid}) is gone", opts.id)))?;
+    root.save(&st)?;
     if let (Some(sd), Some(unit)) = (systemd, &unit) {
         let sd = &undo.scope.insert((sd, unit.name.clone())).0;
         undo.cgroup_dirs = systemd_scope(sd, unit, &opts.id, pid, &placement, &linux, &extra_allow)?;
@@ -216,22 +249,6 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     parent_chan.expect(Msg::RuntimeHooks, "RuntimeHooks")?;
     cgroups::apply_devices(&placement, linux.resources().as_ref(), &extra_allow)?;
 
-    let mut st = State {
-        id: opts.id.clone(),
-        pid: pid.as_raw(),
-        // Read once init has reported Created (below): hooks do not need it.
-        init_start_time: 0,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: state::now_rfc3339(),
-        config: State::new_config(&bundle.spec).map_err(|e| CreateError::Invalid(format!("config: {e}")))?,
-        cgroup_dirs: undo.cgroup_dirs.clone(),
-        cgroup_paths: placement.dirs.clone(),
-        systemd_unit: unit.map(|u| u.name),
-        host_mounts,
-        owner: nix::unistd::geteuid().as_raw(),
-        store: undo.layers.as_ref().map(|_| opts.store.clone()),
-    };
     // The hooks see the container as `created`: its namespaces and cgroup exist.
     let creating = serde_json::to_vec(&st.oci(Status::Created)).unwrap_or_default();
     if let Some(h) = bundle.spec.hooks() {
@@ -248,9 +265,8 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         (Msg::Error { msg }, _) => return Err(SyncError::Init(msg).into()),
         (got, _) => return Err(SyncError::Unexpected { want: "Created", got }.into()),
     };
-    st.init_start_time = state::proc_stat(pid.as_raw())
-        .map(|s| s.start_time)
-        .ok_or_else(|| CreateError::Invalid(format!("container {}: init (pid {pid}) is gone", opts.id)))?;
+    st.cgroup_dirs = undo.cgroup_dirs.clone();
+    st.creating = None;
     root.save(&st)?;
     if let Some(pf) = &opts.pid_file {
         write_pid_file(pf, pid.as_raw())?;

@@ -47,8 +47,18 @@ pub fn run(root: &Root, opts: &CreateOpts, detach: bool) -> Result<i32, RunError
     if detach {
         return Ok(0);
     }
-    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).map_err(sys::err("signalfd", "", "SFD_CLOEXEC"))?;
-    let code = wait_loop(created.pid, &sfd, created.pty_master)?;
+    let waited = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| RunError::from(sys::err("signalfd", "", "SFD_CLOEXEC")(e)))
+        .and_then(|sfd| wait_loop(created.pid, &sfd, created.pty_master));
+    let code = match waited {
+        Ok(code) => code,
+        Err(e) => {
+            // The caller cannot wait for the container any more: it goes,
+            // rather than run on with no one to reap it.
+            let _ = container::delete(root, &opts.id, true);
+            return Err(e);
+        }
+    };
     let st = root.load(&opts.id).map_err(OpError::from)?;
     container::destroy(root, &st)?;
     Ok(code)
@@ -88,7 +98,9 @@ pub(crate) fn wait_loop(pid: Pid, sfd: &SignalFd, pty: Option<OwnedFd>) -> Resul
                 fds.push(PollFd::new(stdin_fd, PollFlags::POLLIN));
             }
         }
-        match poll(&mut fds, PollTimeout::NONE) {
+        // Woken by SIGCHLD; the timeout only guards against a wait that
+        // failed once and a SIGCHLD that will not come again.
+        match poll(&mut fds, PollTimeout::from(1000u16)) {
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(sys::err("poll", "run loop", "")(e).into()),
             Ok(_) => {}

@@ -49,6 +49,20 @@ pub enum Msg {
     },
 }
 
+impl Msg {
+    /// The message's name, for errors (without its payload).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Msg::Proceed => "Proceed",
+            Msg::RuntimeHooks => "RuntimeHooks",
+            Msg::HooksDone { .. } => "HooksDone",
+            Msg::PtyMaster => "PtyMaster",
+            Msg::Created => "Created",
+            Msg::Error { .. } => "Error",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error(transparent)]
@@ -89,7 +103,7 @@ impl Channel {
         sendmsg::<()>(self.fd.as_raw_fd(), &[IoSlice::new(&data)], &cmsgs, MsgFlags::MSG_NOSIGNAL, None).map(drop).map_err(sys::err(
             "sendmsg",
             "sync socket",
-            format!("{msg:?}"),
+            msg.name(),
         ))
     }
 

@@ -1,0 +1,351 @@
+//! Crash consistency: strata SIGKILLed at many moments of `create`,
+//! `delete` and `exec`, then `delete --force`: nothing may be left (state,
+//! cgroups, mounts, processes, store dirs, unpack dirs) and the id must be
+//! usable again. Also runc's behaviours around the lifecycle edges.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::json;
+
+use crate::common::{Bundle, cgroup_dirs, stderr, stdout};
+use crate::layers::Image;
+use crate::need_root;
+
+/// Processes whose command line names `id` (strata itself, its init before
+/// execve, a hook), other than zombies.
+fn processes_naming(id: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if cmdline.split(|b| *b == 0).any(|a| a == id.as_bytes()) && crate::common::alive(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Waits (briefly: an init whose parent died exits on its own) until no
+/// process names `id`.
+fn assert_no_process(id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_naming(id).is_empty() {
+        assert!(Instant::now() < deadline, "processes left for {id}: {:?}", processes_naming(id));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn assert_nothing_left(root: &Path, id: &str, bundle: &Path) {
+    assert!(!root.join(id).exists(), "state dir of {id} left behind");
+    let hidden: Vec<_> = std::fs::read_dir(root)
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.')).collect())
+        .unwrap_or_default();
+    assert!(hidden.is_empty(), "reservations left behind: {hidden:?}");
+    for line in std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines() {
+        assert!(!line.contains(bundle.to_str().unwrap()), "mount left behind: {line}");
+    }
+    assert!(cgroup_dirs(id).is_empty(), "cgroups left behind: {:?}", cgroup_dirs(id));
+    assert_no_process(id);
+}
+
+/// SIGKILLs `child` after `after`, and reaps it.
+fn kill_after(mut child: Child, after: Duration) {
+    std::thread::sleep(after);
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+    let _ = child.wait();
+}
+
+fn spawn(mut cmd: Command) -> Child {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+}
+
+/// How long `f` takes, to spread the kills over the whole of it.
+fn duration_of(f: impl FnOnce()) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed()
+}
+
+const KILLS: u32 = 30;
+
+#[test]
+fn create_killed_at_any_moment_leaves_nothing_after_delete() {
+    need_root!();
+    let b = Bundle::sh("killcreate", "sleep 30");
+    b.write_config();
+    let create = || {
+        let mut c = b.strata();
+        c.args(["create", "--bundle"]).arg(&b.dir).arg(&b.id);
+        c
+    };
+    let whole = duration_of(|| {
+        assert!(spawn(create()).wait().unwrap().success());
+    });
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    for k in 0..=KILLS {
+        kill_after(spawn(create()), whole * k / KILLS);
+        let out = b.cmd(&["delete", "--force", &b.id]);
+        assert!(out.status.success(), "kill {k}: delete --force: {}", stderr(&out));
+        assert_nothing_left(&b.root, &b.id, &b.dir);
+    }
+    // The id is as good as new.
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    assert_eq!(b.status(), "running");
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}
+
+#[test]
+fn image_create_killed_during_unpack_leaves_nothing_after_delete() {
+    need_root!();
+    let img = Image::new("killunpack");
+    let bundle = img.bundle("b", "latest", "sleep 30");
+    let id = format!("killimg-{}", std::process::id());
+    let store = |k: u32| img.base.join(format!("store-{k}"));
+    let create = |k: u32| {
+        let mut c = Command::new(&*crate::common::STRATA);
+        c.arg("--root").arg(&img.root).arg("--store").arg(store(k)).args(["create", "--bundle"]).arg(&bundle).arg(&id);
+        c
+    };
+    // A cold create: every layer is unpacked.
+    let whole = duration_of(|| {
+        assert!(spawn(create(1000)).wait().unwrap().success());
+    });
+    let del = |k: u32| {
+        Command::new(&*crate::common::STRATA)
+            .arg("--root")
+            .arg(&img.root)
+            .arg("--store")
+            .arg(store(k))
+            .args(["delete", "--force", &id])
+            .output()
+            .unwrap()
+    };
+    assert!(del(1000).status.success());
+    for k in 0..=KILLS {
+        kill_after(spawn(create(k)), whole * k / KILLS);
+        let out = del(k);
+        assert!(out.status.success(), "kill {k}: delete --force: {}", stderr(&out));
+        assert_nothing_left(&img.root, &id, &bundle);
+        let s = store(k);
+        if s.exists() {
+            let containers = std::fs::read_dir(s.join("containers")).map(|r| r.count()).unwrap_or(0);
+            assert_eq!(containers, 0, "kill {k}: the container's store dirs were left");
+            // The next open of the store reclaims an unpack that was killed.
+            let layers = Command::new(&*crate::common::STRATA).arg("--store").arg(&s).arg("layers").output().unwrap();
+            assert!(layers.status.success(), "{}", stderr(&layers));
+            let tmp = std::fs::read_dir(s.join("tmp")).map(|r| r.count()).unwrap_or(0);
+            assert_eq!(tmp, 0, "kill {k}: a half-unpacked layer was left in tmp/");
+        }
+    }
+    // The same id creates again, on a store a kill interrupted.
+    // (The container keeps its stdio: not a pipe we would wait on.)
+    assert!(spawn(create(KILLS / 2)).wait().unwrap().success());
+    assert_eq!(Command::new(&*crate::common::STRATA).arg("--root").arg(&img.root).args(["state", &id]).output().unwrap().status.code(), Some(0));
+    assert!(del(KILLS / 2).status.success());
+    assert_nothing_left(&img.root, &id, &bundle);
+}
+
+#[test]
+fn delete_killed_midway_is_finished_by_a_second_delete() {
+    need_root!();
+    let mut b = Bundle::sh("killdelete", "sleep 30");
+    // A poststop hook makes delete's last step slow enough to land in.
+    b.config["hooks"] = json!({"poststop": [{"path": "/bin/sleep", "args": ["sleep", "0.05"]}]});
+    b.write_config();
+    let whole = duration_of(|| {
+        assert!(b.create().status.success());
+        assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    });
+    for k in 0..=10 {
+        assert!(b.create().status.success());
+        let mut c = b.strata();
+        c.args(["delete", "--force", &b.id]);
+        kill_after(spawn(c), whole * k / 10);
+        let out = b.cmd(&["delete", "--force", &b.id]);
+        assert!(out.status.success(), "kill {k}: {}", stderr(&out));
+        assert_nothing_left(&b.root, &b.id, &b.dir);
+    }
+}
+
+#[test]
+fn exec_killed_midway_leaves_no_stray_process() {
+    need_root!();
+    let b = Bundle::sh("killexec", "sleep 60");
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    let marker = "strata-exec-marker";
+    let exec = || {
+        let mut c = b.strata();
+        c.args(["exec", &b.id, "sh", "-c", &format!("true {marker}")]);
+        c
+    };
+    let whole = duration_of(|| {
+        assert!(spawn(exec()).wait().unwrap().success());
+    });
+    for k in 0..=KILLS {
+        kill_after(spawn(exec()), whole * k / KILLS);
+        assert_no_process(marker);
+        // The container goes on, and exec works again.
+        let out = b.cmd(&["exec", &b.id, "echo", "again"]);
+        assert_eq!(stdout(&out), "again\n", "kill {k}: {}", stderr(&out));
+    }
+    let procs = b.cmd(&["ps", "--format", "json", &b.id]);
+    let pids: Vec<i32> = serde_json::from_slice(&procs.stdout).unwrap();
+    assert_eq!(pids.len(), 1, "stray processes in the container: {pids:?}");
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}
+
+#[test]
+fn delete_kills_and_removes_a_created_container() {
+    need_root!();
+    // As runc: `delete` without --force takes a container that was created
+    // but never started.
+    let b = Bundle::sh("delcreated", "true");
+    assert!(b.create().status.success());
+    let pid = b.state()["pid"].as_i64().unwrap() as i32;
+    let out = b.cmd(&["delete", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!crate::common::alive(pid));
+    b.assert_gone();
+    // A running one still needs --force.
+    let b = Bundle::sh("delrunning", "sleep 30");
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    let out = b.cmd(&["delete", &b.id]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("running"), "{}", stderr(&out));
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}
+
+#[test]
+fn a_failing_poststart_hook_stops_the_container() {
+    need_root!();
+    let mut b = Bundle::sh("poststartfail", "sleep 30");
+    let log = b.dir.parent().unwrap().join("poststart.log");
+    b.config["hooks"] = json!({"poststart": [
+        {"path": "/bin/false"},
+        {"path": "/bin/sh", "args": ["sh", "-c", format!("echo ran > {}", log.display())]}
+    ]});
+    assert!(b.create().status.success());
+    let out = b.start();
+    assert!(!out.status.success(), "start succeeded with a failing poststart hook");
+    assert!(stderr(&out).contains("poststart"), "{}", stderr(&out));
+    assert_eq!(b.status(), "stopped");
+    assert!(!log.exists(), "a poststart hook after the failing one ran");
+    assert!(b.cmd(&["delete", &b.id]).status.success());
+    b.assert_gone();
+}
+
+#[test]
+fn hooks_without_env_get_the_environment_of_their_runner() {
+    need_root!();
+    // Host-side hooks get strata's environment; startContainer, which runs
+    // in the container, gets the container process's.
+    let mut b = Bundle::sh("hookenv", "cat /hookenv");
+    let host_log = b.dir.parent().unwrap().join("hookenv.host");
+    b.config["process"]["env"] = json!(["PATH=/bin", "FROM_PROCESS=yes"]);
+    b.config["hooks"] = json!({
+        "prestart": [{"path": "/bin/sh", "args": ["sh", "-c", format!("echo \"$FROM_CALLER\" > {}", host_log.display())]}],
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo \"$FROM_PROCESS $PATH\" > /hookenv"]}],
+        "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 0"], "env": []}]
+    });
+    b.write_config();
+    let out = b.strata().env("FROM_CALLER", "caller").args(["run", "--bundle"]).arg(&b.dir).arg(&b.id).stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&host_log).unwrap(), "caller\n");
+    assert_eq!(stdout(&out), "yes /bin\n");
+    b.assert_gone();
+}
+
+/// Syscalls of a process's start-up (the dynamic loader, Rust's runtime)
+/// and exit, which strata's own code never makes or cannot fail on.
+const NOT_OURS: [&str; 14] = [
+    "exit_group",
+    "execve",
+    "mmap",
+    "mprotect",
+    "brk",
+    "munmap",
+    "arch_prctl",
+    "set_tid_address",
+    "set_robust_list",
+    "rseq",
+    "sigaltstack",
+    "rt_sigaction",
+    "getrandom",
+    "sched_getaffinity",
+];
+
+#[test]
+fn every_failing_syscall_of_create_gives_one_line_and_leaves_nothing() {
+    need_root!();
+    if Command::new("strace").arg("-V").output().is_err() {
+        panic!("this test needs strace (hack/setup installs it)");
+    }
+    let b = Bundle::sh("faults", "true");
+    b.write_config();
+    let strata = |prefix: &[String]| {
+        let mut c = Command::new(&prefix[0]);
+        c.args(&prefix[1..]).arg(&b.bin).arg("--root").arg(&b.root).args(["run", "--bundle"]).arg(&b.dir).arg(&b.id);
+        c.stdin(Stdio::null());
+        c
+    };
+    // Every syscall the whole of `run` makes, in every process, counted.
+    let trace = b.dir.parent().unwrap().join("trace.txt");
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let out = strata(&s(&["strace", "-f", "-qq", "-o", trace.to_str().unwrap()])).output().unwrap();
+    assert!(out.status.success(), "traced run: {}", stderr(&out));
+    let mut counts: std::collections::BTreeMap<String, u32> = Default::default();
+    for line in std::fs::read_to_string(&trace).unwrap().lines() {
+        let name = line.split_whitespace().nth(1).and_then(|c| c.split('(').next()).unwrap_or("");
+        if !name.is_empty() && name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_') {
+            *counts.entry(name.to_string()).or_default() += 1;
+        }
+    }
+    assert!(counts.contains_key("clone3") && counts.contains_key("pivot_root"), "{counts:?}");
+    let mut failed = 0;
+    for (name, n) in &counts {
+        if NOT_OURS.contains(&name.as_str()) {
+            continue;
+        }
+        let mut whens = vec![1, n.div_ceil(2), *n];
+        whens.dedup();
+        for w in whens {
+            // Rust's runtime checks fds 0-2 with poll before main, in each of
+            // the two process images; a failure there aborts, by design.
+            if name == "poll" && w <= 2 {
+                continue;
+            }
+            let inject = format!("inject={name}:error=EIO:when={w}");
+            let out = strata(&s(&["timeout", "20", "strace", "-f", "-qq", "-o", "/dev/null", "-e", &format!("trace={name}"), "-e", &inject]))
+                .output()
+                .unwrap();
+            let what = format!("{name} call {w} fails");
+            assert_ne!(out.status.code(), Some(124), "{what}: run hung");
+            if !out.status.success() {
+                failed += 1;
+                let err = stderr(&out);
+                let lines: Vec<&str> = err.lines().collect();
+                assert_eq!(lines.len(), 1, "{what}: not one line: {err}");
+                let loader = lines[0].contains("error while loading shared libraries");
+                assert!(loader || lines[0].contains("I/O error") || lines[0].contains("Input/output error") || lines[0].contains("Broken pipe"), "{what}: the error does not say what failed: {err}");
+                assert!(loader || lines[0].contains("level=error") || lines[0].starts_with("strata init: "), "{what}: {err}");
+            }
+            let del = b.cmd(&["delete", "--force", &b.id]);
+            assert!(del.status.success(), "{what}: delete --force: {}", stderr(&del));
+            assert_nothing_left(&b.root, &b.id, &b.dir);
+        }
+    }
+    assert!(failed > 40, "only {failed} injected failures made run fail: is injection working?");
+    // And the id still works.
+    assert_eq!(b.run().status.code(), Some(0));
+    b.assert_gone();
+}
