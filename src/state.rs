@@ -237,7 +237,7 @@ impl Root {
     /// RENAME_NOREPLACE), or the call fails because the id exists. A create
     /// killed at any moment leaves either nothing under the id or a state
     /// that `delete` can act on; a killed reservation leaves only a hidden
-    /// `.ID.new-PID-START` directory, which the next reservation removes.
+    /// `.ID.new-PID-START` directory, which `delete` of that id removes.
     pub fn reserve(&self, state: &State) -> Result<PathBuf> {
         let id = &state.id;
         let dir = self.container_dir(id)?;
@@ -249,7 +249,6 @@ impl Root {
         if dir.exists() {
             return Err(StateError::Exists(id.to_string()));
         }
-        self.reap_reservations();
         let me = Creator::current().map(|c| format!("{}-{}", c.pid, c.start_time)).unwrap_or_else(|_| std::process::id().to_string());
         let tmp = self.dir.join(format!(".{id}.new-{me}"));
         let _ = fs::remove_dir_all(&tmp);
@@ -510,11 +509,15 @@ mod tests {
         let st = root.load("c1").unwrap();
         assert_eq!(st.status(&root, false), Status::Creating);
         assert_eq!(root.ids().unwrap(), ["c1"]);
-        // A reservation left by a dead process is removed by the next one.
+        // A reservation left by a dead process is reaped; a live one is not.
         let stale = d.join(".c2.new-999999999-1");
         fs::create_dir_all(&stale).unwrap();
-        root.reserve(&creating("c3")).unwrap();
+        let me = Creator::current().unwrap();
+        let live = d.join(format!(".c3.new-{}-{}", me.pid, me.start_time));
+        fs::create_dir_all(&live).unwrap();
+        root.reap_reservations();
         assert!(!stale.exists());
+        assert!(live.exists());
         // The creator gone without finishing: the container is dead.
         let mut dead = creating("c4");
         dead.creating = Some(Creator { pid: std::process::id() as i32, start_time: 1 });

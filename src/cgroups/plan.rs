@@ -125,12 +125,71 @@ pub struct Write {
     pub value: String,
 }
 
+/// Fields for which zero (or an empty string) means "not set", as runc reads
+/// them: Docker, for one, sends `"blockIO": {"weight": 0}` and
+/// `"cpu": {"shares": 0}` for every container. One table for v1, v2 and the
+/// systemd properties.
+pub const UNSET_WHEN_ZERO: &[(&str, &str)] = &[
+    ("memory", "limit"),
+    ("memory", "reservation"),
+    ("memory", "swap"),
+    ("memory", "kernel"),
+    ("memory", "kernelTCP"),
+    ("cpu", "shares"),
+    ("cpu", "quota"),
+    ("cpu", "period"),
+    ("cpu", "realtimeRuntime"),
+    ("cpu", "realtimePeriod"),
+    ("cpu", "cpus"),
+    ("cpu", "mems"),
+    ("pids", "limit"),
+    ("blockIO", "weight"),
+    ("blockIO", "leafWeight"),
+];
+
+/// `res` with every field of `UNSET_WHEN_ZERO` that is zero (or "") taken
+/// out, and the per-device weights of zero too.
+pub fn without_unset(res: &LinuxResources) -> LinuxResources {
+    let Ok(mut v) = serde_json::to_value(res) else { return res.clone() };
+    let zero = |x: &serde_json::Value| x.as_i64() == Some(0) || x.as_u64() == Some(0) || x.as_str() == Some("");
+    let mut changed = false;
+    for (group, field) in UNSET_WHEN_ZERO {
+        if let Some(obj) = v.get_mut(*group).and_then(|g| g.as_object_mut())
+            && obj.get(*field).is_some_and(zero)
+        {
+            obj.remove(*field);
+            changed = true;
+            // A group left empty is no group (`pids` would read as limit 0).
+            if obj.is_empty()
+                && let Some(all) = v.as_object_mut()
+            {
+                all.remove(*group);
+            }
+        }
+    }
+    if let Some(devs) = v.pointer_mut("/blockIO/weightDevice").and_then(|d| d.as_array_mut()) {
+        for d in devs.iter_mut().filter_map(|d| d.as_object_mut()) {
+            for f in ["weight", "leafWeight"] {
+                if d.get(f).is_some_and(zero) {
+                    d.remove(f);
+                    changed = true;
+                }
+            }
+        }
+    }
+    if !changed {
+        return res.clone();
+    }
+    serde_json::from_value(v).unwrap_or_else(|_| res.clone())
+}
+
 /// The files and values that set `res` on the placement's hierarchies.
 /// `extra_allow` holds device rules (v1 syntax) always allowed after the
 /// spec's own: the default devices and `linux.devices`, as runc does.
 pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow: &[String]) -> Result<Vec<Write>> {
     let mut out = Vec::new();
     let Some(res) = res else { return Ok(out) };
+    let res = &without_unset(res);
     if !p.v2 {
         if res.unified().as_ref().is_some_and(|u| !u.is_empty()) {
             return Err(CgroupError::Invalid("linux.resources.unified needs cgroup v2; this host's limits are on cgroup v1".into()));
@@ -570,6 +629,26 @@ mod tests {
         assert!(got2.contains(&"8:0 rbps=1048576".to_string()), "{got2:?}");
         assert!(got2.contains(&"default 4950".to_string()), "{got2:?}");
         assert!(got2.contains(&"4194304".to_string()));
+    }
+
+    #[test]
+    fn zero_means_unset_as_runc_reads_it() {
+        // What Docker sends for a container without limits.
+        let res: LinuxResources = serde_json::from_str(
+            r#"{"memory":{"limit":0,"reservation":0,"swap":0},"cpu":{"shares":0,"quota":0,"period":0,"cpus":"","mems":""},
+                "pids":{"limit":0},"blockIO":{"weight":0,"leafWeight":0,"weightDevice":[{"major":8,"minor":0,"weight":0}]}}"#,
+        )
+        .unwrap();
+        let v1 = [v1_hier(&["memory"]), v1_hier(&["cpu", "cpuacct"]), v1_hier(&["cpuset"]), v1_hier(&["pids"]), v1_hier(&["blkio"])];
+        assert_eq!(named_writes(&v1, &res), Vec::<(String, String)>::new());
+        let v2 = [Hierarchy { mountpoint: "/cg".into(), controllers: vec![], v2: true, own: "/".into() }];
+        assert_eq!(named_writes(&v2, &res), Vec::<(String, String)>::new());
+        // Values that are set still are.
+        let set: LinuxResources = serde_json::from_str(r#"{"cpu":{"shares":512,"quota":0},"blockIO":{"weight":300}}"#).unwrap();
+        let w = named_writes(&v1, &set);
+        assert_eq!(written(&w, "cpu.shares").1, "512");
+        assert_eq!(written(&w, "blkio.weight").1, "300");
+        assert!(!w.iter().any(|(f, _)| f == "cpu.cfs_quota_us"), "{w:?}");
     }
 
     #[test]

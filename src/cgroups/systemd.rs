@@ -113,6 +113,7 @@ const INFINITY: u64 = u64::MAX;
 pub fn resource_properties(res: Option<&LinuxResources>, v2: bool) -> Vec<Property> {
     let mut p = Vec::new();
     let Some(res) = res else { return p };
+    let res = &super::plan::without_unset(res);
     if let Some(m) = res.memory() {
         if let Some(l) = m.limit() {
             let v = if l < 0 { INFINITY } else { l as u64 };
@@ -444,11 +445,13 @@ mod tests {
         assert_eq!(get(&v1, "BlockIOWeight"), Some(Arg::U64(500)));
         assert_eq!(get(&v1, "MemoryMax"), None);
         assert_eq!(get(&v1, "MemorySwapMax"), None);
-        // No limit, unlimited, rounding up to whole percents.
-        let res: LinuxResources = serde_json::from_str(r#"{"memory":{"limit":-1},"pids":{"limit":0},"cpu":{"quota":-1}}"#).unwrap();
+        // No limit, unlimited, rounding up to whole percents; zero is "not set".
+        let res: LinuxResources = serde_json::from_str(r#"{"memory":{"limit":-1},"pids":{"limit":-1},"cpu":{"quota":-1}}"#).unwrap();
         let p = resource_properties(Some(&res), true);
         assert_eq!(get(&p, "MemoryMax"), Some(Arg::U64(u64::MAX)));
         assert_eq!(get(&p, "TasksMax"), Some(Arg::U64(u64::MAX)));
+        let unset: LinuxResources = serde_json::from_str(r#"{"pids":{"limit":0},"cpu":{"shares":0},"blockIO":{"weight":0}}"#).unwrap();
+        assert!(resource_properties(Some(&unset), true).is_empty());
         assert_eq!(get(&p, "CPUQuotaPerSecUSec"), Some(Arg::U64(u64::MAX)));
         assert_eq!(quota_per_sec(12345, 100_000), 130_000);
         assert!(resource_properties(None, true).is_empty());

@@ -227,12 +227,14 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         }
     };
     undo.child = Some(pid);
-    // Init's identity goes on record at once, so that `delete` can kill it.
+    // Init needs no record of its own until `Created`: before that it exits
+    // as soon as this process dies (its sync socket closes), and from the
+    // first thing it does it is in the container's cgroup, where `delete`
+    // finds and kills it.
     st.pid = pid.as_raw();
     st.init_start_time = state::proc_stat(pid.as_raw())
         .map(|s| s.start_time)
         .ok_or_else(|| CreateError::Invalid(format!("container {}: init (pid {pid}) is gone", opts.id)))?;
-    root.save(&st)?;
     if let (Some(sd), Some(unit)) = (systemd, &unit) {
         let sd = &undo.scope.insert((sd, unit.name.clone())).0;
         undo.cgroup_dirs = systemd_scope(sd, unit, &opts.id, pid, &placement, &linux, &extra_allow)?;

@@ -1,0 +1,424 @@
+//! containerd (ctr and the io.containerd.runc.v2 shim) drives strata.
+
+use super::*;
+
+struct Containerd {
+    base: PathBuf,
+    runtime: PathBuf,
+    sock: PathBuf,
+    cgparent: String,
+    daemon: Option<Child>,
+    /// /run/containerd did not exist before: remove what the shims left there.
+    made_run_dir: bool,
+}
+
+impl Containerd {
+    fn start(base: PathBuf) -> Containerd {
+        let made_run_dir = !Path::new("/run/containerd").exists();
+        let b = base.display();
+        let config = format!(
+            r#"version = 2
+root = "{b}/root"
+state = "{b}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+
+[grpc]
+  address = "{b}/containerd.sock"
+
+[ttrpc]
+  address = "{b}/containerd.sock.ttrpc"
+
+[debug]
+  address = ""
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{b}/opt"
+"#
+        );
+        std::fs::write(base.join("config.toml"), config).unwrap();
+        std::fs::create_dir_all(base.join("fifo")).unwrap();
+        let log = std::fs::File::create(base.join("containerd.log")).unwrap();
+        let daemon = Command::new("containerd")
+            .current_dir(&base)
+            .arg("--config")
+            .arg(base.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let sock = base.join("containerd.sock");
+        let c = Containerd {
+            base,
+            runtime: runtime(),
+            sock,
+            cgparent: format!("/strata-clients-containerd-{}", std::process::id()),
+            daemon: Some(daemon),
+            made_run_dir,
+        };
+        poll("containerd up", Duration::from_secs(15), || {
+            let o = output_within(Command::new("ctr").arg("--address").arg(&c.sock).arg("version"), None);
+            if o.status.success() { Ok(()) } else { Err(show(&o)) }
+        });
+        c
+    }
+
+    fn argv(&self, args: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = vec!["ctr".into(), "--address".into(), self.sock.display().to_string(), "-n".into(), "strata-test".into()];
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        let v = self.argv(args);
+        output_within(Command::new(&v[0]).args(&v[1..]).current_dir(&self.base), None)
+    }
+
+    fn ctr_tty(&self, args: &[&str]) -> Output {
+        output_within(in_pty(&self.argv(args)).current_dir(&self.base), None)
+    }
+
+    /// `run` through the runc shim with our runtime, state root, fifo dir
+    /// and cgroup, then `args` (options, IMAGE, id, command).
+    fn run_args(&self, id: &str, args: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = vec!["run".into(), "--runc-binary".into(), self.runtime.display().to_string()];
+        v.extend(["--runc-root".into(), self.runc_root().display().to_string()]);
+        v.extend(["--fifo-dir".into(), self.base.join("fifo").display().to_string()]);
+        v.extend(["--cgroup".into(), format!("{}/{id}", self.cgparent)]);
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    }
+
+    fn run(&self, id: &str, args: &[&str]) -> Output {
+        let v = self.run_args(id, args);
+        self.ctr(&v.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn runc_root(&self) -> PathBuf {
+        self.base.join("runc-root")
+    }
+
+    fn task_status(&self, id: &str) -> String {
+        let out = ok(&self.ctr(&["task", "ls"]));
+        out.lines().find(|l| l.split_whitespace().next() == Some(id)).and_then(|l| l.split_whitespace().nth(2)).unwrap_or("").to_string()
+    }
+
+    fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        let tasks = stdout(&self.ctr(&["task", "ls", "-q"]));
+        let ctrs = stdout(&self.ctr(&["container", "ls", "-q"]));
+        if !tasks.trim().is_empty() {
+            left.push(format!("tasks: {tasks}"));
+        }
+        if !ctrs.trim().is_empty() {
+            left.push(format!("containers: {ctrs}"));
+        }
+        for e in std::fs::read_dir(self.runc_root().join("strata-test")).into_iter().flatten().flatten() {
+            left.push(format!("runtime state {}", e.path().display()));
+        }
+        for p in cgroup_dirs_at(&self.cgparent) {
+            for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    left.push(format!("cgroup {}", e.path().display()));
+                }
+            }
+        }
+        left.extend(mounts_under(&self.base).into_iter().map(|m| format!("mount {m}")));
+        // The shims and the containers' processes; the daemon itself stays.
+        let daemon = self.daemon.as_ref().map(|d| d.id().to_string()).unwrap_or_default();
+        left.extend(
+            procs_mentioning(self.sock.to_str().unwrap())
+                .into_iter()
+                .chain(procs_mentioning(&format!("{}/state", self.base.display())))
+                .filter(|p| p.split(':').next() != Some(daemon.as_str()))
+                .map(|p| format!("process {p}")),
+        );
+        left
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // Whatever a failed check left: tasks killed, then removed.
+        for id in stdout(&self.ctr(&["container", "ls", "-q"])).split_whitespace() {
+            let _ = self.ctr(&["task", "kill", "-a", "-s", "KILL", id]);
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = self.ctr(&["task", "delete", "-f", id]);
+            let _ = self.ctr(&["container", "delete", id]);
+        }
+        if let Some(mut d) = self.daemon.take() {
+            let pid = nix::unistd::Pid::from_raw(d.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            if wait_within(&mut d, Duration::from_secs(10)).is_none() {
+                let _ = d.kill();
+                let _ = d.wait();
+            }
+        }
+        remove_cgroup_tree(&self.cgparent);
+        if self.made_run_dir {
+            for d in ["/run/containerd/s", "/run/containerd/fifo", "/run/containerd/runc", "/run/containerd"] {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+        if mounts_under(&self.base).is_empty() && cgroup_dirs_at(&self.cgparent).is_empty() {
+            let _ = std::fs::remove_dir_all(&self.base);
+        } else {
+            eprintln!("containerd: left for inspection: {}", self.base.display());
+        }
+    }
+}
+
+/// A `ctr run` in the background and its stdout (ours: killed by pid if
+/// still there).
+struct Bg(Child, std::process::ChildStdout);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[test]
+fn containerd_drives_the_runtime() {
+    need_root!();
+    need_bins!("containerd", "ctr", "containerd-shim-runc-v2", "podman", "script");
+    let base = temp_base("ctd");
+    if let Err(e) = make_image(&base.join("img")) {
+        let _ = std::fs::remove_dir_all(&base);
+        panic!("hack/mkimage-clients: {e}");
+    }
+    let d = Containerd::start(base.clone());
+    let mut c = Checks::new("containerd");
+    ok(&d.ctr(&["image", "import", base.join("img/image.docker.tar").to_str().unwrap()]));
+
+    c.check("run --rm: output and exit code", || {
+        assert_eq!(ok(&d.run("hello", &["--rm", IMAGE, "hello"])), "hello from the image\n");
+        let o = d.run("exit3", &["--rm", IMAGE, "exit3", "sh", "-c", "exit 3"]);
+        assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    });
+
+    c.check("image USER, WORKDIR, ENV", || {
+        let out = ok(&d.run("img", &["--rm", IMAGE, "img", "sh", "-c", "id -u; id -G; pwd; echo $STRATA_IMAGE_VAR; echo $PATH"]));
+        assert_eq!(out, "1000\n1000 1001\n/home/tester\nfrom-image\n/usr/sbin:/usr/bin:/sbin:/bin\n");
+    });
+
+    c.check("--env --cwd", || {
+        let out =
+            ok(&d.run("envcwd", &["--rm", "--env", "FOO=bar baz", "--cwd", "/tmp", IMAGE, "envcwd", "sh", "-c", "echo \"$FOO\"; pwd"]));
+        assert_eq!(out, "bar baz\n/tmp\n");
+    });
+
+    c.check("-t: a terminal, exit code through it", || {
+        let v = d.run_args("tty", &["--rm", "-t", IMAGE, "tty", "sh", "-c", "tty; test -t 0 && echo is-tty; exit 4"]);
+        let o = d.ctr_tty(&v.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(o.status.code(), Some(4), "{}", show(&o));
+        assert!(both(&o).contains("/dev/pts/0") && both(&o).contains("is-tty"), "{}", show(&o));
+    });
+
+    c.check("command not found: run fails with the reason", || {
+        let o = d.run("nocmd", &["--rm", IMAGE, "nocmd", "/no/such/cmd"]);
+        assert!(!o.status.success(), "{}", show(&o));
+        assert!(both(&o).to_lowercase().contains("no such file or directory"), "{}", show(&o));
+        let _ = d.ctr(&["container", "delete", "nocmd"]);
+    });
+
+    c.check("--memory-limit enforced: OOM kill is exit 137", || {
+        let o = d.run(
+            "oom",
+            &[
+                "--rm",
+                "--memory-limit",
+                "16777216",
+                IMAGE,
+                "oom",
+                "sh",
+                "-c",
+                "x=0123456789; for i in $(seq 24); do x=$x$x; done; echo survived",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(137), "{}", show(&o));
+    });
+
+    // A long-running task: `ctr run` in the background, until `task kill`.
+    let id = "svc";
+    let mut bg: Option<Bg> = None;
+    c.check("run (foreground, in the background) with --memory-limit", || {
+        let v = d.argv(
+            &d.run_args(
+                id,
+                &[
+                    "--rm",
+                    "--memory-limit",
+                    "67108864",
+                    IMAGE,
+                    id,
+                    "sh",
+                    "-c",
+                    "trap 'echo got-term; exit 9' TERM; echo ready; while true; do sleep 0.1; done",
+                ],
+            )
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        );
+        let mut child = Command::new(&v[0])
+            .args(&v[1..])
+            .current_dir(&d.base)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let b = bg.insert(Bg(child, out));
+        let mut buf = [0u8; 6];
+        b.1.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ready\n");
+        assert_eq!(d.task_status(id), "RUNNING");
+    });
+
+    c.check("task exec: output, exit code, image user and workdir", || {
+        let o = d.ctr(&[
+            "task",
+            "exec",
+            "--fifo-dir",
+            d.base.join("fifo").to_str().unwrap(),
+            "--exec-id",
+            "e1",
+            id,
+            "sh",
+            "-c",
+            "id -u; pwd; exit 5",
+        ]);
+        assert_eq!(o.status.code(), Some(5), "{}", show(&o));
+        assert_eq!(stdout(&o), "1000\n/home/tester\n");
+    });
+
+    c.check("task exec --user --cwd", || {
+        let out = ok(&d.ctr(&[
+            "task",
+            "exec",
+            "--fifo-dir",
+            d.base.join("fifo").to_str().unwrap(),
+            "--user",
+            "0",
+            "--cwd",
+            "/tmp",
+            "--exec-id",
+            "e2",
+            id,
+            "sh",
+            "-c",
+            "id -u; pwd",
+        ]));
+        assert_eq!(out, "0\n/tmp\n");
+    });
+
+    c.check("task exec -t: a terminal", || {
+        let o = d.ctr_tty(&[
+            "task",
+            "exec",
+            "-t",
+            "--fifo-dir",
+            d.base.join("fifo").to_str().unwrap(),
+            "--exec-id",
+            "e3",
+            id,
+            "sh",
+            "-c",
+            "tty; exit 6",
+        ]);
+        assert_eq!(o.status.code(), Some(6), "{}", show(&o));
+        assert!(both(&o).contains("/dev/pts/"), "{}", show(&o));
+    });
+
+    c.check("task ps", || {
+        let out = ok(&d.ctr(&["task", "ps", id]));
+        assert!(out.lines().count() >= 2, "{out}");
+    });
+
+    c.check("task metrics: the memory limit and pids", || {
+        let out = ok(&d.ctr(&["task", "metrics", "--format", "json", id]));
+        let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(v["memory"]["usage"]["limit"], 67108864, "{out}");
+        assert!(v["pids"]["current"].as_u64().unwrap() >= 1, "{out}");
+        assert!(v["cpu"]["usage"]["total"].as_u64().unwrap() > 0, "{out}");
+    });
+
+    c.check("task pause / resume", || {
+        ok(&d.ctr(&["task", "pause", id]));
+        assert_eq!(d.task_status(id), "PAUSED");
+        let freezer = format!("/sys/fs/cgroup/freezer{}/{id}/freezer.state", d.cgparent);
+        assert_eq!(std::fs::read_to_string(&freezer).unwrap().trim(), "FROZEN");
+        ok(&d.ctr(&["task", "resume", id]));
+        assert_eq!(d.task_status(id), "RUNNING");
+        assert_eq!(std::fs::read_to_string(&freezer).unwrap().trim(), "THAWED");
+    });
+
+    c.check("task kill: SIGTERM reaches the process, run exits with its code", || {
+        let mut child = bg.take().expect("the task did not start");
+        ok(&d.ctr(&["task", "kill", id]));
+        let status = wait_within(&mut child.0, Duration::from_secs(15)).expect("ctr run did not return after task kill");
+        let mut rest = String::new();
+        child.1.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "got-term\n");
+        assert_eq!(status.code(), Some(9));
+    });
+
+    c.check("task kill -s KILL a paused task: it dies (runc thaws after SIGKILL)", || {
+        let k = "frozen";
+        ok(&d.run(k, &["-d", IMAGE, k, "sleep", "100"]));
+        ok(&d.ctr(&["task", "pause", k]));
+        ok(&d.ctr(&["task", "kill", "-s", "KILL", k]));
+        let t = Instant::now();
+        while d.task_status(k) != "STOPPED" && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let st = d.task_status(k);
+        if st != "STOPPED" {
+            // Thaw it so that it dies and cleanup does not hang on it.
+            let _ = d.ctr(&["task", "resume", k]);
+            poll("stopped after resume", Duration::from_secs(5), || {
+                if d.task_status(k) == "STOPPED" { Ok(()) } else { Err(d.task_status(k)) }
+            });
+        }
+        let _ = d.ctr(&["task", "delete", k]);
+        let _ = d.ctr(&["container", "delete", k]);
+        assert_eq!(st, "STOPPED", "SIGKILL to a paused task: still {st} after 5s");
+    });
+
+    c.check("task kill --all -s KILL: every process, exit 137", || {
+        let k = "killall";
+        ok(&d.run(k, &["-d", IMAGE, k, "sh", "-c", "sleep 100 & sleep 100 & wait"]));
+        poll("three processes", Duration::from_secs(5), || {
+            let out = stdout(&d.ctr(&["task", "ps", k]));
+            if out.lines().count() >= 4 { Ok(()) } else { Err(out) }
+        });
+        let pids: Vec<i32> =
+            stdout(&d.ctr(&["task", "ps", k])).lines().skip(1).filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect();
+        ok(&d.ctr(&["task", "kill", "--all", "-s", "KILL", k]));
+        poll("stopped", Duration::from_secs(10), || if d.task_status(k) == "STOPPED" { Ok(()) } else { Err(d.task_status(k)) });
+        let o = d.ctr(&["task", "delete", k]);
+        assert!(both(&o).contains("137"), "{}", show(&o));
+        ok(&d.ctr(&["container", "delete", k]));
+        for pid in pids {
+            assert!(!crate::common::alive(pid), "pid {pid} survived kill --all");
+        }
+    });
+
+    c.check("nothing left: tasks, containers, runtime state, cgroups, mounts, shims", || {
+        poll("leftovers", Duration::from_secs(10), || {
+            let l = d.leftovers();
+            if l.is_empty() { Ok(()) } else { Err(l.join("\n")) }
+        });
+    });
+    drop(bg);
+    drop(d);
+    c.finish();
+}
