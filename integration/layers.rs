@@ -373,3 +373,46 @@ fn hostile_layers_are_refused() {
     assert_eq!(img.containers_in_store(), 0);
     assert!(img.layer_dirs().is_empty(), "a hostile layer reached the store");
 }
+
+#[test]
+fn unbounded_blobs_are_refused_at_once() {
+    need_root!();
+    // A layer blob that never ends (a symlink to /dev/zero, the manifest
+    // saying 1024 bytes), and a PAX header claiming 3 GiB inside a small
+    // layer: both must fail create quickly, hold no memory, leave nothing.
+    let img = Image::new("unbounded");
+    let mut pax = tar::Header::new_ustar();
+    pax.set_path("x").unwrap();
+    pax.set_size(3 << 30);
+    pax.set_entry_type(tar::EntryType::XHeader);
+    pax.set_cksum();
+    let mut bomb = pax.as_bytes().to_vec();
+    bomb.extend(vec![b'a'; 1 << 20]);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![("zero", vec![0u8; 1024], "symlink"), ("pax", bomb, "PAX header claims")];
+    for (name, layer, expect) in cases {
+        let dir = img.base.join(name);
+        write_layout(&dir, &[layer.clone()]);
+        if name == "zero" {
+            use sha2::{Digest, Sha256};
+            let hex: String = Sha256::digest(&layer).iter().map(|b| format!("{b:02x}")).collect();
+            let blob = dir.join("blobs/sha256").join(hex);
+            std::fs::remove_file(&blob).unwrap();
+            std::os::unix::fs::symlink("/dev/zero", &blob).unwrap();
+        }
+        let b = img.base.join(format!("{name}-bundle"));
+        let out = img.cmd(&["bundle", "--image", &format!("{}:t", dir.display()), b.to_str().unwrap()]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let t = std::time::Instant::now();
+        let mut child = img.strata().args(["create", "--bundle"]).arg(&b).arg(name).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "{name}: accepted");
+        assert!(t.elapsed() < std::time::Duration::from_secs(20), "{name}: took {:?}", t.elapsed());
+        assert!(err.contains(expect), "{name}: {err}");
+        assert!(!img.root.join(name).exists(), "{name}: state left");
+        assert_eq!(std::fs::read_dir(img.store.join("tmp")).map(|r| r.count()).unwrap_or(0), 0, "{name}: unpack dir left");
+    }
+    assert_eq!(img.containers_in_store(), 0);
+    assert!(img.layer_dirs().is_empty(), "a hostile layer reached the store");
+}

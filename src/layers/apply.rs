@@ -30,6 +30,7 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, 
 
 use super::LayerError;
 use super::digest::{Digest, HashReader};
+use super::guard;
 use crate::sys::xattr as sysxattr;
 
 pub use super::difftar::{DiffTar, diff_to_tar};
@@ -67,7 +68,7 @@ impl Compression {
     }
 }
 
-type Compressed = BufReader<HashReader<File>>;
+type Compressed = BufReader<HashReader<std::io::Take<File>>>;
 
 // One per layer being read: the size difference does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -105,16 +106,18 @@ impl Read for Decoder {
     }
 }
 
-fn open_decoder(file: File, media_type: &str) -> io::Result<Decoder> {
-    let mut compressed = BufReader::with_capacity(READ_BUF, HashReader::new(file));
+/// The blob's decompressed stream, read through `guard::capped`: at most
+/// `size` + 1 bytes of the blob file.
+fn open_decoder(file: File, media_type: &str, size: Option<u64>) -> io::Result<Decoder> {
+    let mut compressed = BufReader::with_capacity(READ_BUF, HashReader::new(guard::capped(file, size)));
     let kind = Compression::detect(media_type, compressed.fill_buf()?);
     Decoder::new(kind, compressed)
 }
 
 /// The uncompressed tar stream of a layer blob (no digest checks: for
 /// reading a few files, as `bundle` does).
-pub fn open_layer_stream(path: &Path, media_type: &str) -> io::Result<impl Read + use<>> {
-    open_decoder(File::open(path)?, media_type)
+pub fn open_layer_stream(path: &Path, media_type: &str, size: Option<u64>) -> io::Result<impl Read + use<>> {
+    Ok(guard::TarGuard::new(open_decoder(guard::open_blob(path)?, media_type, size)?))
 }
 
 /// What unpacking a layer produced.
@@ -145,9 +148,14 @@ pub fn apply_layer(blob: BlobCheck<'_>, dest: &Path) -> Result<Applied, LayerErr
         let label = label.clone();
         move |e: io::Error| LayerError::Entry { blob: label, entry: String::new(), msg: format!("{op}: {e}") }
     };
-    let file = File::open(blob.path).map_err(|source| LayerError::Io { op: "open", path: blob.path.to_path_buf(), source })?;
-    let decoder = open_decoder(file, blob.media_type).map_err(io_err("read"))?;
-    let mut archive = tar::Archive::new(HashReader::new(decoder));
+    let file = guard::open_blob(blob.path).map_err(|source| LayerError::Io { op: "open", path: blob.path.to_path_buf(), source })?;
+    // A regular file (open_blob): its length is known before a byte is read.
+    let len = file.metadata().map_err(|source| LayerError::Io { op: "stat", path: blob.path.to_path_buf(), source })?.len();
+    if let Some(expected) = blob.size.filter(|&s| s != len) {
+        return Err(LayerError::Mismatch { blob: label, what: "size", expected: expected.to_string(), actual: len.to_string() });
+    }
+    let decoder = open_decoder(file, blob.media_type, blob.size).map_err(io_err("read"))?;
+    let mut archive = tar::Archive::new(HashReader::new(guard::TarGuard::new(decoder)));
     let root = nix::fcntl::open(dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| LayerError::Sys(crate::sys::err("open", dest.display(), "O_DIRECTORY")(e)))?;
     let mut w = Writer::new(root, &label);
@@ -156,8 +164,8 @@ pub fn apply_layer(blob: BlobCheck<'_>, dest: &Path) -> Result<Applied, LayerErr
         w.entry(entry)?;
     }
     w.finish_dirs()?;
-    let (decoder, diff_id, _) = archive.into_inner().finish().map_err(io_err("read to end"))?;
-    let (_, digest, size) = decoder.into_inner().into_inner().finish().map_err(io_err("read to end"))?;
+    let (guarded, diff_id, _) = archive.into_inner().finish().map_err(io_err("read to end"))?;
+    let (_, digest, size) = guarded.into_inner().into_inner().into_inner().finish().map_err(io_err("read to end"))?;
     let mismatch = |what, expected: &Digest, actual: Digest| LayerError::Mismatch {
         blob: label.clone(),
         what,

@@ -154,7 +154,8 @@ pub fn read_image_files(image: &Image, wanted: &[&str]) -> Result<HashMap<String
         }
         let label = layer.digest.to_string();
         let err = |e: std::io::Error| LayerError::Blob { digest: label.clone(), msg: format!("read: {e}") };
-        let stream = apply::open_layer_stream(&image.blob_path(&layer.digest), &layer.media_type).map_err(err)?;
+        let size = (layer.size > 0).then_some(layer.size);
+        let stream = apply::open_layer_stream(&image.blob_path(&layer.digest), &layer.media_type, size).map_err(err)?;
         let mut archive = tar::Archive::new(stream);
         let mut hidden = vec![false; wanted.len()];
         for entry in archive.entries().map_err(err)? {

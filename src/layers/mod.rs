@@ -17,6 +17,7 @@ pub mod bundle;
 pub mod commit;
 pub mod difftar;
 pub mod digest;
+pub mod guard;
 pub mod init;
 pub mod layout;
 pub mod overlay;
