@@ -74,6 +74,30 @@ fn mounts_have_their_flags() {
 }
 
 #[test]
+fn recursive_mount_attributes_reach_submounts() {
+    need_root!();
+    // An rbind of a host directory with a mount of its own below it: the
+    // r* options must show on the submount too, atime modes included.
+    let mut b = Bundle::sh("rattrs", "grep ' /data/sub ' /proc/self/mountinfo; echo x > /data/sub/f && echo writable; true");
+    let host_dir = b.dir.parent().unwrap().join("rdata");
+    let sub = host_dir.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    nix::mount::mount(Some("tmpfs"), &sub, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=1m")).unwrap();
+    let opts = ["rbind", "rro", "rnosuid", "rnodev", "rnoexec", "rnoatime", "rnodiratime", "rnosymfollow"];
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/data", "type": "bind", "source": host_dir, "options": opts}));
+    let out = b.run();
+    let _ = nix::mount::umount2(&sub, nix::mount::MntFlags::MNT_DETACH);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let flags: Vec<&str> = text.lines().next().and_then(|l| l.split(' ').nth(5)).unwrap_or_else(|| panic!("no submount: {text}")).split(',').collect();
+    for f in ["ro", "nosuid", "nodev", "noexec", "noatime", "nodiratime", "nosymfollow"] {
+        assert!(flags.contains(&f), "{f} missing on the submount: {flags:?}");
+    }
+    assert!(!text.contains("writable"), "{text}");
+    b.assert_gone();
+}
+
+#[test]
 fn masked_and_readonly_paths() {
     need_root!();
     let b = Bundle::sh(

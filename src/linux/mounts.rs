@@ -16,7 +16,15 @@ pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+/// The atime mode is a field, not a flag: one of RELATIME (0), NOATIME and
+/// STRICTATIME within the `_ATIME` mask, which must be in `attr_clr`
+/// whenever a mode is set.
+pub const MOUNT_ATTR__ATIME: u64 = 0x70;
+pub const MOUNT_ATTR_RELATIME: u64 = 0x0;
 pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 
 /// One mount, fully decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +70,47 @@ pub fn plan(m: &Mount) -> MountOp {
     }
     op.data = data.join(",");
     op
+}
+
+/// The mount(2) flag options `apply_option` knows.
+const FLAG_OPTIONS: [&str; 28] = [
+    "defaults",
+    "ro",
+    "rw",
+    "suid",
+    "nosuid",
+    "dev",
+    "nodev",
+    "exec",
+    "noexec",
+    "sync",
+    "async",
+    "dirsync",
+    "remount",
+    "mand",
+    "nomand",
+    "atime",
+    "noatime",
+    "diratime",
+    "nodiratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "bind",
+    "rbind",
+    "silent",
+    "loud",
+    "tmpcopyup",
+];
+
+const PROPAGATION_OPTIONS: [&str; 8] = ["private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"];
+
+/// Every option strata applies, sorted: what `features` lists.
+pub fn known_options() -> Vec<&'static str> {
+    let mut all: Vec<&str> = FLAG_OPTIONS.iter().chain(&PROPAGATION_OPTIONS).chain(&RECURSIVE_OPTIONS).copied().collect();
+    all.sort_unstable();
+    all
 }
 
 fn apply_option(op: &mut MountOp, o: &str, data: &mut Vec<String>) {
@@ -110,7 +159,11 @@ fn apply_option(op: &mut MountOp, o: &str, data: &mut Vec<String>) {
             return;
         }
         _ => {
-            if let Some(attr) = recursive_attr(o) {
+            if let Some(mode) = recursive_atime(o) {
+                // The last atime option wins; the whole field is cleared first.
+                op.rec_attrs.0 = (op.rec_attrs.0 & !MOUNT_ATTR__ATIME) | mode;
+                op.rec_attrs.1 |= MOUNT_ATTR__ATIME;
+            } else if let Some(attr) = recursive_attr(o) {
                 let (s, c) = attr;
                 op.rec_attrs.0 = (op.rec_attrs.0 | s) & !c;
                 op.rec_attrs.1 = (op.rec_attrs.1 | c) & !s;
@@ -134,10 +187,45 @@ fn recursive_attr(o: &str) -> Option<(u64, u64)> {
         "rdev" => (0, MOUNT_ATTR_NODEV),
         "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
         "rexec" => (0, MOUNT_ATTR_NOEXEC),
-        "rnoatime" => (MOUNT_ATTR_NOATIME, 0),
+        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
+        "rdiratime" => (0, MOUNT_ATTR_NODIRATIME),
+        "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
         _ => return None,
     })
 }
+
+/// The recursive atime options: the mode each one sets.
+fn recursive_atime(o: &str) -> Option<u64> {
+    Some(match o {
+        "rnoatime" => MOUNT_ATTR_NOATIME,
+        "rstrictatime" | "rnorelatime" => MOUNT_ATTR_STRICTATIME,
+        "rrelatime" | "ratime" | "rnostrictatime" => MOUNT_ATTR_RELATIME,
+        _ => return None,
+    })
+}
+
+/// Every recursive option strata applies (what `features` lists).
+pub const RECURSIVE_OPTIONS: [&str; 18] = [
+    "rro",
+    "rrw",
+    "rnosuid",
+    "rsuid",
+    "rnodev",
+    "rdev",
+    "rnoexec",
+    "rexec",
+    "rnodiratime",
+    "rdiratime",
+    "rnosymfollow",
+    "rsymfollow",
+    "rnoatime",
+    "rstrictatime",
+    "rnorelatime",
+    "rrelatime",
+    "ratime",
+    "rnostrictatime",
+];
 
 fn opt_str(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
@@ -296,6 +384,24 @@ mod tests {
         let op = m(r#"{"destination":"/tmp","type":"tmpfs","source":"tmpfs","options":["rw","tmpcopyup","size=1m"]}"#);
         assert!(op.copy_up);
         assert_eq!(op.data, "size=1m");
+    }
+
+    #[test]
+    fn recursive_atime_is_a_field_and_every_option_is_known() {
+        let op = m(r#"{"destination":"/x","type":"bind","source":"/tmp","options":["rbind","rnoatime","rnodiratime","rnosymfollow"]}"#);
+        assert_eq!(op.rec_attrs, (MOUNT_ATTR_NOATIME | MOUNT_ATTR_NODIRATIME | MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR__ATIME));
+        let op = m(r#"{"destination":"/x","type":"bind","source":"/tmp","options":["rbind","rnoatime","rstrictatime"]}"#);
+        assert_eq!(op.rec_attrs, (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME));
+        for o in RECURSIVE_OPTIONS {
+            let op = m(&format!(r#"{{"destination":"/x","type":"bind","source":"/tmp","options":["rbind","{o}"]}}"#));
+            assert_eq!(op.data, "", "{o} fell through to the mount data");
+            assert_ne!(op.rec_attrs, (0, 0), "{o} has no effect");
+        }
+        // Every listed option is taken by a table, none lands in the data.
+        for o in known_options() {
+            let op = m(&format!(r#"{{"destination":"/x","type":"tmpfs","source":"tmpfs","options":["{o}"]}}"#));
+            assert_eq!(op.data, "", "{o} is listed but not applied");
+        }
     }
 
     #[test]
