@@ -41,6 +41,32 @@ fn seccomp_bad_profile_fails_create() {
     b.assert_gone();
 }
 
+/// What a seccomp agent does first: accept the runtime's connection on
+/// `listenerPath` and take the state and the notify fd it sends.
+fn receive_notify_fd(listener: &UnixListener) -> (serde_json::Value, std::os::fd::OwnedFd) {
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), nix::sys::socket::MsgFlags::empty()).unwrap();
+    let fd = msg.cmsgs().unwrap().find_map(|c| match c {
+        nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+        _ => None,
+    });
+    let n = msg.bytes;
+    let state = serde_json::from_slice(&buf[..n]).unwrap();
+    (state, strata::sys::owned_from_received(fd.expect("no notify fd")))
+}
+
+/// Answers the next notified syscall with success (without doing it);
+/// returns its name.
+fn answer_one(fd: &std::os::fd::OwnedFd) -> String {
+    let req = libseccomp::ScmpNotifReq::receive(fd.as_raw_fd()).unwrap();
+    let name = req.data.syscall.get_name().unwrap();
+    libseccomp::ScmpNotifResp::new_val(req.id, 0, libseccomp::ScmpNotifRespFlags::empty()).respond(fd.as_raw_fd()).unwrap();
+    name
+}
+
 #[test]
 fn seccomp_notify_listener_answers_a_syscall() {
     need_root!();
@@ -54,25 +80,9 @@ fn seccomp_notify_listener_answers_a_syscall() {
         "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
     });
     let agent = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg =
-            nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), nix::sys::socket::MsgFlags::empty()).unwrap();
-        let mut fd = None;
-        for c in msg.cmsgs().unwrap() {
-            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-                fd = fds.first().copied();
-            }
-        }
-        let n = msg.bytes;
-        let state: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
-        let fd = strata::sys::owned_from_received(fd.expect("no notify fd"));
+        let (state, fd) = receive_notify_fd(&listener);
         // Answer the container's mkdir with success, without doing it.
-        let req = libseccomp::ScmpNotifReq::receive(fd.as_raw_fd()).unwrap();
-        let name = req.data.syscall.get_name().unwrap();
-        libseccomp::ScmpNotifResp::new_val(req.id, 0, libseccomp::ScmpNotifRespFlags::empty()).respond(fd.as_raw_fd()).unwrap();
+        let name = answer_one(&fd);
         (state, name)
     });
     let out = b.run_ok();
@@ -536,25 +546,9 @@ fn seccomp_notify_fd_arrives_during_create() {
     });
     let (tx, rx) = std::sync::mpsc::channel();
     let agent = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), nix::sys::socket::MsgFlags::empty()).unwrap();
-        let fd = msg
-            .cmsgs()
-            .unwrap()
-            .find_map(|c| match c {
-                nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-                _ => None,
-            })
-            .expect("no notify fd");
-        let n = msg.bytes;
-        let state: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
-        let fd = strata::sys::owned_from_received(fd);
+        let (state, fd) = receive_notify_fd(&listener);
         tx.send(state["state"]["id"].as_str().unwrap_or_default().to_string()).unwrap();
-        let req = libseccomp::ScmpNotifReq::receive(fd.as_raw_fd()).unwrap();
-        libseccomp::ScmpNotifResp::new_val(req.id, 0, libseccomp::ScmpNotifRespFlags::empty()).respond(fd.as_raw_fd()).unwrap();
+        answer_one(&fd);
     });
     let out = b.create();
     assert!(out.status.success(), "{}", crate::common::stderr(&out));

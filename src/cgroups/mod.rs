@@ -121,25 +121,16 @@ fn apply_device_rules_v1(writes: &[Write]) -> Result<()> {
 /// any of them exists.
 pub fn missing_dirs(p: &Placement) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
-    for dir in &p.dirs {
-        let mut missing = Vec::new();
-        let mut cur = dir.to_path_buf();
-        while !cur.exists() {
-            missing.push(cur.clone());
-            if !cur.pop() {
-                break;
-            }
-        }
-        for d in missing.into_iter().rev() {
-            if !out.contains(&d) {
-                out.push(d);
-            }
+    for d in p.dirs.iter().flat_map(|dir| missing_from(dir)) {
+        if !out.contains(&d) {
+            out.push(d);
         }
     }
     out
 }
 
-fn mkdir_p(dir: &Path, created: &mut Vec<PathBuf>, inherit: &[(PathBuf, Vec<&'static str>)]) -> Result<()> {
+/// `dir` and those of its ancestors that do not exist, shallowest first.
+fn missing_from(dir: &Path) -> Vec<PathBuf> {
     let mut missing = Vec::new();
     let mut cur = dir.to_path_buf();
     while !cur.exists() {
@@ -148,7 +139,12 @@ fn mkdir_p(dir: &Path, created: &mut Vec<PathBuf>, inherit: &[(PathBuf, Vec<&'st
             break;
         }
     }
-    for d in missing.into_iter().rev() {
+    missing.reverse();
+    missing
+}
+
+fn mkdir_p(dir: &Path, created: &mut Vec<PathBuf>, inherit: &[(PathBuf, Vec<&'static str>)]) -> Result<()> {
+    for d in missing_from(dir) {
         match fs::create_dir(&d) {
             Ok(()) => created.push(d.clone()),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
