@@ -256,3 +256,60 @@ fn tmpcopyup_seeds_the_tmpfs() {
     assert_eq!(b.run_ok(), "from-image\ntmpfs\n");
     assert!(!b.dir.join("rootfs/seeded/g").exists(), "a write reached the image dir under the tmpfs");
 }
+
+#[test]
+fn personality_linux32_is_seen_by_the_process_and_by_exec() {
+    need_root!();
+    let mut b = Bundle::sh("pers32", "uname -m; sleep 30");
+    b.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    let exec = b.cmd(&["exec", &b.id, "uname", "-m"]);
+    assert_eq!(String::from_utf8_lossy(&exec.stdout), "i686\n", "{}", String::from_utf8_lossy(&exec.stderr));
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    assert_eq!(std::fs::read_to_string(b.dir.parent().unwrap().join("out.log")).unwrap_or_default(), "i686\n");
+    b.assert_gone();
+    // Flags strata cannot apply fail create, naming the field.
+    let mut b = Bundle::sh("persflags", "true");
+    b.config["linux"]["personality"] = json!({"domain": "LINUX", "flags": ["ADDR_NO_RANDOMIZE"]});
+    let out = b.create();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("linux.personality.flags"), "{}", String::from_utf8_lossy(&out.stderr));
+    b.assert_gone();
+}
+
+#[test]
+fn exec_ignore_paused_runs_once_the_container_resumes() {
+    need_root!();
+    let b = Bundle::sh("ignpaused", "sleep 60");
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    assert!(b.cmd(&["pause", &b.id]).status.success());
+    // Refused without the flag, as runc does.
+    let out = b.cmd(&["exec", &b.id, "true"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("paused"), "{}", String::from_utf8_lossy(&out.stderr));
+    // With it, the process joins the frozen container and runs when it thaws.
+    let mut exec = b
+        .strata()
+        .args(["exec", "--ignore-paused", "-d", &b.id, "sh", "-c", "echo ran > /tmp/later"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let later = b.dir.join("rootfs/tmp/later");
+    assert!(!later.exists(), "a process ran in a paused container");
+    assert!(b.cmd(&["resume", &b.id]).status.success());
+    assert!(exec.wait().unwrap().success());
+    for _ in 0..100 {
+        if later.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(std::fs::read_to_string(&later).unwrap(), "ran\n");
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}

@@ -126,6 +126,9 @@ struct ExecArgs {
     no_new_privs: bool,
     #[arg(long = "preserve-fds", default_value_t = 0)]
     preserve_fds: u32,
+    /// Exec into a paused container (the new process starts frozen too).
+    #[arg(long = "ignore-paused")]
+    ignore_paused: bool,
     /// Accepted for compatibility (no SELinux/AppArmor support).
     #[arg(long = "process-label")]
     process_label: Option<String>,
@@ -485,6 +488,7 @@ fn exec_cmd(root: &Root, a: ExecArgs) -> Result<i32> {
         detach: a.detach,
         pid_file: a.pid_file,
         preserve_fds: a.preserve_fds,
+        ignore_paused: a.ignore_paused,
     };
     Ok(exec::exec(root, &opts)?)
 }

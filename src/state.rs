@@ -19,7 +19,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{Hooks, LinuxSeccomp, Process, Spec};
+use oci_spec::runtime::{Hooks, LinuxPersonality, LinuxSeccomp, Process, Spec};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -178,6 +178,16 @@ struct ExecView {
 #[derive(Deserialize)]
 struct LinuxView {
     seccomp: Option<LinuxSeccomp>,
+    personality: Option<LinuxPersonality>,
+}
+
+/// What `exec` takes from the recorded config.
+pub struct ExecParts {
+    /// The container's process: the defaults of the new one.
+    pub process: Option<Process>,
+    pub seccomp: Option<LinuxSeccomp>,
+    /// Inherited by exec'd processes, as by the container's own.
+    pub personality: Option<LinuxPersonality>,
 }
 
 impl State {
@@ -194,11 +204,11 @@ impl State {
         Ok(self.view::<HooksView>()?.hooks)
     }
 
-    /// What `exec` takes from the config: the process (defaults for the new
-    /// one) and the seccomp profile.
-    pub fn exec_parts(&self) -> Result<(Option<Process>, Option<LinuxSeccomp>)> {
+    /// What `exec` takes from the config, in one parse.
+    pub fn exec_parts(&self) -> Result<ExecParts> {
         let v: ExecView = self.view()?;
-        Ok((v.process, v.linux.and_then(|l| l.seccomp)))
+        let (seccomp, personality) = v.linux.map(|l| (l.seccomp, l.personality)).unwrap_or_default();
+        Ok(ExecParts { process: v.process, seccomp, personality })
     }
 
     fn view<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
@@ -480,9 +490,10 @@ mod tests {
         assert_eq!(st.annotations(), HashMap::from([("k".to_string(), "v".to_string())]));
         let hooks = st.hooks().unwrap().unwrap();
         assert_eq!(hooks.poststop().as_ref().unwrap()[0].path(), Path::new("/bin/true"));
-        let (process, seccomp) = st.exec_parts().unwrap();
-        assert_eq!(process.unwrap().user().uid(), 5);
-        assert!(seccomp.is_some());
+        let parts = st.exec_parts().unwrap();
+        assert_eq!(parts.process.unwrap().user().uid(), 5);
+        assert!(parts.seccomp.is_some());
+        assert!(parts.personality.is_none());
         // Saved as it was read: the raw text goes back out unchanged.
         let again: State = serde_json::from_str(&serde_json::to_string(&st).unwrap()).unwrap();
         assert_eq!(again.config.get(), st.config.get());

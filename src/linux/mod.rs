@@ -4,6 +4,7 @@
 pub mod caps;
 pub mod mounts;
 pub mod namespaces;
+pub mod personality;
 pub mod procfs;
 pub mod resolve;
 pub mod rlimits;

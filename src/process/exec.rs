@@ -61,6 +61,9 @@ pub struct ExecOpts {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// `--ignore-paused`: exec into a paused container (the process starts
+    /// frozen, with the rest of the container).
+    pub ignore_paused: bool,
 }
 
 /// Namespaces of the container's init, in the order the child joins them.
@@ -77,11 +80,13 @@ pub enum ExecProcess {
 /// Runs the process; returns its exit code (0 when detached).
 pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     let (st, status) = container::load(root, &opts.id)?;
-    if !matches!(status, Status::Running | Status::Created) {
+    if !(matches!(status, Status::Running | Status::Created) || (status == Status::Paused && opts.ignore_paused)) {
         return Err(ExecError::Invalid(format!("container {}: cannot exec in a container that is {}", st.id, status.as_str())));
     }
     // One parse of the recorded config: the base process and the seccomp profile.
-    let (base, seccomp_profile) = st.exec_parts().map_err(|e| ExecError::Invalid(e.to_string()))?;
+    let parts = st.exec_parts().map_err(|e| ExecError::Invalid(e.to_string()))?;
+    let (base, seccomp_profile) = (parts.process, parts.seccomp);
+    let personality = crate::linux::personality::plan(parts.personality.as_ref()).map_err(ExecError::Invalid)?;
     let process = match &opts.process {
         ExecProcess::Given(p) => (**p).clone(),
         ExecProcess::Overrides(o) => process_from(&base.unwrap_or_default(), o).map_err(ExecError::Invalid)?,
@@ -157,7 +162,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
                 pty_to_parent: terminal && opts.console_socket.is_none(),
                 preserve_fds: opts.preserve_fds,
             };
-            let fin = Final { exe: PathBuf::new(), cap_plan, filter, listener: None, state_json, metadata: None, setgroups_denied };
+            let fin = Final { exe: PathBuf::new(), cap_plan, filter, listener: None, state_json, metadata: None, setgroups_denied, personality };
             child(ctx, fin)
         }
         Ok(Forked::Parent(pid)) => {

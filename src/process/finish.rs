@@ -31,6 +31,8 @@ pub struct Final {
     pub metadata: Option<String>,
     /// The user namespace has `setgroups` denied (read through a checked procfs).
     pub setgroups_denied: bool,
+    /// `linux.personality`, planned.
+    pub personality: Option<(u64, &'static str)>,
 }
 
 /// Drops to the process's privileges and execs it; returns only on error.
@@ -39,7 +41,8 @@ pub fn finish(process: &Process, f: Final) -> Result<Never> {
     if nnp {
         nix::sys::prctl::set_no_new_privs().map_err(sys::err("prctl", "", "PR_SET_NO_NEW_PRIVS"))?;
     }
-    let Final { exe, cap_plan, mut filter, listener, state_json, metadata, setgroups_denied } = f;
+    let Final { exe, cap_plan, mut filter, listener, state_json, metadata, setgroups_denied, personality } = f;
+    crate::linux::personality::apply(personality)?;
     let load = |filter: seccomp::Filter| filter.load(listener.as_ref().map(|l| l.as_fd()), &state_json, metadata.as_deref());
     if !nnp {
         // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it

@@ -244,6 +244,7 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     let args = process.args().clone().unwrap_or_default();
     let exe = if has_process { finish::find_executable(&args[0], &env, process.cwd())? } else { PathBuf::new() };
     let cap_plan = caps::plan(process.capabilities().as_ref())?;
+    let personality = crate::linux::personality::plan(linux.personality().as_ref()).map_err(InitError::Other)?;
     sys::cloexec_from(3 + ctx.preserve_fds)?;
 
     // With notify rules the filter goes on now, so that the listener has its
@@ -267,7 +268,7 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
         hooks::run_all_with_env("startContainer", &h, state_json.as_bytes(), &env)?;
     }
-    finish::finish(&process, finish::Final { exe, cap_plan, filter, listener, state_json, metadata, setgroups_denied })
+    finish::finish(&process, finish::Final { exe, cap_plan, filter, listener, state_json, metadata, setgroups_denied, personality })
 }
 
 fn join_namespaces(plan: &namespaces::Plan) -> Result<()> {

@@ -175,6 +175,14 @@ pub fn pty_peer(master: BorrowedFd<'_>) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// personality(2): the execution domain of the calling process, which its
+/// exec'd program inherits.
+pub fn set_personality(persona: u64, name: &str) -> Result<()> {
+    // SAFETY: personality takes a plain integer.
+    let r = unsafe { libc::personality(persona as libc::c_ulong) };
+    Errno::result(r).map(drop).map_err(err("personality", name, format!("{persona:#x}")))
+}
+
 /// prlimit(2) on the calling process.
 pub fn setrlimit(resource: u32, name: &str, soft: u64, hard: u64) -> Result<()> {
     let lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
