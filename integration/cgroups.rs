@@ -296,7 +296,9 @@ fn systemd_scope_holds_the_container() {
     // systemd gets them as its own allow list, on v2 strata's eBPF program
     // alone applies them.
     let policy = if v1 { "DevicePolicy=strict" } else { "DevicePolicy=auto" };
-    for want in ["ActiveState=active", &format!("{mem_prop}=67108864"), "TasksMax=40", &format!("ControlGroup=/system.slice/{unit}"), policy] {
+    for want in
+        ["ActiveState=active", &format!("{mem_prop}=67108864"), "TasksMax=40", &format!("ControlGroup=/system.slice/{unit}"), policy]
+    {
         assert!(show.lines().any(|l| l == want), "{want} not in: {show}");
     }
     assert!(b.start().status.success());
@@ -379,7 +381,13 @@ fn v1_memory_with_swap_is_raised_and_lowered() {
     assert!(b.create().status.success(), "{}", stderr(&b.create()));
     assert!(b.start().status.success());
     let read = || {
-        let out = b.cmd(&["exec", &b.id, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"]);
+        let out = b.cmd(&[
+            "exec",
+            &b.id,
+            "cat",
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
+        ]);
         stdout(&out).split_whitespace().map(|v| v.parse::<u64>().unwrap() >> 20).collect::<Vec<_>>()
     };
     assert_eq!(read(), [32, 64]);
@@ -455,7 +463,10 @@ fn concurrent_creates_in_one_cgroup_never_lose_their_devices() {
         })
         .collect();
     let results: Vec<std::process::Output> = std::thread::scope(|s| {
-        let handles: Vec<_> = bundles.iter().map(|b| s.spawn(|| b.detached(&["create".as_ref(), "--bundle".as_ref(), b.dir.as_os_str(), b.id.as_ref()]))).collect();
+        let handles: Vec<_> = bundles
+            .iter()
+            .map(|b| s.spawn(|| b.detached(&["create".as_ref(), "--bundle".as_ref(), b.dir.as_os_str(), b.id.as_ref()])))
+            .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for (b, out) in bundles.iter().zip(&results) {

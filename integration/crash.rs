@@ -146,7 +146,10 @@ fn image_create_killed_during_unpack_leaves_nothing_after_delete() {
     // The same id creates again, on a store a kill interrupted.
     // (The container keeps its stdio: not a pipe we would wait on.)
     assert!(spawn(create(KILLS / 2)).wait().unwrap().success());
-    assert_eq!(Command::new(&*crate::common::STRATA).arg("--root").arg(&img.root).args(["state", &id]).output().unwrap().status.code(), Some(0));
+    assert_eq!(
+        Command::new(&*crate::common::STRATA).arg("--root").arg(&img.root).args(["state", &id]).output().unwrap().status.code(),
+        Some(0)
+    );
     assert!(del(KILLS / 2).status.success());
     assert_nothing_left(&img.root, &id, &bundle);
 }
@@ -258,7 +261,8 @@ fn hooks_without_env_get_the_environment_of_their_runner() {
         "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 0"], "env": []}]
     });
     b.write_config();
-    let out = b.strata().env("FROM_CALLER", "caller").args(["run", "--bundle"]).arg(&b.dir).arg(&b.id).stdin(Stdio::null()).output().unwrap();
+    let out =
+        b.strata().env("FROM_CALLER", "caller").args(["run", "--bundle"]).arg(&b.dir).arg(&b.id).stdin(Stdio::null()).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(&host_log).unwrap(), "caller\n");
     assert_eq!(stdout(&out), "yes /bin\n");
@@ -325,9 +329,10 @@ fn every_failing_syscall_of_create_gives_one_line_and_leaves_nothing() {
                 continue;
             }
             let inject = format!("inject={name}:error=EIO:when={w}");
-            let out = strata(&s(&["timeout", "20", "strace", "-f", "-qq", "-o", "/dev/null", "-e", &format!("trace={name}"), "-e", &inject]))
-                .output()
-                .unwrap();
+            let out =
+                strata(&s(&["timeout", "20", "strace", "-f", "-qq", "-o", "/dev/null", "-e", &format!("trace={name}"), "-e", &inject]))
+                    .output()
+                    .unwrap();
             let what = format!("{name} call {w} fails");
             assert_ne!(out.status.code(), Some(124), "{what}: run hung");
             if !out.status.success() {
@@ -336,7 +341,10 @@ fn every_failing_syscall_of_create_gives_one_line_and_leaves_nothing() {
                 let lines: Vec<&str> = err.lines().collect();
                 assert_eq!(lines.len(), 1, "{what}: not one line: {err}");
                 let loader = lines[0].contains("error while loading shared libraries");
-                assert!(loader || lines[0].contains("I/O error") || lines[0].contains("Input/output error") || lines[0].contains("Broken pipe"), "{what}: the error does not say what failed: {err}");
+                assert!(
+                    loader || lines[0].contains("I/O error") || lines[0].contains("Input/output error") || lines[0].contains("Broken pipe"),
+                    "{what}: the error does not say what failed: {err}"
+                );
                 assert!(loader || lines[0].contains("level=error") || lines[0].starts_with("strata init: "), "{what}: {err}");
             }
             let del = b.cmd(&["delete", "--force", &b.id]);

@@ -89,7 +89,8 @@ fn recursive_mount_attributes_reach_submounts() {
     let _ = nix::mount::umount2(&sub, nix::mount::MntFlags::MNT_DETACH);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    let flags: Vec<&str> = text.lines().next().and_then(|l| l.split(' ').nth(5)).unwrap_or_else(|| panic!("no submount: {text}")).split(',').collect();
+    let flags: Vec<&str> =
+        text.lines().next().and_then(|l| l.split(' ').nth(5)).unwrap_or_else(|| panic!("no submount: {text}")).split(',').collect();
     for f in ["ro", "nosuid", "nodev", "noexec", "noatime", "nodiratime", "nosymfollow"] {
         assert!(flags.contains(&f), "{f} missing on the submount: {flags:?}");
     }

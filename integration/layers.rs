@@ -391,7 +391,7 @@ fn unbounded_blobs_are_refused_at_once() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![("zero", vec![0u8; 1024], "symlink"), ("pax", bomb, "PAX header claims")];
     for (name, layer, expect) in cases {
         let dir = img.base.join(name);
-        write_layout(&dir, &[layer.clone()]);
+        write_layout(&dir, std::slice::from_ref(&layer));
         if name == "zero" {
             use sha2::{Digest, Sha256};
             let hex: String = Sha256::digest(&layer).iter().map(|b| format!("{b:02x}")).collect();
@@ -403,7 +403,16 @@ fn unbounded_blobs_are_refused_at_once() {
         let out = img.cmd(&["bundle", "--image", &format!("{}:t", dir.display()), b.to_str().unwrap()]);
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         let t = std::time::Instant::now();
-        let mut child = img.strata().args(["create", "--bundle"]).arg(&b).arg(name).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = img
+            .strata()
+            .args(["create", "--bundle"])
+            .arg(&b)
+            .arg(name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let mut err = String::new();
         std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
         let status = child.wait().unwrap();

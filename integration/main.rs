@@ -3,9 +3,9 @@
 //! left after delete). They need root; CI runs them as root.
 
 mod cgroups;
-mod crash;
 mod clients;
 mod common;
+mod crash;
 mod errors;
 mod inside;
 mod layers;

@@ -445,7 +445,14 @@ fn run_on_console(b: &Bundle) -> Result<String, String> {
         let (conn, _) = listener.accept().ok()?;
         Some(crate::common::recv_fd(&conn))
     });
-    let out = b.detached(&["create".as_ref(), "--bundle".as_ref(), b.dir.as_os_str(), "--console-socket".as_ref(), sock_path.as_os_str(), b.id.as_ref()]);
+    let out = b.detached(&[
+        "create".as_ref(),
+        "--bundle".as_ref(),
+        b.dir.as_os_str(),
+        "--console-socket".as_ref(),
+        sock_path.as_os_str(),
+        b.id.as_ref(),
+    ]);
     if !out.status.success() {
         let _ = std::os::unix::net::UnixStream::connect(&sock_path);
         let _ = acceptor.join();
@@ -525,7 +532,10 @@ fn procfs_writes_cannot_be_redirected() {
     let pid = b.state()["pid"].as_i64().unwrap();
     assert_eq!(std::fs::read_to_string(rootfs.join("tmp/decoy")).unwrap(), "untouched\n", "a write went to the planted file");
     assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap().trim(), "123");
-    let dn = std::process::Command::new("nsenter").args(["-t", &pid.to_string(), "--uts", "cat", "/proc/sys/kernel/domainname"]).output().unwrap();
+    let dn = std::process::Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "--uts", "cat", "/proc/sys/kernel/domainname"])
+        .output()
+        .unwrap();
     assert_eq!(crate::common::stdout(&dn).trim(), "strata-test");
     assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
     b.assert_gone();

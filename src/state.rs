@@ -182,6 +182,7 @@ struct LinuxView {
 }
 
 /// What `exec` takes from the recorded config.
+#[derive(Debug)]
 pub struct ExecParts {
     /// The container's process: the defaults of the new one.
     pub process: Option<Process>,
@@ -266,12 +267,11 @@ impl Root {
         let data = serde_json::to_vec(state).map_err(|e| StateError::Corrupt { path: tmp.clone(), msg: e.to_string() })?;
         let written = write_atomic(&tmp.join(STATE_FILE), &data);
         let renamed = written.and_then(|()| {
-            nix::fcntl::renameat2(nix::fcntl::AT_FDCWD, &tmp, nix::fcntl::AT_FDCWD, &dir, nix::fcntl::RenameFlags::RENAME_NOREPLACE).map_err(
-                |e| match e {
+            nix::fcntl::renameat2(nix::fcntl::AT_FDCWD, &tmp, nix::fcntl::AT_FDCWD, &dir, nix::fcntl::RenameFlags::RENAME_NOREPLACE)
+                .map_err(|e| match e {
                     nix::errno::Errno::EEXIST | nix::errno::Errno::ENOTEMPTY => StateError::Exists(id.to_string()),
                     e => StateError::Io { op: "rename", path: dir.clone(), source: e.into() },
-                },
-            )
+                })
         });
         if renamed.is_err() {
             let _ = fs::remove_dir_all(&tmp);
@@ -392,8 +392,7 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
 impl State {
     /// Whether the recorded init process still exists (and is not a zombie).
     pub fn init_alive(&self) -> bool {
-        self.pid > 0
-            && matches!(proc_stat(self.pid), Some(s) if s.start_time == self.init_start_time && s.state != 'Z' && s.state != 'X')
+        self.pid > 0 && matches!(proc_stat(self.pid), Some(s) if s.start_time == self.init_start_time && s.state != 'Z' && s.state != 'X')
     }
 
     /// The status, read from the live system.

@@ -426,4 +426,3 @@ fn podman_drives_the_runtime() {
     drop(p);
     c.finish();
 }
-

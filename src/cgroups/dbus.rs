@@ -355,10 +355,21 @@ mod tests {
         let args = [
             Arg::Str("x.scope".into()),
             Arg::Str("fail".into()),
-            Arg::Props(vec![("PIDs".into(), Arg::U32s(vec![7])), ("MemoryMax".into(), Arg::U64(1 << 20)), ("Delegate".into(), Arg::Bool(true))]),
+            Arg::Props(vec![
+                ("PIDs".into(), Arg::U32s(vec![7])),
+                ("MemoryMax".into(), Arg::U64(1 << 20)),
+                ("Delegate".into(), Arg::Bool(true)),
+            ]),
             Arg::AuxUnits(vec![]),
         ];
-        let msg = method_call(3, "org.freedesktop.systemd1", "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "StartTransientUnit", &args);
+        let msg = method_call(
+            3,
+            "org.freedesktop.systemd1",
+            "/org/freedesktop/systemd1",
+            "org.freedesktop.systemd1.Manager",
+            "StartTransientUnit",
+            &args,
+        );
         let m = parse(&msg).unwrap();
         assert_eq!(m.kind, 1);
         assert_eq!(m.member.as_deref(), Some("StartTransientUnit"));

@@ -69,7 +69,8 @@ impl Rules {
     /// as (file, rule). Exceptions both share are left alone; new ones are
     /// added before old ones are removed.
     pub fn transition(&self, target: &Rules) -> Vec<(&'static str, String)> {
-        let (add_file, remove_file) = if target.default_allow { ("devices.deny", "devices.allow") } else { ("devices.allow", "devices.deny") };
+        let (add_file, remove_file) =
+            if target.default_allow { ("devices.deny", "devices.allow") } else { ("devices.allow", "devices.deny") };
         let mut out = Vec::new();
         let start = if self.default_allow != target.default_allow {
             // A new default: unavoidable, and only on a cgroup whose default

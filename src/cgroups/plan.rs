@@ -473,7 +473,12 @@ mod tests {
 
     /// A v1 hierarchy with these controllers, mounted under /cg.
     fn v1_hier(c: &[&str]) -> Hierarchy {
-        Hierarchy { mountpoint: format!("/cg/{}", c.join(",")).into(), controllers: c.iter().map(|s| s.to_string()).collect(), v2: false, own: "/".into() }
+        Hierarchy {
+            mountpoint: format!("/cg/{}", c.join(",")).into(),
+            controllers: c.iter().map(|s| s.to_string()).collect(),
+            v2: false,
+            own: "/".into(),
+        }
     }
 
     /// The writes for `res` at /x on `hier`, as (file name, value) in order.

@@ -198,7 +198,9 @@ pub fn cpuset_mask(list: &str) -> Option<Vec<u8>> {
 /// block major to its name in /proc/devices, for wildcard minors.
 /// `extra_allow` holds the always-allowed rules in v1 syntax (`c 1:3 rwm`).
 pub fn device_properties(devs: &[LinuxDeviceCgroup], extra_allow: &[String], names: &DeviceNames) -> Option<Vec<Property>> {
-    let deny_all = |d: &LinuxDeviceCgroup| !d.allow() && matches!(d.typ(), None | Some(LinuxDeviceType::A)) && d.major().is_none() && d.minor().is_none();
+    let deny_all = |d: &LinuxDeviceCgroup| {
+        !d.allow() && matches!(d.typ(), None | Some(LinuxDeviceType::A)) && d.major().is_none() && d.minor().is_none()
+    };
     let last_deny_all = devs.iter().rposition(deny_all)?;
     let mut allow = Vec::new();
     for d in &devs[last_deny_all + 1..] {
@@ -296,7 +298,8 @@ impl Systemd {
                 "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); use cgroupfs (drop the flag)".into(),
             ));
         }
-        let conn = Conn::connect(Path::new(PRIVATE)).map_err(|e| CgroupError::Io { op: "connect to systemd", path: PRIVATE.into(), source: e })?;
+        let conn =
+            Conn::connect(Path::new(PRIVATE)).map_err(|e| CgroupError::Io { op: "connect to systemd", path: PRIVATE.into(), source: e })?;
         Ok(Systemd { conn: RefCell::new(conn) })
     }
 
@@ -487,8 +490,10 @@ mod tests {
             .collect();
         assert_eq!(p[1], ("DeviceAllow", Arg::StrPairs(want)));
         // A deny after allows, no deny-all first, or an unknown major: not expressible.
-        let devs: Vec<LinuxDeviceCgroup> =
-            serde_json::from_str(r#"[{"allow":false},{"allow":true,"type":"c","major":1,"minor":3},{"allow":false,"type":"c","major":1,"minor":5}]"#).unwrap();
+        let devs: Vec<LinuxDeviceCgroup> = serde_json::from_str(
+            r#"[{"allow":false},{"allow":true,"type":"c","major":1,"minor":3},{"allow":false,"type":"c","major":1,"minor":5}]"#,
+        )
+        .unwrap();
         assert_eq!(device_properties(&devs, &[], &names), None);
         let devs: Vec<LinuxDeviceCgroup> = serde_json::from_str(r#"[{"allow":true,"type":"c","major":1,"minor":3}]"#).unwrap();
         assert_eq!(device_properties(&devs, &[], &names), None);

@@ -26,10 +26,13 @@ const BLOCK: usize = 512;
 /// Opens a blob, refusing anything but a regular file (no symlink is
 /// followed; a FIFO is not waited on).
 pub fn open_blob(path: &Path) -> io::Result<File> {
-    let refuse = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("{}: a blob must be a regular file, not {what}", path.display()));
-    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(|e| {
-        if e.raw_os_error() == Some(libc::ELOOP) { refuse("a symlink") } else { e }
-    })?;
+    let refuse =
+        |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("{}: a blob must be a regular file, not {what}", path.display()));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| if e.raw_os_error() == Some(libc::ELOOP) { refuse("a symlink") } else { e })?;
     let t = f.metadata()?.file_type();
     if !t.is_file() {
         return Err(refuse(if t.is_fifo() {
@@ -120,9 +123,11 @@ fn header_kind_and_size(h: &[u8; BLOCK]) -> (u8, u64) {
             low.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
         }
     } else {
-        field.iter().skip_while(|b| **b == b' ').take_while(|b| (b'0'..=b'7').contains(*b)).fold(0u64, |acc, b| {
-            acc.saturating_mul(8).saturating_add(u64::from(b - b'0'))
-        })
+        field
+            .iter()
+            .skip_while(|b| **b == b' ')
+            .take_while(|b| (b'0'..=b'7').contains(*b))
+            .fold(0u64, |acc, b| acc.saturating_mul(8).saturating_add(u64::from(b - b'0')))
     };
     (h[156], size)
 }

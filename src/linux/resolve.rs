@@ -141,9 +141,9 @@ fn mkdir_all_depth(root: BorrowedFd<'_>, rel: &Path, depth: u32) -> Result<Owned
 
 /// How a path is opened when no symlink may be followed at all.
 fn strict(flags: OFlag) -> OpenHow {
-    OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(
-        ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-    )
+    OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS)
 }
 
 /// Opens `path` inside `root` following no symlink on the way, not even one

@@ -121,9 +121,8 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     };
     // Read from the host's checked procfs, before the child is anywhere the
     // container could plant a file over /proc/self/setgroups.
-    let setgroups_denied = crate::linux::procfs::ProcFs::mounted()?
-        .read_to_string(&format!("{}/setgroups", st.pid))
-        .is_ok_and(|s| s.trim() == "deny");
+    let setgroups_denied =
+        crate::linux::procfs::ProcFs::mounted()?.read_to_string(&format!("{}/setgroups", st.pid)).is_ok_and(|s| s.trim() == "deny");
     let joiner = cgroups::prepare_join(&st.cgroup_paths)?;
     let (parent_chan, child_chan) = sync::pair()?;
     let mut set = SigSet::empty();
@@ -162,7 +161,8 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
                 pty_to_parent: terminal && opts.console_socket.is_none(),
                 preserve_fds: opts.preserve_fds,
             };
-            let fin = Final { exe: PathBuf::new(), cap_plan, filter, listener: None, state_json, metadata: None, setgroups_denied, personality };
+            let fin =
+                Final { exe: PathBuf::new(), cap_plan, filter, listener: None, state_json, metadata: None, setgroups_denied, personality };
             child(ctx, fin)
         }
         Ok(Forked::Parent(pid)) => {

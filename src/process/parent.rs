@@ -152,7 +152,8 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         creating: Some(state::Creator::current().map_err(|e| sys::io_err("read", Path::new("/proc/self/stat"))(e))?),
     };
     let dir = root.reserve(&st)?;
-    let mut undo = Undo { root, id: opts.id.clone(), child: None, cgroup_dirs: Vec::new(), scope: None, host_mounts, layers: None, armed: true };
+    let mut undo =
+        Undo { root, id: opts.id.clone(), child: None, cgroup_dirs: Vec::new(), scope: None, host_mounts, layers: None, armed: true };
     let mut bundle = bundle;
     let overlay = image_rootfs(&mut bundle, &opts.id, &opts.store, ns.userns(), &mut undo)?;
     let host_mounts = undo.host_mounts.clone();
