@@ -95,7 +95,8 @@ impl<R: Read> TarGuard<R> {
                         format!("a {what} header claims {size} bytes, over the {MAX_SPECIAL_HEADER}-byte limit"),
                     ));
                 }
-                self.data_left = size.div_ceil(BLOCK as u64) * BLOCK as u64;
+                // Saturating: a size field may claim up to 2^64 - 1 bytes.
+                self.data_left = size.div_ceil(BLOCK as u64).saturating_mul(BLOCK as u64);
             }
         }
         Ok(())
@@ -183,6 +184,11 @@ mod tests {
         assert_eq!(pass(&stream).unwrap(), stream);
         // A big regular file's header is no special header.
         assert!(pass(&header(b'0', 5 << 30)).is_ok());
+        // A size field of 2^64 - 1 (base-256) passes without overflowing.
+        let mut h = header(b'0', 0);
+        h[124] = 0x80;
+        h[128..136].copy_from_slice(&[0xff; 8]);
+        assert!(pass(&h).is_ok());
     }
 
     #[test]
