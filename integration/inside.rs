@@ -314,3 +314,58 @@ fn exec_ignore_paused_runs_once_the_container_resumes() {
     assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
     b.assert_gone();
 }
+
+#[test]
+fn scheduler_and_io_priority_are_seen_inside() {
+    need_root!();
+    let mut b =
+        Bundle::sh("sched", "grep -E '^policy' /proc/self/sched | tr -s ' '; cut -d' ' -f19 /proc/self/stat; ionice -p $$; sleep 30");
+    b.config["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
+    b.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    // exec'd processes get them too (they take the container's process).
+    let out =
+        b.cmd(&["exec", &b.id, "sh", "-c", "grep -E '^policy' /proc/self/sched | tr -s ' '; cut -d' ' -f19 /proc/self/stat; ionice -p $$"]);
+    let exec = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    let init = std::fs::read_to_string(b.dir.parent().unwrap().join("out.log")).unwrap();
+    for text in [&init, &exec] {
+        assert!(text.contains("policy : 3"), "not SCHED_BATCH: {text}");
+        assert!(text.lines().any(|l| l.trim() == "7"), "nice is not 7: {text}");
+        assert!(text.contains("idle"), "io class is not idle: {text}");
+    }
+    b.assert_gone();
+    // What Linux cannot do is refused, naming the field.
+    let mut b = Bundle::sh("schediso", "true");
+    b.config["process"]["scheduler"] = json!({"policy": "SCHED_ISO"});
+    let out = b.create();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("process.scheduler.policy"), "{}", String::from_utf8_lossy(&out.stderr));
+    b.assert_gone();
+}
+
+#[test]
+fn exec_cpu_affinity_initial_and_final() {
+    need_root!();
+    if std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) < 2 {
+        eprintln!("skipped: needs two CPUs");
+        return;
+    }
+    let b = Bundle::sh("affinity", "sleep 30");
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    let process = |aff: serde_json::Value| {
+        let p = json!({"cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"], "args": ["sh", "-c", "grep Cpus_allowed_list /proc/self/status | tr -d '\\t '"], "execCPUAffinity": aff});
+        let f = b.dir.parent().unwrap().join("process.json");
+        std::fs::write(&f, p.to_string()).unwrap();
+        let out = b.cmd(&["exec", "-p", f.to_str().unwrap(), &b.id]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // Only `initial`: the process keeps it. With `final`, that is what it runs on.
+    assert_eq!(process(json!({"initial": "1"})), "Cpus_allowed_list:1");
+    assert_eq!(process(json!({"initial": "1", "final": "0"})), "Cpus_allowed_list:0");
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}

@@ -9,5 +9,6 @@ pub mod procfs;
 pub mod resolve;
 pub mod rlimits;
 pub mod rootfs;
+pub mod sched;
 pub mod seccomp;
 pub mod user;

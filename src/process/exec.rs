@@ -115,6 +115,13 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     }
     let filter = seccomp_profile.as_ref().map(seccomp::compile).transpose().map_err(|e| ExecError::Invalid(e.to_string()))?;
     let cap_plan = caps::plan(process.capabilities().as_ref()).map_err(|e| ExecError::Invalid(e.to_string()))?;
+    let sched = crate::linux::sched::plan(&process, true).map_err(ExecError::Invalid)?;
+    if let Some(list) = process.exec_cpu_affinity().as_ref().and_then(|a| a.initial().clone()) {
+        // Set here, before the clone: the child holds it from birth, before
+        // it joins the container's cgroup.
+        let cpus = crate::linux::sched::cpu_set(&list, "process.execCPUAffinity.initial").map_err(ExecError::Invalid)?;
+        crate::linux::sched::set_affinity(&cpus, "process.execCPUAffinity.initial")?;
+    }
     let console = match &opts.console_socket {
         Some(p) if terminal => Some(OwnedFd::from(UnixStream::connect(p).map_err(sys::io_err("connect", p))?)),
         _ => None,
@@ -161,8 +168,17 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
                 pty_to_parent: terminal && opts.console_socket.is_none(),
                 preserve_fds: opts.preserve_fds,
             };
-            let fin =
-                Final { exe: PathBuf::new(), cap_plan, filter, listener: None, state_json, metadata: None, setgroups_denied, personality };
+            let fin = Final {
+                exe: PathBuf::new(),
+                cap_plan,
+                filter,
+                listener: None,
+                state_json,
+                metadata: None,
+                setgroups_denied,
+                personality,
+                sched,
+            };
             child(ctx, fin)
         }
         Ok(Forked::Parent(pid)) => {

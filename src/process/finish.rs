@@ -33,6 +33,8 @@ pub struct Final {
     pub setgroups_denied: bool,
     /// `linux.personality`, planned.
     pub personality: Option<(u64, &'static str)>,
+    /// `process.scheduler`, `ioPriority` and (exec) `execCPUAffinity.final`.
+    pub sched: crate::linux::sched::ProcessSched,
 }
 
 /// Drops to the process's privileges and execs it; returns only on error.
@@ -41,8 +43,11 @@ pub fn finish(process: &Process, f: Final) -> Result<Never> {
     if nnp {
         nix::sys::prctl::set_no_new_privs().map_err(sys::err("prctl", "", "PR_SET_NO_NEW_PRIVS"))?;
     }
-    let Final { exe, cap_plan, mut filter, listener, state_json, metadata, setgroups_denied, personality } = f;
+    let Final { exe, cap_plan, mut filter, listener, state_json, metadata, setgroups_denied, personality, sched } = f;
+    // While the capabilities a real-time class needs are still held, and
+    // before a seccomp filter could forbid the calls.
     crate::linux::personality::apply(personality)?;
+    crate::linux::sched::apply(&sched)?;
     let load = |filter: seccomp::Filter| filter.load(listener.as_ref().map(|l| l.as_fd()), &state_json, metadata.as_deref());
     if !nnp {
         // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it

@@ -245,6 +245,8 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     let exe = if has_process { finish::find_executable(&args[0], &env, process.cwd())? } else { PathBuf::new() };
     let cap_plan = caps::plan(process.capabilities().as_ref())?;
     let personality = crate::linux::personality::plan(linux.personality().as_ref()).map_err(InitError::Other)?;
+    // execCPUAffinity is for exec'd processes only (runtime-spec).
+    let sched = crate::linux::sched::plan(&process, false).map_err(InitError::Other)?;
     sys::cloexec_from(3 + ctx.preserve_fds)?;
 
     // With notify rules the filter goes on now, so that the listener has its
@@ -268,7 +270,7 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
         hooks::run_all_with_env("startContainer", &h, state_json.as_bytes(), &env)?;
     }
-    finish::finish(&process, finish::Final { exe, cap_plan, filter, listener, state_json, metadata, setgroups_denied, personality })
+    finish::finish(&process, finish::Final { exe, cap_plan, filter, listener, state_json, metadata, setgroups_denied, personality, sched })
 }
 
 fn join_namespaces(plan: &namespaces::Plan) -> Result<()> {

@@ -183,6 +183,49 @@ pub fn set_personality(persona: u64, name: &str) -> Result<()> {
     Errno::result(r).map(drop).map_err(err("personality", name, format!("{persona:#x}")))
 }
 
+/// sched_setattr(2) on the calling thread: policy, flags, nice, priority
+/// and the deadline parameters, as one `struct sched_attr`.
+#[allow(clippy::too_many_arguments)]
+pub fn sched_setattr(
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+    what: &str,
+) -> Result<()> {
+    #[repr(C)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+    }
+    let attr = SchedAttr { size: std::mem::size_of::<SchedAttr>() as u32, policy, flags, nice, priority, runtime, deadline, period };
+    // SAFETY: a valid sched_attr of the size it states; pid 0 is the caller.
+    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
+    Errno::result(r).map(drop).map_err(err(
+        "sched_setattr",
+        what,
+        format!("policy={policy} flags={flags:#x} nice={nice} priority={priority}"),
+    ))
+}
+
+/// ioprio_set(IOPRIO_WHO_PROCESS, 0, class << 13 | level) on the caller.
+pub fn ioprio_set(class: u32, level: u32, what: &str) -> Result<()> {
+    const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+    let prio = ((class << 13) | level) as libc::c_int;
+    // SAFETY: plain integers; who 0 is the caller.
+    let r = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio) };
+    Errno::result(r).map(drop).map_err(err("ioprio_set", what, format!("class={class} level={level}")))
+}
+
 /// prlimit(2) on the calling process.
 pub fn setrlimit(resource: u32, name: &str, soft: u64, hard: u64) -> Result<()> {
     let lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
