@@ -369,3 +369,30 @@ fn exec_cpu_affinity_initial_and_final() {
     assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
     b.assert_gone();
 }
+
+#[test]
+fn memory_policy_is_seen_in_numa_maps() {
+    need_root!();
+    if !std::path::Path::new("/proc/self/numa_maps").exists() {
+        eprintln!("skipped: no NUMA support in this kernel");
+        return;
+    }
+    let mut b = Bundle::sh("mempol", "grep -c ' interleave:0 ' /proc/self/numa_maps; sleep 30");
+    b.config["linux"]["memoryPolicy"] = json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"});
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    let exec = b.cmd(&["exec", &b.id, "sh", "-c", "grep -c ' interleave:0 ' /proc/self/numa_maps"]);
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    let init = std::fs::read_to_string(b.dir.parent().unwrap().join("out.log")).unwrap();
+    for text in [init, String::from_utf8_lossy(&exec.stdout).into_owned()] {
+        let n: u32 = text.trim().parse().unwrap_or(0);
+        assert!(n > 0, "no interleaved mapping: {text:?}");
+    }
+    b.assert_gone();
+    let mut b = Bundle::sh("mempolbad", "true");
+    b.config["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND"});
+    let out = b.create();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("linux.memoryPolicy.nodes"), "{}", String::from_utf8_lossy(&out.stderr));
+    b.assert_gone();
+}

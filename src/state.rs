@@ -19,7 +19,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{Hooks, LinuxPersonality, LinuxSeccomp, Process, Spec};
+use oci_spec::runtime::{Hooks, LinuxMemoryPolicy, LinuxPersonality, LinuxSeccomp, Process, Spec};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -179,6 +179,8 @@ struct ExecView {
 struct LinuxView {
     seccomp: Option<LinuxSeccomp>,
     personality: Option<LinuxPersonality>,
+    #[serde(rename = "memoryPolicy")]
+    memory_policy: Option<LinuxMemoryPolicy>,
 }
 
 /// What `exec` takes from the recorded config.
@@ -189,6 +191,7 @@ pub struct ExecParts {
     pub seccomp: Option<LinuxSeccomp>,
     /// Inherited by exec'd processes, as by the container's own.
     pub personality: Option<LinuxPersonality>,
+    pub memory_policy: Option<LinuxMemoryPolicy>,
 }
 
 impl State {
@@ -208,8 +211,8 @@ impl State {
     /// What `exec` takes from the config, in one parse.
     pub fn exec_parts(&self) -> Result<ExecParts> {
         let v: ExecView = self.view()?;
-        let (seccomp, personality) = v.linux.map(|l| (l.seccomp, l.personality)).unwrap_or_default();
-        Ok(ExecParts { process: v.process, seccomp, personality })
+        let (seccomp, personality, memory_policy) = v.linux.map(|l| (l.seccomp, l.personality, l.memory_policy)).unwrap_or_default();
+        Ok(ExecParts { process: v.process, seccomp, personality, memory_policy })
     }
 
     fn view<T: serde::de::DeserializeOwned>(&self) -> Result<T> {

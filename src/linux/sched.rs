@@ -78,19 +78,27 @@ pub fn plan_io_priority(p: Option<&LinuxIOPriority>) -> Result<Option<(u32, u32)
     Ok(Some((class, p.priority() as u32)))
 }
 
-/// A CPU list (`0-3,7`) as a CPU set; the field it came from names errors.
-pub fn cpu_set(list: &str, field: &str) -> Result<CpuSet, String> {
-    let bad = || format!("{field} {list:?}: not a CPU list");
-    let mut set = CpuSet::new();
+/// A list like `0-3,7` (CPUs, NUMA nodes) as its numbers, below `limit`;
+/// the field it came from names errors.
+pub fn parse_list(list: &str, field: &str, limit: usize) -> Result<Vec<usize>, String> {
+    let bad = || format!("{field} {list:?}: not a list of numbers below {limit}");
+    let mut out = Vec::new();
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
         let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
-        if a > b || b >= CpuSet::count() {
+        if a > b || b >= limit {
             return Err(bad());
         }
-        for cpu in a..=b {
-            set.set(cpu).map_err(|_| bad())?;
-        }
+        out.extend(a..=b);
+    }
+    Ok(out)
+}
+
+/// A CPU list as a CPU set.
+pub fn cpu_set(list: &str, field: &str) -> Result<CpuSet, String> {
+    let mut set = CpuSet::new();
+    for cpu in parse_list(list, field, CpuSet::count())? {
+        set.set(cpu).map_err(|e| format!("{field}: {e}"))?;
     }
     Ok(set)
 }

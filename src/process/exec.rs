@@ -87,6 +87,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     let parts = st.exec_parts().map_err(|e| ExecError::Invalid(e.to_string()))?;
     let (base, seccomp_profile) = (parts.process, parts.seccomp);
     let personality = crate::linux::personality::plan(parts.personality.as_ref()).map_err(ExecError::Invalid)?;
+    let mempolicy = crate::linux::mempolicy::plan(parts.memory_policy.as_ref()).map_err(ExecError::Invalid)?;
     let process = match &opts.process {
         ExecProcess::Given(p) => (**p).clone(),
         ExecProcess::Overrides(o) => process_from(&base.unwrap_or_default(), o).map_err(ExecError::Invalid)?,
@@ -178,6 +179,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
                 setgroups_denied,
                 personality,
                 sched,
+                mempolicy,
             };
             child(ctx, fin)
         }

@@ -35,6 +35,8 @@ pub struct Final {
     pub personality: Option<(u64, &'static str)>,
     /// `process.scheduler`, `ioPriority` and (exec) `execCPUAffinity.final`.
     pub sched: crate::linux::sched::ProcessSched,
+    /// `linux.memoryPolicy`, planned.
+    pub mempolicy: Option<crate::linux::mempolicy::Plan>,
 }
 
 /// Drops to the process's privileges and execs it; returns only on error.
@@ -43,7 +45,8 @@ pub fn finish(process: &Process, f: Final) -> Result<Never> {
     if nnp {
         nix::sys::prctl::set_no_new_privs().map_err(sys::err("prctl", "", "PR_SET_NO_NEW_PRIVS"))?;
     }
-    let Final { exe, cap_plan, mut filter, listener, state_json, metadata, setgroups_denied, personality, sched } = f;
+    let Final { exe, cap_plan, mut filter, listener, state_json, metadata, setgroups_denied, personality, sched, mempolicy } = f;
+    crate::linux::mempolicy::apply(&mempolicy)?;
     // While the capabilities a real-time class needs are still held, and
     // before a seccomp filter could forbid the calls.
     crate::linux::personality::apply(personality)?;

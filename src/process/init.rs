@@ -247,6 +247,7 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     let personality = crate::linux::personality::plan(linux.personality().as_ref()).map_err(InitError::Other)?;
     // execCPUAffinity is for exec'd processes only (runtime-spec).
     let sched = crate::linux::sched::plan(&process, false).map_err(InitError::Other)?;
+    let mempolicy = crate::linux::mempolicy::plan(linux.memory_policy().as_ref()).map_err(InitError::Other)?;
     sys::cloexec_from(3 + ctx.preserve_fds)?;
 
     // With notify rules the filter goes on now, so that the listener has its
@@ -270,7 +271,10 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
         hooks::run_all_with_env("startContainer", &h, state_json.as_bytes(), &env)?;
     }
-    finish::finish(&process, finish::Final { exe, cap_plan, filter, listener, state_json, metadata, setgroups_denied, personality, sched })
+    finish::finish(
+        &process,
+        finish::Final { exe, cap_plan, filter, listener, state_json, metadata, setgroups_denied, personality, sched, mempolicy },
+    )
 }
 
 fn join_namespaces(plan: &namespaces::Plan) -> Result<()> {

@@ -226,6 +226,15 @@ pub fn ioprio_set(class: u32, level: u32, what: &str) -> Result<()> {
     Errno::result(r).map(drop).map_err(err("ioprio_set", what, format!("class={class} level={level}")))
 }
 
+/// set_mempolicy(2) for the calling thread: `mode` with its flags, over the
+/// nodes in `nodemask` (one bit per node).
+pub fn set_mempolicy(mode: i32, nodemask: &[u64], what: &str) -> Result<()> {
+    let (ptr, maxnode) = if nodemask.is_empty() { (std::ptr::null(), 0) } else { (nodemask.as_ptr(), nodemask.len() * 64 + 1) };
+    // SAFETY: `ptr` is null or points at `nodemask`, which covers `maxnode - 1` bits and outlives the call.
+    let r = unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode) };
+    Errno::result(r).map(drop).map_err(err("set_mempolicy", what, format!("mode={mode:#x}")))
+}
+
 /// prlimit(2) on the calling process.
 pub fn setrlimit(resource: u32, name: &str, soft: u64, hard: u64) -> Result<()> {
     let lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
