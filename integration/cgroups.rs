@@ -479,3 +479,44 @@ fn concurrent_creates_in_one_cgroup_never_lose_their_devices() {
         let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{h}{shared}"));
     }
 }
+
+#[test]
+fn exec_cgroup_joins_a_sub_cgroup() {
+    need_root!();
+    let b = Bundle::sh("execcg", "sleep 60");
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    for d in crate::common::cgroup_dirs(&b.id) {
+        std::fs::create_dir(d.join("sub")).unwrap();
+        // A v1 cpuset starts empty: give it its parent's, or nothing can join.
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            if d.join("sub").join(f).exists() {
+                std::fs::write(d.join("sub").join(f), std::fs::read_to_string(d.join(f)).unwrap().trim()).unwrap();
+            }
+        }
+    }
+    let lines = |args: &[&str]| {
+        let mut v = vec!["exec"];
+        v.extend_from_slice(args);
+        v.extend_from_slice(&[&b.id, "cat", "/proc/self/cgroup"]);
+        let out = b.cmd(&v);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    let all = lines(&["--cgroup", "sub"]);
+    assert!(!all.is_empty() && all.iter().all(|l| l.ends_with("/sub")), "{all:?}");
+    if std::path::Path::new("/sys/fs/cgroup/pids/tasks").exists() {
+        // cgroup v1: one controller only.
+        let pids = lines(&["--cgroup", "pids:sub"]);
+        assert!(pids.iter().any(|l| l.contains(":pids:") && l.ends_with("/sub")), "{pids:?}");
+        assert!(pids.iter().any(|l| l.contains(":memory:") && !l.ends_with("/sub")), "{pids:?}");
+    }
+    let bad = b.cmd(&["exec", "--cgroup", "nope", &b.id, "true"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("nope"), "{}", stderr(&bad));
+    let escape = b.cmd(&["exec", "--cgroup", "../..", &b.id, "true"]);
+    assert!(!escape.status.success());
+    // delete removes the sub-cgroups with the container's own.
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}

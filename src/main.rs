@@ -129,6 +129,9 @@ struct ExecArgs {
     /// Exec into a paused container (the new process starts frozen too).
     #[arg(long = "ignore-paused")]
     ignore_paused: bool,
+    /// Join a sub-cgroup of the container's: [controller[,controller]:]path (may repeat).
+    #[arg(long = "cgroup")]
+    cgroup: Vec<String>,
     /// Accepted for compatibility (no SELinux/AppArmor support).
     #[arg(long = "process-label")]
     process_label: Option<String>,
@@ -489,6 +492,7 @@ fn exec_cmd(root: &Root, a: ExecArgs) -> Result<i32> {
         pid_file: a.pid_file,
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
+        cgroups: a.cgroup.clone(),
     };
     Ok(exec::exec(root, &opts)?)
 }

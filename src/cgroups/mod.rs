@@ -285,6 +285,9 @@ pub fn attach(dirs: &[PathBuf], pid: i32) -> Result<()> {
 /// still has processes is retried briefly (they are being killed).
 pub fn remove(created: &[PathBuf]) {
     for d in created.iter().rev() {
+        // Sub-cgroups made inside the container's (`exec --cgroup`, a
+        // delegated subtree) go first, deepest first.
+        remove_children(d);
         for _ in 0..200 {
             match fs::remove_dir(d) {
                 Ok(()) => break,
@@ -293,6 +296,53 @@ pub fn remove(created: &[PathBuf]) {
             }
         }
     }
+}
+
+fn remove_children(dir: &Path) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_children(&e.path());
+            let _ = fs::remove_dir(e.path());
+        }
+    }
+}
+
+/// `exec --cgroup` values (`path`, or `controller[,controller]:path`)
+/// applied to the container's cgroups: for each of its directories, the
+/// sub-cgroup the new process joins instead. The sub-cgroups must exist
+/// and stay below the container's (no `..`).
+pub fn sub_cgroups(hier: &[Hierarchy], dirs: &[PathBuf], specs: &[String]) -> Result<Vec<PathBuf>> {
+    let p = placement_of(hier, dirs);
+    let mut out = dirs.to_vec();
+    for spec in specs {
+        let (controllers, rel) = match spec.split_once(':') {
+            Some((c, r)) => (c.split(',').filter(|c| !c.is_empty()).collect::<Vec<_>>(), r),
+            None => (Vec::new(), spec.as_str()),
+        };
+        let rel = Path::new(rel.trim_start_matches('/'));
+        if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) || rel.as_os_str().is_empty() {
+            return Err(CgroupError::Invalid(format!("exec --cgroup {spec:?}: the path must name a sub-cgroup, without `..`")));
+        }
+        let mut matched = false;
+        for (h, dir) in p.hierarchies.iter().zip(&p.dirs) {
+            if !controllers.is_empty() && !controllers.iter().any(|c| h.has(c)) {
+                continue;
+            }
+            matched = true;
+            let sub = dir.join(rel);
+            if !sub.is_dir() {
+                return Err(CgroupError::Invalid(format!("exec --cgroup {spec:?}: {} does not exist", sub.display())));
+            }
+            if let Some(slot) = out.iter_mut().find(|d| *d == dir) {
+                *slot = sub;
+            }
+        }
+        if !matched {
+            return Err(CgroupError::Invalid(format!("exec --cgroup {spec:?}: the container has no cgroup with that controller")));
+        }
+    }
+    Ok(out)
 }
 
 /// Pids in the container's cgroup (from the first hierarchy that has it).

@@ -64,6 +64,8 @@ pub struct ExecOpts {
     /// `--ignore-paused`: exec into a paused container (the process starts
     /// frozen, with the rest of the container).
     pub ignore_paused: bool,
+    /// `--cgroup [controller:]path`: sub-cgroups of the container's to join.
+    pub cgroups: Vec<String>,
 }
 
 /// Namespaces of the container's init, in the order the child joins them.
@@ -131,7 +133,12 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     // container could plant a file over /proc/self/setgroups.
     let setgroups_denied =
         crate::linux::procfs::ProcFs::mounted()?.read_to_string(&format!("{}/setgroups", st.pid)).is_ok_and(|s| s.trim() == "deny");
-    let joiner = cgroups::prepare_join(&st.cgroup_paths)?;
+    let join_dirs = if opts.cgroups.is_empty() {
+        st.cgroup_paths.clone()
+    } else {
+        cgroups::sub_cgroups(&super::parent::read_hierarchies(), &st.cgroup_paths, &opts.cgroups)?
+    };
+    let joiner = cgroups::prepare_join(&join_dirs)?;
     let (parent_chan, child_chan) = sync::pair()?;
     let mut set = SigSet::empty();
     if !opts.detach {
