@@ -11,16 +11,7 @@ use oci_spec::runtime::{IOPriorityClass, LinuxIOPriority, LinuxSchedulerFlag, Li
 use crate::sys::{self, SysError};
 
 /// A planned `sched_setattr`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SchedPlan {
-    pub policy: u32,
-    pub flags: u64,
-    pub nice: i32,
-    pub priority: u32,
-    pub runtime: u64,
-    pub deadline: u64,
-    pub period: u64,
-}
+pub type SchedPlan = sys::SchedAttr;
 
 pub fn plan_scheduler(s: Option<&Scheduler>) -> Result<Option<SchedPlan>, String> {
     let Some(s) = s else { return Ok(None) };
@@ -54,6 +45,7 @@ pub fn plan_scheduler(s: Option<&Scheduler>) -> Result<Option<SchedPlan>, String
         return Err(format!("process.scheduler.priority {priority}: must not be negative"));
     }
     Ok(Some(SchedPlan {
+        size: 0,
         policy,
         flags,
         nice,
@@ -133,8 +125,8 @@ pub fn apply(p: &ProcessSched) -> Result<(), SysError> {
     if let Some(cpus) = &p.final_cpus {
         set_affinity(cpus, "process.execCPUAffinity.final")?;
     }
-    if let Some(s) = p.scheduler {
-        sys::sched_setattr(s.policy, s.flags, s.nice, s.priority, s.runtime, s.deadline, s.period, "process.scheduler")?;
+    if let Some(s) = &p.scheduler {
+        sys::sched_setattr(s, "process.scheduler")?;
     }
     if let Some((class, level)) = p.io_priority {
         sys::ioprio_set(class, level, "process.ioPriority")?;

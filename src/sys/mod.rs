@@ -183,38 +183,26 @@ pub fn set_personality(persona: u64, name: &str) -> Result<()> {
     Errno::result(r).map(drop).map_err(err("personality", name, format!("{persona:#x}")))
 }
 
-/// sched_setattr(2) on the calling thread: policy, flags, nice, priority
-/// and the deadline parameters, as one `struct sched_attr`.
-#[allow(clippy::too_many_arguments)]
-pub fn sched_setattr(
-    policy: u32,
-    flags: u64,
-    nice: i32,
-    priority: u32,
-    runtime: u64,
-    deadline: u64,
-    period: u64,
-    what: &str,
-) -> Result<()> {
-    #[repr(C)]
-    struct SchedAttr {
-        size: u32,
-        policy: u32,
-        flags: u64,
-        nice: i32,
-        priority: u32,
-        runtime: u64,
-        deadline: u64,
-        period: u64,
-    }
-    let attr = SchedAttr { size: std::mem::size_of::<SchedAttr>() as u32, policy, flags, nice, priority, runtime, deadline, period };
+/// `struct sched_attr` for sched_setattr(2); `size` is filled in by it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedAttr {
+    pub size: u32,
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+}
+
+/// sched_setattr(2) on the calling thread.
+pub fn sched_setattr(attr: &SchedAttr, what: &str) -> Result<()> {
+    let attr = SchedAttr { size: std::mem::size_of::<SchedAttr>() as u32, ..*attr };
     // SAFETY: a valid sched_attr of the size it states; pid 0 is the caller.
     let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
-    Errno::result(r).map(drop).map_err(err(
-        "sched_setattr",
-        what,
-        format!("policy={policy} flags={flags:#x} nice={nice} priority={priority}"),
-    ))
+    Errno::result(r).map(drop).map_err(err("sched_setattr", what, format!("{attr:?}")))
 }
 
 /// ioprio_set(IOPRIO_WHO_PROCESS, 0, class << 13 | level) on the caller.
