@@ -343,8 +343,8 @@ fn error_chain(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        let tail = text.rsplit(": ").next().unwrap_or(&text);
-        if out.ends_with(&text) || (!out.is_empty() && out.ends_with(tail)) {
+        let errno_echo = cause.downcast_ref::<nix::errno::Errno>().is_some_and(|e| out.ends_with(e.desc()));
+        if out.ends_with(&text) || errno_echo {
             continue;
         }
         if !out.is_empty() {
@@ -713,6 +713,16 @@ mod tests {
         assert!(!seals(&argv("strata --root exec state c1")));
         assert!(!seals(&argv("strata delete run")));
         assert!(!seals(&argv("strata")));
+    }
+
+    #[test]
+    fn error_chains_drop_only_repeats() {
+        let sys = strata::sys::err("mount", "/x", "MS_BIND")(nix::errno::Errno::EIO);
+        let e = anyhow::Error::from(sys).context("create c1");
+        assert_eq!(error_chain(&e), "create c1: mount /x (MS_BIND): I/O error");
+        // A cause whose last word happens to end the context is kept.
+        let e = anyhow::anyhow!("prestart hook /bin/false: exit status: 1").context("create c-81");
+        assert_eq!(error_chain(&e), "create c-81: prestart hook /bin/false: exit status: 1");
     }
 
     #[test]
