@@ -316,13 +316,11 @@ fn main() -> ExitCode {
     // create, run and exec make processes the container can see: they must
     // run from a binary no one can write (see process::seal). The re-exec
     // happens first, before any parsing, since everything done before it is
-    // done twice; a failure here is reported by `dispatch`, which checks again.
-    if seals(&std::env::args_os().collect::<Vec<_>>()) {
-        let _ = strata::process::seal::ensure_sealed();
-    }
+    // done twice; a failure is reported once logging is set up.
+    let sealed = if seals(&std::env::args_os().collect::<Vec<_>>()) { strata::process::seal::ensure_sealed() } else { Ok(()) };
     let cli = parse_cli();
     logging::init(LogConfig { file: cli.g.log.clone(), json: cli.g.log_format == "json", debug: cli.g.debug });
-    match dispatch(cli) {
+    match sealed.map_err(anyhow::Error::from).and_then(|()| dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let msg = error_chain(&e);
@@ -359,9 +357,6 @@ fn dispatch(cli: Cli) -> Result<u8> {
     let g = &cli.g;
     let root = Root::new(g.root.clone());
     let rootless = g.rootless.as_deref().is_some_and(|v| v != "false");
-    if matches!(cli.cmd, Cmd::Create(_) | Cmd::Run(_) | Cmd::Exec(_)) {
-        strata::process::seal::ensure_sealed()?;
-    }
     match cli.cmd {
         Cmd::Create(a) => {
             let opts = create_opts(&a, false, g);

@@ -40,21 +40,11 @@ fn buildah_builds_through_the_runtime() {
     );
     std::fs::write(ctx.join("Containerfile"), containerfile).unwrap();
     let rt = wrapper.display().to_string();
+    let under_strata = ["--runtime", rt.as_str(), "--isolation", "oci", "--network", "none"];
     let mut c = Checks::new("buildah");
 
     c.check("bud: RUN steps run under the runtime", || {
-        ok(&buildah(&[
-            "bud",
-            "--runtime",
-            &rt,
-            "--isolation",
-            "oci",
-            "--network",
-            "none",
-            "-t",
-            "localhost/built:latest",
-            ctx.to_str().unwrap(),
-        ]));
+        ok(&buildah(&[&["bud"][..], &under_strata, &["-t", "localhost/built:latest", ctx.to_str().unwrap()]].concat()));
         let log = std::fs::read_to_string(&calls).unwrap_or_default();
         let runs = log.lines().filter(|l| l.split_whitespace().any(|w| w == "run" || w == "create")).count();
         assert!(runs >= 2, "the runtime ran {runs} containers for two RUN steps: {log}");
@@ -62,20 +52,8 @@ fn buildah_builds_through_the_runtime() {
 
     c.check("a container of the built image shows what the steps did", || {
         ok(&buildah(&["from", "--name", "check", "localhost/built:latest"]));
-        let out = ok(&buildah(&[
-            "run",
-            "--runtime",
-            &rt,
-            "--isolation",
-            "oci",
-            "--network",
-            "none",
-            "check",
-            "--",
-            "sh",
-            "-c",
-            "cat /built.txt; id -u; ls /bin/wget 2>/dev/null || echo no-wget",
-        ]));
+        let script = "cat /built.txt; id -u; ls /bin/wget 2>/dev/null || echo no-wget";
+        let out = ok(&buildah(&[&["run"][..], &under_strata, &["check", "--", "sh", "-c", script]].concat()));
         assert_eq!(out, "built-by-0\nsecond-step\n1000\nno-wget\n");
     });
 

@@ -129,10 +129,11 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
         Some(p) if terminal => Some(OwnedFd::from(UnixStream::connect(p).map_err(sys::io_err("connect", p))?)),
         _ => None,
     };
-    // Read from the host's checked procfs, before the child is anywhere the
-    // container could plant a file over /proc/self/setgroups.
-    let setgroups_denied =
-        crate::linux::procfs::ProcFs::mounted()?.read_to_string(&format!("{}/setgroups", st.pid)).is_ok_and(|s| s.trim() == "deny");
+    // Only a joined user namespace can deny setgroups. Read from the host's
+    // checked procfs, before the child is anywhere the container could plant
+    // a file over /proc/self/setgroups.
+    let setgroups_denied = joins.iter().any(|(k, _, _)| *k == Kind::User)
+        && crate::linux::procfs::ProcFs::mounted()?.read_to_string(&format!("{}/setgroups", st.pid)).is_ok_and(|s| s.trim() == "deny");
     let join_dirs = if opts.cgroups.is_empty() {
         st.cgroup_paths.clone()
     } else {
