@@ -63,17 +63,17 @@ pub enum Sealed {
     ReadOnlyMount,
 }
 
-/// Whether the file behind `fd` can never be opened for writing.
-pub fn sealed(fd: BorrowedFd<'_>) -> Option<Sealed> {
+/// Whether the file behind `fd` (named `what` in errors) can never be
+/// opened for writing.
+pub fn sealed(fd: BorrowedFd<'_>, what: &str) -> Result<Option<Sealed>, SysError> {
+    // Anything but a memfd answers F_GET_SEALS with EINVAL: not sealed that way.
     if let Ok(bits) = fcntl(fd, FcntlArg::F_GET_SEALS)
         && SealFlag::from_bits_truncate(bits).contains(all_seals())
     {
-        return Some(Sealed::Memfd);
+        return Ok(Some(Sealed::Memfd));
     }
-    match fstatvfs(fd) {
-        Ok(st) if st.flags().contains(FsFlags::ST_RDONLY) => Some(Sealed::ReadOnlyMount),
-        _ => None,
-    }
+    let st = fstatvfs(fd).map_err(sys::err("fstatvfs", what, ""))?;
+    Ok(st.flags().contains(FsFlags::ST_RDONLY).then_some(Sealed::ReadOnlyMount))
 }
 
 /// Returns when the running binary is sealed; otherwise re-executes the
@@ -84,7 +84,7 @@ pub fn ensure_sealed() -> Result<(), SealError> {
         "/proc/self/exe",
         "O_RDONLY",
     ))?;
-    if sealed(exe.as_fd()).is_some() {
+    if sealed(exe.as_fd(), "/proc/self/exe")?.is_some() {
         return Ok(());
     }
     let image = match overlay_image() {
@@ -93,7 +93,7 @@ pub fn ensure_sealed() -> Result<(), SealError> {
         // replaced on disk: copy the one we run.
         Err(_) => memfd_image(exe)?,
     };
-    if sealed(image.as_fd()).is_none() {
+    if sealed(image.as_fd(), "the sealed image")?.is_none() {
         return Err(SealError::Other("the image made of the binary is still writable".into()));
     }
     reexec(image.as_fd())
@@ -178,7 +178,7 @@ mod tests {
         let exe = open("/proc/self/exe", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
         let size = nix::sys::stat::fstat(exe.as_fd()).unwrap().st_size;
         let img = memfd_image(exe).unwrap();
-        assert_eq!(sealed(img.as_fd()), Some(Sealed::Memfd));
+        assert_eq!(sealed(img.as_fd(), "memfd").unwrap(), Some(Sealed::Memfd));
         assert_eq!(nix::sys::stat::fstat(img.as_fd()).unwrap().st_size, size);
         // Reopened through /proc for writing, as an attacker would.
         let path = sys::fd_path(&img);
@@ -195,7 +195,7 @@ mod tests {
         std::fs::write(&dir, b"x").unwrap();
         let fd = open(&dir, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
         let is_ro = fstatvfs(fd.as_fd()).unwrap().flags().contains(FsFlags::ST_RDONLY);
-        assert_eq!(sealed(fd.as_fd()).is_some(), is_ro);
+        assert_eq!(sealed(fd.as_fd(), "file").unwrap().is_some(), is_ro);
         std::fs::remove_file(&dir).unwrap();
     }
 }
