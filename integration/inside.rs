@@ -304,8 +304,9 @@ fn exec_ignore_paused_runs_once_the_container_resumes() {
     assert!(!later.exists(), "a process ran in a paused container");
     assert!(b.cmd(&["resume", &b.id]).status.success());
     assert!(exec.wait().unwrap().success());
-    for _ in 0..100 {
-        if later.exists() {
+    // The shell creates the file before it writes to it: wait for the line.
+    for _ in 0..250 {
+        if std::fs::read_to_string(&later).is_ok_and(|t| t == "ran\n") {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
