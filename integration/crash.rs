@@ -357,3 +357,144 @@ fn every_failing_syscall_of_create_gives_one_line_and_leaves_nothing() {
     assert_eq!(b.run().status.code(), Some(0));
     b.assert_gone();
 }
+
+#[test]
+fn start_killed_midway_is_finished_by_a_second_start() {
+    need_root!();
+    let mut b = Bundle::sh("killstart", "sleep 30");
+    // A poststart hook makes start's last step long enough to land in.
+    b.config["hooks"] = json!({"poststart": [{"path": "/bin/sleep", "args": ["sleep", "0.05"]}]});
+    b.write_config();
+    assert!(b.create().status.success());
+    let whole = duration_of(|| assert!(b.start().status.success()));
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    let (mut again, mut already) = (0, 0);
+    // Start lets init go within its first few milliseconds, then waits for
+    // the exec and the hook: half-millisecond steps over the first 10 ms,
+    // then tenths of the whole.
+    let delays: Vec<Duration> = (0..20).map(|k| Duration::from_micros(500 * k)).chain((1..=10).map(|k| whole * k / 10)).collect();
+    for (k, delay) in delays.into_iter().enumerate() {
+        assert!(b.create().status.success());
+        let mut c = b.strata();
+        c.args(["start", &b.id]);
+        kill_after(spawn(c), delay);
+        // Either the kill came before start let init go, and a second start
+        // does it; or after, and the container runs (a stale exec.fifo does
+        // not make it look `created`).
+        if b.status() == "created" {
+            let out = b.start();
+            assert!(out.status.success(), "kill {k}: second start: {}", stderr(&out));
+            again += 1;
+        } else {
+            let out = b.start();
+            assert!(!out.status.success() && stderr(&out).contains("running"), "kill {k}: second start: {}", stderr(&out));
+            already += 1;
+        }
+        b.wait_status("running");
+        // The container's own process runs, not a waiting init.
+        let pid = b.state()["pid"].as_i64().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim() != "sleep" {
+            assert!(Instant::now() < deadline, "kill {k}: init {pid} never became the container's process");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let out = b.cmd(&["delete", "--force", &b.id]);
+        assert!(out.status.success(), "kill {k}: {}", stderr(&out));
+        assert_nothing_left(&b.root, &b.id, &b.dir);
+    }
+    // And the exact moment the timed kills rarely hit: start killed as it
+    // unlinks exec.fifo, after init was let go. The container runs; its
+    // leftover fifo must not make it look `created`.
+    assert!(b.create().status.success());
+    let out = Command::new("strace")
+        .args(["-qq", "-o", "/dev/null", "-e", "trace=unlink,unlinkat", "-e", "inject=unlink,unlinkat:signal=KILL"])
+        .arg(&b.bin)
+        .arg("--root")
+        .arg(&b.root)
+        .args(["start", &b.id])
+        .output()
+        .expect("strace (hack/setup installs it)");
+    assert!(!out.status.success());
+    assert!(b.root.join(&b.id).join("exec.fifo").exists(), "start was not killed at its unlink");
+    b.wait_status("running");
+    let out = b.start();
+    assert!(!out.status.success() && stderr(&out).contains("running"), "second start: {}", stderr(&out));
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    assert_nothing_left(&b.root, &b.id, &b.dir);
+    eprintln!("start killed: {again} times before init was let go, {already} after");
+    assert!(again > 0 && already > 0, "the kills did not spread over start: {again} before, {already} after");
+}
+
+/// Every manifest index.json names is a complete blob, and so is its config
+/// and each of its layers (digest and size checked); no temp file is left
+/// among the blobs.
+fn assert_layout_whole(layout: &Path, when: &str) {
+    use sha2::{Digest, Sha256};
+    let blob = |digest: &str, size: u64| -> Vec<u8> {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        let data = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap_or_else(|e| panic!("{when}: blob {digest}: {e}"));
+        let actual: String = Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(actual, hex, "{when}: blob {digest} is partial or corrupt");
+        assert_eq!(data.len() as u64, size, "{when}: blob {digest} has the wrong size");
+        data
+    };
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    for m in index["manifests"].as_array().unwrap() {
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&blob(m["digest"].as_str().unwrap(), m["size"].as_u64().unwrap())).unwrap();
+        let c = &manifest["config"];
+        blob(c["digest"].as_str().unwrap(), c["size"].as_u64().unwrap());
+        for l in manifest["layers"].as_array().unwrap() {
+            blob(l["digest"].as_str().unwrap(), l["size"].as_u64().unwrap());
+        }
+    }
+    let temps: Vec<_> = std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(temps.is_empty(), "{when}: temp files among the blobs: {temps:?}");
+}
+
+#[test]
+fn commit_killed_midway_never_leaves_index_naming_a_partial_blob() {
+    need_root!();
+    let img = Image::new("killcommit");
+    // Enough new data in the upper dir that gzipping the layer takes a while.
+    let b = img.bundle("src", "latest", "head -c 3000000 /dev/urandom > /big; true");
+    let st = img.strata().args(["run", "--detach", "--bundle"]).arg(&b).arg("ksrc").stdin(Stdio::null()).status().unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stdout(&img.cmd(&["state", "ksrc"])).contains("stopped") {
+        assert!(Instant::now() < deadline, "the source container did not stop");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let target = format!("{}:v2", img.layout.display());
+    let commit = || {
+        let mut c = img.strata();
+        c.args(["commit", "ksrc", &target]);
+        c
+    };
+    let whole = duration_of(|| assert!(spawn(commit()).wait().unwrap().success()));
+    const N: u32 = 10;
+    for k in 0..=N {
+        kill_after(spawn(commit()), whole * k / N);
+        assert_layout_whole(&img.layout, &format!("kill {k}"));
+    }
+    let out = img.cmd(&["commit", "ksrc", &target]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_layout_whole(&img.layout, "after a full commit");
+    let left: Vec<_> = std::fs::read_dir(&img.layout)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "temp files left in the layout: {left:?}");
+    assert!(img.cmd(&["delete", "ksrc"]).status.success());
+    // The committed image holds the container's file.
+    let b2 = img.bundle("dst", "v2", "wc -c < /big");
+    let out = img.run(&b2, "kdst");
+    assert_eq!(stdout(&out).trim(), "3000000", "{}", stderr(&out));
+}

@@ -49,7 +49,7 @@ impl Image {
         dir
     }
 
-    fn run(&self, bundle: &Path, id: &str) -> Output {
+    pub fn run(&self, bundle: &Path, id: &str) -> Output {
         self.strata().args(["run", "--bundle"]).arg(bundle).arg(id).stdin(Stdio::null()).output().unwrap()
     }
 

@@ -408,13 +408,28 @@ impl State {
             return Status::Stopped;
         }
         let fifo = root.dir.join(&self.id).join(EXEC_FIFO);
-        if fifo.exists() {
+        if init_waits_on(&fifo) {
             Status::Created
         } else if frozen {
             Status::Paused
         } else {
             Status::Running
         }
+    }
+}
+
+/// Whether init still waits on its exec.fifo, so `start` has not let it go.
+/// The fifo's existence alone does not say: a `start` killed between its
+/// write and its unlink leaves the fifo of a running container behind. Init
+/// holds the fifo open (O_RDWR) until it execs, and a non-blocking open for
+/// writing fails with ENXIO exactly when no one holds it for reading. Any
+/// other error keeps the old answer: the fifo is there, so `created`.
+fn init_waits_on(fifo: &Path) -> bool {
+    use nix::fcntl::{OFlag, open};
+    match open(fifo, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
+        Ok(_) => true,
+        Err(nix::errno::Errno::ENXIO | nix::errno::Errno::ENOENT) => false,
+        Err(_) => fifo.exists(),
     }
 }
 

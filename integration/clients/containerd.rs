@@ -2,25 +2,62 @@
 
 use super::*;
 
-struct Containerd {
-    base: PathBuf,
+pub(super) struct Containerd {
+    pub(super) base: PathBuf,
     runtime: PathBuf,
-    sock: PathBuf,
-    cgparent: String,
+    pub(super) sock: PathBuf,
+    pub(super) cgparent: String,
+    /// The containerd namespace the checks use: `k8s.io` for the CRI.
+    ns: &'static str,
     daemon: Option<Child>,
     /// /run/containerd did not exist before: remove what the shims left there.
     made_run_dir: bool,
 }
 
 impl Containerd {
-    fn start(base: PathBuf) -> Containerd {
+    /// A private containerd. With `cri`, its CRI plugin is on, with strata
+    /// (through the runc shim) as the default runtime and the test's pause
+    /// image as the sandbox image; without, the CRI plugin is off.
+    pub(super) fn start(base: PathBuf, cri: bool) -> Containerd {
         let made_run_dir = !Path::new("/run/containerd").exists();
         let b = base.display();
+        let runtime = runtime();
+        let rt = runtime.display();
+        let cri_off = if cri { "" } else { r#""io.containerd.grpc.v1.cri", "# };
+        // restrict_oom_score_adj: the sandbox asks for -998, which only
+        // CAP_SYS_RESOURCE may set, and root lacks it on some hosts (runc
+        // fails there the same way). Clamped to containerd's own score.
+        let cri_config = if cri {
+            std::fs::create_dir_all(base.join("cni-conf")).unwrap();
+            format!(
+                r#"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  disable_apparmor = true
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "strata"
+    snapshotter = "overlayfs"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.strata]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.strata.options]
+        BinaryName = "{rt}"
+        Root = "{b}/runc-root"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{b}/cni-bin"
+    conf_dir = "{b}/cni-conf"
+"#
+            )
+        } else {
+            String::new()
+        };
         let config = format!(
             r#"version = 2
 root = "{b}/root"
 state = "{b}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+disabled_plugins = [{cri_off}"io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
 
 [grpc]
   address = "{b}/containerd.sock"
@@ -36,7 +73,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "{b}/opt"
-"#
+{cri_config}"#
         );
         std::fs::write(base.join("config.toml"), config).unwrap();
         std::fs::create_dir_all(base.join("fifo")).unwrap();
@@ -53,9 +90,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
         let sock = base.join("containerd.sock");
         let c = Containerd {
             base,
-            runtime: runtime(),
+            runtime,
             sock,
-            cgparent: format!("/strata-clients-containerd-{}", std::process::id()),
+            cgparent: format!("/strata-clients-containerd{}-{}", if cri { "-cri" } else { "" }, std::process::id()),
+            ns: if cri { "k8s.io" } else { "strata-test" },
             daemon: Some(daemon),
             made_run_dir,
         };
@@ -67,12 +105,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
     }
 
     fn argv(&self, args: &[&str]) -> Vec<String> {
-        let mut v: Vec<String> = vec!["ctr".into(), "--address".into(), self.sock.display().to_string(), "-n".into(), "strata-test".into()];
+        let mut v: Vec<String> = vec!["ctr".into(), "--address".into(), self.sock.display().to_string(), "-n".into(), self.ns.into()];
         v.extend(args.iter().map(|s| s.to_string()));
         v
     }
 
-    fn ctr(&self, args: &[&str]) -> Output {
+    pub(super) fn ctr(&self, args: &[&str]) -> Output {
         let v = self.argv(args);
         output_within(Command::new(&v[0]).args(&v[1..]).current_dir(&self.base), None)
     }
@@ -106,7 +144,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
         out.lines().find(|l| l.split_whitespace().next() == Some(id)).and_then(|l| l.split_whitespace().nth(2)).unwrap_or("").to_string()
     }
 
-    fn leftovers(&self) -> Vec<String> {
+    pub(super) fn leftovers(&self) -> Vec<String> {
         let mut left = Vec::new();
         let tasks = stdout(&self.ctr(&["task", "ls", "-q"]));
         let ctrs = stdout(&self.ctr(&["container", "ls", "-q"]));
@@ -116,7 +154,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
         if !ctrs.trim().is_empty() {
             left.push(format!("containers: {ctrs}"));
         }
-        for e in std::fs::read_dir(self.runc_root().join("strata-test")).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(self.runc_root().join(self.ns)).into_iter().flatten().flatten() {
             left.push(format!("runtime state {}", e.path().display()));
         }
         for p in cgroup_dirs_at(&self.cgparent) {
@@ -193,7 +231,7 @@ fn containerd_drives_the_runtime() {
         let _ = std::fs::remove_dir_all(&base);
         panic!("hack/mkimage-clients: {e}");
     }
-    let d = Containerd::start(base.clone());
+    let d = Containerd::start(base.clone(), false);
     let mut c = Checks::new("containerd");
     ok(&d.ctr(&["image", "import", base.join("img/image.docker.tar").to_str().unwrap()]));
 

@@ -1,6 +1,7 @@
 //! strata under the real clients, one file per client: podman (through
 //! conmon), containerd (through `ctr` and the io.containerd.runc.v2 shim with
-//! BinaryName), Docker (a private dockerd) and buildah. This file holds what
+//! BinaryName), containerd's CRI (the kubelet's API, through cri.py), Docker
+//! (a private dockerd) and buildah. This file holds what
 //! they share.
 //!
 //! Each client gets its own private world under a temp dir: podman its own
@@ -29,6 +30,8 @@ use crate::common::{STRATA, stderr, stdout};
 use crate::need_root;
 
 const IMAGE: &str = "localhost/strata-test:latest";
+/// The CRI test's pod sandbox image (made by `hack/mkimage-clients`).
+const PAUSE_IMAGE: &str = "localhost/strata-pause:latest";
 /// Limit for any one client command: a hang fails the check, not the suite.
 const CMD_TIMEOUT: Duration = Duration::from_secs(40);
 
@@ -304,5 +307,6 @@ fn a_block_device() -> Option<(String, String)> {
 
 mod buildah;
 mod containerd;
+mod cri;
 mod docker;
 mod podman;

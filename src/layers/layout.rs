@@ -301,28 +301,61 @@ pub fn parse_json_blob<T: serde::de::DeserializeOwned>(layout: &Path, digest: &D
     serde_json::from_slice(&data).map_err(|e| LayerError::Blob { digest: digest.to_string(), msg: e.to_string() })
 }
 
-/// Writes a blob by streaming it through `fill` into a temp file in
-/// `blobs/sha256/`, then renames it to its digest. Returns what `fill`
-/// returned, the digest and the size.
+/// Writes a blob by streaming it through `fill`, and names it by its digest
+/// in `blobs/sha256/` only once it is complete and synced. Returns what
+/// `fill` returned, the digest and the size.
+///
+/// The bytes go to an unnamed file (O_TMPFILE) in that directory, linked in
+/// at the end: a writer killed at any moment leaves nothing behind, not even
+/// a temp file. Filesystems without O_TMPFILE get a named temp file and a
+/// rename (a kill there leaves a `.tmp-*` file, never a partial blob).
 pub fn write_blob_with<T>(
     layout: &Path,
     fill: impl FnOnce(&mut HashWriter<std::io::BufWriter<File>>) -> Result<T, LayerError>,
 ) -> Result<(T, Digest, u64), LayerError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = layout.join("blobs/sha256");
     std::fs::create_dir_all(&dir).map_err(io_err("mkdir", &dir))?;
-    let tmp = dir.join(format!(".tmp-{}", super::unique_name()));
-    let file = File::create_new(&tmp).map_err(io_err("create", &tmp))?;
+    let unnamed = std::fs::OpenOptions::new().write(true).mode(0o644).custom_flags(libc::O_TMPFILE).open(&dir);
+    let (file, tmp) = match unnamed {
+        Ok(f) => (f, None),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
+            let tmp = dir.join(format!(".tmp-{}", super::unique_name()));
+            (File::create_new(&tmp).map_err(io_err("create", &tmp))?, Some(tmp))
+        }
+        Err(e) => return Err(io_err("open O_TMPFILE", &dir)(e)),
+    };
     let result = (|| {
         let mut w = HashWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
         let out = fill(&mut w)?;
-        w.flush().map_err(io_err("write", &tmp))?;
-        let (_, digest, size) = w.finish();
+        w.flush().map_err(io_err("write", &dir))?;
+        let (buf, digest, size) = w.finish();
+        let file = buf.into_inner().map_err(|e| io_err("write", &dir)(e.into_error()))?;
+        // Synced before it has a name: index.json, written after, never
+        // names a blob whose bytes a crash of the machine could lose.
+        file.sync_all().map_err(io_err("fsync", &dir))?;
         let dest = dir.join(digest.hex());
-        std::fs::rename(&tmp, &dest).map_err(io_err("rename", &tmp))?;
+        match &tmp {
+            Some(tmp) => std::fs::rename(tmp, &dest).map_err(io_err("rename", tmp))?,
+            None => {
+                let fd_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+                match nix::unistd::linkat(
+                    nix::fcntl::AT_FDCWD,
+                    fd_path.as_str(),
+                    nix::fcntl::AT_FDCWD,
+                    &dest,
+                    nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+                ) {
+                    // Same digest, same bytes: a blob someone else wrote.
+                    Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                    Err(e) => return Err(LayerError::Sys(crate::sys::err("linkat", dest.display(), "AT_SYMLINK_FOLLOW")(e))),
+                }
+            }
+        }
         Ok((out, digest, size))
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    if let (Err(_), Some(tmp)) = (&result, &tmp) {
+        let _ = std::fs::remove_file(tmp);
     }
     result
 }
@@ -341,6 +374,13 @@ pub fn set_ref(layout: &Path, mut desc: Descriptor, reference: &str) -> Result<(
     let _lock = Flock::lock(dir, FlockArg::LockExclusive)
         .map_err(|(_, e)| LayerError::Sys(crate::sys::err("flock", layout.display(), "LOCK_EX")(e)))?;
     let index_path = layout.join("index.json");
+    // Only a holder of this lock writes index.json's temp files: any there
+    // now were left by a writer that was killed.
+    for e in std::fs::read_dir(layout).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(".index.json.tmp-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
     let mut index: serde_json::Value = parse_json(&index_path, &read_limited(&index_path)?)?;
     let manifests =
         index.get_mut("manifests").and_then(|m| m.as_array_mut()).ok_or_else(|| bad_layout(layout, "index.json has no manifests array"))?;
