@@ -1,5 +1,7 @@
 //! What a process sees from inside a real container.
 
+use std::process::Command;
+
 use serde_json::json;
 
 use crate::common::Bundle;
@@ -395,5 +397,107 @@ fn memory_policy_is_seen_in_numa_maps() {
     let out = b.create();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("linux.memoryPolicy.nodes"), "{}", String::from_utf8_lossy(&out.stderr));
+    b.assert_gone();
+}
+
+/// A veth pair made for a test, deleted (by name, both ends go) when dropped.
+struct Veth {
+    peer: String,
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.peer]).stderr(std::process::Stdio::null()).status();
+    }
+}
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip").args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().unwrap().success()
+}
+
+#[test]
+fn net_devices_are_moved_renamed_and_keep_their_addresses() {
+    need_root!();
+    // This kernel has no dummy module: one end of a veth pair goes into the
+    // container, the other stays on the host to be reached.
+    let n = std::process::id() % 100_000;
+    let (host, peer) = (format!("stvc{n}"), format!("stvp{n}"));
+    assert!(ip(&["link", "add", &host, "type", "veth", "peer", "name", &peer]));
+    let _veth = Veth { peer: peer.clone() };
+    for args in [
+        vec!["addr", "add", "10.231.7.1/24", "dev", &host],
+        vec!["link", "set", &host, "up"],
+        vec!["addr", "add", "10.231.7.2/24", "dev", &peer],
+        vec!["link", "set", &peer, "up"],
+    ] {
+        assert!(ip(&args), "ip {args:?}");
+    }
+    let mut b = Bundle::sh(
+        "netdev",
+        "ip -o addr show dev ctr0 | grep -o 'inet [0-9./]*'; ip -o link show | grep -c stvc; \
+         ping -c1 -W2 10.231.7.2 >/dev/null && echo reached; sleep 30",
+    );
+    b.config["linux"]["netDevices"] = json!({ host.clone(): {"name": "ctr0"} });
+    // busybox ping opens a raw socket.
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set].as_array_mut().unwrap().push(json!("CAP_NET_RAW"));
+    }
+    let out = b.create();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Gone from the host once create is done.
+    assert!(!ip(&["link", "show", &host]), "{host} is still on the host");
+    assert!(b.start().status.success());
+    let log = b.dir.parent().unwrap().join("out.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut text = String::new();
+    while !text.contains("reached") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+    }
+    // Its address kept, under its new name, and its old name nowhere inside.
+    assert_eq!(text, "inet 10.231.7.1/24\n0\nreached\n", "inside the container");
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+    // The namespace is gone, and with it the veth: the kernel destroys both
+    // ends. strata kept no record of it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while ip(&["link", "show", &peer]) {
+        assert!(std::time::Instant::now() < deadline, "the veth outlived the container's namespace");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    // What cannot be done fails create, naming the field.
+    let mut b = Bundle::sh("netdevnone", "true");
+    b.config["linux"]["netDevices"] = json!({"stv-nosuchdev": {}});
+    let out = b.create();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("linux.netDevices") && err.contains("stv-nosuchdev"), "{err}");
+    b.assert_gone();
+    let mut b = Bundle::sh("netdevhost", "true");
+    let nss = b.config["linux"]["namespaces"].as_array().unwrap().iter().filter(|n| n["type"] != "network").cloned().collect::<Vec<_>>();
+    b.config["linux"]["namespaces"] = json!(nss);
+    b.config["linux"]["netDevices"] = json!({"lo": {}});
+    let out = b.create();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("linux.netDevices") && err.contains("no network namespace"), "{err}");
+    b.assert_gone();
+}
+
+#[test]
+fn intel_rdt_without_resctrl_fails_create_naming_the_field() {
+    need_root!();
+    let resctrl = std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().any(|l| l.contains(" - resctrl "));
+    if resctrl {
+        eprintln!("skipped: resctrl is mounted here; this test is for hosts without it");
+        return;
+    }
+    let mut b = Bundle::sh("rdt", "true");
+    b.config["linux"]["intelRdt"] = json!({"closID": "strata-test", "l3CacheSchema": "L3:0=f"});
+    let out = b.create();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("linux.intelRdt") && err.contains("resctrl is not mounted"), "{err}");
     b.assert_gone();
 }

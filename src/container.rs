@@ -172,6 +172,7 @@ pub fn destroy(root: &Root, st: &State) -> Result<()> {
         cgroups::systemd::Systemd::connect().and_then(|sd| sd.stop(unit)).map_err(|e| status_err(st, e.to_string()))?;
     }
     cgroups::remove(&st.cgroup_dirs);
+    crate::linux::resctrl::remove(&st.resctrl_dirs);
     for m in st.host_mounts.iter().rev() {
         let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
     }

@@ -83,7 +83,8 @@ pub fn features() -> Value {
             },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
-            "intelRdt": {"enabled": false},
+            "intelRdt": {"enabled": true, "schemata": true, "monitoring": true},
+            "netDevices": {"enabled": true},
             "mountExtensions": {"idmap": {"enabled": false}}
         },
         "annotations": {

@@ -94,6 +94,9 @@ pub struct State {
     /// Mounts strata made on the host for this container (the layered rootfs).
     #[serde(default)]
     pub host_mounts: Vec<PathBuf>,
+    /// resctrl groups strata made for `linux.intelRdt` (removed by delete).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resctrl_dirs: Vec<PathBuf>,
     #[serde(default)]
     pub owner: u32,
     /// The layer store holding this container's upper/init layers, if its

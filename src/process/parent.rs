@@ -19,6 +19,8 @@ use crate::cgroups::systemd::{self, Systemd, Unit};
 use crate::cgroups::{self, CgroupError};
 use crate::hooks::{self, HookError};
 use crate::linux::namespaces::{self, ChildrenNs};
+use crate::linux::netdev::{self, NetDevError};
+use crate::linux::resctrl;
 use crate::spec::{self, SpecError};
 use crate::state::{self, Root, State, StateError, Status};
 use crate::sys::{self, Forked, SysError};
@@ -39,6 +41,8 @@ pub enum CreateError {
     Hook(#[from] HookError),
     #[error(transparent)]
     Layers(#[from] crate::layers::LayerError),
+    #[error(transparent)]
+    NetDev(#[from] NetDevError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -80,6 +84,7 @@ struct Undo<'a> {
     scope: Option<(Systemd, String)>,
     host_mounts: Vec<PathBuf>,
     layers: Option<crate::layers::Store>,
+    resctrl_dirs: Vec<PathBuf>,
     armed: bool,
 }
 
@@ -99,6 +104,7 @@ impl Drop for Undo<'_> {
             let _ = sd.stop(unit);
         }
         cgroups::remove(&self.cgroup_dirs);
+        resctrl::remove(&self.resctrl_dirs);
         if let Some(store) = &self.layers {
             let _ = crate::layers::remove_container(store, &self.id);
         }
@@ -120,6 +126,13 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     // made in the host's namespace under the rootfs and detached at delete.
     let own_mount_ns = ns.has_new(namespaces::Kind::Mount) || ns.joins(namespaces::Kind::Mount);
     let host_mounts = if own_mount_ns { Vec::new() } else { vec![bundle.rootfs.clone()] };
+    let own_netns = ns.has_new(namespaces::Kind::Net) || ns.joins(namespaces::Kind::Net);
+    let net_devices = netdev::plan(linux.net_devices().as_ref(), own_netns)?;
+    let rdt = match linux.intel_rdt() {
+        Some(r) => resctrl::plan(Some(r), &opts.id, &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+            .map_err(CreateError::Invalid)?,
+        None => None,
+    };
 
     // Everything the container will own is planned first, and recorded
     // (status `creating`) before any of it is made: a create killed at any
@@ -147,13 +160,14 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         cgroup_paths: placement.dirs.clone(),
         systemd_unit: unit.as_ref().map(|u| u.name.clone()),
         host_mounts: host_mounts.clone(),
+        resctrl_dirs: rdt.as_ref().map(resctrl::Plan::missing_dirs).unwrap_or_default(),
         owner: nix::unistd::geteuid().as_raw(),
         store: image_backed.then(|| opts.store.clone()),
         creating: Some(state::Creator::current().map_err(|e| sys::io_err("read", Path::new("/proc/self/stat"))(e))?),
     };
     let dir = root.reserve(&st)?;
     let mut undo =
-        Undo { root, id: opts.id.clone(), child: None, cgroup_dirs: Vec::new(), scope: None, host_mounts, layers: None, armed: true };
+        Undo { root, id: opts.id.clone(), child: None, cgroup_dirs: Vec::new(), scope: None, host_mounts, layers: None, resctrl_dirs: Vec::new(), armed: true };
     let mut bundle = bundle;
     let overlay = image_rootfs(&mut bundle, &opts.id, &opts.store, ns.userns(), &mut undo)?;
     let host_mounts = undo.host_mounts.clone();
@@ -240,6 +254,10 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         let sd = &undo.scope.insert((sd, unit.name.clone())).0;
         undo.cgroup_dirs = systemd_scope(sd, unit, &opts.id, pid, &placement, &linux, &extra_allow)?;
     }
+    if let Some(rdt) = &rdt {
+        undo.resctrl_dirs = st.resctrl_dirs.clone();
+        resctrl::apply(rdt, pid.as_raw())?;
+    }
     drop(joiner);
     drop(child_chan);
     drop(fifo_fd);
@@ -251,6 +269,11 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     parent_chan.send(&Msg::Proceed)?;
     parent_chan.expect(Msg::RuntimeHooks, "RuntimeHooks")?;
     cgroups::apply_devices(&placement, linux.resources().as_ref(), &extra_allow)?;
+    // Init is in its network namespace now (made at clone, or joined).
+    if !net_devices.is_empty() {
+        let netns = namespaces::open_ns(Path::new(&format!("/proc/{pid}/ns/net")))?;
+        netdev::apply(&net_devices, netns.as_fd())?;
+    }
 
     // The hooks see the container as `created`: its namespaces and cgroup exist.
     let creating = serde_json::to_vec(&st.oci(Status::Created)).unwrap_or_default();
