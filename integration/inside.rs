@@ -501,3 +501,60 @@ fn intel_rdt_without_resctrl_fails_create_naming_the_field() {
     assert!(err.contains("linux.intelRdt") && err.contains("resctrl is not mounted"), "{err}");
     b.assert_gone();
 }
+
+/// A host directory for the idmap tests: `own1000` owned by 1000:1000 and
+/// `rootfile` by 0:0.
+fn idmap_share(b: &Bundle) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let share = b.dir.parent().unwrap().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::set_permissions(&share, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(share.join("own1000"), "x").unwrap();
+    std::os::unix::fs::chown(share.join("own1000"), Some(1000), Some(1000)).unwrap();
+    std::fs::write(share.join("rootfile"), "x").unwrap();
+    share
+}
+
+#[test]
+fn idmapped_mounts_show_owners_through_their_mappings() {
+    need_root!();
+    use std::os::unix::fs::MetadataExt;
+    // The mount's own mappings, no user namespace: on-disk 1000 shows as
+    // 2000 (uids) and 3000 (gids); root, unmapped, as the overflow id.
+    let mut b = Bundle::sh("idmap", "stat -c '%u:%g' /mnt/own1000 /mnt/rootfile; stat -c '%u:%g' /plain/own1000");
+    let share = idmap_share(&b);
+    b.config["mounts"].as_array_mut().unwrap().extend([
+        json!({"destination": "/mnt", "type": "bind", "source": share, "options": ["bind", "idmap"],
+               "uidMappings": [{"containerID": 1000, "hostID": 2000, "size": 1}],
+               "gidMappings": [{"containerID": 1000, "hostID": 3000, "size": 1}]}),
+        json!({"destination": "/plain", "type": "bind", "source": share, "options": ["bind"]}),
+    ]);
+    assert_eq!(b.run_ok(), "2000:3000\n65534:65534\n1000:1000\n");
+    b.assert_gone();
+
+    // No mappings of its own, in a user-namespaced container (0 -> 100000):
+    // the host's root files are root's inside, and what root writes there
+    // is root's on the host. Without the idmap they would show as nobody.
+    // (Mounted on directories the image has: its root cannot make new ones.)
+    let mut b = Bundle::sh("idmapns", "stat -c '%u:%g' /home/rootfile /home/own1000 /var/rootfile; echo y > /home/made && echo wrote");
+    let share = idmap_share(&b);
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["mounts"].as_array_mut().unwrap().extend([
+        json!({"destination": "/home", "type": "bind", "source": share, "options": ["rbind", "ridmap"]}),
+        json!({"destination": "/var", "type": "bind", "source": share, "options": ["bind"]}),
+    ]);
+    assert_eq!(b.run_ok(), "0:0\n1000:1000\n65534:65534\nwrote\n");
+    let made = std::fs::metadata(share.join("made")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (0, 0), "the container's root wrote as the host's root through the idmap");
+    b.assert_gone();
+
+    // What cannot be idmapped fails create, naming the mount.
+    let mut b = Bundle::sh("idmapbad", "true");
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/mnt", "type": "bind", "source": "/tmp", "options": ["bind", "idmap"]}));
+    let out = b.create();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mount /mnt: idmap"), "{}", String::from_utf8_lossy(&out.stderr));
+    b.assert_gone();
+}

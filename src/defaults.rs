@@ -85,7 +85,7 @@ pub fn features() -> Value {
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": true, "schemata": true, "monitoring": true},
             "netDevices": {"enabled": true},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {
             "org.opencontainers.runc.checkpoint.enabled": "false",

@@ -40,6 +40,9 @@ pub struct MountOp {
     pub data: String,
     /// `tmpcopyup`: seed a new tmpfs with what the directory held before.
     pub copy_up: bool,
+    /// `idmap` (false) or `ridmap` (true): an idmapped bind mount, made on
+    /// the host by the parent (`linux::idmap`) and moved into place here.
+    pub idmap: Option<bool>,
 }
 
 impl MountOp {
@@ -60,6 +63,7 @@ pub fn plan(m: &Mount) -> MountOp {
         rec_attrs: (0, 0),
         data: String::new(),
         copy_up: false,
+        idmap: None,
     };
     if fstype == "bind" {
         op.flags |= MsFlags::MS_BIND;
@@ -104,11 +108,16 @@ const FLAG_OPTIONS: [&str; 28] = [
     "tmpcopyup",
 ];
 
+/// Idmapped bind mounts (runtime-spec 1.2), with the mount's own
+/// `uidMappings`/`gidMappings` or the container's user namespace.
+pub const IDMAP_OPTIONS: [&str; 2] = ["idmap", "ridmap"];
+
 const PROPAGATION_OPTIONS: [&str; 8] = ["private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"];
 
 /// Every option strata applies, sorted: what `features` lists.
 pub fn known_options() -> Vec<&'static str> {
-    let mut all: Vec<&str> = FLAG_OPTIONS.iter().chain(&PROPAGATION_OPTIONS).chain(&RECURSIVE_OPTIONS).copied().collect();
+    let mut all: Vec<&str> =
+        FLAG_OPTIONS.iter().chain(&PROPAGATION_OPTIONS).chain(&RECURSIVE_OPTIONS).chain(&IDMAP_OPTIONS).copied().collect();
     all.sort_unstable();
     all
 }
@@ -156,6 +165,10 @@ fn apply_option(op: &mut MountOp, o: &str, data: &mut Vec<String>) {
         }
         "tmpcopyup" => {
             op.copy_up = true;
+            return;
+        }
+        "idmap" | "ridmap" => {
+            op.idmap = Some(o == "ridmap");
             return;
         }
         _ => {
@@ -239,8 +252,9 @@ pub fn is_kernel_fs(fstype: &str) -> bool {
 }
 
 /// Mounts `op` inside the rootfs whose fd is `root`. Cgroup mounts are
-/// handled by the caller (they depend on the host's hierarchies).
-pub fn apply(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), SysError> {
+/// handled by the caller (they depend on the host's hierarchies). `tree`
+/// is the detached mount an idmapped bind is made of (see `linux::idmap`).
+pub fn apply(root: BorrowedFd<'_>, op: &MountOp, tree: Option<std::os::fd::OwnedFd>) -> Result<(), SysError> {
     let create = if op.is_bind() {
         match op.source.as_deref().map(std::fs::metadata) {
             Some(Ok(m)) if !m.is_dir() => Create::File,
@@ -263,11 +277,11 @@ pub fn apply(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), SysError> {
     let what = |flags: MsFlags| format!("{flags:?} dest {dest}");
     if op.is_bind() {
         let bind = op.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
-        mount(op.source.as_deref(), &tpath, None::<&str>, bind, None::<&str>).map_err(sys::err(
-            "mount",
-            format!("{} -> {dest}", op.source.as_deref().unwrap_or(Path::new("")).display()),
-            what(bind),
-        ))?;
+        let from = format!("{} -> {dest}", op.source.as_deref().unwrap_or(Path::new("")).display());
+        match tree {
+            Some(tree) => sys::mount_api::move_mount_onto(tree.as_fd(), target.as_fd(), &from)?,
+            None => mount(op.source.as_deref(), &tpath, None::<&str>, bind, None::<&str>).map_err(sys::err("mount", from, what(bind)))?,
+        }
         let rest = op.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !rest.is_empty() {
             // Re-open: the bind mount sits on top of the fd we resolved.

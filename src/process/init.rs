@@ -11,7 +11,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid, setresgid, setresuid};
 
 use super::finish;
-use super::sync::{Channel, Msg};
+use super::sync::{Channel, Msg, SyncError};
 use crate::cgroups::Hierarchy;
 use crate::hooks;
 use crate::linux::procfs::{self, ProcFs};
@@ -100,7 +100,18 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     nix::sys::prctl::set_dumpable(false).map_err(sys::err("prctl", "", "PR_SET_DUMPABLE 0"))?;
     // Into the cgroups before anything else (and before the cgroup namespace).
     ctx.cgroup_join.join_self()?;
-    chan.expect(Msg::Proceed, "Proceed")?;
+    // Idmapped bind mounts come ready-made from the parent (see
+    // linux::idmap), one per message, before Proceed.
+    let mut trees = std::collections::HashMap::new();
+    loop {
+        match chan.recv()? {
+            (Msg::Proceed, _) => break,
+            (Msg::IdmappedMount { index }, Some(tree)) => {
+                trees.insert(index, tree);
+            }
+            (got, _) => return Err(SyncError::Unexpected { want: "Proceed", got }.into()),
+        }
+    }
     join_namespaces(&ctx.ns)?;
     if ctx.ns.userns() {
         setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(sys::err(
@@ -140,7 +151,7 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     }
     let root = rootfs::bind_rootfs(&rootfs)?;
     let mut dev_is_bind = false;
-    for m in spec.mounts().iter().flatten() {
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let op = mounts::plan(m);
         if op.dest == Path::new("/dev") && op.is_bind() {
             dev_is_bind = true;
@@ -148,7 +159,11 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
         if op.fstype == "cgroup" || op.fstype == "cgroup2" {
             mount_cgroups(root.as_fd(), &op, &ctx.hierarchies, &ctx.cgroup_dirs, ctx.ns.has_new(namespaces::Kind::Cgroup))?;
         } else {
-            mounts::apply(root.as_fd(), &op)?;
+            let tree = trees.remove(&i);
+            if op.idmap.is_some() && tree.is_none() {
+                return Err(InitError::Other(format!("mount {}: the idmapped mount did not come from the parent", op.dest.display())));
+            }
+            mounts::apply(root.as_fd(), &op, tree)?;
         }
     }
     if !dev_is_bind {
@@ -316,7 +331,7 @@ fn mount_cgroups(
         let mut op = op.clone();
         op.fstype = "cgroup2".into();
         op.source = Some("cgroup".into());
-        return Ok(mounts::apply(root, &op)?);
+        return Ok(mounts::apply(root, &op, None)?);
     }
     let mut base = op.clone();
     base.fstype = "tmpfs".into();
@@ -324,7 +339,7 @@ fn mount_cgroups(
     base.data = "mode=755".into();
     let ro = base.flags.contains(nix::mount::MsFlags::MS_RDONLY);
     base.flags.remove(nix::mount::MsFlags::MS_RDONLY);
-    mounts::apply(root, &base)?;
+    mounts::apply(root, &base, None)?;
     for h in hier {
         let name = h.mountpoint.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut sub = op.clone();
@@ -346,7 +361,7 @@ fn mount_cgroups(
             let own = dirs.iter().find(|d| d.starts_with(&h.mountpoint)).cloned();
             sub.source = Some(own.unwrap_or_else(|| h.mountpoint.clone()));
         }
-        mounts::apply(root, &sub)?;
+        mounts::apply(root, &sub, None)?;
     }
     if ro {
         let top = crate::linux::resolve::open_in_root(root, &op.dest, crate::linux::resolve::Create::Nothing)?;

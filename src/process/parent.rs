@@ -19,6 +19,7 @@ use crate::cgroups::systemd::{self, Systemd, Unit};
 use crate::cgroups::{self, CgroupError};
 use crate::hooks::{self, HookError};
 use crate::linux::namespaces::{self, ChildrenNs};
+use crate::linux::idmap;
 use crate::linux::netdev::{self, NetDevError};
 use crate::linux::resctrl;
 use crate::spec::{self, SpecError};
@@ -128,6 +129,8 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     let host_mounts = if own_mount_ns { Vec::new() } else { vec![bundle.rootfs.clone()] };
     let own_netns = ns.has_new(namespaces::Kind::Net) || ns.joins(namespaces::Kind::Net);
     let net_devices = netdev::plan(linux.net_devices().as_ref(), own_netns)?;
+    let idmaps = idmap::plan(bundle.spec.mounts().as_deref().unwrap_or(&[]), &bundle.dir, ns.has_new(namespaces::Kind::User))
+        .map_err(CreateError::Invalid)?;
     let rdt = match linux.intel_rdt() {
         Some(r) => resctrl::plan(Some(r), &opts.id, &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
             .map_err(CreateError::Invalid)?,
@@ -265,6 +268,10 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
 
     if ns.has_new(namespaces::Kind::User) {
         write_id_maps(pid, &linux)?;
+    }
+    // After the id maps: a mount without maps of its own takes init's.
+    for (index, tree) in idmap::prepare(&idmaps, pid)? {
+        parent_chan.send_with_fd(&Msg::IdmappedMount { index }, Some(&tree))?;
     }
     parent_chan.send(&Msg::Proceed)?;
     parent_chan.expect(Msg::RuntimeHooks, "RuntimeHooks")?;

@@ -9,6 +9,8 @@
 //!   clone3(new namespaces, CLONE_INTO_CGROUP ─▶   (born in its cgroup2 cgroup)
 //!     on cgroup2)                                 write 0 to each v1 `tasks` fd
 //!   write uid_map / gid_map                       (moves itself), blocks on the socket
+//!   idmapped binds: open_tree + mount_setattr
+//!          ──── IdmappedMount { index } [fd] ▶    (one per idmap/ridmap mount; kept)
 //!          ──── Proceed ─────────────────────▶    join namespaces, unshare cgroupns,
 //!                                                 setsid, hostname, mounts, devices
 //!          ◀─── RuntimeHooks ────────────────     (waits)
@@ -36,6 +38,11 @@ use crate::sys::{self, SysError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Msg {
+    /// An idmapped bind mount for the config's mount number `index`, as a
+    /// detached mount fd (sent before Proceed).
+    IdmappedMount {
+        index: usize,
+    },
     Proceed,
     RuntimeHooks,
     /// The runtime hooks ran; `state` is the state JSON for init's own hooks.
@@ -53,6 +60,7 @@ impl Msg {
     /// The message's name, for errors (without its payload).
     pub fn name(&self) -> &'static str {
         match self {
+            Msg::IdmappedMount { .. } => "IdmappedMount",
             Msg::Proceed => "Proceed",
             Msg::RuntimeHooks => "RuntimeHooks",
             Msg::HooksDone { .. } => "HooksDone",

@@ -252,6 +252,18 @@ pub fn mount_setattr_recursive(fd: BorrowedFd<'_>, set: u64, clr: u64, what: &st
 
 /// `mount_setattr(2)` on the mount `fd` refers to (AT_EMPTY_PATH).
 pub fn mount_setattr(fd: BorrowedFd<'_>, set: u64, clr: u64, recursive: bool, what: &str) -> Result<()> {
+    mount_setattr_with(fd, set, clr, None, recursive, what)
+}
+
+/// `MOUNT_ATTR_IDMAP` with the user namespace `userns`: the detached mount
+/// `fd` (and its submounts when `recursive`) shows its files' owners
+/// through that namespace's id mappings.
+pub fn mount_setattr_idmap(fd: BorrowedFd<'_>, userns: BorrowedFd<'_>, recursive: bool, what: &str) -> Result<()> {
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    mount_setattr_with(fd, MOUNT_ATTR_IDMAP, 0, Some(userns), recursive, what)
+}
+
+fn mount_setattr_with(fd: BorrowedFd<'_>, set: u64, clr: u64, userns: Option<BorrowedFd<'_>>, recursive: bool, what: &str) -> Result<()> {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -259,7 +271,8 @@ pub fn mount_setattr(fd: BorrowedFd<'_>, set: u64, clr: u64, recursive: bool, wh
         propagation: u64,
         userns_fd: u64,
     }
-    let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd: 0 };
+    let userns_fd = userns.map(|u| u.as_raw_fd() as u64).unwrap_or(0);
+    let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd };
     const AT_RECURSIVE: u32 = 0x8000;
     let rec = if recursive { AT_RECURSIVE } else { 0 };
     let empty = c"";

@@ -120,6 +120,28 @@ pub fn clone_tree(fd: BorrowedFd<'_>, what: &str) -> Result<OwnedFd, SysError> {
     Ok(unsafe { OwnedFd::from_raw_fd(t as i32) })
 }
 
+/// `open_tree(fd, "", OPEN_TREE_CLONE|AT_EMPTY_PATH[|AT_RECURSIVE])`: a
+/// detached bind mount of what `fd` refers to, with its submounts when
+/// `recursive` (an `rbind`).
+pub fn clone_tree_rec(fd: BorrowedFd<'_>, recursive: bool, what: &str) -> Result<OwnedFd, SysError> {
+    if !recursive {
+        return clone_tree(fd, what);
+    }
+    let empty = c"";
+    // SAFETY: valid fd with an empty path and AT_EMPTY_PATH; returns a new fd or -1.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint,
+        )
+    };
+    let t = Errno::result(r).map_err(sys::err("open_tree", what, "OPEN_TREE_CLONE|AT_EMPTY_PATH|AT_RECURSIVE"))?;
+    // SAFETY: the kernel just returned this fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(t as i32) })
+}
+
 /// `move_mount` of a detached mount onto the file or directory `target`
 /// refers to: both ends are fds, no path is resolved.
 pub fn move_mount_onto(from: BorrowedFd<'_>, target: BorrowedFd<'_>, what: &str) -> Result<(), SysError> {
