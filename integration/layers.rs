@@ -425,3 +425,78 @@ fn unbounded_blobs_are_refused_at_once() {
     assert_eq!(img.containers_in_store(), 0);
     assert!(img.layer_dirs().is_empty(), "a hostile layer reached the store");
 }
+
+/// Adds a user namespace mapping the container's 0..65536 to `host`.
+fn in_userns(bundle: &Path, host: u32) {
+    let path = bundle.join("config.json");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    cfg["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    cfg["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": host, "size": 65536}]);
+    cfg["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": host, "size": 65536}]);
+    std::fs::write(&path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+}
+
+/// Every file under `dir` with its owner, as the host sees them.
+fn owners(dir: &Path) -> Vec<(PathBuf, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let m = e.path().symlink_metadata().unwrap();
+            out.push((e.path(), m.uid(), m.gid()));
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn user_namespaced_containers_share_the_layers_through_idmapped_mounts() {
+    need_root!();
+    let img = Image::new("idmaplayers");
+    // Owners, what the layers made (a whiteout, an opaque dir), a write
+    // into a lower file's dir and a copy-up, all from inside.
+    let script = "stat -c '%u:%g' /bin/busybox /etc/motd /etc/hostname /; tr -s ' ' < /proc/self/uid_map; ls /data; ls /opq; \
+                  echo w > /etc/written && echo m >> /etc/motd && stat -c '%u:%g' /etc/written /etc/motd; id -u";
+    let long = format!("{script}; sleep 30");
+    let b1 = img.bundle("u1", "latest", &long);
+    in_userns(&b1, 100_000);
+    let st = img
+        .strata()
+        .args(["run", "--detach", "--bundle"])
+        .arg(&b1)
+        .arg("idl1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "the first user-namespaced container did not start");
+    let layers = img.layer_dirs();
+    let before = owners(&img.store.join("layers"));
+    // A second container, another mapping, while the first runs.
+    let b2 = img.bundle("u2", "latest", script);
+    in_userns(&b2, 200_000);
+    let out = img.run(&b2, "idl2");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "0:0\n0:0\n0:0\n0:0\n 0 200000 65536\nb\nz\n0:0\n0:0\n0\n");
+    // The first one sees the same, through its own mapping.
+    assert!(stdout(&img.cmd(&["state", "idl1"])).contains("running"));
+    let exec = img.cmd(&["exec", "idl1", "sh", "-c", "stat -c '%u:%g' /bin/busybox /etc/written /etc/motd; tr -s ' ' < /proc/self/uid_map"]);
+    assert_eq!(stdout(&exec), "0:0\n0:0\n0:0\n 0 100000 65536\n", "{}", stderr(&exec));
+    // The store: the same layer dirs, not one file chowned or copied; the
+    // containers' writes are in their upper dirs, owned by their roots.
+    assert_eq!(img.layer_dirs(), layers);
+    assert_eq!(owners(&img.store.join("layers")), before);
+    use std::os::unix::fs::MetadataExt;
+    let upper1 = img.store.join("containers/idl1/upper/etc/written");
+    assert_eq!(std::fs::metadata(&upper1).map(|m| (m.uid(), m.gid())).ok(), Some((100_000, 100_000)), "{}", upper1.display());
+    assert!(img.cmd(&["delete", "--force", "idl1"]).status.success());
+    assert_eq!(img.containers_in_store(), 0, "a container's store dirs were left");
+    for line in std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines() {
+        assert!(!line.contains(img.base.to_str().unwrap()), "mount left behind: {line}");
+    }
+}

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 pub use bundle::bundle_from_image;
 pub use commit::commit;
 pub use digest::Digest;
-pub use overlay::{OverlayPlan, unmount};
+pub use overlay::{OverlayPlan, mount_idmapped, unmount};
 pub use store::{LayerInfo, Store};
 
 use crate::sys::SysError;

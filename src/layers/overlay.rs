@@ -122,6 +122,52 @@ pub fn mount(plan: &OverlayPlan) -> Result<(), LayerError> {
     }
 }
 
+/// The overlay of a container in a user namespace, detached (init moves it
+/// into place). The shared layers are seen through idmapped mounts: each
+/// lower dir, the init layer included, is cloned (`open_tree`) and idmapped
+/// with the container's user namespace `userns`, so a file the store keeps
+/// as the host's root shows as the container's root, and nothing is copied
+/// or chowned. The container's own upper and work dirs are chowned to
+/// `root` (the host ids of the container's uid and gid 0), so that what the
+/// container writes is its root's. The overlay is mounted by the host's
+/// root, so trusted.* xattrs (whiteouts, opaque dirs) work as they do
+/// without a user namespace.
+pub fn mount_idmapped(plan: &OverlayPlan, userns: std::os::fd::BorrowedFd<'_>, root: (u32, u32)) -> Result<std::os::fd::OwnedFd, LayerError> {
+    use std::os::fd::{AsFd, AsRawFd};
+    plan.check()?;
+    let mut trees = Vec::with_capacity(plan.lowers.len());
+    for l in &plan.lowers {
+        let what = l.display().to_string();
+        let dir = nix::fcntl::open(l, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+            .map_err(|e| LayerError::Sys(sys::err("open", &what, "O_PATH|O_DIRECTORY")(e)))?;
+        let tree = sys::mount_api::clone_tree(dir.as_fd(), &what)?;
+        sys::mount_setattr_idmap(tree.as_fd(), userns, false, &what)?;
+        trees.push(tree);
+    }
+    for d in [&plan.upper, &plan.work] {
+        std::os::unix::fs::chown(d, Some(root.0), Some(root.1))
+            .map_err(|e| LayerError::Sys(sys::io_err("chown", d)(e)))?;
+    }
+    let fs = FsContext::open("overlay")?;
+    let lowers: Vec<String> = trees.iter().map(|t| format!("/proc/self/fd/{}", t.as_raw_fd())).collect();
+    let joined = lowers.join(":");
+    if joined.len() < PAGE {
+        fs.set_string("lowerdir", joined.as_bytes())?;
+    } else {
+        for l in &lowers {
+            fs.set_string("lowerdir+", l.as_bytes())?;
+        }
+    }
+    use std::os::unix::ffi::OsStrExt;
+    fs.set_string("upperdir", plan.upper.as_os_str().as_bytes())?;
+    fs.set_string("workdir", plan.work.as_os_str().as_bytes())?;
+    for (k, v) in FIXED_OPTIONS {
+        fs.set_string(k, v.as_bytes())?;
+    }
+    fs.create()?;
+    Ok(fs.mount_detached(0)?)
+}
+
 /// Unmounts `target` (never following a symlink there). Not mounted is
 /// not an error, so that delete can be repeated; a busy mount is detached.
 pub fn unmount(target: &Path) -> Result<(), LayerError> {

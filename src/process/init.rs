@@ -103,9 +103,11 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     // Idmapped bind mounts come ready-made from the parent (see
     // linux::idmap), one per message, before Proceed.
     let mut trees = std::collections::HashMap::new();
+    let mut image_rootfs = None;
     loop {
         match chan.recv()? {
             (Msg::Proceed, _) => break,
+            (Msg::Rootfs, Some(tree)) => image_rootfs = Some(tree),
             (Msg::IdmappedMount { index }, Some(tree)) => {
                 trees.insert(index, tree);
             }
@@ -148,6 +150,12 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
         // The image's layers, stacked on the bundle's empty rootfs dir, in
         // this mount namespace only: the mount dies with the container.
         crate::layers::mount_overlay(plan).map_err(|e| InitError::Other(e.to_string()))?;
+    }
+    if let Some(tree) = image_rootfs {
+        // The same, made by the parent (idmapped layers, user namespace).
+        let dir = open(&rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(sys::err("open", rootfs.display(), "O_PATH|O_DIRECTORY"))?;
+        sys::mount_api::move_mount_onto(tree.as_fd(), dir.as_fd(), &format!("image rootfs -> {}", rootfs.display()))?;
     }
     let root = rootfs::bind_rootfs(&rootfs)?;
     let mut dev_is_bind = false;

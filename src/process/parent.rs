@@ -171,15 +171,10 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     let dir = root.reserve(&st)?;
     let mut undo =
         Undo { root, id: opts.id.clone(), child: None, cgroup_dirs: Vec::new(), scope: None, host_mounts, layers: None, resctrl_dirs: Vec::new(), armed: true };
-    let mut bundle = bundle;
-    let overlay = image_rootfs(&mut bundle, &opts.id, &opts.store, ns.userns(), &mut undo)?;
-    let host_mounts = undo.host_mounts.clone();
-    if host_mounts != st.host_mounts {
-        // A user-namespaced image rootfs is mounted on the host: record it.
-        st.host_mounts = host_mounts.clone();
-        st.rootfs = bundle.rootfs.clone();
-        root.save(&st)?;
-    }
+    let mut overlay = image_rootfs(&bundle, &opts.id, &opts.store, &mut undo)?;
+    // In a user namespace the parent makes the overlay, once init's
+    // namespace has its id maps.
+    let userns_overlay = if ns.userns() { overlay.take() } else { None };
 
     let fifo = dir.join(state::EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).map_err(sys::err("mkfifo", fifo.display(), "0600"))?;
@@ -269,6 +264,13 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     if ns.has_new(namespaces::Kind::User) {
         write_id_maps(pid, &linux)?;
     }
+    if let Some(plan) = &userns_overlay {
+        let p = format!("/proc/{pid}/ns/user");
+        let userns = namespaces::open_ns(Path::new(&p))?;
+        let root_ids = (host_id_of_root(linux.uid_mappings()), host_id_of_root(linux.gid_mappings()));
+        let tree = crate::layers::mount_idmapped(plan, userns.as_fd(), root_ids)?;
+        parent_chan.send_with_fd(&Msg::Rootfs, Some(&tree))?;
+    }
     // After the id maps: a mount without maps of its own takes init's.
     for (index, tree) in idmap::prepare(&idmaps, pid)? {
         parent_chan.send_with_fd(&Msg::IdmappedMount { index }, Some(&tree))?;
@@ -310,15 +312,13 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
 
 /// A bundle made by `strata bundle --image` names its image in annotations:
 /// the layers are made ready in the store (unpacked once, shared), and the
-/// overlay is planned on the bundle's rootfs dir. In a user namespace the
-/// overlay cannot use trusted.* xattrs, so it is mounted here, on the host,
-/// under the store (and unmounted by delete); otherwise init mounts it in
-/// the container's own mount namespace.
+/// overlay is planned on the bundle's rootfs dir. Init mounts it in the
+/// container's own mount namespace; in a user namespace the parent makes it
+/// (idmapped layers, see `layers::mount_idmapped`) and hands it to init.
 fn image_rootfs(
-    bundle: &mut spec::Bundle,
+    bundle: &spec::Bundle,
     id: &str,
     store_dir: &Path,
-    userns: bool,
     undo: &mut Undo<'_>,
 ) -> Result<Option<crate::layers::OverlayPlan>> {
     use crate::layers::{
@@ -338,12 +338,6 @@ fn image_rootfs(
     );
     undo.layers = Some(store);
     let mut plan = prepared?.plan;
-    if userns {
-        layers::mount_overlay(&plan)?;
-        undo.host_mounts.push(plan.target.clone());
-        bundle.rootfs = plan.target.clone();
-        return Ok(None);
-    }
     plan.target = bundle.rootfs.clone();
     Ok(Some(plan))
 }
@@ -412,6 +406,16 @@ fn write_id_maps(pid: Pid, linux: &oci_spec::runtime::Linux) -> Result<()> {
         proc.write(&format!("{pid}/{file}"), text.as_bytes())?;
     }
     Ok(())
+}
+
+/// The host id that a user namespace's id 0 maps to (the container's
+/// root), or the overflow id where 0 is not mapped.
+fn host_id_of_root(maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>) -> u32 {
+    maps.iter()
+        .flatten()
+        .find(|m| m.container_id() == 0 && m.size() > 0)
+        .map(|m| m.host_id())
+        .unwrap_or(65534)
 }
 
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {

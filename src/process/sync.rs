@@ -9,6 +9,9 @@
 //!   clone3(new namespaces, CLONE_INTO_CGROUP ─▶   (born in its cgroup2 cgroup)
 //!     on cgroup2)                                 write 0 to each v1 `tasks` fd
 //!   write uid_map / gid_map                       (moves itself), blocks on the socket
+//!   userns image rootfs: idmapped layers,
+//!     overlay made detached
+//!          ──── Rootfs [fd] ─────────────────▶    (kept for its mounts step)
 //!   idmapped binds: open_tree + mount_setattr
 //!          ──── IdmappedMount { index } [fd] ▶    (one per idmap/ridmap mount; kept)
 //!          ──── Proceed ─────────────────────▶    join namespaces, unshare cgroupns,
@@ -43,6 +46,9 @@ pub enum Msg {
     IdmappedMount {
         index: usize,
     },
+    /// The image rootfs of a user-namespaced container, made by the parent
+    /// as a detached overlay of idmapped layers (sent before Proceed).
+    Rootfs,
     Proceed,
     RuntimeHooks,
     /// The runtime hooks ran; `state` is the state JSON for init's own hooks.
@@ -61,6 +67,7 @@ impl Msg {
     pub fn name(&self) -> &'static str {
         match self {
             Msg::IdmappedMount { .. } => "IdmappedMount",
+            Msg::Rootfs => "Rootfs",
             Msg::Proceed => "Proceed",
             Msg::RuntimeHooks => "RuntimeHooks",
             Msg::HooksDone { .. } => "HooksDone",
