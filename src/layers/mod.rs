@@ -122,8 +122,8 @@ pub fn prepare_rootfs(
             config: image.config_digest.to_string(),
         };
         store.write_refs(container_id, &refs)?;
-        let mut links = Vec::with_capacity(chain_ids.len());
-        for (i, layer) in image.layers.iter().enumerate() {
+        let ensure = |i: usize| -> Result<()> {
+            let layer = &image.layers[i];
             let parent = i.checked_sub(1).map(|p| &chain_ids[p]);
             let blob = apply::BlobCheck {
                 path: &image.blob_path(&layer.digest),
@@ -133,8 +133,14 @@ pub fn prepare_rootfs(
                 size: (layer.size > 0).then_some(layer.size),
             };
             store.ensure_layer(&held, &chain_ids[i], parent, &layer.diff_id, |dir| apply::apply_layer(blob, dir).map(|a| a.size))?;
-            links.push(store.link_path(&chain_ids[i]));
-        }
+            Ok(())
+        };
+        // Present layers only get their `l/` link checked; the missing ones
+        // are unpacked side by side.
+        let (present, missing): (Vec<usize>, Vec<usize>) = (0..chain_ids.len()).partition(|i| store.has_layer(&chain_ids[*i]));
+        present.iter().try_for_each(|i| ensure(*i))?;
+        unpack_all(&missing, unpack_jobs(), ensure)?;
+        let links: Vec<PathBuf> = chain_ids.iter().map(|c| store.link_path(c)).collect();
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         init::write_init_layer(&dirs.init, &init::init_entries(hostname, annotations, &host_resolv))?;
         let plan = OverlayPlan::new(dirs.init.clone(), &links, dirs.upper.clone(), dirs.work.clone(), dirs.merged.clone());
@@ -150,6 +156,51 @@ pub fn prepare_rootfs(
         let _ = store.remove_container(container_id);
     }
     result
+}
+
+/// Runs `ensure` for each of `layers` (the missing ones, by index), at most
+/// `jobs` at a time (one per core): a layer is its own directory, so layers unpack
+/// independently, each into its own temp dir, verified and renamed into
+/// place on its own (`Store::ensure_layer`, whose per-layer lock still makes
+/// concurrent creates unpack a layer once). One layer runs here, with no
+/// thread. The workers are joined before this returns, so the process is
+/// single-threaded again when `create` clones init. The first error (in
+/// layer order) is returned, after every worker has stopped; the others
+/// stop taking new layers once one has failed.
+fn unpack_all(layers: &[usize], jobs: usize, ensure: impl Fn(usize) -> Result<()> + Sync) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let workers = jobs.min(layers.len());
+    if workers <= 1 {
+        return layers.iter().try_for_each(|i| ensure(*i));
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let errors = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let Some(&i) = layers.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+                    if let Err(e) = ensure(i) {
+                        failed.store(true, Ordering::Relaxed);
+                        errors.lock().unwrap_or_else(|p| p.into_inner()).push((i, e));
+                    }
+                }
+            });
+        }
+    });
+    let mut errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
+    errors.sort_by_key(|(i, _)| *i);
+    errors.into_iter().next().map_or(Ok(()), |(_, e)| Err(e))
+}
+
+/// How many layers unpack at once: `STRATA_UNPACK_JOBS` if set (1 gives
+/// the sequential unpack, for comparison), else the number of cores.
+fn unpack_jobs() -> usize {
+    match std::env::var("STRATA_UNPACK_JOBS").ok().and_then(|v| v.parse::<usize>().ok()) {
+        Some(n) if n > 0 => n,
+        _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
 }
 
 /// Mounts a prepared rootfs on `plan.target`.

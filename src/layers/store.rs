@@ -160,6 +160,11 @@ impl Store {
         Ok(StoreLock(flock(&self.root.join("locks/store.lock"), FlockArg::LockExclusive, "LOCK_EX")?))
     }
 
+    /// Whether the layer `chain` is unpacked (its meta.json is written last).
+    pub fn has_layer(&self, chain: &Digest) -> bool {
+        self.layer_dir(chain).join("meta.json").exists()
+    }
+
     /// The layer's meta.json, `None` if the layer is not in the store.
     pub fn layer_meta(&self, chain: &Digest) -> Result<Option<LayerMeta>, LayerError> {
         let path = self.layer_dir(chain).join("meta.json");

@@ -134,3 +134,43 @@ fn mount_commit_and_reuse() {
     remove_container(&s.0, "m1").unwrap();
     remove_container(&s.0, "m2").unwrap();
 }
+
+#[test]
+fn unpack_all_runs_each_layer_once_side_by_side_and_reports_the_first_error() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let running = AtomicUsize::new(0);
+    let most = AtomicUsize::new(0);
+    let done = Mutex::new(Vec::new());
+    let layers: Vec<usize> = (0..7).collect();
+    unpack_all(&layers, 3, |i| {
+        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+        most.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        running.fetch_sub(1, Ordering::SeqCst);
+        done.lock().unwrap().push(i);
+        Ok(())
+    })
+    .unwrap();
+    let mut done = done.into_inner().unwrap();
+    done.sort();
+    assert_eq!(done, layers, "each layer exactly once");
+    assert_eq!(most.load(Ordering::SeqCst), 3, "three at a time");
+    // Failures: the lowest failing layer's error, whichever failed first.
+    let e = unpack_all(&layers, 3, |i| {
+        std::thread::sleep(std::time::Duration::from_millis(if i == 1 { 40 } else { 5 }));
+        if i == 1 || i == 2 { Err(LayerError::Plan(format!("layer {i}"))) } else { Ok(()) }
+    })
+    .unwrap_err();
+    assert_eq!(e.to_string(), LayerError::Plan("layer 1".into()).to_string());
+    // One job: in order, on this thread.
+    let order = Mutex::new(Vec::new());
+    let me = std::thread::current().id();
+    unpack_all(&layers, 1, |i| {
+        assert_eq!(std::thread::current().id(), me);
+        order.lock().unwrap().push(i);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(order.into_inner().unwrap(), layers);
+}
