@@ -183,6 +183,46 @@ pub fn without_unset(res: &LinuxResources) -> LinuxResources {
     serde_json::from_value(v).unwrap_or_else(|_| res.clone())
 }
 
+/// The v1 controllers that `res` asks something of, each with the field
+/// that asks (after zero-means-unset values were taken out).
+fn requested_v1(res: &LinuxResources) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    if let Some(m) = res.memory() {
+        let asks = m.limit().is_some() || m.reservation().is_some() || m.swap().is_some() || m.swappiness().is_some();
+        if asks || m.disable_oom_killer() == Some(true) {
+            out.push(("memory", "memory"));
+        }
+    }
+    if let Some(c) = res.cpu() {
+        let cfs = [c.period().is_some(), c.quota().is_some(), c.burst().is_some(), c.idle().is_some()];
+        let rt = [c.realtime_period().is_some(), c.realtime_runtime().is_some()];
+        if c.shares().is_some() || cfs.into_iter().chain(rt).any(|x| x) {
+            out.push(("cpu", "cpu"));
+        }
+        if c.cpus().is_some() || c.mems().is_some() {
+            out.push(("cpuset", "cpu.cpus/mems"));
+        }
+    }
+    if res.pids().is_some() {
+        out.push(("pids", "pids"));
+    }
+    if res.hugepage_limits().as_ref().is_some_and(|l| !l.is_empty()) {
+        out.push(("hugetlb", "hugepageLimits"));
+    }
+    if let Some(n) = res.network() {
+        if n.class_id().is_some() {
+            out.push(("net_cls", "network.classID"));
+        }
+        if n.priorities().as_ref().is_some_and(|p| !p.is_empty()) {
+            out.push(("net_prio", "network.priorities"));
+        }
+    }
+    if res.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
+        out.push(("rdma", "rdma"));
+    }
+    out
+}
+
 /// The files and values that set `res` on the placement's hierarchies.
 /// `extra_allow` holds device rules (v1 syntax) always allowed after the
 /// spec's own: the default devices and `linux.devices`, as runc does.
@@ -194,9 +234,17 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
         if res.unified().as_ref().is_some_and(|u| !u.is_empty()) {
             return Err(CgroupError::Invalid("linux.resources.unified needs cgroup v2; this host's limits are on cgroup v1".into()));
         }
-        if res.rdma().as_ref().is_some_and(|r| !r.is_empty()) && !p.hierarchies.iter().any(|h| h.has("rdma")) {
-            return Err(CgroupError::Invalid("linux.resources.rdma: no rdma cgroup controller is mounted".into()));
+        // A limit whose controller this host does not mount would be
+        // silently dropped: refuse it, naming the field (as runc does).
+        for (controller, field) in requested_v1(res) {
+            if !p.hierarchies.iter().any(|h| !h.v2 && h.has(controller)) {
+                return Err(CgroupError::Invalid(format!("linux.resources.{field}: no {controller} cgroup controller is mounted on this host")));
+            }
         }
+    } else if res.network().as_ref().is_some_and(|n| n.class_id().is_some() || n.priorities().as_ref().is_some_and(|p| !p.is_empty())) {
+        return Err(CgroupError::Invalid(
+            "linux.resources.network: net_cls and net_prio are cgroup v1 controllers; cgroup v2 has neither".into(),
+        ));
     }
     for (h, dir) in p.hierarchies.iter().zip(&p.dirs) {
         let mut w = |file: &str, v: String| out.push(Write { path: dir.join(file), value: v });
@@ -491,6 +539,11 @@ mod tests {
             .collect()
     }
 
+    fn named_writes_err(hier: &[Hierarchy], res: &LinuxResources) -> String {
+        let p = placement(hier, Some(Path::new("/x")), "c").unwrap();
+        resource_writes(&p, Some(res), &[]).unwrap_err().to_string()
+    }
+
     /// The value written to file `f`, and its position among the writes.
     fn written<'a>(w: &'a [(String, String)], f: &str) -> (usize, &'a str) {
         let i = w.iter().position(|(n, _)| n == f).unwrap_or_else(|| panic!("{f} not in {w:?}"));
@@ -522,10 +575,15 @@ mod tests {
         assert!(!p.v2);
         assert_eq!(p.dirs[3], PathBuf::from("/sys/fs/cgroup/unified/strata-c1"));
         // Limits go to v1 only; the cgroup2 has no controllers.
-        let res: LinuxResources = serde_json::from_str(r#"{"memory":{"limit":1048576},"pids":{"limit":5}}"#).unwrap();
+        let res: LinuxResources = serde_json::from_str(r#"{"memory":{"limit":1048576}}"#).unwrap();
         let w = resource_writes(&p, Some(&res), &[]).unwrap();
         assert!(!w.is_empty());
         assert!(w.iter().all(|w| !w.path.starts_with("/sys/fs/cgroup/unified")), "{w:?}");
+        // A limit for a controller this host does not mount is refused,
+        // naming the field, not dropped.
+        let res: LinuxResources = serde_json::from_str(r#"{"memory":{"limit":1048576},"pids":{"limit":5}}"#).unwrap();
+        let e = resource_writes(&p, Some(&res), &[]).unwrap_err().to_string();
+        assert!(e.contains("linux.resources.pids: no pids cgroup controller"), "{e}");
         // v1 without a cgroup2 mount: no extra hierarchy.
         let no_unified: String = HYBRID.lines().filter(|l| !l.contains("cgroup2")).map(|l| format!("{l}\n")).collect();
         assert_eq!(mounted_hierarchies(&no_unified, SELF).len(), 3);
@@ -591,7 +649,8 @@ mod tests {
                 "devices":[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":1,"minor":3,"access":"rw"}]}"#,
         )
         .unwrap();
-        let h = mounted_hierarchies(HYBRID, SELF);
+        let mut h = mounted_hierarchies(HYBRID, SELF);
+        h.push(v1_hier(&["pids"]));
         let p = placement(&h, Some(Path::new("/x")), "c").unwrap();
         let w = resource_writes(&p, Some(&res), &[]).unwrap();
         let get = |f: &str| w.iter().find(|w| w.path.ends_with(f)).map(|w| w.value.clone());
@@ -627,8 +686,14 @@ mod tests {
         ] {
             assert!(got.contains(&(want.0.to_string(), want.1.to_string())), "{want:?} not in {got:?}");
         }
+        let missing = named_writes_err(&[v1_hier(&["blkio"]), v1_hier(&["net_cls", "net_prio"])], &res);
+        assert!(missing.contains("linux.resources.hugepageLimits: no hugetlb cgroup controller"), "{missing}");
         let v2h = vec![Hierarchy { mountpoint: "/sys/fs/cgroup".into(), controllers: vec![], v2: true, own: "/".into() }];
         let p2 = placement(&v2h, Some(Path::new("/x")), "c").unwrap();
+        let e = resource_writes(&p2, Some(&res), &[]).unwrap_err().to_string();
+        assert!(e.contains("linux.resources.network"), "{e}");
+        let mut res = res;
+        res.set_network(None);
         let w2 = resource_writes(&p2, Some(&res), &[]).unwrap();
         let got2: Vec<String> = w2.iter().map(|w| w.value.clone()).collect();
         assert!(got2.contains(&"8:0 rbps=1048576".to_string()), "{got2:?}");

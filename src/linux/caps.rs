@@ -13,6 +13,8 @@ pub enum CapsError {
     Unknown(String),
     #[error("{op} {set:?}: {msg}")]
     Apply { op: &'static str, set: CapSet, msg: String },
+    #[error("process.capabilities: {caps} not in this runtime's bounding set (the host withholds them), so the container cannot have them")]
+    Unavailable { caps: String },
 }
 
 /// The sets as the caps crate's types; `None` leaves a set as it is empty.
@@ -47,6 +49,24 @@ pub fn plan(c: Option<&LinuxCapabilities>) -> Result<CapPlan, CapsError> {
 
 fn fail(op: &'static str, set: CapSet) -> impl FnOnce(caps::errors::CapsError) -> CapsError {
     move |e| CapsError::Apply { op, set, msg: e.to_string() }
+}
+
+/// Refuses, at `create`, capabilities that the container could never hold
+/// because strata's own bounding set lacks them (a host may withhold some
+/// from root, CAP_SYS_RESOURCE for instance): setting them would fail in
+/// init after `start`, or the execve would silently drop them. The bounding
+/// list itself only takes away, so it may name more.
+pub fn check_available(plan: &CapPlan) -> Result<(), CapsError> {
+    let own = caps::read(None, CapSet::Bounding).map_err(fail("read", CapSet::Bounding))?;
+    let mut missing: Vec<String> = [&plan.effective, &plan.permitted, &plan.inheritable, &plan.ambient]
+        .into_iter()
+        .flatten()
+        .filter(|c| !own.contains(c))
+        .map(|c| c.to_string())
+        .collect();
+    missing.sort();
+    missing.dedup();
+    if missing.is_empty() { Ok(()) } else { Err(CapsError::Unavailable { caps: missing.join(", ") }) }
 }
 
 /// Drops every capability the kernel knows that is not in the bounding set.

@@ -118,6 +118,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     }
     let filter = seccomp_profile.as_ref().map(seccomp::compile).transpose().map_err(|e| ExecError::Invalid(e.to_string()))?;
     let cap_plan = caps::plan(process.capabilities().as_ref()).map_err(|e| ExecError::Invalid(e.to_string()))?;
+    caps::check_available(&cap_plan).map_err(|e| ExecError::Invalid(e.to_string()))?;
     let sched = crate::linux::sched::plan(&process, true).map_err(ExecError::Invalid)?;
     if let Some(list) = process.exec_cpu_affinity().as_ref().and_then(|a| a.initial().clone()) {
         // Set here, before the clone: the child holds it from birth, before
