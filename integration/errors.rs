@@ -138,9 +138,12 @@ fn capabilities_the_host_withholds_are_refused_at_create_and_exec() {
 #[test]
 fn limits_of_controllers_the_host_lacks_are_refused() {
     need_root!();
-    let mounted = |c: &str| std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().any(|l| {
-        l.split_once(" - ").is_some_and(|(_, post)| post.starts_with("cgroup ") && post.split([',', ' ']).any(|o| o == c))
-    });
+    let mounted = |c: &str| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.split_once(" - ").is_some_and(|(_, post)| post.starts_with("cgroup ") && post.split([',', ' ']).any(|o| o == c)))
+    };
     let mut tried = 0;
     for (controller, field, value) in [
         ("hugetlb", "hugepageLimits", json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]})),

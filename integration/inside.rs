@@ -552,7 +552,10 @@ fn idmapped_mounts_show_owners_through_their_mappings() {
 
     // What cannot be idmapped fails create, naming the mount.
     let mut b = Bundle::sh("idmapbad", "true");
-    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/mnt", "type": "bind", "source": "/tmp", "options": ["bind", "idmap"]}));
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/mnt", "type": "bind", "source": "/tmp", "options": ["bind", "idmap"]}));
     let out = b.create();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("mount /mnt: idmap"), "{}", String::from_utf8_lossy(&out.stderr));

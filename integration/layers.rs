@@ -485,7 +485,8 @@ fn user_namespaced_containers_share_the_layers_through_idmapped_mounts() {
     assert_eq!(stdout(&out), "0:0\n0:0\n0:0\n0:0\n 0 200000 65536\nb\nz\n0:0\n0:0\n0\n");
     // The first one sees the same, through its own mapping.
     assert!(stdout(&img.cmd(&["state", "idl1"])).contains("running"));
-    let exec = img.cmd(&["exec", "idl1", "sh", "-c", "stat -c '%u:%g' /bin/busybox /etc/written /etc/motd; tr -s ' ' < /proc/self/uid_map"]);
+    let exec =
+        img.cmd(&["exec", "idl1", "sh", "-c", "stat -c '%u:%g' /bin/busybox /etc/written /etc/motd; tr -s ' ' < /proc/self/uid_map"]);
     assert_eq!(stdout(&exec), "0:0\n0:0\n0:0\n 0 100000 65536\n", "{}", stderr(&exec));
     // The store: the same layer dirs, not one file chowned or copied; the
     // containers' writes are in their upper dirs, owned by their roots.
@@ -499,4 +500,105 @@ fn user_namespaced_containers_share_the_layers_through_idmapped_mounts() {
     for line in std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines() {
         assert!(!line.contains(img.base.to_str().unwrap()), "mount left behind: {line}");
     }
+}
+
+/// `skopeo copy` from the test layout to `dest` (a transport reference).
+fn skopeo(args: &[&str]) {
+    let out = Command::new("skopeo").arg("copy").arg("-q").args(args).output().expect("skopeo (hack/setup installs it)");
+    assert!(out.status.success(), "skopeo copy {args:?}: {}", stderr(&out));
+}
+
+#[test]
+fn archives_are_read_in_place_and_share_the_layers() {
+    need_root!();
+    let img = Image::new("archives");
+    let b = |name: &str| img.base.join(name).display().to_string();
+    let src = format!("oci:{}:latest", img.layout.display());
+    // gzip (as the layout has it), zstd, uncompressed; and docker-archive.
+    skopeo(&[&src, &format!("oci-archive:{}:latest", b("gz.tar"))]);
+    skopeo(&["--dest-compress", "--dest-compress-format", "zstd", &src, &format!("oci-archive:{}:latest", b("zst.tar"))]);
+    skopeo(&["--dest-decompress", &src, &format!("dir:{}", b("plain.dir"))]);
+    skopeo(&[
+        "--dest-oci-accept-uncompressed-layers",
+        &format!("dir:{}", b("plain.dir")),
+        &format!("oci-archive:{}:latest", b("plain.tar")),
+    ]);
+    skopeo(&[&src, &format!("docker-archive:{}:localhost/bb:latest", b("docker.tar"))]);
+    let zst = std::fs::read(b("zst.tar")).unwrap();
+    assert!(zst.windows(4).any(|w| w == [0x28, 0xb5, 0x2f, 0xfd]), "skopeo wrote no zstd layer");
+    let refs = [
+        format!("oci-archive:{}:latest", b("gz.tar")),
+        format!("oci-archive:{}:latest", b("zst.tar")),
+        format!("oci-archive:{}:latest", b("plain.tar")),
+        format!("docker-archive:{}:localhost/bb:latest", b("docker.tar")),
+        format!("docker-archive:{}", b("docker.tar")),
+    ];
+    for (i, r) in refs.iter().enumerate() {
+        let dir = img.base.join(format!("arc{i}"));
+        let out = img.strata().args(["bundle", "--image", r]).arg(&dir).output().unwrap();
+        assert!(out.status.success(), "bundle --image {r}: {}", stderr(&out));
+        let path = dir.join("config.json");
+        let mut cfg: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        cfg["process"]["args"] = json!(["sh", "-c", "ls /data; ls /opq; cat /etc/motd; echo w > /written && cat /written"]);
+        std::fs::write(&path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+        let out = img.run(&dir, &format!("arc{i}"));
+        // Whiteouts and the opaque dir from the layers, a write on top.
+        assert_eq!(stdout(&out), "b\nz\nlayer 3 motd\nw\n", "{r}: {}", stderr(&out));
+        // One image however it was packed: the same three layers, unpacked once.
+        assert_eq!(img.layer_dirs().len(), 3, "{r}: the store has {:?}", img.layer_dirs());
+    }
+    // Nothing was extracted beside the archives.
+    let left: Vec<_> = std::fs::read_dir(&img.base).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(
+        left.iter().all(|n| n.ends_with(".tar")
+            || n.ends_with(".dir")
+            || n.starts_with("arc")
+            || ["layout", "store", "state"].contains(&n.as_str())),
+        "{left:?}"
+    );
+
+    // A truncated archive and a corrupt one are refused, with nothing
+    // written: no bundle, no layer, no container dirs.
+    let gz = std::fs::read(b("gz.tar")).unwrap();
+    std::fs::write(b("short.tar"), &gz[..gz.len() / 2]).unwrap();
+    let mut bad = gz.clone();
+    let at = bad.len() / 3;
+    for x in &mut bad[at..at + 512] {
+        *x ^= 0x5a;
+    }
+    std::fs::write(b("corrupt.tar"), &bad).unwrap();
+    let fresh = Image { base: img.base.clone(), layout: img.layout.clone(), store: img.base.join("store2"), root: img.base.join("state2") };
+    for name in ["short.tar", "corrupt.tar"] {
+        let dir = img.base.join(format!("bad-{name}"));
+        let out = fresh.strata().args(["bundle", "--image", &format!("oci-archive:{}:latest", b(name))]).arg(&dir).output().unwrap();
+        if out.status.success() {
+            // The index and config may be intact: then create must refuse.
+            let out = fresh.run(&dir, "bad");
+            assert!(!out.status.success(), "{name} ran");
+            let err = stderr(&out);
+            assert!(err.contains(&b(name)) || err.contains("sha256:"), "{name}: {err}");
+        } else {
+            assert!(stderr(&out).contains(&b(name)), "{name}: {}", stderr(&out));
+            assert!(!dir.join("config.json").exists(), "{name}: a bundle was written");
+        }
+        assert!(std::fs::read_dir(fresh.store.join("layers")).map(|r| r.count()).unwrap_or(0) < 3, "{name}: a bad layer was stored");
+        assert_eq!(fresh.containers_in_store(), 0);
+    }
+    // (No Drop for `fresh`: `img`'s removes the whole base.)
+    std::mem::forget(fresh);
+
+    // commit needs a layout directory as its source: a clear error.
+    let dir = img.base.join("arc0");
+    let st = img
+        .strata()
+        .args(["run", "--detach", "--bundle"])
+        .arg(&dir)
+        .arg("arcc")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = img.cmd(&["commit", "arcc", &format!("{}:v9", img.layout.display())]);
+    assert!(!out.status.success() && stderr(&out).contains("not from an OCI layout directory"), "{}", stderr(&out));
 }

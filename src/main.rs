@@ -227,9 +227,10 @@ enum Cmd {
         interval: String,
         id: String,
     },
-    /// Make a bundle from an OCI image layout: config.json from the image, an empty rootfs/.
+    /// Make a bundle from an image: config.json from the image, an empty rootfs/.
     Bundle {
-        /// LAYOUT[:REF] (an OCI image layout directory and a ref name or manifest digest).
+        /// [oci:]DIR[:REF] (an OCI image layout directory), oci-archive:FILE[:REF]
+        /// or docker-archive:FILE[:NAME:TAG] (`docker save` / `podman save` output).
         #[arg(long)]
         image: String,
         dir: PathBuf,
@@ -410,12 +411,10 @@ fn dispatch(cli: Cli) -> Result<u8> {
             std::fs::write(&path, text + "\n").with_context(|| format!("spec: write {}", path.display()))?;
         }
         Cmd::Bundle { image, dir } => {
-            let (layout, reference) = split_image_ref(&image);
             let mut base = strata::defaults::spec(false);
             base["process"]["terminal"] = serde_json::json!(false);
             std::fs::create_dir_all(&dir).with_context(|| format!("bundle: mkdir {}", dir.display()))?;
-            strata::layers::bundle_from_image(Path::new(layout), reference, &dir, base)
-                .with_context(|| format!("bundle --image {image}"))?;
+            strata::layers::bundle_from_image(&image, &dir, base).with_context(|| format!("bundle --image {image}"))?;
         }
         Cmd::Layers { cmd } => {
             let store = strata::layers::Store::open(&g.store).with_context(|| format!("layer store {}", g.store.display()))?;
@@ -443,7 +442,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             }
         }
         Cmd::Commit { id, target } => {
-            let (layout, reference) = split_image_ref(&target);
+            let (layout, reference) = strata::layers::layout::split_ref(&target);
             let reference = reference.context("commit: give the new image as LAYOUT:REF")?;
             let (st, s) = container::load(&root, &id).with_context(|| format!("commit {id}"))?;
             if s == Status::Running {
@@ -568,18 +567,6 @@ fn update_patch(a: &UpdateArgs) -> Result<serde_json::Value> {
         set(&["blockIO", "weight"], x.into());
     }
     Ok(v)
-}
-
-/// `LAYOUT[:REF]`: REF is a manifest digest (`sha256:...`) or what follows
-/// the last ':' when that has no '/'.
-fn split_image_ref(s: &str) -> (&str, Option<&str>) {
-    if let Some(i) = s.find(":sha256:") {
-        return (&s[..i], Some(&s[i + 1..]));
-    }
-    match s.rsplit_once(':') {
-        Some((l, r)) if !(r.contains('/') || l.is_empty() || r.is_empty()) => (l, Some(r)),
-        _ => (s, None),
-    }
 }
 
 fn create_opts(a: &CreateArgs, foreground: bool, g: &Global) -> CreateOpts {
@@ -721,11 +708,7 @@ mod tests {
     }
 
     #[test]
-    fn image_refs() {
-        assert_eq!(split_image_ref("/img:latest"), ("/img", Some("latest")));
-        assert_eq!(split_image_ref("/img"), ("/img", None));
-        assert_eq!(split_image_ref("/img:sha256:abc"), ("/img", Some("sha256:abc")));
-        assert_eq!(split_image_ref("./a:b/c"), ("./a:b/c", None));
+    fn sizes() {
         assert_eq!(parse_size("512m").unwrap(), 512 << 20);
         assert_eq!(parse_size("-1").unwrap(), -1);
         assert!(parse_size("lots").is_err());

@@ -238,7 +238,9 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
         // silently dropped: refuse it, naming the field (as runc does).
         for (controller, field) in requested_v1(res) {
             if !p.hierarchies.iter().any(|h| !h.v2 && h.has(controller)) {
-                return Err(CgroupError::Invalid(format!("linux.resources.{field}: no {controller} cgroup controller is mounted on this host")));
+                return Err(CgroupError::Invalid(format!(
+                    "linux.resources.{field}: no {controller} cgroup controller is mounted on this host"
+                )));
             }
         }
     } else if res.network().as_ref().is_some_and(|n| n.class_id().is_some() || n.priorities().as_ref().is_some_and(|p| !p.is_empty())) {

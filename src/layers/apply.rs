@@ -31,6 +31,7 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, 
 use super::LayerError;
 use super::digest::{Digest, HashReader};
 use super::guard;
+use super::layout::BlobSource;
 use crate::sys::xattr as sysxattr;
 
 pub use super::difftar::{DiffTar, diff_to_tar};
@@ -108,16 +109,17 @@ impl Read for Decoder {
 
 /// The blob's decompressed stream, read through `guard::capped`: at most
 /// `size` + 1 bytes of the blob file.
-fn open_decoder(file: File, media_type: &str, size: Option<u64>) -> io::Result<Decoder> {
-    let mut compressed = BufReader::with_capacity(READ_BUF, HashReader::new(guard::capped(file, size)));
+fn open_decoder(file: File, media_type: &str, limit: u64) -> io::Result<Decoder> {
+    let mut compressed = BufReader::with_capacity(READ_BUF, HashReader::new(file.take(limit)));
     let kind = Compression::detect(media_type, compressed.fill_buf()?);
     Decoder::new(kind, compressed)
 }
 
 /// The uncompressed tar stream of a layer blob (no digest checks: for
 /// reading a few files, as `bundle` does).
-pub fn open_layer_stream(path: &Path, media_type: &str, size: Option<u64>) -> io::Result<impl Read + use<>> {
-    Ok(guard::TarGuard::new(open_decoder(guard::open_blob(path)?, media_type, size)?))
+pub fn open_layer_stream(blob: &BlobSource, media_type: &str, size: Option<u64>) -> io::Result<impl Read + use<>> {
+    let (file, _) = blob.open()?;
+    Ok(guard::TarGuard::new(open_decoder(file, media_type, blob.read_limit(size))?))
 }
 
 /// What unpacking a layer produced.
@@ -131,9 +133,11 @@ pub struct Applied {
 /// The blob being unpacked and what it must hash to.
 #[derive(Debug, Clone, Copy)]
 pub struct BlobCheck<'a> {
-    pub path: &'a Path,
+    pub source: &'a BlobSource,
     pub media_type: &'a str,
-    pub digest: &'a Digest,
+    /// `None` where the image gives no digest (a docker-archive's layer
+    /// tars): then the diff_id is all there is to check.
+    pub digest: Option<&'a Digest>,
     pub diff_id: &'a Digest,
     /// The size the manifest gives, if any.
     pub size: Option<u64>,
@@ -143,18 +147,18 @@ pub struct BlobCheck<'a> {
 /// nobody else writes to). On error `dest` holds a partial layer: the
 /// caller unpacks into a temp dir and throws it away.
 pub fn apply_layer(blob: BlobCheck<'_>, dest: &Path) -> Result<Applied, LayerError> {
-    let label = blob.digest.to_string();
+    let label = blob.digest.unwrap_or(blob.diff_id).to_string();
     let io_err = |op: &'static str| {
         let label = label.clone();
         move |e: io::Error| LayerError::Entry { blob: label, entry: String::new(), msg: format!("{op}: {e}") }
     };
-    let file = guard::open_blob(blob.path).map_err(|source| LayerError::Io { op: "open", path: blob.path.to_path_buf(), source })?;
-    // A regular file (open_blob): its length is known before a byte is read.
-    let len = file.metadata().map_err(|source| LayerError::Io { op: "stat", path: blob.path.to_path_buf(), source })?.len();
+    // Its length is known before a byte is read (a regular file, or an
+    // archive member).
+    let (file, len) = blob.source.open().map_err(|source| LayerError::Io { op: "open", path: blob.source.display(), source })?;
     if let Some(expected) = blob.size.filter(|&s| s != len) {
         return Err(LayerError::Mismatch { blob: label, what: "size", expected: expected.to_string(), actual: len.to_string() });
     }
-    let decoder = open_decoder(file, blob.media_type, blob.size).map_err(io_err("read"))?;
+    let decoder = open_decoder(file, blob.media_type, blob.source.read_limit(blob.size)).map_err(io_err("read"))?;
     let mut archive = tar::Archive::new(HashReader::new(guard::TarGuard::new(decoder)));
     let root = nix::fcntl::open(dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| LayerError::Sys(crate::sys::err("open", dest.display(), "O_DIRECTORY")(e)))?;
@@ -172,8 +176,8 @@ pub fn apply_layer(blob: BlobCheck<'_>, dest: &Path) -> Result<Applied, LayerErr
         expected: expected.to_string(),
         actual: actual.to_string(),
     };
-    if &digest != blob.digest {
-        return Err(mismatch("digest", blob.digest, digest));
+    if let Some(expected) = blob.digest.filter(|d| **d != digest) {
+        return Err(mismatch("digest", expected, digest));
     }
     if &diff_id != blob.diff_id {
         return Err(mismatch("diff_id", blob.diff_id, diff_id));

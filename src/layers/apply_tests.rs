@@ -94,6 +94,7 @@ pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
 /// A blob written to a temp file, with its true digest and diff_id.
 pub(crate) struct Blob {
     pub path: PathBuf,
+    pub source: crate::layers::layout::BlobSource,
     pub media_type: &'static str,
     pub digest: Digest,
     pub diff_id: Digest,
@@ -108,7 +109,13 @@ impl Drop for Blob {
 pub(crate) fn blob(tar: &[u8], media_type: &'static str, compressed: Vec<u8>) -> Blob {
     let path = std::env::temp_dir().join(format!("strata-blob-{}", unique_name()));
     std::fs::write(&path, &compressed).unwrap();
-    Blob { path, media_type, digest: Digest::of(&compressed), diff_id: Digest::of(tar) }
+    Blob {
+        source: crate::layers::layout::BlobSource::File(path.clone()),
+        path,
+        media_type,
+        digest: Digest::of(&compressed),
+        diff_id: Digest::of(tar),
+    }
 }
 
 fn gz_blob(tar: &[u8]) -> Blob {
@@ -116,7 +123,7 @@ fn gz_blob(tar: &[u8]) -> Blob {
 }
 
 fn check(b: &Blob) -> BlobCheck<'_> {
-    BlobCheck { path: &b.path, media_type: b.media_type, digest: &b.digest, diff_id: &b.diff_id, size: None }
+    BlobCheck { source: &b.source, media_type: b.media_type, digest: Some(&b.digest), diff_id: &b.diff_id, size: None }
 }
 
 fn tmp_dir(tag: &str) -> PathBuf {

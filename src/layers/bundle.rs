@@ -19,8 +19,12 @@ pub const ANN_LAYOUT: &str = "dev.strata.image.layout";
 pub const ANN_REF: &str = "dev.strata.image.ref";
 const MAX_FILE: u64 = 4 << 20;
 
-pub fn bundle_from_image(layout: &Path, reference: Option<&str>, bundle_dir: &Path, base_spec: Value) -> Result<()> {
-    let image = layout::resolve(layout, reference)?;
+/// `image` is a reference in transport syntax (see `layout::Source::open`):
+/// `[oci:]DIR[:REF]`, `oci-archive:FILE[:REF]` or
+/// `docker-archive:FILE[:NAME:TAG]`.
+pub fn bundle_from_image(image: &str, bundle_dir: &Path, base_spec: Value) -> Result<()> {
+    let (source, reference) = layout::Source::open(image)?;
+    let image = layout::resolve_in(source, reference.as_deref())?;
     let spec = image_spec(&image, base_spec)?;
     let io = |op, path: &Path| {
         let path = path.to_path_buf();
@@ -63,7 +67,7 @@ fn image_spec(image: &Image, mut spec: Value) -> Result<Value> {
     for (k, v) in cfg.labels.iter().flatten() {
         ann[k] = json!(v);
     }
-    ann[ANN_LAYOUT] = json!(image.layout.display().to_string());
+    ann[ANN_LAYOUT] = json!(image.source.name());
     ann[ANN_REF] = json!(image.manifest_digest.to_string());
     spec["root"] = json!({"path": "rootfs", "readonly": false});
     Ok(spec)
@@ -152,10 +156,10 @@ pub fn read_image_files(image: &Image, wanted: &[&str]) -> Result<HashMap<String
         if state.iter().all(|s| *s != Lookup::Unknown) {
             break;
         }
-        let label = layer.digest.to_string();
+        let label = layer.label();
         let err = |e: std::io::Error| LayerError::Blob { digest: label.clone(), msg: format!("read: {e}") };
         let size = (layer.size > 0).then_some(layer.size);
-        let stream = apply::open_layer_stream(&image.blob_path(&layer.digest), &layer.media_type, size).map_err(err)?;
+        let stream = apply::open_layer_stream(&layer.blob, &layer.media_type, size).map_err(err)?;
         let mut archive = tar::Archive::new(stream);
         let mut hidden = vec![false; wanted.len()];
         for entry in archive.entries().map_err(err)? {

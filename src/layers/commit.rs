@@ -21,6 +21,15 @@ const MT_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar
 /// `layout` as `new_ref`. Returns the new manifest's digest.
 pub fn commit(store: &Store, container_id: &str, upper_dir: &Path, layout: &Path, new_ref: &str) -> Result<String> {
     let refs = store.read_refs(container_id)?.ok_or_else(|| LayerError::NotFound(container_id.to_string()))?;
+    if !refs.layout.is_dir() {
+        // An archive source (`oci-archive:`, `docker-archive:`): its base
+        // layers would have to be copied out of it first.
+        return Err(LayerError::Plan(format!(
+            "commit: container {container_id} was made from {}, not from an OCI layout directory; \
+             copy the image into one (skopeo copy ... oci:DIR:REF) and create from that to commit",
+            refs.layout.display()
+        )));
+    }
     let mut manifest: Value = layout::parse_json_blob(&refs.layout, &Digest::parse(&refs.manifest)?)?;
     let mut config: Value = layout::parse_json_blob(&refs.layout, &Digest::parse(&refs.config)?)?;
     if !same_dir(&refs.layout, layout) {

@@ -19,6 +19,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use super::LayerError;
+use super::archive::Archive;
 use super::digest::{Digest, HashWriter};
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -121,26 +122,168 @@ pub struct ImageConfig {
 /// One layer of a resolved image, bottom first.
 #[derive(Debug, Clone)]
 pub struct LayerRef {
-    pub digest: Digest,
+    /// The blob's digest; `None` where the image does not give one (the
+    /// layer tars of a docker-archive: their diff_id is checked).
+    pub digest: Option<Digest>,
     pub diff_id: Digest,
     pub media_type: String,
     pub size: u64,
+    /// Where its bytes are.
+    pub blob: BlobSource,
+}
+
+impl LayerRef {
+    /// What names the layer in messages: its digest, else its diff_id.
+    pub fn label(&self) -> String {
+        self.digest.as_ref().unwrap_or(&self.diff_id).to_string()
+    }
 }
 
 /// A reference resolved to one manifest for this platform.
 #[derive(Debug, Clone)]
 pub struct Image {
-    pub layout: PathBuf,
+    pub source: Source,
     pub manifest_digest: Digest,
-    pub manifest: Manifest,
     pub config_digest: Digest,
     pub config: ImageConfig,
     pub layers: Vec<LayerRef>,
 }
 
-impl Image {
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        blob_path(&self.layout, digest)
+/// Where an image comes from: an OCI layout directory, or an archive read
+/// in place.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// An OCI image layout directory (`oci:DIR`, or a plain `DIR`).
+    Dir(PathBuf),
+    /// An OCI image layout in a tar file (`oci-archive:FILE`).
+    OciArchive(std::sync::Arc<Archive>),
+    /// `docker save` / `podman save` output (`docker-archive:FILE`).
+    DockerArchive(std::sync::Arc<Archive>),
+}
+
+/// Where a blob's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobSource {
+    /// A file of its own (`blobs/sha256/<hex>` in a layout directory).
+    File(PathBuf),
+    /// A member of an archive: `len` bytes from `offset`.
+    Member { archive: PathBuf, name: String, offset: u64, len: u64 },
+}
+
+impl BlobSource {
+    /// The blob's bytes, positioned at the first one, and their number.
+    /// A blob file must be a regular file inside the layout (no symlink
+    /// followed, no device or FIFO), so its length is known before a byte
+    /// is read.
+    pub fn open(&self) -> std::io::Result<(File, u64)> {
+        match self {
+            BlobSource::File(path) => {
+                let f = super::guard::open_blob(path)?;
+                let len = f.metadata()?.len();
+                Ok((f, len))
+            }
+            BlobSource::Member { archive, offset, len, .. } => Ok((super::archive::open_range(archive, *offset)?, *len)),
+        }
+    }
+
+    /// The most bytes to read: a blob file one past the size the manifest
+    /// gives (to tell an overlong blob); an archive member, its own length
+    /// (past it are the next member's bytes).
+    pub fn read_limit(&self, size: Option<u64>) -> u64 {
+        match self {
+            BlobSource::File(_) => size.map_or(u64::MAX, |s| s.saturating_add(1)),
+            BlobSource::Member { len, .. } => *len,
+        }
+    }
+
+    /// For messages: the file, or `archive:member`.
+    pub fn display(&self) -> PathBuf {
+        match self {
+            BlobSource::File(p) => p.clone(),
+            BlobSource::Member { archive, name, .. } => PathBuf::from(format!("{}:{name}", archive.display())),
+        }
+    }
+}
+
+const OCI_ARCHIVE: &str = "oci-archive:";
+const DOCKER_ARCHIVE: &str = "docker-archive:";
+const OCI_DIR: &str = "oci:";
+
+impl Source {
+    /// Parses an image reference in the transport syntax of containers/image:
+    /// `oci:DIR[:REF]`, `oci-archive:FILE[:REF]`,
+    /// `docker-archive:FILE[:NAME:TAG]`, or a plain `DIR[:REF]`. Returns the
+    /// source (an archive is indexed) and the reference in it.
+    pub fn open(image: &str) -> Result<(Source, Option<String>), LayerError> {
+        if let Some(rest) = image.strip_prefix(DOCKER_ARCHIVE) {
+            // The file comes first; a docker reference may hold colons.
+            let (file, reference) = match rest.split_once(':') {
+                Some((f, r)) if !r.is_empty() => (f, Some(r.to_string())),
+                _ => (rest.trim_end_matches(':'), None),
+            };
+            let archive = Archive::index(&std::path::absolute(file).map_err(io_err("absolute", Path::new(file)))?)?;
+            return Ok((Source::DockerArchive(std::sync::Arc::new(archive)), reference));
+        }
+        if let Some(rest) = image.strip_prefix(OCI_ARCHIVE) {
+            let (file, reference) = split_ref(rest);
+            let archive = Archive::index(&std::path::absolute(file).map_err(io_err("absolute", Path::new(file)))?)?;
+            return Ok((Source::OciArchive(std::sync::Arc::new(archive)), reference.map(String::from)));
+        }
+        let (dir, reference) = split_ref(image.strip_prefix(OCI_DIR).unwrap_or(image));
+        let dir = std::path::absolute(dir).map_err(io_err("absolute", Path::new(dir)))?;
+        Ok((Source::Dir(dir), reference.map(String::from)))
+    }
+
+    /// The source as `open` reads it back (what bundles and the store
+    /// record): the directory, or the transport and the archive's path.
+    pub fn name(&self) -> String {
+        match self {
+            Source::Dir(d) => d.display().to_string(),
+            Source::OciArchive(a) => format!("{OCI_ARCHIVE}{}", a.path.display()),
+            Source::DockerArchive(a) => format!("{DOCKER_ARCHIVE}{}", a.path.display()),
+        }
+    }
+
+    /// The layout directory, for `commit` (which writes into one).
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            Source::Dir(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// A small file of the layout (`index.json`, a JSON blob), bounded.
+    fn read(&self, rel: &str) -> Result<Vec<u8>, LayerError> {
+        match self {
+            Source::Dir(d) => read_limited(&d.join(rel)),
+            Source::OciArchive(a) | Source::DockerArchive(a) => a.read(rel, MAX_JSON_BLOB),
+        }
+    }
+
+    fn blob(&self, digest: &Digest) -> Result<BlobSource, LayerError> {
+        match self {
+            Source::Dir(d) => Ok(BlobSource::File(blob_path(d, digest))),
+            Source::OciArchive(a) | Source::DockerArchive(a) => {
+                let name = format!("blobs/sha256/{}", digest.hex());
+                let (offset, len) = a.member(&name)?;
+                Ok(BlobSource::Member { archive: a.path.clone(), name, offset, len })
+            }
+        }
+    }
+
+    fn label(&self) -> PathBuf {
+        PathBuf::from(self.name())
+    }
+}
+
+/// `LOCATION:REF` or `LOCATION:sha256:HEX` or `LOCATION`.
+pub fn split_ref(s: &str) -> (&str, Option<&str>) {
+    if let Some(i) = s.find(":sha256:") {
+        return (&s[..i], Some(&s[i + 1..]));
+    }
+    match s.rsplit_once(':') {
+        Some((l, r)) if !(r.contains('/') || l.is_empty() || r.is_empty()) => (l, Some(r)),
+        _ => (s, None),
     }
 }
 
@@ -173,30 +316,43 @@ fn bad_layout(layout: &Path, msg: impl Into<String>) -> LayerError {
 /// takes the only manifest) in the layout at `layout`.
 pub fn resolve(layout: &Path, reference: Option<&str>) -> Result<Image, LayerError> {
     let layout = std::path::absolute(layout).map_err(io_err("absolute", layout))?;
-    check_layout_file(&layout)?;
-    let index_path = layout.join("index.json");
-    let index: Index = parse_json(&index_path, &read_limited(&index_path)?)?;
-    let top = pick_ref(&layout, &index.manifests, reference)?;
-    let (manifest_digest, manifest) = descend(&layout, top, 0)?;
-    let config_digest = Digest::parse(&manifest.config.digest)?;
-    let config: ImageConfig = parse_json_blob(&layout, &config_digest)?;
-    let (os, arch) = host_platform();
-    if config.os != os || config.architecture != arch {
-        return Err(bad_layout(
-            &layout,
-            format!("image {manifest_digest} is for {}/{}, this host runs {os}/{arch}", config.os, config.architecture),
-        ));
-    }
-    let layers = layer_refs(&manifest, &config, &manifest_digest)?;
-    Ok(Image { layout, manifest_digest, manifest, config_digest, config, layers })
+    resolve_in(Source::Dir(layout), reference)
 }
 
-fn check_layout_file(layout: &Path) -> Result<(), LayerError> {
-    let path = layout.join("oci-layout");
-    let v: serde_json::Value = parse_json(&path, &read_limited(&path)?)?;
+/// Resolves `reference` in `source`: for a docker-archive, a `NAME:TAG` of
+/// its RepoTags (`None`: its only image).
+pub fn resolve_in(source: Source, reference: Option<&str>) -> Result<Image, LayerError> {
+    if let Source::DockerArchive(a) = &source {
+        let a = a.clone();
+        return super::docker_archive::resolve(source, &a, reference);
+    }
+    let layout = source.label();
+    check_layout_file(&source)?;
+    let index: Index = parse_json(&layout.join("index.json"), &source.read("index.json")?)?;
+    let top = pick_ref(&layout, &index.manifests, reference)?;
+    let (manifest_digest, manifest) = descend(&source, top, 0)?;
+    let config_digest = Digest::parse(&manifest.config.digest)?;
+    let config: ImageConfig = parse_blob(&source, &config_digest)?;
+    check_platform(&layout, &manifest_digest, &config)?;
+    let layers = layer_refs(&source, &manifest, &config, &manifest_digest)?;
+    Ok(Image { source, manifest_digest, config_digest, config, layers })
+}
+
+/// An image for another OS or architecture is refused.
+pub fn check_platform(layout: &Path, image: &Digest, config: &ImageConfig) -> Result<(), LayerError> {
+    let (os, arch) = host_platform();
+    if config.os != os || config.architecture != arch {
+        return Err(bad_layout(layout, format!("image {image} is for {}/{}, this host runs {os}/{arch}", config.os, config.architecture)));
+    }
+    Ok(())
+}
+
+fn check_layout_file(source: &Source) -> Result<(), LayerError> {
+    let path = source.label().join("oci-layout");
+    let v: serde_json::Value = parse_json(&path, &source.read("oci-layout")?)?;
     match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
         Some(ver) if ver.starts_with("1.") => Ok(()),
-        other => Err(bad_layout(layout, format!("oci-layout: unsupported imageLayoutVersion {other:?}"))),
+        other => Err(bad_layout(&source.label(), format!("oci-layout: unsupported imageLayoutVersion {other:?}"))),
     }
 }
 
@@ -216,12 +372,12 @@ fn pick_ref<'a>(layout: &Path, manifests: &'a [Descriptor], reference: Option<&s
 
 /// Follows nested indexes (manifest lists) down to the manifest for this
 /// platform.
-fn descend(layout: &Path, desc: &Descriptor, depth: u32) -> Result<(Digest, Manifest), LayerError> {
+fn descend(layout: &Source, desc: &Descriptor, depth: u32) -> Result<(Digest, Manifest), LayerError> {
     let digest = Digest::parse(&desc.digest)?;
     if depth > 4 {
         return Err(LayerError::Blob { digest: digest.to_string(), msg: "indexes nested too deep".into() });
     }
-    let value: serde_json::Value = parse_json_blob(layout, &digest)?;
+    let value: serde_json::Value = parse_blob(layout, &digest)?;
     let media = match desc.media_type.as_str() {
         "" => value.get("mediaType").and_then(|m| m.as_str()).unwrap_or_default().to_string(),
         m => m.to_string(),
@@ -250,7 +406,7 @@ fn descend(layout: &Path, desc: &Descriptor, depth: u32) -> Result<(Digest, Mani
     Ok((digest.clone(), from_value(&digest, value)?))
 }
 
-fn layer_refs(manifest: &Manifest, config: &ImageConfig, manifest_digest: &Digest) -> Result<Vec<LayerRef>, LayerError> {
+fn layer_refs(source: &Source, manifest: &Manifest, config: &ImageConfig, manifest_digest: &Digest) -> Result<Vec<LayerRef>, LayerError> {
     if manifest.layers.len() != config.rootfs.diff_ids.len() {
         return Err(LayerError::Blob {
             digest: manifest_digest.to_string(),
@@ -262,9 +418,36 @@ fn layer_refs(manifest: &Manifest, config: &ImageConfig, manifest_digest: &Diges
         .iter()
         .zip(&config.rootfs.diff_ids)
         .map(|(l, d)| {
-            Ok(LayerRef { digest: Digest::parse(&l.digest)?, diff_id: Digest::parse(d)?, media_type: l.media_type.clone(), size: l.size })
+            let digest = Digest::parse(&l.digest)?;
+            check_layer_media_type(&digest, &l.media_type)?;
+            let blob = source.blob(&digest)?;
+            Ok(LayerRef { digest: Some(digest), diff_id: Digest::parse(d)?, media_type: l.media_type.clone(), size: l.size, blob })
         })
         .collect()
+}
+
+/// Layer media types strata unpacks: OCI and Docker tar layers, plain,
+/// gzip or zstd (an empty type: told by the bytes). Non-distributable and
+/// foreign layers live outside the image (strata fetches nothing), and
+/// other types are not layers it knows: both are refused by name.
+fn check_layer_media_type(digest: &Digest, media_type: &str) -> Result<(), LayerError> {
+    const KNOWN: [&str; 6] = [
+        "",
+        "application/vnd.oci.image.layer.v1.tar",
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        "application/vnd.docker.image.rootfs.diff.tar",
+    ];
+    if KNOWN.contains(&media_type) {
+        return Ok(());
+    }
+    let msg = if media_type.contains("nondistributable") || media_type.contains("foreign") {
+        format!("a non-distributable (foreign) layer ({media_type}): its blob is not part of the image, and strata fetches nothing")
+    } else {
+        format!("unsupported layer media type {media_type:?}")
+    };
+    Err(LayerError::Blob { digest: digest.to_string(), msg })
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, LayerError> {
@@ -285,11 +468,21 @@ fn from_value<T: serde::de::DeserializeOwned>(digest: &Digest, v: serde_json::Va
     serde_json::from_value(v).map_err(|e| LayerError::Blob { digest: digest.to_string(), msg: e.to_string() })
 }
 
-/// Reads a JSON blob, checks its digest, parses it.
+/// Reads a JSON blob of the layout directory `layout`, checks its digest,
+/// parses it.
 pub fn parse_json_blob<T: serde::de::DeserializeOwned>(layout: &Path, digest: &Digest) -> Result<T, LayerError> {
-    let path = blob_path(layout, digest);
-    let data = read_limited(&path)?;
-    let actual = Digest::of(&data);
+    parse_blob(&Source::Dir(layout.to_path_buf()), digest)
+}
+
+/// Reads a JSON blob of `source`, checks its digest, parses it.
+fn parse_blob<T: serde::de::DeserializeOwned>(source: &Source, digest: &Digest) -> Result<T, LayerError> {
+    let data = source.read(&format!("blobs/sha256/{}", digest.hex()))?;
+    parse_verified(&data, digest)
+}
+
+/// Checks that `data` hashes to `digest`, then parses it.
+pub fn parse_verified<T: serde::de::DeserializeOwned>(data: &[u8], digest: &Digest) -> Result<T, LayerError> {
+    let actual = Digest::of(data);
     if &actual != digest {
         return Err(LayerError::Mismatch {
             blob: digest.to_string(),
@@ -298,7 +491,7 @@ pub fn parse_json_blob<T: serde::de::DeserializeOwned>(layout: &Path, digest: &D
             actual: actual.to_string(),
         });
     }
-    serde_json::from_slice(&data).map_err(|e| LayerError::Blob { digest: digest.to_string(), msg: e.to_string() })
+    serde_json::from_slice(data).map_err(|e| LayerError::Blob { digest: digest.to_string(), msg: e.to_string() })
 }
 
 /// Writes a blob by streaming it through `fill`, and names it by its digest
@@ -519,6 +712,24 @@ pub(crate) mod tests {
         assert!(matches!(resolve(&l.0, None), Err(LayerError::Mismatch { .. })));
         std::fs::remove_file(l.0.join("oci-layout")).unwrap();
         assert!(resolve(&l.0, None).unwrap_err().to_string().contains("oci-layout"));
+    }
+
+    #[test]
+    fn references_in_transport_syntax() {
+        assert_eq!(split_ref("/img:latest"), ("/img", Some("latest")));
+        assert_eq!(split_ref("/img"), ("/img", None));
+        assert_eq!(split_ref("/img:sha256:abc"), ("/img", Some("sha256:abc")));
+        assert_eq!(split_ref("./a:b/c"), ("./a:b/c", None));
+        let l = TestLayout::new("transport");
+        for form in [format!("{}:v1", l.0.display()), format!("oci:{}:v1", l.0.display())] {
+            let (src, r) = Source::open(&form).unwrap();
+            assert_eq!((src.dir(), r.as_deref()), (Some(l.0.as_path()), Some("v1")));
+        }
+        // An archive that is not there is an error naming it.
+        let e = Source::open("oci-archive:/nonexistent/x.tar:v1").unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/x.tar"), "{e}");
+        let e = Source::open("docker-archive:/nonexistent/y.tar:localhost/a:b").unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/y.tar"), "{e}");
     }
 
     #[test]

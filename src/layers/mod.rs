@@ -13,10 +13,12 @@
 //! The raw syscalls they need (xattrs, the new mount API) are in `sys/`.
 
 pub mod apply;
+pub mod archive;
 pub mod bundle;
 pub mod commit;
 pub mod difftar;
 pub mod digest;
+pub mod docker_archive;
 pub mod guard;
 pub mod init;
 pub mod layout;
@@ -24,7 +26,7 @@ pub mod overlay;
 pub mod store;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use bundle::bundle_from_image;
 pub use commit::commit;
@@ -93,14 +95,16 @@ pub struct PreparedRootfs {
 /// init layer and upper/work dirs, and records which layers it uses.
 pub fn prepare_rootfs(
     store: &Store,
-    layout: &Path,
+    source: &str,
     reference: Option<&str>,
     container_id: &str,
     hostname: Option<&str>,
     annotations: &HashMap<String, String>,
 ) -> Result<PreparedRootfs> {
     store::check_id(container_id)?;
-    let image = layout::resolve(layout, reference)?;
+    // The bundle names its image by source (`Source::name`) and digest.
+    let (source, _) = layout::Source::open(source)?;
+    let image = layout::resolve_in(source, reference)?;
     if image.layers.len() + 1 > overlay::MAX_LOWERS {
         return Err(LayerError::Plan(format!(
             "image has {} layers; overlay stacks at most {}",
@@ -117,7 +121,7 @@ pub fn prepare_rootfs(
         // store lock we hold) sees these layers as used.
         let refs = store::ContainerRefs {
             chain_ids: chain_ids.iter().map(Digest::to_string).collect(),
-            layout: image.layout.clone(),
+            layout: PathBuf::from(image.source.name()),
             manifest: image.manifest_digest.to_string(),
             config: image.config_digest.to_string(),
         };
@@ -126,9 +130,9 @@ pub fn prepare_rootfs(
             let layer = &image.layers[i];
             let parent = i.checked_sub(1).map(|p| &chain_ids[p]);
             let blob = apply::BlobCheck {
-                path: &image.blob_path(&layer.digest),
+                source: &layer.blob,
                 media_type: &layer.media_type,
-                digest: &layer.digest,
+                digest: layer.digest.as_ref(),
                 diff_id: &layer.diff_id,
                 size: (layer.size > 0).then_some(layer.size),
             };

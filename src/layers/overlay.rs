@@ -132,21 +132,28 @@ pub fn mount(plan: &OverlayPlan) -> Result<(), LayerError> {
 /// container writes is its root's. The overlay is mounted by the host's
 /// root, so trusted.* xattrs (whiteouts, opaque dirs) work as they do
 /// without a user namespace.
-pub fn mount_idmapped(plan: &OverlayPlan, userns: std::os::fd::BorrowedFd<'_>, root: (u32, u32)) -> Result<std::os::fd::OwnedFd, LayerError> {
+pub fn mount_idmapped(
+    plan: &OverlayPlan,
+    userns: std::os::fd::BorrowedFd<'_>,
+    root: (u32, u32),
+) -> Result<std::os::fd::OwnedFd, LayerError> {
     use std::os::fd::{AsFd, AsRawFd};
     plan.check()?;
     let mut trees = Vec::with_capacity(plan.lowers.len());
     for l in &plan.lowers {
         let what = l.display().to_string();
-        let dir = nix::fcntl::open(l, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-            .map_err(|e| LayerError::Sys(sys::err("open", &what, "O_PATH|O_DIRECTORY")(e)))?;
+        let dir = nix::fcntl::open(
+            l,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| LayerError::Sys(sys::err("open", &what, "O_PATH|O_DIRECTORY")(e)))?;
         let tree = sys::mount_api::clone_tree(dir.as_fd(), &what)?;
         sys::mount_setattr_idmap(tree.as_fd(), userns, false, &what)?;
         trees.push(tree);
     }
     for d in [&plan.upper, &plan.work] {
-        std::os::unix::fs::chown(d, Some(root.0), Some(root.1))
-            .map_err(|e| LayerError::Sys(sys::io_err("chown", d)(e)))?;
+        std::os::unix::fs::chown(d, Some(root.0), Some(root.1)).map_err(|e| LayerError::Sys(sys::io_err("chown", d)(e)))?;
     }
     let fs = FsContext::open("overlay")?;
     let lowers: Vec<String> = trees.iter().map(|t| format!("/proc/self/fd/{}", t.as_raw_fd())).collect();

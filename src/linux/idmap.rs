@@ -62,9 +62,9 @@ pub fn plan(mounts: &[Mount], bundle: &Path, container_userns: bool) -> Result<V
         let source = op.source.clone().ok_or_else(|| format!("mount {}: {opt} needs a source", dest.display()))?;
         let source = if source.is_absolute() { source } else { bundle.join(source) };
         let text = |maps: &Option<Vec<LinuxIdMapping>>| {
-            maps.as_ref().filter(|v| !v.is_empty()).map(|v| {
-                v.iter().map(|x| format!("{} {} {}\n", x.container_id(), x.host_id(), x.size())).collect::<String>()
-            })
+            maps.as_ref()
+                .filter(|v| !v.is_empty())
+                .map(|v| v.iter().map(|x| format!("{} {} {}\n", x.container_id(), x.host_id(), x.size())).collect::<String>())
         };
         let maps = match (text(m.uid_mappings()), text(m.gid_mappings())) {
             (Some(u), Some(g)) => Some((u, g)),

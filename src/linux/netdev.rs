@@ -76,7 +76,11 @@ pub fn plan(devices: Option<&HashMap<String, LinuxNetDevice>>, own_netns: bool) 
 }
 
 fn valid_ifname(n: &str) -> bool {
-    !n.is_empty() && n.len() < 16 && n != "." && n != ".." && !n.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
+    !n.is_empty()
+        && n.len() < 16
+        && n != "."
+        && n != ".."
+        && !n.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
 }
 
 /// Moves each device into `netns` (an fd of the container's network
@@ -99,13 +103,19 @@ pub fn apply(moves: &[Move], netns: BorrowedFd<'_>) -> Result<()> {
     // may change its network namespace alone), used from here.
     let inside = std::thread::scope(|s| {
         s.spawn(|| -> Result<(Rtnl, Vec<u32>)> {
-            nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(sys::err("setns", "the container's network namespace", "CLONE_NEWNET"))?;
+            nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(sys::err(
+                "setns",
+                "the container's network namespace",
+                "CLONE_NEWNET",
+            ))?;
             let rtnl = Rtnl::open()?;
             let mut indexes = Vec::new();
             for (m, ..) in &restore {
-                let i = nix::net::if_::if_nametoindex(m.inside.as_str())
-                    .map_err(|e| NetDevError::Netlink { op: "find after the move", dev: m.inside.clone(), errno: e })?;
+                let i = nix::net::if_::if_nametoindex(m.inside.as_str()).map_err(|e| NetDevError::Netlink {
+                    op: "find after the move",
+                    dev: m.inside.clone(),
+                    errno: e,
+                })?;
                 indexes.push(i);
             }
             Ok((rtnl, indexes))
@@ -157,13 +167,19 @@ const IFA_F_PERMANENT: u32 = 0x80;
 
 impl Rtnl {
     fn open() -> Result<Rtnl> {
-        let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkRoute)
-            .map_err(sys::err("socket", "netlink", "NETLINK_ROUTE|SOCK_CLOEXEC"))?;
+        let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkRoute).map_err(sys::err(
+            "socket",
+            "netlink",
+            "NETLINK_ROUTE|SOCK_CLOEXEC",
+        ))?;
         bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &NetlinkAddr::new(0, 0)).map_err(sys::err("bind", "netlink", "NETLINK_ROUTE"))?;
         // A reply that never comes is an error, not a hung create.
         let limit = nix::sys::time::TimeVal::new(10, 0);
-        nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::ReceiveTimeout, &limit)
-            .map_err(sys::err("setsockopt", "netlink", "SO_RCVTIMEO"))?;
+        nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::ReceiveTimeout, &limit).map_err(sys::err(
+            "setsockopt",
+            "netlink",
+            "SO_RCVTIMEO",
+        ))?;
         Ok(Rtnl { fd })
     }
 

@@ -153,8 +153,11 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     }
     if let Some(tree) = image_rootfs {
         // The same, made by the parent (idmapped layers, user namespace).
-        let dir = open(&rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(sys::err("open", rootfs.display(), "O_PATH|O_DIRECTORY"))?;
+        let dir = open(&rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err(
+            "open",
+            rootfs.display(),
+            "O_PATH|O_DIRECTORY",
+        ))?;
         sys::mount_api::move_mount_onto(tree.as_fd(), dir.as_fd(), &format!("image rootfs -> {}", rootfs.display()))?;
     }
     let root = rootfs::bind_rootfs(&rootfs)?;

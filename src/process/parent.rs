@@ -18,8 +18,8 @@ use super::sync::{self, Msg, SyncError};
 use crate::cgroups::systemd::{self, Systemd, Unit};
 use crate::cgroups::{self, CgroupError};
 use crate::hooks::{self, HookError};
-use crate::linux::namespaces::{self, ChildrenNs};
 use crate::linux::idmap;
+use crate::linux::namespaces::{self, ChildrenNs};
 use crate::linux::netdev::{self, NetDevError};
 use crate::linux::resctrl;
 use crate::spec::{self, SpecError};
@@ -172,8 +172,17 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         creating: Some(state::Creator::current().map_err(|e| sys::io_err("read", Path::new("/proc/self/stat"))(e))?),
     };
     let dir = root.reserve(&st)?;
-    let mut undo =
-        Undo { root, id: opts.id.clone(), child: None, cgroup_dirs: Vec::new(), scope: None, host_mounts, layers: None, resctrl_dirs: Vec::new(), armed: true };
+    let mut undo = Undo {
+        root,
+        id: opts.id.clone(),
+        child: None,
+        cgroup_dirs: Vec::new(),
+        scope: None,
+        host_mounts,
+        layers: None,
+        resctrl_dirs: Vec::new(),
+        armed: true,
+    };
     let mut overlay = image_rootfs(&bundle, &opts.id, &opts.store, &mut undo)?;
     // In a user namespace the parent makes the overlay, once init's
     // namespace has its id maps.
@@ -318,12 +327,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
 /// overlay is planned on the bundle's rootfs dir. Init mounts it in the
 /// container's own mount namespace; in a user namespace the parent makes it
 /// (idmapped layers, see `layers::mount_idmapped`) and hands it to init.
-fn image_rootfs(
-    bundle: &spec::Bundle,
-    id: &str,
-    store_dir: &Path,
-    undo: &mut Undo<'_>,
-) -> Result<Option<crate::layers::OverlayPlan>> {
+fn image_rootfs(bundle: &spec::Bundle, id: &str, store_dir: &Path, undo: &mut Undo<'_>) -> Result<Option<crate::layers::OverlayPlan>> {
     use crate::layers::{
         self,
         bundle::{ANN_LAYOUT, ANN_REF},
@@ -331,14 +335,8 @@ fn image_rootfs(
     let ann = bundle.spec.annotations().clone().unwrap_or_default();
     let Some(layout) = ann.get(ANN_LAYOUT) else { return Ok(None) };
     let store = layers::Store::open(store_dir)?;
-    let prepared = layers::prepare_rootfs(
-        &store,
-        Path::new(layout),
-        ann.get(ANN_REF).map(String::as_str),
-        id,
-        bundle.spec.hostname().as_deref(),
-        &ann,
-    );
+    let prepared =
+        layers::prepare_rootfs(&store, layout, ann.get(ANN_REF).map(String::as_str), id, bundle.spec.hostname().as_deref(), &ann);
     undo.layers = Some(store);
     let mut plan = prepared?.plan;
     plan.target = bundle.rootfs.clone();
@@ -414,11 +412,7 @@ fn write_id_maps(pid: Pid, linux: &oci_spec::runtime::Linux) -> Result<()> {
 /// The host id that a user namespace's id 0 maps to (the container's
 /// root), or the overflow id where 0 is not mapped.
 fn host_id_of_root(maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>) -> u32 {
-    maps.iter()
-        .flatten()
-        .find(|m| m.container_id() == 0 && m.size() > 0)
-        .map(|m| m.host_id())
-        .unwrap_or(65534)
+    maps.iter().flatten().find(|m| m.container_id() == 0 && m.size() > 0).map(|m| m.host_id()).unwrap_or(65534)
 }
 
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
