@@ -5,6 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use strata::layers::apply::{BlobCheck, apply_layer};
 use strata::layers::Digest;
+use strata::layers::layout::BlobSource;
 
 fuzz_target!(|data: &[u8]| {
     let base = std::env::temp_dir().join(format!("strata-fuzz-{}", std::process::id()));
@@ -14,7 +15,8 @@ fuzz_target!(|data: &[u8]| {
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(&blob, data).unwrap();
     let digest = Digest::of(data);
-    let check = BlobCheck { path: &blob, media_type: "application/vnd.oci.image.layer.v1.tar", digest: &digest, diff_id: &digest, size: None };
+    let source = BlobSource::File(blob.clone());
+    let check = BlobCheck { source: &source, media_type: "application/vnd.oci.image.layer.v1.tar", digest: Some(&digest), diff_id: &digest, size: None };
     let _ = apply_layer(check, &dest);
     // Nothing may appear beside the layer dir.
     let beside: Vec<_> = std::fs::read_dir(&base).unwrap().flatten().map(|e| e.file_name()).collect();

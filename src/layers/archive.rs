@@ -91,6 +91,11 @@ impl Archive {
         Ok(Archive { path: path.to_path_buf(), members })
     }
 
+    /// The names of the indexed members.
+    pub fn names(&self) -> Vec<String> {
+        self.members.keys().cloned().collect()
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.members.contains_key(name)
     }
@@ -253,6 +258,19 @@ mod tests {
         h.set_cksum();
         std::fs::write(&p, [h.as_bytes().to_vec(), vec![0u8; 2048]].concat()).unwrap();
         assert!(Archive::index(&p).unwrap_err().to_string().contains("runs past the end"));
+    }
+
+    #[test]
+    fn ustar_gnu_and_pax_names() {
+        // The fuzz seeds, written by Python's tarfile in each format.
+        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/image_archive");
+        let a = Archive::index(&seeds.join("oci-ustar.tar")).unwrap();
+        assert_eq!(a.read("index.json", 100).unwrap(), br#"{"manifests":[]}"#);
+        let a = Archive::index(&seeds.join("gnu-longname.tar")).unwrap();
+        assert_eq!(a.read(&format!("blobs/sha256/{}", "b".repeat(150)), 10).unwrap(), b"long");
+        let a = Archive::index(&seeds.join("pax-path.tar")).unwrap();
+        assert_eq!(a.read(&format!("d/{}.tar", "c".repeat(120)), 10).unwrap(), b"pax");
+        assert_eq!(a.read("e.json", 10).unwrap(), b"{}");
     }
 
     #[test]
