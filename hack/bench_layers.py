@@ -318,8 +318,8 @@ class Bench:
                 self.record(f"{img.name}: {PULL}", p)
                 self.record(f"{img.name}: {PRUN}", r)
                 self.record(f"{img.name}: {PODMAN}", (p[0] + r[0], p[1] + r[1], max(p[2], r[2])))
-        except RuntimeError as e:
-            self.podman_failed = str(e)
+        except (RuntimeError, IndexError, OSError) as e:
+            self.podman_failed = str(e) or type(e).__name__
             log(f"podman failed, left out from now on: {e}")
         finally:
             self.podman_clean(d)
@@ -444,14 +444,15 @@ def report(b, imgs, bb, info):
              f"{info['load']} at the start and {loadavg()} at the end (the machine is shared). Everything runs on a "
              "private tmpfs in a private mount namespace, so no disk I/O is timed.\n")
     L.append("Versions: " + "; ".join(f"{k}: `{v}`" for k, v in info["versions"].items()) + "\n")
-    L.append(f"The images. **debootstrap**, from `hack/mkimage-debootstrap` (Debian bookworm "
+    L.append("The images:\n")
+    L.append(f"- **debootstrap**, from `hack/mkimage-debootstrap` (Debian bookworm "
              f"`debootstrap --variant=minbase`): {len(deb.layers)} gzip layers, {deb.compressed / MB:.1f} MB compressed, "
              f"{deb.uncompressed / MB:.1f} MB of uncompressed layer tar, {deb.entries} tar entries. "
              "Layer 1 is the rootfs without /usr/share and /var/lib/apt, layer 2 /usr/share, layer 3 "
              "/var/lib/apt and two whiteouts (`/etc/.wh.motd`, `/usr/share/doc/.wh.debconf`); uncompressed "
              + ", ".join(f"{x[1] / MB:.1f}" for x in deb.per_layer) + " MB.")
     for img in imgs[1:]:
-        L.append(f"**{img.label}**, from `hack/mkimage-layers OUT {len(img.layers)}`: the same debootstrap rootfs "
+        L.append(f"- **{img.label}**, from `hack/mkimage-layers OUT {len(img.layers)}`: the same debootstrap rootfs "
                  "without /var/lib/apt/lists and the .debs in /var/cache/apt (as `apt-get clean` and "
                  "`rm -rf /var/lib/apt/lists/*` leave it), " +
                  (f"cut by path into {len(img.layers)} gzip layers of about the same uncompressed size: "
@@ -553,6 +554,8 @@ def report(b, imgs, bb, info):
              "writing its mtree manifest of the unpacked rootfs (which hashes every file); GNU tar decompresses in a "
              "separate `gzip -d` process, i.e. on the second core, and does not handle whiteouts. tar runs with "
              "`--numeric-owner --xattrs --xattrs-include=*` so that it restores the same metadata as the others. "
+             "With one layer, strata parallel and sequential run the same code (no worker thread for a single "
+             "missing layer), so their difference there is noise. "
              "Every timed process but the cached create runs under `/usr/bin/time` (about 1 ms).\n")
 
     # --- the debootstrap image, against the older targets -------------------
@@ -621,7 +624,7 @@ def svg(b, imgs):
     m = lambda k: med([x[2] for x in s.get(k, [])]) / 1024
     esc = html.escape
     bars = [(PAR, "#2a7"), (SEQ, "#8c8"), (UMOCI, "#c72"), (TAR, "#27c"), (PODMAN, "#a4c")]
-    W, left, right, barh, step = 760, 190, 150, 12, 14
+    W, left, right, barh, step = 860, 150, 250, 12, 14
     span = W - left - right
     top = max([w(f"{img.name}: {t}") for img in imgs for t, _ in bars if f"{img.name}: {t}" in s] or [1])
     rtop = max([m(f"{img.name}: {t}") for img in imgs for t in (PAR, SEQ) if f"{img.name}: {t}" in s] or [1])
@@ -633,8 +636,10 @@ def svg(b, imgs):
     for img in imgs:
         n = sum(1 for t, _ in bars if f"{img.name}: {t}" in s)
         out.append(f'<text x="10" y="{y + 12}">{esc(img.label)}</text>')
-        out.append(f'<text x="10" y="{y + 26}" fill="#666">{len(img.layers)} layer{"s" if len(img.layers) > 1 else ""}, '
-                   f'{img.uncompressed / 1e6:.0f} MB</text>')
+        sub = f"{img.uncompressed / 1e6:.0f} MB"
+        if "layer" not in img.label:
+            sub = f"{len(img.layers)} layer{'s' if len(img.layers) > 1 else ''}, {sub}"
+        out.append(f'<text x="10" y="{y + 26}" fill="#666">{esc(sub)}</text>')
         for t, color in bars:
             k = f"{img.name}: {t}"
             if k not in s:
@@ -648,13 +653,13 @@ def svg(b, imgs):
                 bw = span * v / top
                 out.append(f'<rect x="{left}" y="{y}" width="{pw:.1f}" height="{barh}" fill="{color}"/>')
                 out.append(f'<rect x="{left + pw:.1f}" y="{y}" width="{max(bw - pw, 0):.1f}" height="{barh}" fill="#dbd"/>')
-                label = f"podman pull {pv:.0f} + run {v - pv:.0f}"
+                label = f"podman ({PODMAN_DRIVER}) pull {pv:.0f} + run {v - pv:.0f}"
             else:
                 bw = span * v / top
                 out.append(f'<rect x="{left}" y="{y}" width="{bw:.1f}" height="{barh}" fill="{color}"/>')
                 if t == SEQ:
                     r = v / w(f"{img.name}: {PAR}")
-                    label += f" (= {r:.2f} x parallel)"
+                    label += f" (sequential / parallel {r:.2f})"
             out.append(f'<text x="{left + bw + 4:.1f}" y="{y + 10}">{esc(label)}</text>')
             y += step
         y += max(0, 2 * step - n * step) + 12

@@ -10,4 +10,5 @@ mod errors;
 mod inside;
 mod layers;
 mod lifecycle;
+mod rootless;
 mod security;

@@ -103,7 +103,7 @@ pub fn kill_container(root: &Root, id: &str, sig: Signal, all: bool) -> Result<(
         return Err(status_err(&st, "container is not running"));
     }
     if all {
-        let pids = cgroups::pids(&st.cgroup_paths);
+        let pids = processes(&st);
         for p in pids {
             let _ = kill(Pid::from_raw(p), sig);
         }
@@ -144,7 +144,7 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
 }
 
 fn kill_and_wait(st: &State) {
-    let mut pids = cgroups::pids(&st.cgroup_paths);
+    let mut pids = processes(st);
     if st.init_alive() {
         pids.push(st.pid);
     }
@@ -162,6 +162,42 @@ fn kill_and_wait(st: &State) {
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
+}
+
+/// The container's processes: its cgroup's; or, for a container with no
+/// cgroup of its own (rootless without a writable cgroup), those in its pid
+/// namespace, or without one of its own, init and its descendants.
+pub fn processes(st: &State) -> Vec<i32> {
+    if !st.cgroup_paths.is_empty() {
+        return cgroups::pids(&st.cgroup_paths);
+    }
+    if !st.init_alive() {
+        return Vec::new();
+    }
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let theirs = ns(&st.pid.to_string());
+    if theirs.is_some() && theirs != ns("self") {
+        let mut out: Vec<i32> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|p| ns(&p.to_string()) == theirs)
+            .collect();
+        out.sort_unstable();
+        return out;
+    }
+    let mut out = vec![st.pid];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        for task in std::fs::read_dir(format!("/proc/{p}/task")).into_iter().flatten().flatten() {
+            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            out.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()).filter(|c| !out.contains(c)).collect::<Vec<_>>());
+        }
+        i += 1;
+    }
+    out
 }
 
 /// Removes what the container left: cgroups, host mounts, state; then poststop.

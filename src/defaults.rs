@@ -52,7 +52,13 @@ pub fn spec(rootless: bool) -> Value {
         s["mounts"][5] =
             json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
         if let Some(m) = s["mounts"].as_array_mut() {
-            m.truncate(6)
+            m.truncate(6);
+            // Group 5 (tty) is not mapped: devpts would refuse `gid=5`.
+            for mount in m.iter_mut().filter(|m| m["type"] == "devpts") {
+                if let Some(o) = mount["options"].as_array_mut() {
+                    o.retain(|x| x != "gid=5");
+                }
+            }
         }
     }
     s
@@ -92,6 +98,41 @@ pub fn features() -> Value {
             "dev.strata.version": env!("CARGO_PKG_VERSION")
         }
     })
+}
+
+/// Where root keeps container state and image layers.
+pub const STATE_ROOT: &str = "/run/strata";
+pub const STORE: &str = "/var/lib/strata";
+
+/// The default state directory: `/run/strata`, or for a rootless caller
+/// `$XDG_RUNTIME_DIR/strata` (as runc uses `$XDG_RUNTIME_DIR/runc`).
+pub fn state_root(rootless: bool) -> Result<std::path::PathBuf, String> {
+    if !rootless {
+        return Ok(STATE_ROOT.into());
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => Ok(std::path::PathBuf::from(d).join("strata")),
+        None => Err(format!(
+            "rootless: XDG_RUNTIME_DIR is not set, so there is no default state directory; \
+             set it (usually /run/user/{}) or pass --root DIR",
+            nix::unistd::geteuid()
+        )),
+    }
+}
+
+/// The default layer store: `/var/lib/strata`, or for a rootless caller
+/// `$XDG_DATA_HOME/strata` (`~/.local/share/strata`).
+pub fn store_dir(rootless: bool) -> Result<std::path::PathBuf, String> {
+    if !rootless {
+        return Ok(STORE.into());
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(std::path::PathBuf::from(d).join("strata"));
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(h) => Ok(std::path::PathBuf::from(h).join(".local/share/strata")),
+        None => Err("rootless: neither XDG_DATA_HOME nor HOME is set, so there is no default layer store; pass --store DIR".into()),
+    }
 }
 
 #[cfg(test)]

@@ -25,12 +25,14 @@ struct Cli {
 /// The global flags (runc's), accepted before or after the command.
 #[derive(Args)]
 struct Global {
-    /// Directory for container state.
-    #[arg(long, global = true, default_value = "/run/strata")]
-    root: PathBuf,
-    /// The layer store for image-backed bundles.
-    #[arg(long, global = true, env = "STRATA_STORE", default_value = "/var/lib/strata")]
-    store: PathBuf,
+    /// Directory for container state [default: /run/strata; rootless:
+    /// $XDG_RUNTIME_DIR/strata].
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
+    /// The layer store for image-backed bundles [default: /var/lib/strata;
+    /// rootless: $XDG_DATA_HOME/strata, ~/.local/share/strata].
+    #[arg(long, global = true, env = "STRATA_STORE")]
+    store: Option<PathBuf>,
     /// Log file (default: stderr).
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -43,9 +45,35 @@ struct Global {
     /// then slice:prefix:name).
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
-    /// Accepted for compatibility; strata detects what it can do.
+    /// auto (default: rootless when not run as root), true or false: where
+    /// state and the store live by default, as runc's flag.
     #[arg(id = "global_rootless", long = "rootless", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     rootless: Option<String>,
+}
+
+impl Global {
+    fn rootless(&self) -> Result<bool> {
+        match self.rootless.as_deref() {
+            None | Some("auto") => Ok(!nix::unistd::geteuid().is_root()),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(other) => anyhow::bail!("--rootless={other}: expected auto, true or false"),
+        }
+    }
+
+    fn root(&self) -> Result<PathBuf> {
+        match &self.root {
+            Some(r) => Ok(r.clone()),
+            None => strata::defaults::state_root(self.rootless()?).map_err(anyhow::Error::msg),
+        }
+    }
+
+    fn store(&self) -> Result<PathBuf> {
+        match &self.store {
+            Some(s) => Ok(s.clone()),
+            None => strata::defaults::store_dir(self.rootless()?).map_err(anyhow::Error::msg),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -356,8 +384,11 @@ fn error_chain(e: &anyhow::Error) -> String {
 
 fn dispatch(cli: Cli) -> Result<u8> {
     let g = &cli.g;
-    let root = Root::new(g.root.clone());
-    let rootless = g.rootless.as_deref().is_some_and(|v| v != "false");
+    let rootless = g.rootless()?;
+    // Commands that keep no container state need no state directory (and a
+    // rootless caller without XDG_RUNTIME_DIR can still run them).
+    let stateless = matches!(cli.cmd, Cmd::Spec { .. } | Cmd::Features | Cmd::Bundle { .. } | Cmd::Layers { .. } | Cmd::Df);
+    let root = Root::new(if stateless { PathBuf::new() } else { g.root()? });
     match cli.cmd {
         Cmd::Create(a) => {
             let opts = create_opts(&a, false, g);
@@ -417,7 +448,8 @@ fn dispatch(cli: Cli) -> Result<u8> {
             strata::layers::bundle_from_image(&image, &dir, base).with_context(|| format!("bundle --image {image}"))?;
         }
         Cmd::Layers { cmd } => {
-            let store = strata::layers::Store::open(&g.store).with_context(|| format!("layer store {}", g.store.display()))?;
+            let store_dir = g.store()?;
+            let store = strata::layers::Store::open(&store_dir).with_context(|| format!("layer store {}", store_dir.display()))?;
             match cmd {
                 None => {
                     println!("{:<73} {:>12} CONTAINERS", "CHAIN ID", "SIZE");
@@ -433,7 +465,8 @@ fn dispatch(cli: Cli) -> Result<u8> {
             }
         }
         Cmd::Df => {
-            let store = strata::layers::Store::open(&g.store).with_context(|| format!("layer store {}", g.store.display()))?;
+            let store_dir = g.store()?;
+            let store = strata::layers::Store::open(&store_dir).with_context(|| format!("layer store {}", store_dir.display()))?;
             println!("{:<24} {:>14} {:>14}", "CONTAINER", "SIZE", "VIRTUAL SIZE");
             for id in root.ids()? {
                 if let Ok((upper, virt)) = strata::layers::container_usage(&store, &id) {
@@ -579,7 +612,7 @@ fn create_opts(a: &CreateArgs, foreground: bool, g: &Global) -> CreateOpts {
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
         foreground,
-        store: g.store.clone(),
+        store: g.store().unwrap_or_else(|_| PathBuf::from(strata::defaults::STORE)),
         systemd_cgroup: g.systemd_cgroup,
     }
 }
@@ -631,7 +664,7 @@ fn list(root: &Root, format: &str, quiet: bool) -> Result<()> {
 
 fn ps(root: &Root, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
     let (st, _) = container::load(root, id).with_context(|| format!("ps {id}"))?;
-    let pids = strata::cgroups::pids(&st.cgroup_paths);
+    let pids = strata::container::processes(&st);
     match format {
         "json" => println!("{}", serde_json::to_string(&pids)?),
         "table" => {
@@ -670,14 +703,14 @@ mod tests {
         let lean = parse_lean(&a).expect("delete is a lean command");
         let full = Cli::try_parse_from(&a).unwrap();
         for cli in [&lean, &full] {
-            assert_eq!(cli.g.root, PathBuf::from("state"));
+            assert_eq!(cli.g.root, Some(PathBuf::from("state")));
             assert_eq!(cli.g.log.as_deref(), Some(Path::new("/l")));
             assert_eq!(cli.g.log_format, "json");
             assert!(matches!(&cli.cmd, Cmd::Delete(DeleteArgs { force: true, id }) if id == "c1"));
         }
         let lean = parse_lean(&argv("strata exec -e A=1 -t c1 sh -c x")).unwrap();
         assert!(matches!(&lean.cmd, Cmd::Exec(e) if e.tty && e.env == ["A=1"] && e.args == ["sh", "-c", "x"]));
-        assert_eq!(lean.g.root, PathBuf::from("/run/strata"));
+        assert_eq!(lean.g.root, None);
         let lean = parse_lean(&argv("strata run -d --bundle /b c2")).unwrap();
         assert!(matches!(&lean.cmd, Cmd::Run(r) if r.detach && r.args.bundle == Path::new("/b") && r.args.id == "c2"));
         // Other commands, errors and help take the whole tree.

@@ -35,6 +35,29 @@ pub struct Placement {
     pub hierarchies: Vec<Hierarchy>,
 }
 
+impl Placement {
+    /// No cgroup at all: a rootless container where the caller may not
+    /// make one.
+    pub fn none(v2: bool) -> Placement {
+        Placement { v2, dirs: Vec::new(), inherit: Vec::new(), hierarchies: Vec::new() }
+    }
+
+    /// Whether the caller may make each directory: the nearest existing
+    /// ancestor (or the directory itself) is writable by it.
+    pub fn writable(&self) -> bool {
+        self.dirs.iter().all(|d| {
+            let mut at: &Path = d;
+            while !at.exists() {
+                match at.parent() {
+                    Some(p) => at = p,
+                    None => return false,
+                }
+            }
+            nix::unistd::access(at, nix::unistd::AccessFlags::W_OK).is_ok()
+        })
+    }
+}
+
 /// Reads the mounted hierarchies: cgroup2 alone (v2) or the v1 ones. On a
 /// hybrid host (v1 controllers plus a cgroup2 without controllers, usually
 /// at /sys/fs/cgroup/unified) the limits go to v1, and the cgroup2 comes

@@ -105,11 +105,17 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     let own = |k: Kind| std::fs::read_link(format!("/proc/self/ns/{}", k.proc_name())).ok();
     let differs = |k: Kind| std::fs::read_link(init_ns(k)).ok().is_some_and(|n| Some(n) != own(k));
     // Open the init's namespaces now; the pid is checked (start time) above.
-    let joins: Vec<(Kind, OwnedFd, PathBuf)> = JOIN_ORDER
+    let mut joins: Vec<(Kind, OwnedFd, PathBuf)> = JOIN_ORDER
         .iter()
         .filter(|k| differs(**k))
         .map(|k| Ok((*k, namespaces::open_ns(&init_ns(*k))?, init_ns(*k))))
         .collect::<Result<_, SysError>>()?;
+    // Rootless: the caller has no capability over the container's other
+    // namespaces until it is in its user namespace, so this process joins
+    // that one first (for good: it cannot come back), then the pid one for
+    // its child; the child is born in the user namespace.
+    let user_first = !nix::unistd::geteuid().is_root() && joins.iter().any(|(k, _, _)| *k == Kind::User);
+    let in_userns = joins.iter().any(|(k, _, _)| *k == Kind::User);
     let mut plan = namespaces::Plan::default();
     for k in [Kind::Pid, Kind::Time] {
         if differs(k) {
@@ -133,7 +139,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     // Only a joined user namespace can deny setgroups. Read from the host's
     // checked procfs, before the child is anywhere the container could plant
     // a file over /proc/self/setgroups.
-    let setgroups_denied = joins.iter().any(|(k, _, _)| *k == Kind::User)
+    let setgroups_denied = in_userns
         && crate::linux::procfs::ProcFs::mounted()?.read_to_string(&format!("{}/setgroups", st.pid)).is_ok_and(|s| s.trim() == "deny");
     let join_dirs = if opts.cgroups.is_empty() {
         st.cgroup_paths.clone()
@@ -159,10 +165,18 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(sys::err("sigprocmask", "", "SIG_BLOCK"))?;
     }
 
+    if user_first {
+        let i = joins.iter().position(|(k, _, _)| *k == Kind::User).expect("checked above");
+        let (k, fd, path) = joins.remove(i);
+        namespaces::join(k, &fd, &path)?;
+    }
     let children_ns = ChildrenNs::enter(&plan, &[])?;
+    // (After joining the user namespace, the host's pid namespace is out of
+    // reach: nothing to restore, and this process needs none of it.)
+    let restore = |c: ChildrenNs| if user_first { std::mem::forget(c); Ok(()) } else { c.restore() };
     let pid = match sys::clone_process(0, joiner.into.as_ref().map(|f| f.as_fd())) {
         Err(e) => {
-            children_ns.restore()?;
+            restore(children_ns)?;
             return Err(e.into());
         }
         Ok(Forked::Child) => {
@@ -172,6 +186,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
             let ctx = Child {
                 process: &process,
                 joins,
+                in_userns,
                 cgroup_join: joiner,
                 chan: child_chan,
                 console,
@@ -193,7 +208,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
             child(ctx, fin)
         }
         Ok(Forked::Parent(pid)) => {
-            children_ns.restore()?;
+            restore(children_ns)?;
             pid
         }
     };
@@ -233,6 +248,8 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
 struct Child<'a> {
     process: &'a Process,
     joins: Vec<(Kind, OwnedFd, PathBuf)>,
+    /// The container has a user namespace (joined here, or by the parent).
+    in_userns: bool,
     cgroup_join: cgroups::Joiner,
     chan: Channel,
     console: Option<OwnedFd>,
@@ -261,7 +278,7 @@ fn child_steps(ctx: &mut Child<'_>, mut fin: Final) -> Result<finish::Never, Ini
     for (k, fd, path) in &ctx.joins {
         namespaces::join(*k, fd, path)?;
     }
-    if ctx.joins.iter().any(|(k, _, _)| *k == Kind::User) {
+    if ctx.in_userns {
         let root = nix::unistd::Gid::from_raw(0);
         nix::unistd::setresgid(root, root, root).map_err(sys::err("setresgid", 0, "user namespace"))?;
         let uroot = nix::unistd::Uid::from_raw(0);

@@ -152,7 +152,17 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         Some(u) => Some(u.cgroup_path()?),
         None => linux.cgroups_path().clone(),
     };
-    let placement = cgroups::placement(&hier, cgroups_path.as_deref(), &opts.id)?;
+    let mut placement = cgroups::placement(&hier, cgroups_path.as_deref(), &opts.id)?;
+    if !nix::unistd::geteuid().is_root() && !placement.writable() {
+        // Rootless, with no cgroup the caller may write (cgroup v1, or v2
+        // without a delegated subtree): no cgroup and no limits, with one
+        // warning, as runc does.
+        crate::logging::emit("warning", &format!(
+            "rootless: no writable cgroup at {}; the container gets no cgroup of its own and linux.resources are not applied",
+            placement.dirs.first().map(|d| d.display().to_string()).unwrap_or_default()
+        ));
+        placement = cgroups::Placement::none(placement.v2);
+    }
     let image_backed = bundle.spec.annotations().as_ref().is_some_and(|a| a.contains_key(crate::layers::bundle::ANN_LAYOUT));
     let mut st = State {
         id: opts.id.clone(),
@@ -403,8 +413,46 @@ fn write_id_maps(pid: Pid, linux: &oci_spec::runtime::Linux) -> Result<()> {
         maps.iter().flatten().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
     };
     let proc = crate::linux::procfs::ProcFs::mounted()?;
-    for (file, text) in [("uid_map", fmt(linux.uid_mappings())), ("gid_map", fmt(linux.gid_mappings()))] {
+    let (uid, gid) = (fmt(linux.uid_mappings()), fmt(linux.gid_mappings()));
+    if !nix::unistd::geteuid().is_root() {
+        let (euid, egid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let own = |text: &str, id: u32| text.split_whitespace().skip(1).collect::<Vec<_>>() == [id.to_string(), "1".into()];
+        if own(&uid, euid) && own(&gid, egid) {
+            // Rootless, mapping only the caller's own ids: written directly;
+            // the kernel then wants setgroups denied before the gid map.
+            proc.write(&format!("{pid}/setgroups"), b"deny")?;
+        } else {
+            // More than the caller's own ids: the setuid helpers of the
+            // uidmap package write them, within /etc/subuid and /etc/subgid.
+            return id_map_helpers(pid, linux);
+        }
+    }
+    for (file, text) in [("uid_map", uid), ("gid_map", gid)] {
         proc.write(&format!("{pid}/{file}"), text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `newuidmap PID ID HOST SIZE...` and `newgidmap`: they check the ranges
+/// against /etc/subuid and /etc/subgid (and the caller's own ids), and
+/// their refusal is passed on, with the mapping that was asked for.
+fn id_map_helpers(pid: Pid, linux: &oci_spec::runtime::Linux) -> Result<()> {
+    for (helper, field, maps) in [("newuidmap", "uidMappings", linux.uid_mappings()), ("newgidmap", "gidMappings", linux.gid_mappings())] {
+        let args: Vec<String> =
+            maps.iter().flatten().flat_map(|m| [m.container_id(), m.host_id(), m.size()]).map(|n| n.to_string()).collect();
+        let out = std::process::Command::new(helper).arg(pid.to_string()).args(&args).output().map_err(|e| {
+            CreateError::Invalid(format!(
+                "rootless: linux.{field} maps more than your own id, which needs {helper} (Debian package uidmap): {e}"
+            ))
+        })?;
+        if !out.status.success() {
+            return Err(CreateError::Invalid(format!(
+                "rootless: {helper} {} refused linux.{field} (ranges must be within /etc/{}): {}",
+                args.join(" "),
+                if helper == "newuidmap" { "subuid" } else { "subgid" },
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
     }
     Ok(())
 }
