@@ -520,3 +520,15 @@ fn exec_cgroup_joins_a_sub_cgroup() {
     assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
     b.assert_gone();
 }
+
+#[test]
+fn kernel_tcp_memory_limit_is_seen_inside_on_v1() {
+    need_root!();
+    if !std::path::Path::new("/sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes").exists() {
+        eprintln!("skipped: no v1 memory.kmem.tcp.limit_in_bytes here");
+        return;
+    }
+    let mut b = Bundle::sh("kmemtcp", "cat /sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes");
+    b.config["linux"]["resources"]["memory"] = json!({"kernelTCP": 8388608});
+    assert_eq!(b.run_ok(), "8388608\n");
+}

@@ -165,3 +165,45 @@ fn limits_of_controllers_the_host_lacks_are_refused() {
         eprintln!("skipped: this host mounts hugetlb, net_cls and net_prio");
     }
 }
+
+#[test]
+fn fields_strata_cannot_apply_are_refused_by_name() {
+    need_root!();
+    for (name, path, value, needle) in [
+        ("lsmaa", "process", json!({"apparmorProfile": "docker-default"}), "process.apparmorProfile"),
+        ("lsmse", "process", json!({"selinuxLabel": "system_u:system_r:container_t:s0"}), "process.selinuxLabel"),
+        ("lsmmnt", "linux", json!({"mountLabel": "system_u:object_r:container_file_t:s0"}), "linux.mountLabel"),
+        ("kmem", "linux", json!({"resources": {"memory": {"kernel": 8388608}}}), "linux.resources.memory.kernel"),
+    ] {
+        let mut b = Bundle::sh(name, "true");
+        for (k, v) in value.as_object().unwrap() {
+            if k == "resources" {
+                b.config[path][k]["memory"] = v["memory"].clone();
+            } else {
+                b.config[path][k] = v.clone();
+            }
+        }
+        assert_one_line_error(&b.create(), needle);
+        b.assert_gone();
+    }
+    // exec's --apparmor and --process-label likewise; the container goes on.
+    let b = Bundle::sh("lsmexec", "sleep 30");
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    assert_one_line_error(&b.cmd(&["exec", "--apparmor", "unconfined", &b.id, "true"]), "--apparmor");
+    assert_one_line_error(&b.cmd(&["exec", "--process-label", "x", &b.id, "true"]), "--process-label");
+    assert_eq!(b.status(), "running");
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+}
+
+#[test]
+fn start_without_a_process_is_an_error() {
+    need_root!();
+    let mut b = Bundle::sh("noproc", "true");
+    b.config.as_object_mut().unwrap().remove("process");
+    assert!(b.create().status.success(), "create without process is allowed (runtime-spec)");
+    assert_one_line_error(&b.start(), "config.json has no process");
+    assert_eq!(b.status(), "created");
+    assert!(b.cmd(&["delete", &b.id]).status.success());
+    b.assert_gone();
+}

@@ -599,6 +599,11 @@ fn archives_are_read_in_place_and_share_the_layers() {
         .status()
         .unwrap();
     assert!(st.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !stdout(&img.cmd(&["state", "arcc"])).contains("stopped") {
+        assert!(std::time::Instant::now() < deadline, "arcc did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let out = img.cmd(&["commit", "arcc", &format!("{}:v9", img.layout.display())]);
     assert!(!out.status.success() && stderr(&out).contains("not from an OCI layout directory"), "{}", stderr(&out));
 }

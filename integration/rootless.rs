@@ -156,7 +156,10 @@ fn an_unprivileged_user_runs_a_container() {
     let state: Value = serde_json::from_slice(&u.strata(&["state", "r2"], true).stdout).unwrap();
     assert_eq!(state["status"], "running");
     let owner = std::fs::read_to_string(format!("/proc/{}/status", state["pid"])).unwrap();
-    assert!(owner.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(&u.uid.to_string())), "init runs as {owner}");
+    assert!(
+        owner.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(&u.uid.to_string())),
+        "init runs as {owner}"
+    );
     assert!(u.strata(&["kill", "r2", "KILL"], true).status.success());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
@@ -187,8 +190,10 @@ fn more_ids_than_the_users_own_go_through_newuidmap() {
         panic!("useradd gave {} no /etc/subuid and /etc/subgid range", u.name);
     };
     let maps = move |cfg: &mut Value, sub_u: u32, sub_g: u32| {
-        cfg["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": u_uid(cfg), "size": 1}, {"containerID": 1, "hostID": sub_u, "size": 1000}]);
-        cfg["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": u_gid(cfg), "size": 1}, {"containerID": 1, "hostID": sub_g, "size": 1000}]);
+        cfg["linux"]["uidMappings"] =
+            json!([{"containerID": 0, "hostID": u_uid(cfg), "size": 1}, {"containerID": 1, "hostID": sub_u, "size": 1000}]);
+        cfg["linux"]["gidMappings"] =
+            json!([{"containerID": 0, "hostID": u_gid(cfg), "size": 1}, {"containerID": 1, "hostID": sub_g, "size": 1000}]);
     };
     // Inside: both ranges; the process runs as uid 100, and the file it
     // makes is the sub id's on the host.

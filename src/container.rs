@@ -55,8 +55,11 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     if s != Status::Created {
         return Err(status_err(&st, format!("cannot start a container that is {}", s.as_str())));
     }
-    // Without `process`, init reports the error on the container's stderr
-    // and exits; the container is then `stopped` (as crun does).
+    // Without `process` there is nothing to start: an error, here, where the
+    // caller sees it (runtime-spec; runc refuses such a config at create).
+    if !st.has_process().map_err(|e| status_err(&st, e.to_string()))? {
+        return Err(status_err(&st, "cannot start: config.json has no process"));
+    }
     let fifo = root.container_dir(id)?.join(state::EXEC_FIFO);
     let fd = match open(&fifo, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty()) {
         Ok(fd) => fd,

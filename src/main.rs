@@ -160,9 +160,10 @@ struct ExecArgs {
     /// Join a sub-cgroup of the container's: [controller[,controller]:]path (may repeat).
     #[arg(long = "cgroup")]
     cgroup: Vec<String>,
-    /// Accepted for compatibility (no SELinux/AppArmor support).
+    /// Refused when given: strata applies no SELinux labels.
     #[arg(long = "process-label")]
     process_label: Option<String>,
+    /// Refused when given: strata applies no AppArmor profiles.
     #[arg(long)]
     apparmor: Option<String>,
     id: String,
@@ -387,7 +388,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
     let rootless = g.rootless()?;
     // Commands that keep no container state need no state directory (and a
     // rootless caller without XDG_RUNTIME_DIR can still run them).
-    let stateless = matches!(cli.cmd, Cmd::Spec { .. } | Cmd::Features | Cmd::Bundle { .. } | Cmd::Layers { .. } | Cmd::Df);
+    let stateless = matches!(cli.cmd, Cmd::Spec { .. } | Cmd::Features | Cmd::Bundle { .. });
     let root = Root::new(if stateless { PathBuf::new() } else { g.root()? });
     match cli.cmd {
         Cmd::Create(a) => {
@@ -495,10 +496,21 @@ fn dispatch(cli: Cli) -> Result<u8> {
 
 fn exec_cmd(root: &Root, a: ExecArgs) -> Result<i32> {
     use strata::process::exec::{self, ExecOpts, ExecProcess, Overrides};
+    let given = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+    if given(&a.apparmor) {
+        bail!("--apparmor: strata applies no AppArmor profiles");
+    }
+    if given(&a.process_label) {
+        bail!("--process-label: strata applies no SELinux labels");
+    }
     let process = match &a.process {
         Some(path) => {
             let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-            ExecProcess::Given(Box::new(serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))?))
+            let p: oci_spec::runtime::Process = serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))?;
+            if given(p.apparmor_profile()) || given(p.selinux_label()) {
+                bail!("{}: apparmorProfile/selinuxLabel: strata applies no AppArmor profiles or SELinux labels", path.display());
+            }
+            ExecProcess::Given(Box::new(p))
         }
         None => ExecProcess::Overrides(Overrides {
             args: a.args.clone(),

@@ -70,6 +70,20 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if !spec.version().starts_with("1.") {
         return bad(format!("ociVersion {:?} is not a 1.x runtime-spec version", spec.version()));
     }
+    // No LSM support in strata: a label or profile would be silently left
+    // unapplied, so it is refused, naming the field (empty means unset).
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+    if let Some(p) = spec.process() {
+        if set(p.apparmor_profile()) {
+            return bad("process.apparmorProfile: strata applies no AppArmor profiles (remove the field)".into());
+        }
+        if set(p.selinux_label()) {
+            return bad("process.selinuxLabel: strata applies no SELinux labels (remove the field)".into());
+        }
+    }
+    if spec.linux().as_ref().is_some_and(|l| set(l.mount_label())) {
+        return bad("linux.mountLabel: strata applies no SELinux labels (remove the field)".into());
+    }
     // `process` may be absent at create (runtime-spec: then `start` fails).
     if let Some(process) = spec.process() {
         if process.args().as_ref().is_none_or(|a| a.is_empty()) {

@@ -218,6 +218,15 @@ impl State {
         Ok(ExecParts { process: v.process, seccomp, personality, memory_policy })
     }
 
+    /// Whether the config has a `process` (skipped over, not parsed).
+    pub fn has_process(&self) -> Result<bool> {
+        #[derive(Deserialize)]
+        struct V {
+            process: Option<serde::de::IgnoredAny>,
+        }
+        Ok(self.view::<V>()?.process.is_some())
+    }
+
     fn view<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_str(self.config.get())
             .map_err(|e| StateError::Corrupt { path: PathBuf::from(format!("{}: state.json config", self.id)), msg: e.to_string() })

@@ -211,7 +211,8 @@ pub fn without_unset(res: &LinuxResources) -> LinuxResources {
 fn requested_v1(res: &LinuxResources) -> Vec<(&'static str, &'static str)> {
     let mut out = Vec::new();
     if let Some(m) = res.memory() {
-        let asks = m.limit().is_some() || m.reservation().is_some() || m.swap().is_some() || m.swappiness().is_some();
+        let asks =
+            m.limit().is_some() || m.reservation().is_some() || m.swap().is_some() || m.swappiness().is_some() || m.kernel_tcp().is_some();
         if asks || m.disable_oom_killer() == Some(true) {
             out.push(("memory", "memory"));
         }
@@ -253,6 +254,17 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
     let mut out = Vec::new();
     let Some(res) = res else { return Ok(out) };
     let res = &without_unset(res);
+    if res.memory().as_ref().and_then(|m| m.kernel()).is_some() {
+        // Linux ignores kernel memory limits since 5.16 (v1 accepts and drops
+        // the write; v2 never had one): refused rather than pretended.
+        return Err(CgroupError::Invalid(
+            "linux.resources.memory.kernel: Linux no longer limits kernel memory (cgroup v1 ignores it since 5.16; v2 has no such limit)"
+                .into(),
+        ));
+    }
+    if p.v2 && res.memory().as_ref().and_then(|m| m.kernel_tcp()).is_some() {
+        return Err(CgroupError::Invalid("linux.resources.memory.kernelTCP: cgroup v2 has no separate TCP memory limit".into()));
+    }
     if !p.v2 {
         if res.unified().as_ref().is_some_and(|u| !u.is_empty()) {
             return Err(CgroupError::Invalid("linux.resources.unified needs cgroup v2; this host's limits are on cgroup v1".into()));
@@ -300,6 +312,9 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
             }
             if m.disable_oom_killer() == Some(true) {
                 w("memory.oom_control", "1".into());
+            }
+            if let Some(t) = m.kernel_tcp() {
+                w("memory.kmem.tcp.limit_in_bytes", t.to_string());
             }
         }
         if h.has("cpu")
@@ -691,6 +706,19 @@ mod tests {
         assert_eq!(get2("pids.max").as_deref(), Some("10"));
         let rules = device_rules_v1(res.devices().as_ref().unwrap());
         assert_eq!(rules, vec![("devices.deny", "a".to_string()), ("devices.allow", "c 1:3 rw".to_string())]);
+    }
+
+    #[test]
+    fn kernel_memory_is_refused_and_kernel_tcp_applied_on_v1() {
+        let tcp: LinuxResources = serde_json::from_str(r#"{"memory":{"kernelTCP":8388608}}"#).unwrap();
+        assert_eq!(named_writes(&[v1_hier(&["memory"])], &tcp), [("memory.kmem.tcp.limit_in_bytes".to_string(), "8388608".to_string())]);
+        let v2 = [Hierarchy { mountpoint: "/cg".into(), controllers: vec![], v2: true, own: "/".into() }];
+        assert!(named_writes_err(&v2, &tcp).contains("kernelTCP"));
+        let kmem: LinuxResources = serde_json::from_str(r#"{"memory":{"kernel":8388608}}"#).unwrap();
+        assert!(named_writes_err(&[v1_hier(&["memory"])], &kmem).contains("linux.resources.memory.kernel:"));
+        // Zero is unset (what Docker sends): nothing written, nothing refused.
+        let zero: LinuxResources = serde_json::from_str(r#"{"memory":{"kernel":0,"kernelTCP":0}}"#).unwrap();
+        assert_eq!(named_writes(&[v1_hier(&["memory"])], &zero), vec![]);
     }
 
     #[test]

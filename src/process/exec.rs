@@ -173,7 +173,14 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     let children_ns = ChildrenNs::enter(&plan, &[])?;
     // (After joining the user namespace, the host's pid namespace is out of
     // reach: nothing to restore, and this process needs none of it.)
-    let restore = |c: ChildrenNs| if user_first { std::mem::forget(c); Ok(()) } else { c.restore() };
+    let restore = |c: ChildrenNs| {
+        if user_first {
+            std::mem::forget(c);
+            Ok(())
+        } else {
+            c.restore()
+        }
+    };
     let pid = match sys::clone_process(0, joiner.into.as_ref().map(|f| f.as_fd())) {
         Err(e) => {
             restore(children_ns)?;

@@ -157,10 +157,13 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         // Rootless, with no cgroup the caller may write (cgroup v1, or v2
         // without a delegated subtree): no cgroup and no limits, with one
         // warning, as runc does.
-        crate::logging::emit("warning", &format!(
-            "rootless: no writable cgroup at {}; the container gets no cgroup of its own and linux.resources are not applied",
-            placement.dirs.first().map(|d| d.display().to_string()).unwrap_or_default()
-        ));
+        crate::logging::emit(
+            "warning",
+            &format!(
+                "rootless: no writable cgroup at {}; the container gets no cgroup of its own and linux.resources are not applied",
+                placement.dirs.first().map(|d| d.display().to_string()).unwrap_or_default()
+            ),
+        );
         placement = cgroups::Placement::none(placement.v2);
     }
     let image_backed = bundle.spec.annotations().as_ref().is_some_and(|a| a.contains_key(crate::layers::bundle::ANN_LAYOUT));
