@@ -64,6 +64,10 @@ pub struct InitContext {
     pub cgroup_join: crate::cgroups::Joiner,
     /// An image-backed rootfs for init to mount (target: the bundle's rootfs).
     pub overlay: Option<crate::layers::OverlayPlan>,
+    /// The parent is unprivileged: it (or newuidmap) must open init's
+    /// /proc files to write the id maps, which a non-dumpable init's are
+    /// closed to.
+    pub rootless: bool,
 }
 
 /// Runs init; never returns.
@@ -96,8 +100,12 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     let linux = spec.linux().clone().unwrap_or_default();
 
     // Not dumpable until execve: a process in the container must not reach
-    // the strata binary through /proc/<pid>/exe (CVE-2019-5736 class).
-    nix::sys::prctl::set_dumpable(false).map_err(sys::err("prctl", "", "PR_SET_DUMPABLE 0"))?;
+    // the strata binary through /proc/<pid>/exe (CVE-2019-5736 class; the
+    // binary is sealed too). Rootless, only once the id maps are written.
+    let not_dumpable = || nix::sys::prctl::set_dumpable(false).map_err(sys::err("prctl", "", "PR_SET_DUMPABLE 0"));
+    if !ctx.rootless {
+        not_dumpable()?;
+    }
     // Into the cgroups before anything else (and before the cgroup namespace).
     ctx.cgroup_join.join_self()?;
     // Idmapped bind mounts come ready-made from the parent (see
@@ -113,6 +121,9 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
             }
             (got, _) => return Err(SyncError::Unexpected { want: "Proceed", got }.into()),
         }
+    }
+    if ctx.rootless {
+        not_dumpable()?;
     }
     join_namespaces(&ctx.ns)?;
     if ctx.ns.userns() {

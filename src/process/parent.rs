@@ -256,6 +256,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
                 cgroup_dirs: placement.dirs.clone(),
                 cgroup_join: joiner,
                 overlay,
+                rootless: !nix::unistd::geteuid().is_root(),
             };
             init::run(ctx)
         }
