@@ -50,19 +50,8 @@ impl User {
         if xdg {
             c.arg(format!("XDG_RUNTIME_DIR={}", self.run.display()));
         }
-        // Into files, not pipes: a created container's init holds the
-        // stdio it was given, and a pipe would not close until it exits.
-        let (o, e) = (self.base.join(".out"), self.base.join(".err"));
-        let status = c
-            .arg(&self.bin)
-            .args(args)
-            .current_dir(&self.base)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&o).unwrap())
-            .stderr(std::fs::File::create(&e).unwrap())
-            .status()
-            .unwrap();
-        Output { status, stdout: std::fs::read(&o).unwrap(), stderr: std::fs::read(&e).unwrap() }
+        c.arg(&self.bin).args(args).current_dir(&self.base);
+        crate::common::output_via_files(c, &self.base, ".")
     }
 
     /// A rootless busybox bundle: `strata spec --rootless` run by the user,

@@ -96,17 +96,9 @@ impl Bundle {
     /// the caller's stdio, so it goes to files (as a shim would arrange)
     /// and the output is read back from them once strata returns.
     pub fn detached(&self, args: &[&std::ffi::OsStr]) -> Output {
-        let base = self.dir.parent().unwrap();
-        let (o, e) = (base.join("out.log"), base.join("err.log"));
-        let status = self
-            .strata()
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&o).unwrap())
-            .stderr(std::fs::File::create(&e).unwrap())
-            .status()
-            .unwrap();
-        Output { status, stdout: std::fs::read(&o).unwrap(), stderr: std::fs::read(&e).unwrap() }
+        let mut c = self.strata();
+        c.args(args);
+        output_via_files(c, self.dir.parent().unwrap(), "")
     }
 
     pub fn create(&self) -> Output {
@@ -155,6 +147,16 @@ impl Drop for Bundle {
             let _ = std::fs::remove_dir_all(base);
         }
     }
+}
+
+/// Runs `cmd` with its stdout and stderr in files under `dir` (`{tag}out.log`,
+/// `{tag}err.log`), not pipes: a container it leaves behind keeps the stdio
+/// it was given, and a pipe would not close until the container exits.
+pub fn output_via_files(mut cmd: Command, dir: &Path, tag: &str) -> Output {
+    let (o, e) = (dir.join(format!("{tag}out.log")), dir.join(format!("{tag}err.log")));
+    let status =
+        cmd.stdin(Stdio::null()).stdout(std::fs::File::create(&o).unwrap()).stderr(std::fs::File::create(&e).unwrap()).status().unwrap();
+    Output { status, stdout: std::fs::read(&o).unwrap(), stderr: std::fs::read(&e).unwrap() }
 }
 
 /// Cgroup directories named after `id` anywhere in the v1/v2 hierarchies.

@@ -57,11 +57,22 @@ fn fail(op: &'static str, set: CapSet) -> impl FnOnce(caps::errors::CapsError) -
 /// init after `start`, or the execve would silently drop them. The bounding
 /// list itself only takes away, so it may name more.
 pub fn check_available(plan: &CapPlan) -> Result<(), CapsError> {
-    let own = caps::read(None, CapSet::Bounding).map_err(fail("read", CapSet::Bounding))?;
+    // CapBnd of /proc/self/status: one read, whose failure is an error (a
+    // failing PR_CAPBSET_READ would look like a missing capability).
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| CapsError::Apply {
+        op: "read /proc/self/status",
+        set: CapSet::Bounding,
+        msg: e.to_string(),
+    })?;
+    let own = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .ok_or_else(|| CapsError::Apply { op: "parse /proc/self/status", set: CapSet::Bounding, msg: "no CapBnd line".into() })?;
     let mut missing: Vec<String> = [&plan.effective, &plan.permitted, &plan.inheritable, &plan.ambient]
         .into_iter()
         .flatten()
-        .filter(|c| !own.contains(c))
+        .filter(|c| own & (1u64 << c.index()) == 0)
         .map(|c| c.to_string())
         .collect();
     missing.sort();

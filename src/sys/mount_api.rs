@@ -105,39 +105,24 @@ const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 /// `open_tree(fd, "", OPEN_TREE_CLONE|AT_EMPTY_PATH)`: a detached bind
 /// mount of exactly the file or directory `fd` refers to, no path resolved.
 pub fn clone_tree(fd: BorrowedFd<'_>, what: &str) -> Result<OwnedFd, SysError> {
-    let empty = c"";
-    // SAFETY: valid fd with an empty path and AT_EMPTY_PATH; returns a new fd or -1.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            fd.as_raw_fd(),
-            empty.as_ptr(),
-            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as libc::c_uint,
-        )
-    };
-    let t = Errno::result(r).map_err(sys::err("open_tree", what, "OPEN_TREE_CLONE|AT_EMPTY_PATH"))?;
-    // SAFETY: the kernel just returned this fd and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(t as i32) })
+    clone_tree_rec(fd, false, what)
 }
 
-/// `open_tree(fd, "", OPEN_TREE_CLONE|AT_EMPTY_PATH[|AT_RECURSIVE])`: a
-/// detached bind mount of what `fd` refers to, with its submounts when
-/// `recursive` (an `rbind`).
+/// The same with its submounts when `recursive` (an `rbind`: AT_RECURSIVE).
 pub fn clone_tree_rec(fd: BorrowedFd<'_>, recursive: bool, what: &str) -> Result<OwnedFd, SysError> {
-    if !recursive {
-        return clone_tree(fd, what);
-    }
     let empty = c"";
+    let rec = if recursive { libc::AT_RECURSIVE as libc::c_uint } else { 0 };
     // SAFETY: valid fd with an empty path and AT_EMPTY_PATH; returns a new fd or -1.
     let r = unsafe {
         libc::syscall(
             libc::SYS_open_tree,
             fd.as_raw_fd(),
             empty.as_ptr(),
-            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint,
+            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as libc::c_uint | rec,
         )
     };
-    let t = Errno::result(r).map_err(sys::err("open_tree", what, "OPEN_TREE_CLONE|AT_EMPTY_PATH|AT_RECURSIVE"))?;
+    let flags = if recursive { "OPEN_TREE_CLONE|AT_EMPTY_PATH|AT_RECURSIVE" } else { "OPEN_TREE_CLONE|AT_EMPTY_PATH" };
+    let t = Errno::result(r).map_err(sys::err("open_tree", what, flags))?;
     // SAFETY: the kernel just returned this fd and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(t as i32) })
 }
