@@ -147,6 +147,13 @@ pub struct BlobCheck<'a> {
 /// nobody else writes to). On error `dest` holds a partial layer: the
 /// caller unpacks into a temp dir and throws it away.
 pub fn apply_layer(blob: BlobCheck<'_>, dest: &Path) -> Result<Applied, LayerError> {
+    apply_layer_with(blob, dest, false)
+}
+
+/// `apply_layer`, with the blob's decompression and hashing on a thread of
+/// their own when `readahead` (the unpack then runs on two cores: one
+/// inflates and hashes, the other parses the tar and writes the files).
+pub fn apply_layer_with(blob: BlobCheck<'_>, dest: &Path, readahead: bool) -> Result<Applied, LayerError> {
     let label = blob.digest.unwrap_or(blob.diff_id).to_string();
     let io_err = |op: &'static str| {
         let label = label.clone();
@@ -159,7 +166,8 @@ pub fn apply_layer(blob: BlobCheck<'_>, dest: &Path) -> Result<Applied, LayerErr
         return Err(LayerError::Mismatch { blob: label, what: "size", expected: expected.to_string(), actual: len.to_string() });
     }
     let decoder = open_decoder(file, blob.media_type, blob.source.read_limit(blob.size)).map_err(io_err("read"))?;
-    let mut archive = tar::Archive::new(HashReader::new(guard::TarGuard::new(decoder)));
+    let stream = Stream::new(HashReader::new(guard::TarGuard::new(decoder)), readahead);
+    let mut archive = tar::Archive::new(stream);
     let root = nix::fcntl::open(dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| LayerError::Sys(crate::sys::err("open", dest.display(), "O_DIRECTORY")(e)))?;
     let mut w = Writer::new(root, &label);
@@ -168,8 +176,7 @@ pub fn apply_layer(blob: BlobCheck<'_>, dest: &Path) -> Result<Applied, LayerErr
         w.entry(entry)?;
     }
     w.finish_dirs()?;
-    let (guarded, diff_id, _) = archive.into_inner().finish().map_err(io_err("read to end"))?;
-    let (_, digest, size) = guarded.into_inner().into_inner().into_inner().finish().map_err(io_err("read to end"))?;
+    let ((diff_id, _), (digest, size)) = archive.into_inner().finish().map_err(io_err("read to end"))?;
     let mismatch = |what, expected: &Digest, actual: Digest| LayerError::Mismatch {
         blob: label.clone(),
         what,
@@ -186,6 +193,116 @@ pub fn apply_layer(blob: BlobCheck<'_>, dest: &Path) -> Result<Applied, LayerErr
         return Err(LayerError::Mismatch { blob: label, what: "size", expected: expected.to_string(), actual: size.to_string() });
     }
     Ok(Applied { size: w.size, entries: w.entries })
+}
+
+/// The uncompressed, guarded, hashed tar stream of a blob: read in place,
+/// or inflated ahead on a thread of its own (`readahead`), a few chunks
+/// ahead of the tar reader (bounded: 4 chunks of 256 KiB).
+enum Stream {
+    Here(HashReader<guard::TarGuard<Decoder>>),
+    Ahead(Ahead),
+}
+
+struct Ahead {
+    rx: Option<std::sync::mpsc::Receiver<io::Result<Vec<u8>>>>,
+    chunk: Vec<u8>,
+    at: usize,
+    done: Option<std::thread::JoinHandle<io::Result<Digests>>>,
+}
+
+/// (diff_id, uncompressed size) and (digest, blob size).
+type Digests = ((Digest, u64), (Digest, u64));
+
+const AHEAD_CHUNK: usize = 256 << 10;
+
+fn finish_hashes(r: HashReader<guard::TarGuard<Decoder>>) -> io::Result<Digests> {
+    let (guarded, diff_id, n) = r.finish()?;
+    let (_, digest, size) = guarded.into_inner().into_inner().into_inner().finish()?;
+    Ok(((diff_id, n), (digest, size)))
+}
+
+impl Stream {
+    fn new(r: HashReader<guard::TarGuard<Decoder>>, readahead: bool) -> Stream {
+        if !readahead {
+            return Stream::Here(r);
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+        let done = std::thread::spawn(move || {
+            let mut r = r;
+            loop {
+                let mut chunk = vec![0u8; AHEAD_CHUNK];
+                match r.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        if tx.send(Ok(chunk)).is_err() {
+                            // The reader stopped (an error there): so do we.
+                            return Err(io::Error::other("the tar reader stopped"));
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let (kind, msg) = (e.kind(), e.to_string());
+                        let _ = tx.send(Err(e));
+                        return Err(io::Error::new(kind, msg));
+                    }
+                }
+            }
+            finish_hashes(r)
+        });
+        Stream::Ahead(Ahead { rx: Some(rx), chunk: Vec::new(), at: 0, done: Some(done) })
+    }
+
+    /// Reads the rest (the tar reader stops at the end-of-archive blocks;
+    /// the digests cover the whole blob) and returns the digests.
+    fn finish(self) -> io::Result<Digests> {
+        match self {
+            Stream::Here(r) => finish_hashes(r),
+            Stream::Ahead(mut a) => {
+                for chunk in a.rx.take().into_iter().flat_map(|r| r.into_iter()) {
+                    chunk?;
+                }
+                let handle = a.done.take().expect("joined once");
+                handle.join().unwrap_or_else(|_| Err(io::Error::other("the inflating thread panicked")))
+            }
+        }
+    }
+}
+
+impl Drop for Ahead {
+    /// A reader that stopped early (an error) stops the inflating thread:
+    /// its next send fails once the channel is gone. It is joined, so no
+    /// thread outlives the unpack.
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        if let Some(h) = self.done.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Here(r) => r.read(buf),
+            Stream::Ahead(a) => {
+                if a.at == a.chunk.len() {
+                    let Some(rx) = &a.rx else { return Ok(0) };
+                    match rx.recv() {
+                        Ok(next) => {
+                            a.chunk = next?;
+                            a.at = 0;
+                        }
+                        Err(_) => return Ok(0),
+                    }
+                }
+                let n = buf.len().min(a.chunk.len() - a.at);
+                buf[..n].copy_from_slice(&a.chunk[a.at..a.at + n]);
+                a.at += n;
+                Ok(n)
+            }
+        }
+    }
 }
 
 /// Cleans a tar path: leading `/` and `.` components dropped, `..` refused.

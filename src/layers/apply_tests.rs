@@ -134,19 +134,22 @@ fn tmp_dir(tag: &str) -> PathBuf {
 
 /// Unpacks through the store (as `prepare_rootfs` does), for the hostile
 /// cases: the error must name the entry, and the store stay empty.
+/// Refused in place and with the inflating thread (readahead) alike.
 fn refused(name: &str, b: &Blob, expect: &str) {
-    let s = tmp_store("hostile");
-    let held = s.0.shared_lock().unwrap();
-    let chain = b.diff_id.clone();
-    let r = s.0.ensure_layer(&held, &chain, None, &chain, |dir| apply_layer(check(b), dir).map(|a| a.size));
-    let err = match r {
-        Ok(_) => panic!("{name}: accepted"),
-        Err(e) => e.to_string(),
-    };
-    assert!(err.contains(expect), "{name}: error {err:?} does not mention {expect:?}");
-    assert!(s.0.layer_meta(&chain).unwrap().is_none(), "{name}: layer left");
-    for sub in ["layers", "tmp", "l"] {
-        assert_eq!(std::fs::read_dir(s.0.root().join(sub)).unwrap().count(), 0, "{name}: {sub}/ not empty");
+    for ahead in [false, true] {
+        let s = tmp_store("hostile");
+        let held = s.0.shared_lock().unwrap();
+        let chain = b.diff_id.clone();
+        let r = s.0.ensure_layer(&held, &chain, None, &chain, |dir| apply_layer_with(check(b), dir, ahead).map(|a| a.size));
+        let err = match r {
+            Ok(_) => panic!("{name} (readahead {ahead}): accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(expect), "{name} (readahead {ahead}): error {err:?} does not mention {expect:?}");
+        assert!(s.0.layer_meta(&chain).unwrap().is_none(), "{name}: layer left");
+        for sub in ["layers", "tmp", "l"] {
+            assert_eq!(std::fs::read_dir(s.0.root().join(sub)).unwrap().count(), 0, "{name}: {sub}/ not empty");
+        }
     }
 }
 
@@ -311,11 +314,13 @@ fn every_entry_kind_and_compression() {
         blob(&tar, "", zst),
     ];
     for b in &blobs {
-        let dest = tmp_dir("full");
-        let applied = apply_layer(check(b), &dest).unwrap_or_else(|e| panic!("{}: {e}", b.media_type));
-        assert_eq!(applied.size, 10 + 4 + 9 + 1);
-        assert_full_layer(&dest);
-        std::fs::remove_dir_all(&dest).unwrap();
+        for ahead in [false, true] {
+            let dest = tmp_dir("full");
+            let applied = apply_layer_with(check(b), &dest, ahead).unwrap_or_else(|e| panic!("{} ({ahead}): {e}", b.media_type));
+            assert_eq!(applied.size, 10 + 4 + 9 + 1);
+            assert_full_layer(&dest);
+            std::fs::remove_dir_all(&dest).unwrap();
+        }
     }
 }
 

@@ -126,6 +126,8 @@ pub fn prepare_rootfs(
             config: image.config_digest.to_string(),
         };
         store.write_refs(container_id, &refs)?;
+        let jobs = unpack_jobs();
+        let readahead = jobs > 1;
         let ensure = |i: usize| -> Result<()> {
             let layer = &image.layers[i];
             let parent = i.checked_sub(1).map(|p| &chain_ids[p]);
@@ -136,14 +138,17 @@ pub fn prepare_rootfs(
                 diff_id: &layer.diff_id,
                 size: (layer.size > 0).then_some(layer.size),
             };
-            store.ensure_layer(&held, &chain_ids[i], parent, &layer.diff_id, |dir| apply::apply_layer(blob, dir).map(|a| a.size))?;
+            // With more than one core, each layer inflates on a thread of its own too.
+            store.ensure_layer(&held, &chain_ids[i], parent, &layer.diff_id, |dir| {
+                apply::apply_layer_with(blob, dir, readahead).map(|a| a.size)
+            })?;
             Ok(())
         };
         // Present layers only get their `l/` link checked; the missing ones
         // are unpacked side by side.
         let (present, missing): (Vec<usize>, Vec<usize>) = (0..chain_ids.len()).partition(|i| store.has_layer(&chain_ids[*i]));
         present.iter().try_for_each(|i| ensure(*i))?;
-        unpack_all(&missing, unpack_jobs(), ensure)?;
+        unpack_all(&missing, jobs, ensure)?;
         let links: Vec<PathBuf> = chain_ids.iter().map(|c| store.link_path(c)).collect();
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         init::write_init_layer(&dirs.init, &init::init_entries(hostname, annotations, &host_resolv))?;
