@@ -198,6 +198,8 @@ pub fn apply_layer_with(blob: BlobCheck<'_>, dest: &Path, readahead: bool) -> Re
 /// The uncompressed, guarded, hashed tar stream of a blob: read in place,
 /// or inflated ahead on a thread of its own (`readahead`), a few chunks
 /// ahead of the tar reader (bounded: 4 chunks of 256 KiB).
+// One per layer being read: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Stream {
     Here(HashReader<guard::TarGuard<Decoder>>),
     Ahead(Ahead),
