@@ -201,7 +201,9 @@ fn console_socket_receives_the_pty_master() {
 #[test]
 fn pause_and_resume_freeze_the_container() {
     need_root!();
-    let b = Bundle::sh("pause", "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.01; done");
+    // The count is replaced by a rename: a read never sees it truncated (a
+    // pause between `>`'s truncation and the write would leave it empty).
+    let b = Bundle::sh("pause", "i=0; while true; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.01; done");
     assert!(b.create().status.success());
     assert!(b.cmd(&["start", &b.id]).status.success());
     std::thread::sleep(std::time::Duration::from_millis(100));

@@ -162,6 +162,19 @@ fn an_unprivileged_user_runs_a_container() {
     assert!(u.strata(&["delete", "r2"], true).status.success());
     u.assert_nothing_left();
 
+    // A config that asks for sysfs, with no network namespace of its own:
+    // the user may not mount one, so it is the host's /sys, read-only.
+    let b = u.bundle("sysfs", "test -d /sys/kernel && echo has-sys; touch /sys/x 2>/dev/null || echo read-only", |c| {
+        for m in c["mounts"].as_array_mut().unwrap() {
+            if m["destination"] == "/sys" {
+                *m = json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]});
+            }
+        }
+    });
+    let out = u.strata(&["run", "--bundle", b.to_str().unwrap(), "r3"], true);
+    assert_eq!(stdout(&out), "has-sys\nread-only\n", "{}", stderr(&out));
+    u.assert_nothing_left();
+
     // Without XDG_RUNTIME_DIR: an error saying what to set.
     let out = u.strata(&["list"], false);
     assert!(!out.status.success());

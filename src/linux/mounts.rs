@@ -114,6 +114,17 @@ pub const IDMAP_OPTIONS: [&str; 2] = ["idmap", "ridmap"];
 
 const PROPAGATION_OPTIONS: [&str; 8] = ["private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"];
 
+/// A sysfs mount turned into a read-only recursive bind of the host's /sys
+/// (for a user namespace that does not own its network namespace).
+pub fn sysfs_as_bind(op: &MountOp) -> MountOp {
+    let mut b = op.clone();
+    b.source = Some(PathBuf::from("/sys"));
+    b.fstype = "bind".into();
+    b.flags |= MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    b.data.clear();
+    b
+}
+
 /// Every option strata applies, sorted: what `features` lists.
 pub fn known_options() -> Vec<&'static str> {
     let mut all: Vec<&str> =

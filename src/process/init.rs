@@ -174,7 +174,13 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     let root = rootfs::bind_rootfs(&rootfs)?;
     let mut dev_is_bind = false;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        let op = mounts::plan(m);
+        let mut op = mounts::plan(m);
+        if op.fstype == "sysfs" && ctx.ns.userns() && !(ctx.ns.has_new(namespaces::Kind::Net) || ctx.ns.joins(namespaces::Kind::Net)) {
+            // sysfs may be mounted only by the owner of the network
+            // namespace: in a user namespace without one of its own (rootless
+            // above all) it is the host's /sys, bound read-only (runc's rule).
+            op = mounts::sysfs_as_bind(&op);
+        }
         if op.dest == Path::new("/dev") && op.is_bind() {
             dev_is_bind = true;
         }
