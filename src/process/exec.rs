@@ -27,8 +27,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::waitpid;
 use oci_spec::runtime::Process;
 
-use super::finish::{self, Final};
-use super::init::InitError;
+use super::finish::{self, Final, InitError};
 use super::sync::{self, Channel, Msg, SyncError};
 use crate::cgroups;
 use crate::container::{self, OpError};

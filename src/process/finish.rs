@@ -11,10 +11,29 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::Process;
 
-use super::init::InitError;
 use super::sync::{Channel, Msg};
 use crate::linux::{caps, seccomp, user};
 use crate::sys;
+
+/// What can fail in the steps inside the container: init's (`init`) and
+/// exec's child's (`exec`), which share the last ones here.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Sys(#[from] crate::sys::SysError),
+    #[error(transparent)]
+    Caps(#[from] crate::linux::caps::CapsError),
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::linux::seccomp::SeccompError),
+    #[error(transparent)]
+    Sync(#[from] super::sync::SyncError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error("{0}")]
+    Other(String),
+}
 
 type Result<T> = std::result::Result<T, InitError>;
 

@@ -10,32 +10,14 @@ use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid, setresgid, setresuid};
 
-use super::finish;
+use super::finish::{self, InitError};
 use super::sync::{Channel, Msg, SyncError};
 use crate::cgroups::Hierarchy;
 use crate::hooks;
 use crate::linux::procfs::{self, ProcFs};
 use crate::linux::{caps, mounts, namespaces, rlimits, rootfs, seccomp};
 use crate::spec::Bundle;
-use crate::sys::{self, SysError};
-
-#[derive(Debug, thiserror::Error)]
-pub enum InitError {
-    #[error(transparent)]
-    Sys(#[from] SysError),
-    #[error(transparent)]
-    Caps(#[from] caps::CapsError),
-    #[error(transparent)]
-    Hook(#[from] hooks::HookError),
-    #[error(transparent)]
-    Seccomp(#[from] seccomp::SeccompError),
-    #[error(transparent)]
-    Sync(#[from] super::sync::SyncError),
-    #[error(transparent)]
-    Cgroup(#[from] crate::cgroups::CgroupError),
-    #[error("{0}")]
-    Other(String),
-}
+use crate::sys;
 
 type Result<T> = std::result::Result<T, InitError>;
 
