@@ -190,9 +190,10 @@ pub fn open_range(path: &Path, offset: u64) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::layout::tests::TestLayout;
 
-    fn archive(members: &[(&str, &[u8])]) -> (tempfile_dir::Dir, PathBuf) {
-        let dir = tempfile_dir::Dir::new();
+    fn archive(members: &[(&str, &[u8])]) -> (TestLayout, PathBuf) {
+        let dir = TestLayout::new("archive");
         let path = dir.0.join("a.tar");
         let mut b = tar::Builder::new(File::create(&path).unwrap());
         for (name, data) in members {
@@ -204,22 +205,6 @@ mod tests {
         }
         b.finish().unwrap();
         (dir, path)
-    }
-
-    mod tempfile_dir {
-        pub struct Dir(pub std::path::PathBuf);
-        impl Dir {
-            pub fn new() -> Dir {
-                let p = std::env::temp_dir().join(format!("strata-archive-test-{}", crate::layers::unique_name()));
-                std::fs::create_dir_all(&p).unwrap();
-                Dir(p)
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
     }
 
     #[test]
@@ -240,7 +225,7 @@ mod tests {
         let (_d, path) = archive(&[(&long, b"data")]);
         assert_eq!(Archive::index(&path).unwrap().read(&long, 10).unwrap(), b"data");
         // A GNU long-name header that claims 2 MiB is refused, not read.
-        let d = tempfile_dir::Dir::new();
+        let d = TestLayout::new("archive");
         let p = d.0.join("bomb.tar");
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::GNULongName);
@@ -275,7 +260,7 @@ mod tests {
 
     #[test]
     fn not_an_archive_is_refused() {
-        let d = tempfile_dir::Dir::new();
+        let d = TestLayout::new("archive");
         let p = d.0.join("x");
         std::fs::write(&p, b"this is not a tar archive at all, just some bytes").unwrap();
         assert!(Archive::index(&p).is_err());

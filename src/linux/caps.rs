@@ -57,24 +57,14 @@ fn fail(op: &'static str, set: CapSet) -> impl FnOnce(caps::errors::CapsError) -
 /// init after `start`, or the execve would silently drop them. The bounding
 /// list itself only takes away, so it may name more.
 pub fn check_available(plan: &CapPlan) -> Result<(), CapsError> {
-    // CapBnd of /proc/self/status: one read, whose failure is an error (a
-    // failing PR_CAPBSET_READ would look like a missing capability).
-    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| CapsError::Apply {
-        op: "read /proc/self/status",
-        set: CapSet::Bounding,
-        msg: e.to_string(),
-    })?;
-    let own = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapBnd:"))
-        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        .ok_or_else(|| CapsError::Apply { op: "parse /proc/self/status", set: CapSet::Bounding, msg: "no CapBnd line".into() })?;
-    let mut missing: Vec<String> = [&plan.effective, &plan.permitted, &plan.inheritable, &plan.ambient]
-        .into_iter()
-        .flatten()
-        .filter(|c| own & (1u64 << c.index()) == 0)
-        .map(|c| c.to_string())
-        .collect();
+    let mut missing = Vec::new();
+    for cap in [&plan.effective, &plan.permitted, &plan.inheritable, &plan.ambient].into_iter().flatten() {
+        // has_cap passes a failing PR_CAPBSET_READ on (caps::read would
+        // take it for a missing capability).
+        if !caps::has_cap(None, CapSet::Bounding, *cap).map_err(fail("read", CapSet::Bounding))? {
+            missing.push(cap.to_string());
+        }
+    }
     missing.sort();
     missing.dedup();
     if missing.is_empty() { Ok(()) } else { Err(CapsError::Unavailable { caps: missing.join(", ") }) }

@@ -52,6 +52,10 @@ pub struct IdmapMount {
 pub fn plan(mounts: &[Mount], bundle: &Path, container_userns: bool) -> Result<Vec<IdmapMount>, String> {
     let mut out = Vec::new();
     for (index, m) in mounts.iter().enumerate() {
+        // Most configs have none: only those mounts are planned here.
+        if !m.options().iter().flatten().any(|o| mounts::IDMAP_OPTIONS.contains(&o.as_str())) {
+            continue;
+        }
         let op = mounts::plan(m);
         let Some(recursive) = op.idmap else { continue };
         let dest = op.dest.clone();

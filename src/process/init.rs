@@ -269,6 +269,8 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     let args = process.args().clone().unwrap_or_default();
     let exe = if has_process { finish::find_executable(&args[0], &env, process.cwd())? } else { PathBuf::new() };
     let cap_plan = caps::plan(process.capabilities().as_ref())?;
+    // Refused now, at create, rather than by capset after start.
+    caps::check_available(&cap_plan)?;
     let personality = crate::linux::personality::plan(linux.personality().as_ref()).map_err(InitError::Other)?;
     // execCPUAffinity is for exec'd processes only (runtime-spec).
     let sched = crate::linux::sched::plan(&process, false).map_err(InitError::Other)?;

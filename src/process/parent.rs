@@ -129,9 +129,6 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     let host_mounts = if own_mount_ns { Vec::new() } else { vec![bundle.rootfs.clone()] };
     let own_netns = ns.has_new(namespaces::Kind::Net) || ns.joins(namespaces::Kind::Net);
     let net_devices = netdev::plan(linux.net_devices().as_ref(), own_netns)?;
-    crate::linux::caps::plan(process.capabilities().as_ref())
-        .and_then(|p| crate::linux::caps::check_available(&p))
-        .map_err(|e| CreateError::Invalid(e.to_string()))?;
     let idmaps = idmap::plan(bundle.spec.mounts().as_deref().unwrap_or(&[]), &bundle.dir, ns.has_new(namespaces::Kind::User))
         .map_err(CreateError::Invalid)?;
     let rdt = match linux.intel_rdt() {
