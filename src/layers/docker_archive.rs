@@ -78,9 +78,8 @@ pub fn resolve(source: Source, archive: &Archive, reference: Option<&str>) -> Re
 fn named_digest(name: &str) -> Option<Digest> {
     let base = name.rsplit('/').next().unwrap_or(name);
     let hex = base.strip_suffix(".json").or_else(|| base.strip_suffix(".tar")).unwrap_or(base);
-    let by_blob_path = name.starts_with("blobs/sha256/");
     let is_hex = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
-    (is_hex && (by_blob_path || base != hex || name == hex)).then(|| Digest::parse(&format!("sha256:{hex}")).ok()).flatten()
+    if is_hex { Digest::parse(&format!("sha256:{hex}")).ok() } else { None }
 }
 
 #[cfg(test)]
