@@ -64,6 +64,32 @@ pub fn spec(rootless: bool) -> Value {
     s
 }
 
+/// The base of `strata bundle --image` for a rootless caller: the rootless
+/// spec, with the caller's first subordinate uid and gid ranges mapped from
+/// 1 on (as podman does), so that image files owned by other users than
+/// root keep their owners. Without subordinate ids, only the caller's own.
+pub fn rootless_image_spec() -> Value {
+    use crate::linux::usermaps;
+    let mut s = spec(true);
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    let name = nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_default();
+    let group = nix::unistd::Group::from_gid(gid).ok().flatten().map(|g| g.name).unwrap_or_default();
+    let sub = |file: &str, name: &str, id: u32| usermaps::subordinate_ranges(&std::fs::read_to_string(file).unwrap_or_default(), name, id);
+    let maps = usermaps::rootless_default(
+        uid.as_raw(),
+        gid.as_raw(),
+        &sub("/etc/subuid", &name, uid.as_raw()),
+        // Debian's /etc/subgid names the user, not its group.
+        &[sub("/etc/subgid", &name, uid.as_raw()), sub("/etc/subgid", &group, gid.as_raw())].concat(),
+    );
+    let json_maps = |r: &[usermaps::Range]| -> Value {
+        r.iter().map(|r| json!({"containerID": r.inside, "hostID": r.outside, "size": r.count})).collect()
+    };
+    s["linux"]["uidMappings"] = json_maps(&maps.uid);
+    s["linux"]["gidMappings"] = json_maps(&maps.gid);
+    s
+}
+
 /// The features document: only what strata really implements.
 pub fn features() -> Value {
     // From the tables that apply them (linux::mounts), so that the list
@@ -105,14 +131,20 @@ pub const STATE_ROOT: &str = "/run/strata";
 pub const STORE: &str = "/var/lib/strata";
 
 /// The default state directory: `/run/strata`, or for a rootless caller
-/// `$XDG_RUNTIME_DIR/strata` (as runc uses `$XDG_RUNTIME_DIR/runc`).
+/// `$XDG_RUNTIME_DIR/strata` (as runc uses `$XDG_RUNTIME_DIR/runc`). Root of
+/// a user namespace (rootless podman runs the runtime so) takes
+/// XDG_RUNTIME_DIR unless `USER` says root, and else `/run/strata`: runc's
+/// rules.
 pub fn state_root(rootless: bool) -> Result<std::path::PathBuf, String> {
     if !rootless {
         return Ok(STATE_ROOT.into());
     }
+    let euid0 = nix::unistd::geteuid().is_root();
+    let user_is_root = std::env::var_os("USER").is_some_and(|u| u == "root");
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(d) => Ok(std::path::PathBuf::from(d).join("strata")),
-        None => Err(format!(
+        Some(d) if !euid0 || !user_is_root => Ok(std::path::PathBuf::from(d).join("strata")),
+        _ if euid0 => Ok(STATE_ROOT.into()),
+        _ => Err(format!(
             "rootless: XDG_RUNTIME_DIR is not set, so there is no default state directory; \
              set it (usually /run/user/{}) or pass --root DIR",
             nix::unistd::geteuid()

@@ -45,16 +45,20 @@ struct Global {
     /// then slice:prefix:name).
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
-    /// auto (default: rootless when not run as root), true or false: where
-    /// state and the store live by default, as runc's flag.
+    /// auto (default: rootless unless root of the host: not root, or root
+    /// of a user namespace as under rootless podman), true or false: where
+    /// state and the store live by default, and whether a cgroup that cannot
+    /// be written is skipped with a warning, as runc's flag.
     #[arg(id = "global_rootless", long = "rootless", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     rootless: Option<String>,
 }
 
 impl Global {
     fn rootless(&self) -> Result<bool> {
+        // Read once per command: auto reads /proc/self/uid_map as root.
+        static AUTO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         match self.rootless.as_deref() {
-            None | Some("auto") => Ok(!nix::unistd::geteuid().is_root()),
+            None | Some("auto") => Ok(*AUTO.get_or_init(|| !strata::linux::usermaps::host_root())),
             Some("true") => Ok(true),
             Some("false") => Ok(false),
             Some(other) => anyhow::bail!("--rootless={other}: expected auto, true or false"),
@@ -443,7 +447,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             std::fs::write(&path, text + "\n").with_context(|| format!("spec: write {}", path.display()))?;
         }
         Cmd::Bundle { image, dir } => {
-            let mut base = strata::defaults::spec(false);
+            let mut base = if rootless { strata::defaults::rootless_image_spec() } else { strata::defaults::spec(false) };
             base["process"]["terminal"] = serde_json::json!(false);
             std::fs::create_dir_all(&dir).with_context(|| format!("bundle: mkdir {}", dir.display()))?;
             strata::layers::bundle_from_image(&image, &dir, base).with_context(|| format!("bundle --image {image}"))?;
@@ -626,6 +630,7 @@ fn create_opts(a: &CreateArgs, foreground: bool, g: &Global) -> CreateOpts {
         foreground,
         store: g.store().unwrap_or_else(|_| PathBuf::from(strata::defaults::STORE)),
         systemd_cgroup: g.systemd_cgroup,
+        rootless: g.rootless().unwrap_or(false),
     }
 }
 

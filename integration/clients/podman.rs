@@ -426,3 +426,87 @@ fn podman_drives_the_runtime() {
     drop(p);
     c.finish();
 }
+
+/// Rootless podman: a real unprivileged user runs podman with strata as its
+/// runtime. podman runs the runtime as root of its own user namespace, so
+/// strata sees euid 0 there and must still act rootless: state under
+/// XDG_RUNTIME_DIR, no cgroup on this v1 host, devices bound, exec without
+/// a way back to the host's pid namespace.
+#[test]
+fn rootless_podman_drives_the_runtime() {
+    need_root!();
+    need_bins!("podman", "conmon", "newuidmap");
+    if std::env::var_os("STRATA_CLIENT_RUNTIME").is_some() {
+        eprintln!("skipped: the rootless podman test runs strata itself");
+        return;
+    }
+    let u = crate::rootless::User::new("p");
+    let img = u.base.join("img");
+    make_image(&img).unwrap_or_else(|e| panic!("hack/mkimage-clients: {e}"));
+    crate::rootless::chown_r(&img, u.uid);
+    let conf = u.base.join("containers.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[containers]\nnetns = \"none\"\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
+             runtime_supports_json = [\"strata\"]\n[engine.runtimes]\nstrata = [\"{}\"]\n",
+            u.bin.display()
+        ),
+    )
+    .unwrap();
+    let storage = u.base.join("storage.conf");
+    let b = u.base.display();
+    std::fs::write(&storage, format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{b}/graph\"\nrunroot = \"{b}/run/containers\"\n"))
+        .unwrap();
+    crate::rootless::chown_r(&u.base, u.uid);
+    let podman = |args: &[&str]| -> Output {
+        let mut v = vec![
+            "CONTAINERS_CONF=".to_string() + conf.to_str().unwrap(),
+            "CONTAINERS_STORAGE_CONF=".to_string() + storage.to_str().unwrap(),
+            "timeout".into(),
+            "60".into(),
+            "podman".into(),
+        ];
+        v.extend(args.iter().map(|s| s.to_string()));
+        let v: Vec<&str> = v.iter().map(String::as_str).collect();
+        u.command("env".as_ref(), &v, true)
+    };
+    let pause_pid = || std::fs::read_to_string(u.run.join("libpod/tmp/pause.pid")).ok().and_then(|s| s.trim().parse::<i32>().ok());
+    let checks = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        ok(&podman(&["load", "-q", "-i", img.join("image.docker.tar").to_str().unwrap()]));
+        let sub = std::fs::read_to_string("/etc/subuid")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{}:", u.name)).map(|r| r.split(':').next().unwrap().to_string()))
+            .expect("a /etc/subuid range for the user");
+        let run = ["run", "--runtime", "strata", "--pull", "never"];
+        // The image's user, inside podman's user namespace; an exit code.
+        let o = podman(
+            &[&run[..], &["--rm", IMAGE, "sh", "-c", "id -u; tr -s ' ' < /proc/self/uid_map; test -c /dev/null && exit 7"]].concat(),
+        );
+        assert_eq!(o.status.code(), Some(7), "{}", show(&o));
+        assert_eq!(stdout(&o), format!("1000\n 0 {} 1\n 1 {sub} 65536\n", u.uid), "{}", show(&o));
+        // A detached container: strata's state is under the user's
+        // XDG_RUNTIME_DIR while it runs; exec, stop, rm.
+        let id = ok(&podman(&[&run[..], &["-d", "--name", "c1", IMAGE, "sleep", "1234567"]].concat())).trim().to_string();
+        assert!(u.state_dir().join(&id).exists(), "no strata state for {id} under {}", u.state_dir().display());
+        assert_eq!(ok(&podman(&["inspect", "-f", "{{.OCIRuntime}}", "c1"])).trim(), "strata");
+        let o = podman(&["exec", "c1", "sh", "-c", "id -u; tr '\\0' ' ' < /proc/1/cmdline"]);
+        assert_eq!(ok(&o), "1000\nsleep 1234567 ");
+        ok(&podman(&["stop", "-t", "1", "c1"]));
+        assert_eq!(ok(&podman(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "c1"])).trim(), "exited 137");
+        ok(&podman(&["rm", "c1"]));
+        let left: Vec<_> = std::fs::read_dir(u.state_dir()).map(|r| r.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+        assert!(left.is_empty(), "strata state left: {left:?}");
+        let procs = procs_mentioning("sleep 1234567");
+        assert!(procs.is_empty(), "container processes left: {procs:?}");
+    }));
+    // podman's pause process holds its user namespace between commands.
+    let _ = podman(&["rm", "-a", "-f", "-t", "0"]);
+    if let Some(pid) = pause_pid() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    if let Err(e) = checks {
+        std::panic::resume_unwind(e);
+    }
+}

@@ -11,7 +11,10 @@
 //!
 //! Whiteouts are converted to overlayfs' form: `.wh.NAME` becomes a 0/0
 //! character device `NAME`, `.wh..wh..opq` the xattr
-//! `trusted.overlay.opaque=y` on its directory.
+//! `trusted.overlay.opaque=y` on its directory (`user.overlay.opaque=y`
+//! in a rootless store, whose overlay is mounted with `userxattr`).
+//! What else of an entry's metadata is kept depends on who unpacks
+//! (`Unpacker`).
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -37,6 +40,8 @@ use crate::sys::xattr as sysxattr;
 pub use super::difftar::{DiffTar, diff_to_tar};
 
 pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// The opaque marker of an overlay mounted with `userxattr`.
+pub const USER_OPAQUE_XATTR: &str = "user.overlay.opaque";
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 const READ_BUF: usize = 1 << 20;
@@ -388,11 +393,61 @@ fn parse_pax_time(v: &[u8]) -> Option<TimeSpec> {
     Some(TimeSpec::new(secs, if secs < 0 { -nanos } else { nanos }))
 }
 
+/// Who unpacks a layer, which decides what of its metadata is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unpacker {
+    /// Root of the host: owners, device nodes and every xattr but overlay's
+    /// own; opaque dirs as `trusted.overlay.opaque`.
+    HostRoot,
+    /// Root of a user namespace (a rootless store, see
+    /// `linux::usermaps::run_as_root`): owners as the namespace maps them;
+    /// `user.*` and `security.capability` xattrs only (the others need the
+    /// host's CAP_SYS_ADMIN); opaque dirs as `user.overlay.opaque`. Device
+    /// nodes are skipped, as containers-storage does: mknod needs the
+    /// host's CAP_MKNOD, and the runtime gives a container its devices.
+    UserNsRoot,
+    /// Neither: files stay the caller's, and only `user.*` xattrs are kept.
+    Unprivileged,
+}
+
+impl Unpacker {
+    pub fn current() -> Unpacker {
+        if !nix::unistd::geteuid().is_root() {
+            Unpacker::Unprivileged
+        } else if crate::linux::usermaps::in_user_namespace() {
+            Unpacker::UserNsRoot
+        } else {
+            Unpacker::HostRoot
+        }
+    }
+
+    pub fn opaque_xattr(self) -> &'static str {
+        match self {
+            Unpacker::HostRoot => OPAQUE_XATTR,
+            Unpacker::UserNsRoot | Unpacker::Unprivileged => USER_OPAQUE_XATTR,
+        }
+    }
+
+    /// Overlay's own xattrs (origin, redirect, metacopy... in either
+    /// namespace) are never taken from an image: they would steer the
+    /// overlay mount.
+    fn keeps_xattr(self, name: &str) -> bool {
+        if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") {
+            return false;
+        }
+        match self {
+            Unpacker::HostRoot => true,
+            Unpacker::UserNsRoot => name.starts_with("user.") || name == "security.capability",
+            Unpacker::Unprivileged => name.starts_with("user."),
+        }
+    }
+}
+
 /// Writes entries under one layer root.
 struct Writer<'a> {
     root: OwnedFd,
     blob: &'a str,
-    privileged: bool,
+    unpacker: Unpacker,
     /// The last parent directory opened: tar streams list a directory's
     /// entries together, so most entries reuse it.
     cached: Option<(Vec<u8>, OwnedFd)>,
@@ -405,8 +460,16 @@ struct Writer<'a> {
 
 impl<'a> Writer<'a> {
     fn new(root: OwnedFd, blob: &'a str) -> Writer<'a> {
-        let privileged = nix::unistd::geteuid().is_root();
-        Writer { root, blob, privileged, cached: None, dir_times: Vec::new(), buf: vec![0; READ_BUF], size: 0, entries: 0 }
+        Writer {
+            root,
+            blob,
+            unpacker: Unpacker::current(),
+            cached: None,
+            dir_times: Vec::new(),
+            buf: vec![0; READ_BUF],
+            size: 0,
+            entries: 0,
+        }
     }
 
     fn refuse(&self, entry: &[u8], msg: impl Into<String>) -> LayerError {
@@ -453,6 +516,7 @@ impl<'a> Writer<'a> {
                 let target = entry.link_name_bytes().ok_or_else(|| self.refuse(&path, "hardlink without a target"))?.into_owned();
                 self.hardlink(parent.as_fd(), name, &path, &target)
             }
+            tar::EntryType::Char | tar::EntryType::Block if self.unpacker == Unpacker::UserNsRoot => Ok(()),
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let h = entry.header();
                 let dev = makedev(h.device_major().ok().flatten().unwrap_or(0) as u64, h.device_minor().ok().flatten().unwrap_or(0) as u64);
@@ -599,7 +663,7 @@ impl<'a> Writer<'a> {
     }
 
     fn owner_mode_xattrs(&self, fd: BorrowedFd<'_>, path: &[u8], meta: &Meta) -> Result<(), LayerError> {
-        if self.privileged {
+        if self.unpacker != Unpacker::Unprivileged {
             fchown(fd, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid))).map_err(self.sys("fchown", path, ""))?;
         }
         fchmod(fd, Mode::from_bits_truncate(meta.mode)).map_err(self.sys("fchmod", path, ""))?;
@@ -612,7 +676,7 @@ impl<'a> Writer<'a> {
     /// Owner, mode, xattrs and mtime of a symlink, device or fifo, which
     /// cannot be opened: set through the parent fd, never following.
     fn special_meta(&self, parent: BorrowedFd<'_>, name: &OsStr, path: &[u8], meta: &Meta, chmod: bool) -> Result<(), LayerError> {
-        if self.privileged {
+        if self.unpacker != Unpacker::Unprivileged {
             fchownat(parent, name, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
                 .map_err(self.sys("fchownat", path, "AT_SYMLINK_NOFOLLOW"))?;
         }
@@ -633,11 +697,8 @@ impl<'a> Writer<'a> {
         ))
     }
 
-    /// Overlay's own xattrs (origin, redirect, metacopy...) are never taken
-    /// from an image: they would steer the overlay mount. Unprivileged, only
-    /// `user.*` can be set at all.
     fn keep_xattr(&self, name: &str) -> bool {
-        !name.starts_with("trusted.overlay.") && (self.privileged || name.starts_with("user."))
+        self.unpacker.keeps_xattr(name)
     }
 
     fn hardlink(&mut self, parent: BorrowedFd<'_>, name: &OsStr, path: &[u8], target: &[u8]) -> Result<(), LayerError> {
@@ -664,7 +725,7 @@ impl<'a> Writer<'a> {
     fn whiteout(&mut self, path: &[u8], parent_path: &[u8], name: &[u8], meta: &Meta) -> Result<(), LayerError> {
         let parent = self.parent(parent_path, path)?;
         if name == OPAQUE_MARKER {
-            return sysxattr::fsetxattr(parent.as_fd(), OPAQUE_XATTR, b"y", &String::from_utf8_lossy(parent_path))
+            return sysxattr::fsetxattr(parent.as_fd(), self.unpacker.opaque_xattr(), b"y", &String::from_utf8_lossy(parent_path))
                 .map_err(|e| self.refuse(path, e.to_string()));
         }
         if name.starts_with(b".wh..wh.") {

@@ -368,3 +368,49 @@ fn unprivileged_apply_skips_owners() {
     assert_eq!(std::fs::metadata(dest.join("d/f")).unwrap().mtime(), 1_234_567_890);
     std::fs::remove_dir_all(&dest).unwrap();
 }
+
+/// The full layer unpacked as root of a user namespace (a rootless store):
+/// owners through the maps, no device nodes, opaque dirs and the image's
+/// own xattrs as a `userxattr` overlay needs them, and overlay xattrs from
+/// the image (which would steer the mount) dropped in both namespaces.
+#[test]
+fn a_user_namespace_unpack_keeps_what_a_rootless_overlay_can_use() {
+    use crate::linux::usermaps::{self, IdMaps, Range};
+    if !usermaps::host_root() {
+        return;
+    }
+    let mut tar = Tar::new();
+    let layer = tar.dir("./", 0o755).dir("opq/", 0o755).file("opq/.wh..wh..opq", b"").file("gone/.wh.x", b"");
+    let layer = layer
+        .pax(&[
+            ("SCHILY.xattr.user.overlay.redirect", b"/etc"),
+            ("SCHILY.xattr.trusted.overlay.opaque", b"y"),
+            ("SCHILY.xattr.user.note", b"hi"),
+        ])
+        .dir("steer/", 0o755);
+    let tar = layer.file_with("home/u/f", 0o600, 1000, 1_600_000_000, b"user file").node("dev/null", tar::EntryType::Char, 1, 3).finish();
+    let dest = tmp_dir("userns");
+    let maps = IdMaps {
+        uid: vec![Range { inside: 0, outside: 200_000, count: 65536 }],
+        gid: vec![Range { inside: 0, outside: 300_000, count: 65536 }],
+    };
+    std::os::unix::fs::chown(&dest, Some(200_000), Some(300_000)).unwrap();
+    let b = gz_blob(&tar);
+    usermaps::run_as_root(&maps, || {
+        // No assert here: a panic would unwind in the forked child.
+        if Unpacker::current() != Unpacker::UserNsRoot {
+            return Err(format!("unpacking as {:?}", Unpacker::current()));
+        }
+        apply_layer(check(&b), &dest).map(drop).map_err(|e| e.to_string())
+    })
+    .unwrap();
+    let meta = |p: &str| std::fs::symlink_metadata(dest.join(p));
+    let f = meta("home/u/f").unwrap();
+    assert_eq!((f.uid(), f.gid()), (201_000, 301_000), "owners through the maps");
+    assert!(meta("dev/null").is_err(), "no device node in a rootless store");
+    assert!(meta("gone/x").unwrap().file_type().is_char_device(), "whiteouts are made all the same");
+    let xattrs = |p: &str| sysxattr::llistxattr(dest.join(p).as_os_str().as_bytes(), p).unwrap();
+    assert_eq!(xattrs("opq"), ["user.overlay.opaque"]);
+    assert_eq!(xattrs("steer"), ["user.note"], "overlay xattrs from the image are dropped");
+    std::fs::remove_dir_all(&dest).unwrap();
+}

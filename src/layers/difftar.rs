@@ -1,6 +1,8 @@
 //! The reverse of `apply`: an overlay upper dir -> a gzip layer tar, for
 //! `strata commit`. 0/0 character devices become `.wh.NAME` entries and
-//! directories with `trusted.overlay.opaque=y` get a `.wh..wh..opq` entry.
+//! directories with `trusted.overlay.opaque=y` (`user.overlay.opaque=y`
+//! for a rootless caller, whose store's overlays use `userxattr`) get a
+//! `.wh..wh..opq` entry.
 //!
 //! The upper dir belongs to a container, so it is walked fd by fd with
 //! `O_NOFOLLOW`: a symlink planted in it is archived as a symlink, never
@@ -19,7 +21,7 @@ use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
 use nix::sys::stat::{FileStat, Mode, fstatat, major, minor};
 
 use super::LayerError;
-use super::apply::OPAQUE_XATTR;
+use super::apply::Unpacker;
 use super::digest::{Digest, HashWriter};
 use crate::sys::xattr as sysxattr;
 
@@ -96,8 +98,9 @@ impl Walker<'_> {
         let p = Path::new(OsStr::from_bytes(path));
         match fmt {
             libc::S_IFDIR => {
-                let opaque =
-                    sysxattr::lgetxattr(&at, OPAQUE_XATTR, &String::from_utf8_lossy(path)).map_err(|e| self.fail(path, e.to_string()))?;
+                // The marker overlay writes: trusted.overlay.opaque, or in a rootless store (userxattr) user.overlay.opaque.
+                let opaque = sysxattr::lgetxattr(&at, Unpacker::current().opaque_xattr(), &String::from_utf8_lossy(path))
+                    .map_err(|e| self.fail(path, e.to_string()))?;
                 h.set_entry_type(tar::EntryType::Directory);
                 self.append(b, &mut h, path, &xattrs, io::empty())?;
                 path.push(b'/');
@@ -162,12 +165,12 @@ impl Walker<'_> {
         self.append(b, &mut header(st).with_empty_file(), &wh, &[], io::empty())
     }
 
-    /// The xattrs to carry into the layer: all but overlay's own.
+    /// The xattrs to carry into the layer: all but overlay's own (either namespace).
     fn xattrs(&self, at: &[u8], path: &[u8]) -> Result<Vec<(String, Vec<u8>)>, LayerError> {
         let what = String::from_utf8_lossy(path);
         let mut out = Vec::new();
         for name in sysxattr::llistxattr(at, &what).map_err(|e| self.fail(path, e.to_string()))? {
-            if name.starts_with("trusted.overlay.") {
+            if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") {
                 continue;
             }
             if let Some(v) = sysxattr::lgetxattr(at, &name, &what).map_err(|e| self.fail(path, e.to_string()))? {

@@ -34,6 +34,7 @@ pub use digest::Digest;
 pub use overlay::{OverlayPlan, mount_idmapped, unmount};
 pub use store::{LayerInfo, Store};
 
+use crate::linux::usermaps::{self, IdMaps};
 use crate::sys::SysError;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,8 @@ pub enum LayerError {
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Sys(#[from] SysError),
+    #[error(transparent)]
+    UserNs(#[from] crate::linux::usermaps::UserMapError),
     #[error("parse {path}: {msg}")]
     Parse { path: PathBuf, msg: String },
     #[error("image layout {layout}: {msg}")]
@@ -93,6 +96,11 @@ pub struct PreparedRootfs {
 
 /// Resolves the image, unpacks its missing layers, writes the container's
 /// init layer and upper/work dirs, and records which layers it uses.
+///
+/// `rootless` holds the container's id maps when the caller is an
+/// unprivileged user: the store is then a rootless store with those maps
+/// (see `store`), the missing layers are unpacked as root of a user
+/// namespace with them, and the overlay is planned with `userxattr`.
 pub fn prepare_rootfs(
     store: &Store,
     source: &str,
@@ -100,6 +108,7 @@ pub fn prepare_rootfs(
     container_id: &str,
     hostname: Option<&str>,
     annotations: &HashMap<String, String>,
+    rootless: Option<&IdMaps>,
 ) -> Result<PreparedRootfs> {
     store::check_id(container_id)?;
     // The bundle names its image by source (`Source::name`) and digest.
@@ -115,6 +124,16 @@ pub fn prepare_rootfs(
     let diff_ids: Vec<Digest> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
     let chain_ids = digest::chain_ids(&diff_ids);
     let held = store.shared_lock()?;
+    match rootless {
+        Some(maps) => store.claim_user_maps(maps)?,
+        None if store.user_maps()?.is_some() => {
+            return Err(LayerError::Plan(format!(
+                "{} is a rootless store (its layers belong to a user namespace's ids); root uses its own --store",
+                store.root().display()
+            )));
+        }
+        None => {}
+    }
     let dirs = store.create_container(container_id)?;
     let result = (|| {
         // Recorded first, so that a concurrent prune (which waits for the
@@ -148,11 +167,17 @@ pub fn prepare_rootfs(
         // are unpacked side by side.
         let (present, missing): (Vec<usize>, Vec<usize>) = (0..chain_ids.len()).partition(|i| store.has_layer(&chain_ids[*i]));
         present.iter().try_for_each(|i| ensure(*i))?;
-        unpack_all(&missing, jobs, ensure)?;
+        match rootless {
+            Some(maps) if !missing.is_empty() => {
+                usermaps::run_as_root(maps, || unpack_all(&missing, jobs, ensure).map_err(|e| e.to_string()))?;
+            }
+            _ => unpack_all(&missing, jobs, ensure)?,
+        }
         let links: Vec<PathBuf> = chain_ids.iter().map(|c| store.link_path(c)).collect();
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         init::write_init_layer(&dirs.init, &init::init_entries(hostname, annotations, &host_resolv))?;
-        let plan = OverlayPlan::new(dirs.init.clone(), &links, dirs.upper.clone(), dirs.work.clone(), dirs.merged.clone());
+        let mut plan = OverlayPlan::new(dirs.init.clone(), &links, dirs.upper.clone(), dirs.work.clone(), dirs.merged.clone());
+        plan.userxattr = rootless.is_some();
         plan.check()?;
         Ok(PreparedRootfs {
             plan,

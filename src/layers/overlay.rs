@@ -19,6 +19,11 @@
 //!   a redirect xattr and `strata commit` would lose the directory's files.
 //! - `metacopy=off`: with metacopy a chmod/chown copies up only metadata,
 //!   and the upper file has no data for `commit` to archive.
+//! - `userxattr`, for a rootless store only: the overlay is mounted by
+//!   init, root of the container's user namespace, which may not use
+//!   `trusted.*` xattrs; overlay then reads and writes its opaque markers
+//!   as `user.overlay.*`, as the store's unpacker wrote them
+//!   (`apply::Unpacker::UserNsRoot`).
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +39,10 @@ pub const MAX_LOWERS: usize = 500;
 /// mount(2) copies at most one page of options, NUL included.
 const PAGE: usize = 4096;
 const FIXED_OPTIONS: &[(&str, &str)] = &[("index", "off"), ("redirect_dir", "off"), ("metacopy", "off")];
+/// With `userxattr` the kernel takes only `redirect_dir=nofollow` (where
+/// `off` means "follow", as kernels built with REDIRECT_ALWAYS_FOLLOW have
+/// it, it refuses the pair): redirects are neither made nor followed.
+const USERXATTR_OPTIONS: &[(&str, &str)] = &[("index", "off"), ("redirect_dir", "nofollow"), ("metacopy", "off")];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverlayPlan {
@@ -42,6 +51,8 @@ pub struct OverlayPlan {
     pub upper: PathBuf,
     pub work: PathBuf,
     pub target: PathBuf,
+    /// Mount with `userxattr` (a rootless store).
+    pub userxattr: bool,
 }
 
 /// How a plan is mounted.
@@ -49,8 +60,9 @@ pub struct OverlayPlan {
 pub enum Method {
     /// `mount("overlay", target, "overlay", 0, options)`.
     Classic(String),
-    /// fsopen/fsconfig: each `(key, value)` set as a string, in order.
-    MountApi(Vec<(&'static str, PathBuf)>),
+    /// fsopen/fsconfig: each `(key, value)` set as a string, in order,
+    /// then the flag `userxattr` if true.
+    MountApi(Vec<(&'static str, PathBuf)>, bool),
 }
 
 impl OverlayPlan {
@@ -59,7 +71,7 @@ impl OverlayPlan {
     pub fn new(init: PathBuf, layers: &[PathBuf], upper: PathBuf, work: PathBuf, target: PathBuf) -> OverlayPlan {
         let mut lowers = vec![init];
         lowers.extend(layers.iter().rev().cloned());
-        OverlayPlan { lowers, upper, work, target }
+        OverlayPlan { lowers, upper, work, target, userxattr: false }
     }
 
     pub fn check(&self) -> Result<(), LayerError> {
@@ -78,10 +90,17 @@ impl OverlayPlan {
         }
         let lowers: Vec<&str> = self.lowers.iter().filter_map(|p| p.to_str()).collect();
         let mut s = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), self.upper.display(), self.work.display());
-        for (k, v) in FIXED_OPTIONS {
+        for (k, v) in self.fixed_options() {
             s.push_str(&format!(",{k}={v}"));
         }
+        if self.userxattr {
+            s.push_str(",userxattr");
+        }
         (s.len() < PAGE).then_some(s)
+    }
+
+    fn fixed_options(&self) -> &'static [(&'static str, &'static str)] {
+        if self.userxattr { USERXATTR_OPTIONS } else { FIXED_OPTIONS }
     }
 
     pub fn method(&self) -> Method {
@@ -91,8 +110,8 @@ impl OverlayPlan {
         let mut v: Vec<(&'static str, PathBuf)> = self.lowers.iter().map(|l| ("lowerdir+", l.clone())).collect();
         v.push(("upperdir", self.upper.clone()));
         v.push(("workdir", self.work.clone()));
-        v.extend(FIXED_OPTIONS.iter().map(|(k, val)| (*k, PathBuf::from(val))));
-        Method::MountApi(v)
+        v.extend(self.fixed_options().iter().map(|(k, val)| (*k, PathBuf::from(val))));
+        Method::MountApi(v, self.userxattr)
     }
 }
 
@@ -109,11 +128,14 @@ pub fn mount(plan: &OverlayPlan) -> Result<(), LayerError> {
                 )(e))
             })
         }
-        Method::MountApi(params) => {
+        Method::MountApi(params, userxattr) => {
             use std::os::unix::ffi::OsStrExt;
             let fs = FsContext::open("overlay")?;
             for (key, value) in &params {
                 fs.set_string(key, value.as_os_str().as_bytes())?;
+            }
+            if userxattr {
+                fs.set_flag("userxattr")?;
             }
             fs.create()?;
             fs.mount_at(0, &plan.target)?;
@@ -225,7 +247,7 @@ mod tests {
             }
         }
         assert!((80..100).contains(&last_classic), "classic up to {last_classic} layers");
-        let Method::MountApi(params) = plan(150).method() else { panic!("expected the mount API") };
+        let Method::MountApi(params, false) = plan(150).method() else { panic!("expected the mount API") };
         assert_eq!(params.iter().filter(|(k, _)| *k == "lowerdir+").count(), 151);
         assert_eq!(params[0], ("lowerdir+", PathBuf::from("/var/lib/strata/containers/c1/init")));
         assert!(params.contains(&("index", PathBuf::from("off"))));
@@ -237,7 +259,7 @@ mod tests {
         p.upper = "/var/lib/strata/containers/a:b/upper".into();
         assert!(p.options().is_none());
         p.upper = "/x,y".into();
-        assert!(matches!(p.method(), Method::MountApi(_)));
+        assert!(matches!(p.method(), Method::MountApi(..)));
     }
 
     #[test]
@@ -267,7 +289,7 @@ mod tests {
         }
         std::fs::write(base.join("init/hostname"), "init").unwrap();
         let p = OverlayPlan::new(base.join("init"), &layers, base.join("upper"), base.join("work"), base.join("merged"));
-        assert!(matches!(p.method(), Method::MountApi(_)));
+        assert!(matches!(p.method(), Method::MountApi(..)));
         mount(&p).unwrap();
         let m = base.join("merged");
         let checks = std::panic::catch_unwind(|| {

@@ -6,7 +6,16 @@
 //! <store>/locks/<chainid-hex>.lock, store.lock              flock(2) files
 //! <store>/tmp/<unique>/                                     layers being unpacked or removed
 //! <store>/containers/<id>/{upper,work,init,merged,layers.json}
+//! <store>/userns.json                                       a rootless store's id maps
 //! ```
+//!
+//! A rootless store (`userns.json`) belongs to an unprivileged user: its
+//! layers were unpacked as root of a user namespace with the maps recorded
+//! there (so files keep their owners, as the user's subordinate ids), its
+//! opaque dirs are marked `user.overlay.opaque`, and its overlays are
+//! mounted with `userxattr` by the container's init. Only root of a user
+//! namespace with those maps may remove what it holds, so its removals run
+//! there (`usermaps::run_as_root`).
 //!
 //! A layer appears under `layers/` only by a rename of a complete temp dir,
 //! so a crash or a bad blob never leaves half a layer. `ensure_layer` holds
@@ -29,6 +38,9 @@ use serde::{Deserialize, Serialize};
 
 use super::LayerError;
 use super::digest::{Digest, short_id};
+use crate::linux::usermaps::{self, IdMaps};
+
+const USERNS_FILE: &str = "userns.json";
 
 /// What `meta.json` records about an unpacked layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +116,10 @@ impl Store {
     /// Opens (creating) the store at `root`.
     pub fn open(root: &Path) -> Result<Store, LayerError> {
         let root = std::path::absolute(root).map_err(io_err("absolute", root))?;
+        // `~/.local/share` may not exist yet for a rootless caller.
+        if let Some(parent) = root.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err("mkdir -p", parent))?;
+        }
         for sub in ["", "layers", "l", "locks", "tmp", "containers"] {
             let dir = root.join(sub);
             match std::fs::create_dir(&dir) {
@@ -299,9 +315,68 @@ impl Store {
         if is_mount_point(&dirs.merged) {
             return Err(LayerError::Busy(dirs.merged));
         }
-        match std::fs::remove_dir_all(&dirs.dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err("remove", &dirs.dir)(e)),
-            _ => Ok(()),
+        self.remove_trees(&[dirs.dir])
+    }
+
+    /// The id maps of a rootless store, `None` for root's.
+    pub fn user_maps(&self) -> Result<Option<IdMaps>, LayerError> {
+        let path = self.root.join(USERNS_FILE);
+        match std::fs::read(&path) {
+            Ok(data) => serde_json::from_slice(&data).map(Some).map_err(|e| LayerError::Parse { path, msg: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read", &path)(e)),
+        }
+    }
+
+    /// Makes this a rootless store with `maps`, or checks that it is one
+    /// with these very maps: its layers' owners on disk are those maps'
+    /// host ids, so a container mapping other ids would see wrong owners.
+    pub fn claim_user_maps(&self, maps: &IdMaps) -> Result<(), LayerError> {
+        let path = self.root.join(USERNS_FILE);
+        if self.user_maps()?.is_none() {
+            // Written whole, then linked in: of two racing claims one wins, and
+            // the other compares against it.
+            let tmp = self.root.join("tmp").join(super::unique_name());
+            std::fs::write(&tmp, serde_json::to_vec_pretty(maps).expect("maps serialize")).map_err(io_err("write", &tmp))?;
+            let linked = std::fs::hard_link(&tmp, &path);
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io_err("link", &path)(e)),
+                _ => {}
+            }
+        }
+        let have = self.user_maps()?.unwrap_or_default();
+        if have != *maps {
+            let show = |m: &IdMaps| {
+                format!("uid {} / gid {}", IdMaps::text(&m.uid).trim().replace('\n', ", "), IdMaps::text(&m.gid).trim().replace('\n', ", "))
+            };
+            return Err(LayerError::Plan(format!(
+                "the rootless store {} holds layers unpacked with the id maps {}; this container maps {}: use the same linux.uidMappings and linux.gidMappings, or another --store",
+                self.root.display(),
+                show(&have),
+                show(maps)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Removes trees of this store (gone already is fine). In a rootless
+    /// store, run by its unprivileged user, they hold files of the user's
+    /// subordinate ids, so the removal runs as root of the store's user
+    /// namespace.
+    fn remove_trees(&self, paths: &[PathBuf]) -> Result<(), LayerError> {
+        let remove = || -> Result<(), LayerError> {
+            for p in paths {
+                match std::fs::remove_dir_all(p) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err("remove", p)(e)),
+                    _ => {}
+                }
+            }
+            Ok(())
+        };
+        match self.user_maps()? {
+            Some(maps) if !nix::unistd::geteuid().is_root() => Ok(usermaps::run_as_root(&maps, || remove().map_err(|e| e.to_string()))?),
+            _ => remove(),
         }
     }
 
@@ -352,6 +427,7 @@ impl Store {
         let _all = self.exclusive_lock()?;
         let usage = self.usage()?;
         let mut removed = Vec::new();
+        let mut doomed_dirs = Vec::new();
         for layer in self.list_layers()? {
             if usage.contains_key(layer.chain_id.as_str()) {
                 continue;
@@ -369,9 +445,11 @@ impl Store {
                 }
                 _ => {}
             }
-            remove_tree(&doomed);
+            doomed_dirs.push(doomed);
             removed.push(chain.to_string());
         }
+        // What is left in tmp/ is swept next, should this fail.
+        let _ = self.remove_trees(&doomed_dirs);
         self.sweep()?;
         Ok(removed)
     }
@@ -380,8 +458,9 @@ impl Store {
     /// under the exclusive store lock, when nothing is being unpacked).
     fn sweep(&self) -> Result<(), LayerError> {
         let tmp = self.root.join("tmp");
-        for e in std::fs::read_dir(&tmp).map_err(io_err("readdir", &tmp))?.flatten() {
-            remove_tree(&e.path());
+        let left: Vec<PathBuf> = std::fs::read_dir(&tmp).map_err(io_err("readdir", &tmp))?.flatten().map(|e| e.path()).collect();
+        if !left.is_empty() {
+            let _ = self.remove_trees(&left);
         }
         let l = self.root.join("l");
         for e in std::fs::read_dir(&l).map_err(io_err("readdir", &l))?.flatten() {

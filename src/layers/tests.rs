@@ -52,14 +52,14 @@ fn prepare_records_refs_and_reuses_layers() {
     let img = image();
     let s = tmp_store("api");
     let none = HashMap::new();
-    let a = prepare_rootfs(&s.0, img.0.to_str().unwrap(), Some("latest"), "c1", Some("host1"), &none).unwrap();
-    let b = prepare_rootfs(&s.0, img.0.to_str().unwrap(), None, "c2", None, &none).unwrap();
+    let a = prepare_rootfs(&s.0, img.0.to_str().unwrap(), Some("latest"), "c1", Some("host1"), &none, None).unwrap();
+    let b = prepare_rootfs(&s.0, img.0.to_str().unwrap(), None, "c2", None, &none, None).unwrap();
     assert_eq!(a.chain_ids, b.chain_ids);
     assert_eq!(a.plan.lowers.len(), 4);
     assert!(a.plan.lowers[0].ends_with("containers/c1/init"));
     assert_eq!(a.plan.lowers[1], s.0.link_path(&a.chain_ids[2]), "top layer right under init");
     assert_eq!(std::fs::read_to_string(a.plan.lowers[0].join("etc/hostname")).unwrap(), "host1\n");
-    assert!(prepare_rootfs(&s.0, img.0.to_str().unwrap(), None, "c1", None, &none).unwrap_err().to_string().contains("already"));
+    assert!(prepare_rootfs(&s.0, img.0.to_str().unwrap(), None, "c1", None, &none, None).unwrap_err().to_string().contains("already"));
     let layers = list_layers(&s.0).unwrap();
     assert_eq!(layers.len(), 3);
     assert!(layers.iter().all(|l| l.containers == 2));
@@ -69,7 +69,7 @@ fn prepare_records_refs_and_reuses_layers() {
     remove_container(&s.0, "c2").unwrap();
     assert_eq!(prune(&s.0).unwrap().len(), 3);
     // A failed prepare (unknown ref) leaves no container behind.
-    assert!(prepare_rootfs(&s.0, img.0.to_str().unwrap(), Some("nope"), "c3", None, &none).is_err());
+    assert!(prepare_rootfs(&s.0, img.0.to_str().unwrap(), Some("nope"), "c3", None, &none, None).is_err());
     assert!(!s.0.root().join("containers/c3").exists());
 }
 
@@ -97,7 +97,7 @@ fn mount_commit_and_reuse() {
     }
     let img = image();
     let s = tmp_store("mount");
-    let p = prepare_rootfs(&s.0, img.0.to_str().unwrap(), Some("latest"), "m1", Some("box"), &HashMap::new()).unwrap();
+    let p = prepare_rootfs(&s.0, img.0.to_str().unwrap(), Some("latest"), "m1", Some("box"), &HashMap::new(), None).unwrap();
     mount_overlay(&p.plan).unwrap();
     let m = p.plan.target.clone();
     let checks = std::panic::catch_unwind(|| {
@@ -121,7 +121,7 @@ fn mount_commit_and_reuse() {
     assert_eq!(image.config.history.len(), 4);
     assert!(layout::resolve(&img.0, Some("latest")).is_ok(), "the old ref stays");
 
-    let q = prepare_rootfs(&s.0, img.0.to_str().unwrap(), Some("committed"), "m2", None, &HashMap::new()).unwrap();
+    let q = prepare_rootfs(&s.0, img.0.to_str().unwrap(), Some("committed"), "m2", None, &HashMap::new(), None).unwrap();
     assert_eq!(&q.chain_ids[..3], &p.chain_ids[..], "base layers are shared");
     mount_overlay(&q.plan).unwrap();
     let m = q.plan.target.clone();

@@ -16,3 +16,4 @@ pub mod rootfs;
 pub mod sched;
 pub mod seccomp;
 pub mod user;
+pub mod usermaps;

@@ -169,24 +169,15 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
         let (k, fd, path) = joins.remove(i);
         namespaces::join(k, &fd, &path)?;
     }
-    let children_ns = ChildrenNs::enter(&plan, &[])?;
-    // (After joining the user namespace, the host's pid namespace is out of
-    // reach: nothing to restore, and this process needs none of it.)
-    let restore = |c: ChildrenNs| {
-        if user_first {
-            std::mem::forget(c);
-            Ok(())
-        } else {
-            c.restore()
-        }
-    };
+    // This process makes no other child, so its namespaces for children
+    // are left as they are (never restored). Coming back may not even be
+    // allowed: after joining the container's user namespace, or as root of
+    // a user namespace (rootless podman), the host's pid namespace is out
+    // of reach.
+    std::mem::forget(ChildrenNs::enter(&plan, &[])?);
     let pid = match sys::clone_process(0, joiner.into.as_ref().map(|f| f.as_fd())) {
-        Err(e) => {
-            restore(children_ns)?;
-            return Err(e.into());
-        }
+        Err(e) => return Err(e.into()),
         Ok(Forked::Child) => {
-            std::mem::forget(children_ns);
             drop(parent_chan);
             let state_json = serde_json::to_string(&st.oci(Status::Running)).unwrap_or_default();
             let ctx = Child {
@@ -213,10 +204,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
             };
             child(ctx, fin)
         }
-        Ok(Forked::Parent(pid)) => {
-            restore(children_ns)?;
-            pid
-        }
+        Ok(Forked::Parent(pid)) => pid,
     };
     drop(joiner);
     drop(child_chan);

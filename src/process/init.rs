@@ -46,9 +46,11 @@ pub struct InitContext {
     pub cgroup_join: crate::cgroups::Joiner,
     /// An image-backed rootfs for init to mount (target: the bundle's rootfs).
     pub overlay: Option<crate::layers::OverlayPlan>,
-    /// The parent is unprivileged: it (or newuidmap) must open init's
-    /// /proc files to write the id maps, which a non-dumpable init's are
-    /// closed to.
+    /// Rootless (`--rootless`, auto: not root of the host): the parent (or
+    /// newuidmap) must open init's /proc files to write the id maps, which
+    /// a non-dumpable init's are closed to; and devices and sysfs follow the
+    /// user namespace rules even where the config asks for no user
+    /// namespace (rootless podman runs strata inside its own).
     pub rootless: bool,
 }
 
@@ -157,7 +159,10 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     let mut dev_is_bind = false;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let mut op = mounts::plan(m);
-        if op.fstype == "sysfs" && ctx.ns.userns() && !(ctx.ns.has_new(namespaces::Kind::Net) || ctx.ns.joins(namespaces::Kind::Net)) {
+        if op.fstype == "sysfs"
+            && (ctx.ns.userns() || ctx.rootless)
+            && !(ctx.ns.has_new(namespaces::Kind::Net) || ctx.ns.joins(namespaces::Kind::Net))
+        {
             // sysfs may be mounted only by the owner of the network
             // namespace: in a user namespace without one of its own (rootless
             // above all) it is the host's /sys, bound read-only (runc's rule).
@@ -178,7 +183,8 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     }
     if !dev_is_bind {
         for d in rootfs::device_list(linux.devices().as_deref().unwrap_or(&[])) {
-            rootfs::create_device(root.as_fd(), &d, ctx.ns.userns())?;
+            // Root of a user namespace (a new one, or rootless podman's) may not mknod.
+            rootfs::create_device(root.as_fd(), &d, ctx.ns.userns() || ctx.rootless)?;
         }
     }
     set_names(&spec, &ctx.ns)?;

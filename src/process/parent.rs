@@ -22,6 +22,7 @@ use crate::linux::idmap;
 use crate::linux::namespaces::{self, ChildrenNs};
 use crate::linux::netdev::{self, NetDevError};
 use crate::linux::resctrl;
+use crate::linux::usermaps::{self, IdMaps, UserMapError};
 use crate::spec::{self, SpecError};
 use crate::state::{self, Root, State, StateError, Status};
 use crate::sys::{self, Forked, SysError};
@@ -44,6 +45,8 @@ pub enum CreateError {
     Layers(#[from] crate::layers::LayerError),
     #[error(transparent)]
     NetDev(#[from] NetDevError),
+    #[error(transparent)]
+    UserMap(#[from] UserMapError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -66,6 +69,9 @@ pub struct CreateOpts {
     pub store: PathBuf,
     /// `--systemd-cgroup`: the cgroup is a transient systemd scope.
     pub systemd_cgroup: bool,
+    /// `--rootless` (auto: not root of the host): a cgroup the caller may
+    /// not write is skipped with a warning instead of failing create.
+    pub rootless: bool,
 }
 
 /// A container that reached `created`.
@@ -150,7 +156,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         None => linux.cgroups_path().clone(),
     };
     let mut placement = cgroups::placement(&hier, cgroups_path.as_deref(), &opts.id)?;
-    if !nix::unistd::geteuid().is_root() && !placement.writable() {
+    if opts.rootless && !placement.writable() {
         // Rootless, with no cgroup the caller may write (cgroup v1, or v2
         // without a delegated subtree): no cgroup and no limits, with one
         // warning, as runc does.
@@ -193,10 +199,15 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         resctrl_dirs: Vec::new(),
         armed: true,
     };
-    let mut overlay = image_rootfs(&bundle, &opts.id, &opts.store, &mut undo)?;
-    // In a user namespace the parent makes the overlay, once init's
-    // namespace has its id maps.
-    let userns_overlay = if ns.userns() { overlay.take() } else { None };
+    // Unprivileged: what the user may not do itself, root of a user
+    // namespace does for it (layers, id maps through the uidmap helpers).
+    let rootless = !nix::unistd::geteuid().is_root();
+    let rootless_maps = rootless.then(|| IdMaps::from_spec(&linux));
+    let mut overlay = image_rootfs(&bundle, &opts.id, &opts.store, rootless_maps.as_ref(), &mut undo)?;
+    // In a user namespace root's overlay is made by the parent (idmapped
+    // layers), once init's namespace has its id maps. A rootless overlay is
+    // mounted by init, root of its user namespace.
+    let userns_overlay = if ns.userns() && !rootless { overlay.take() } else { None };
 
     let fifo = dir.join(state::EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).map_err(sys::err("mkfifo", fifo.display(), "0600"))?;
@@ -253,7 +264,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
                 cgroup_dirs: placement.dirs.clone(),
                 cgroup_join: joiner,
                 overlay,
-                rootless: !nix::unistd::geteuid().is_root(),
+                rootless: opts.rootless,
             };
             init::run(ctx)
         }
@@ -285,12 +296,13 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     drop(console);
 
     if ns.has_new(namespaces::Kind::User) {
-        write_id_maps(pid, &linux)?;
+        usermaps::write(pid, &IdMaps::from_spec(&linux))?;
     }
     if let Some(plan) = &userns_overlay {
         let p = format!("/proc/{pid}/ns/user");
         let userns = namespaces::open_ns(Path::new(&p))?;
-        let root_ids = (host_id_of_root(linux.uid_mappings()), host_id_of_root(linux.gid_mappings()));
+        let maps = IdMaps::from_spec(&linux);
+        let root_ids = (IdMaps::root_of(&maps.uid), IdMaps::root_of(&maps.gid));
         let tree = crate::layers::mount_idmapped(plan, userns.as_fd(), root_ids)?;
         parent_chan.send_with_fd(&Msg::Rootfs, Some(&tree))?;
     }
@@ -336,9 +348,17 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
 /// A bundle made by `strata bundle --image` names its image in annotations:
 /// the layers are made ready in the store (unpacked once, shared), and the
 /// overlay is planned on the bundle's rootfs dir. Init mounts it in the
-/// container's own mount namespace; in a user namespace the parent makes it
-/// (idmapped layers, see `layers::mount_idmapped`) and hands it to init.
-fn image_rootfs(bundle: &spec::Bundle, id: &str, store_dir: &Path, undo: &mut Undo<'_>) -> Result<Option<crate::layers::OverlayPlan>> {
+/// container's own mount namespace; in a user namespace root's parent makes
+/// it (idmapped layers, see `layers::mount_idmapped`) and hands it to init.
+/// A rootless caller's layers come from its rootless store (`rootless`: the
+/// container's id maps).
+fn image_rootfs(
+    bundle: &spec::Bundle,
+    id: &str,
+    store_dir: &Path,
+    rootless: Option<&IdMaps>,
+    undo: &mut Undo<'_>,
+) -> Result<Option<crate::layers::OverlayPlan>> {
     use crate::layers::{
         self,
         bundle::{ANN_LAYOUT, ANN_REF},
@@ -346,8 +366,8 @@ fn image_rootfs(bundle: &spec::Bundle, id: &str, store_dir: &Path, undo: &mut Un
     let ann = bundle.spec.annotations().clone().unwrap_or_default();
     let Some(layout) = ann.get(ANN_LAYOUT) else { return Ok(None) };
     let store = layers::Store::open(store_dir)?;
-    let prepared =
-        layers::prepare_rootfs(&store, layout, ann.get(ANN_REF).map(String::as_str), id, bundle.spec.hostname().as_deref(), &ann);
+    let hostname = bundle.spec.hostname().as_deref();
+    let prepared = layers::prepare_rootfs(&store, layout, ann.get(ANN_REF).map(String::as_str), id, hostname, &ann, rootless);
     undo.layers = Some(store);
     let mut plan = prepared?.plan;
     plan.target = bundle.rootfs.clone();
@@ -407,61 +427,6 @@ fn default_device_rules(linux: &oci_spec::runtime::Linux) -> Vec<String> {
         rules.push(format!("{t} {}:{} rwm", dev.major, dev.minor));
     }
     rules
-}
-
-fn write_id_maps(pid: Pid, linux: &oci_spec::runtime::Linux) -> Result<()> {
-    let fmt = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
-        maps.iter().flatten().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
-    };
-    let proc = crate::linux::procfs::ProcFs::mounted()?;
-    let (uid, gid) = (fmt(linux.uid_mappings()), fmt(linux.gid_mappings()));
-    if !nix::unistd::geteuid().is_root() {
-        let (euid, egid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
-        let own = |text: &str, id: u32| text.split_whitespace().skip(1).collect::<Vec<_>>() == [id.to_string(), "1".into()];
-        if own(&uid, euid) && own(&gid, egid) {
-            // Rootless, mapping only the caller's own ids: written directly;
-            // the kernel then wants setgroups denied before the gid map.
-            proc.write(&format!("{pid}/setgroups"), b"deny")?;
-        } else {
-            // More than the caller's own ids: the setuid helpers of the
-            // uidmap package write them, within /etc/subuid and /etc/subgid.
-            return id_map_helpers(pid, linux);
-        }
-    }
-    for (file, text) in [("uid_map", uid), ("gid_map", gid)] {
-        proc.write(&format!("{pid}/{file}"), text.as_bytes())?;
-    }
-    Ok(())
-}
-
-/// `newuidmap PID ID HOST SIZE...` and `newgidmap`: they check the ranges
-/// against /etc/subuid and /etc/subgid (and the caller's own ids), and
-/// their refusal is passed on, with the mapping that was asked for.
-fn id_map_helpers(pid: Pid, linux: &oci_spec::runtime::Linux) -> Result<()> {
-    for (helper, field, maps) in [("newuidmap", "uidMappings", linux.uid_mappings()), ("newgidmap", "gidMappings", linux.gid_mappings())] {
-        let args: Vec<String> =
-            maps.iter().flatten().flat_map(|m| [m.container_id(), m.host_id(), m.size()]).map(|n| n.to_string()).collect();
-        let out = std::process::Command::new(helper).arg(pid.to_string()).args(&args).output().map_err(|e| {
-            CreateError::Invalid(format!(
-                "rootless: linux.{field} maps more than your own id, which needs {helper} (Debian package uidmap): {e}"
-            ))
-        })?;
-        if !out.status.success() {
-            return Err(CreateError::Invalid(format!(
-                "rootless: {helper} {} refused linux.{field} (ranges must be within /etc/{}): {}",
-                args.join(" "),
-                if helper == "newuidmap" { "subuid" } else { "subgid" },
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// The host id that a user namespace's id 0 maps to (the container's
-/// root), or the overflow id where 0 is not mapped.
-fn host_id_of_root(maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>) -> u32 {
-    maps.iter().flatten().find(|m| m.container_id() == 0 && m.size() > 0).map(|m| m.host_id()).unwrap_or(65534)
 }
 
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {

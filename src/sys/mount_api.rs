@@ -17,6 +17,7 @@ use crate::sys::{self, SysError};
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
 
@@ -46,6 +47,16 @@ impl FsContext {
         // SAFETY: valid fd; both strings NUL-terminated; aux is 0 for SET_STRING.
         let r = unsafe { libc::syscall(libc::SYS_fsconfig, self.fd.as_raw_fd(), FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr(), 0) };
         Errno::result(r).map(drop).map_err(|e| self.error(e, format!("FSCONFIG_SET_STRING {key}={}", String::from_utf8_lossy(value))))
+    }
+
+    /// `fsconfig(FSCONFIG_SET_FLAG, key)`: a flag option without a value.
+    pub fn set_flag(&self, key: &str) -> Result<(), SysError> {
+        let k = cstring(key.as_bytes(), "fsconfig")?;
+        // SAFETY: valid fd; the key is NUL-terminated; value NULL and aux 0 for SET_FLAG.
+        let r = unsafe {
+            libc::syscall(libc::SYS_fsconfig, self.fd.as_raw_fd(), FSCONFIG_SET_FLAG, k.as_ptr(), std::ptr::null::<libc::c_char>(), 0)
+        };
+        Errno::result(r).map(drop).map_err(|e| self.error(e, format!("FSCONFIG_SET_FLAG {key}")))
     }
 
     /// `fsconfig(FSCONFIG_CMD_CREATE)`: makes the superblock.

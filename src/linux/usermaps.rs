@@ -1,0 +1,285 @@
+//! A user namespace's id maps, and work done as the root of one.
+//!
+//! - `write`: the maps of a namespace another process made (the container's
+//!   init). Root writes them to procfs itself. A rootless caller mapping
+//!   only its own uid and gid writes them too, after denying `setgroups` as
+//!   the kernel then requires. More than that goes through the setuid
+//!   helpers of the `uidmap` package, `newuidmap` and `newgidmap`, which
+//!   allow only the ranges /etc/subuid and /etc/subgid grant.
+//! - `run_as_root`: a closure run in a child that is root of a new user
+//!   namespace with given maps. A rootless caller unpacks image layers and
+//!   removes container dirs this way: files keep the owners the image gives
+//!   them (as the caller's subordinate ids on disk), and files the
+//!   container's users made can be removed.
+//!
+//! ```text
+//!   caller                                  child (clone CLONE_NEWUSER)
+//!     |  clone ---------------------------->  |  waits on `go`
+//!     |  uid_map, gid_map (write)             |
+//!     |  `go` (one byte) ------------------>  |  setresgid/setresuid 0
+//!     |                                       |  runs the closure
+//!     |  <----------------------- `result`   |  empty: done; else the error text
+//!     |  waitpid                              |  _exit
+//! ```
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+
+use nix::sched::CloneFlags;
+use nix::unistd::{Gid, Pid, Uid};
+use serde::{Deserialize, Serialize};
+
+use super::procfs::ProcFs;
+use crate::sys::{self, Forked, SysError};
+
+/// One id map line: `count` ids from `inside` on map to `outside` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Range {
+    pub inside: u32,
+    pub outside: u32,
+    pub count: u32,
+}
+
+/// A user namespace's uid and gid maps.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMaps {
+    pub uid: Vec<Range>,
+    pub gid: Vec<Range>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserMapError {
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error("rootless: {field} maps more than your own id, which needs {helper} (Debian package uidmap): {source}")]
+    NoHelper { field: &'static str, helper: &'static str, source: std::io::Error },
+    #[error("rootless: {helper} {args} refused {field} (ranges must be within /etc/{file}): {msg}")]
+    Refused { helper: &'static str, args: String, field: &'static str, file: &'static str, msg: String },
+    #[error("in a user namespace (uid map {maps}): {msg}")]
+    Child { maps: String, msg: String },
+}
+
+impl IdMaps {
+    pub fn from_spec(linux: &oci_spec::runtime::Linux) -> IdMaps {
+        let ranges = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+            m.iter().flatten().map(|m| Range { inside: m.container_id(), outside: m.host_id(), count: m.size() }).collect()
+        };
+        IdMaps { uid: ranges(linux.uid_mappings()), gid: ranges(linux.gid_mappings()) }
+    }
+
+    /// The map file's text: one `inside outside count` line per range.
+    pub fn text(ranges: &[Range]) -> String {
+        ranges.iter().map(|r| format!("{} {} {}\n", r.inside, r.outside, r.count)).collect()
+    }
+
+    /// The host id of the namespace's id 0 (its root), or the overflow id
+    /// where 0 is not mapped.
+    pub fn root_of(ranges: &[Range]) -> u32 {
+        ranges.iter().find(|r| r.inside == 0 && r.count > 0).map_or(65534, |r| r.outside)
+    }
+
+    /// Whether the maps hold only the caller's own uid and gid, one id each:
+    /// what an unprivileged process may write without a helper.
+    fn only_own(&self, euid: u32, egid: u32) -> bool {
+        let one = |r: &[Range], id: u32| r.len() == 1 && r[0].outside == id && r[0].count == 1;
+        one(&self.uid, euid) && one(&self.gid, egid)
+    }
+}
+
+/// Writes the maps of `pid`'s user namespace (see the module doc for who
+/// writes them how).
+pub fn write(pid: Pid, maps: &IdMaps) -> Result<(), UserMapError> {
+    let proc = ProcFs::mounted()?;
+    let (euid, egid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    if euid != 0 {
+        if !maps.only_own(euid, egid) {
+            return helpers(pid, maps);
+        }
+        proc.write(&format!("{pid}/setgroups"), b"deny")?;
+    }
+    proc.write(&format!("{pid}/uid_map"), IdMaps::text(&maps.uid).as_bytes())?;
+    proc.write(&format!("{pid}/gid_map"), IdMaps::text(&maps.gid).as_bytes())?;
+    Ok(())
+}
+
+/// `newuidmap PID INSIDE OUTSIDE COUNT...`, then `newgidmap`: they check the
+/// ranges against /etc/subuid and /etc/subgid (and the caller's own ids);
+/// their refusal is passed on with the mapping that was asked for.
+fn helpers(pid: Pid, maps: &IdMaps) -> Result<(), UserMapError> {
+    let table = [("newuidmap", "linux.uidMappings", "subuid", &maps.uid), ("newgidmap", "linux.gidMappings", "subgid", &maps.gid)];
+    for (helper, field, file, ranges) in table {
+        let args: Vec<String> = ranges.iter().flat_map(|r| [r.inside, r.outside, r.count]).map(|n| n.to_string()).collect();
+        let out = std::process::Command::new(helper)
+            .arg(pid.to_string())
+            .args(&args)
+            .output()
+            .map_err(|source| UserMapError::NoHelper { field, helper, source })?;
+        if !out.status.success() {
+            let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            return Err(UserMapError::Refused { helper, args: args.join(" "), field, file, msg });
+        }
+    }
+    Ok(())
+}
+
+/// Runs `work` in a child that is root (uid and gid 0, every capability)
+/// of a new user namespace with `maps`, and returns its outcome: the
+/// child's error text comes back as `UserMapError::Child`. The caller must
+/// be single-threaded (the child is a fork); `work` may start threads.
+pub fn run_as_root(maps: &IdMaps, work: impl FnOnce() -> Result<(), String>) -> Result<(), UserMapError> {
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys::err("pipe2", "", "O_CLOEXEC"));
+    let (go_r, go_w) = pipe()?;
+    let (res_r, res_w) = pipe()?;
+    match sys::clone_process(CloneFlags::CLONE_NEWUSER.bits() as u64, None)? {
+        Forked::Child => {
+            drop((go_w, res_r));
+            let code = child(go_r, res_w, work);
+            sys::exit_now(code)
+        }
+        Forked::Parent(pid) => {
+            drop((go_r, res_w));
+            let reaped = parent(pid, maps, go_w, res_r);
+            let status = nix::sys::wait::waitpid(pid, None);
+            let msg = reaped?;
+            let describe = || IdMaps::text(&maps.uid).trim().replace('\n', ", ");
+            match (msg, status) {
+                (Some(msg), _) if !msg.is_empty() => Err(UserMapError::Child { maps: describe(), msg }),
+                (Some(_), Ok(nix::sys::wait::WaitStatus::Exited(_, 0))) => Ok(()),
+                (_, status) => Err(UserMapError::Child { maps: describe(), msg: format!("the child ended without a result ({status:?})") }),
+            }
+        }
+    }
+}
+
+/// The caller's side: maps, `go`, then the result (`None` when the child
+/// closed the pipe without writing a verdict).
+fn parent(pid: Pid, maps: &IdMaps, go: OwnedFd, result: OwnedFd) -> Result<Option<String>, UserMapError> {
+    let written = write(pid, maps);
+    if let Err(e) = written {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        return Err(e);
+    }
+    std::fs::File::from(go).write_all(b"g").map_err(|e| sys::io_err("write", std::path::Path::new("user namespace child"))(e))?;
+    let mut text = Vec::new();
+    std::fs::File::from(result).read_to_end(&mut text).map_err(|e| sys::io_err("read", std::path::Path::new("user namespace child"))(e))?;
+    // The child writes "ok" or "err:" and the message.
+    let text = String::from_utf8_lossy(&text).into_owned();
+    Ok(match text.strip_prefix("err:") {
+        Some(msg) => Some(msg.to_string()),
+        None if text == "ok" => Some(String::new()),
+        None => None,
+    })
+}
+
+fn child(go: OwnedFd, result: OwnedFd, work: impl FnOnce() -> Result<(), String>) -> i32 {
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    let mut byte = [0u8; 1];
+    if !matches!(std::fs::File::from(go).read(&mut byte), Ok(1)) {
+        return 1; // the caller failed to write the maps
+    }
+    let outcome = nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .and_then(|()| nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)))
+        .map_err(|e| format!("become root of the user namespace (setresgid/setresuid 0): {}", e.desc()))
+        .and_then(|()| work());
+    let text = match &outcome {
+        Ok(()) => "ok".to_string(),
+        Err(msg) => format!("err:{msg}"),
+    };
+    let _ = std::fs::File::from(result).write_all(text.as_bytes());
+    i32::from(outcome.is_err())
+}
+
+/// Whether this process runs in a user namespace other than the initial
+/// one (its uid map is not the identity over all ids).
+pub fn in_user_namespace() -> bool {
+    match std::fs::read_to_string("/proc/self/uid_map") {
+        Ok(text) => text.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"],
+        Err(_) => false,
+    }
+}
+
+/// Whether this process is root of the initial user namespace: the only
+/// caller that owns the host's filesystems, cgroups and devices.
+pub fn host_root() -> bool {
+    nix::unistd::geteuid().is_root() && !in_user_namespace()
+}
+
+/// The caller's subordinate ranges from /etc/subuid or /etc/subgid
+/// (`file`, lines `NAME-or-ID:START:COUNT`), for the user `name`/`id`.
+pub fn subordinate_ranges(text: &str, name: &str, id: u32) -> Vec<(u32, u32)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.trim().split(':');
+            let (who, start, count) = (f.next()?, f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+            (who == name || who.parse::<u32>() == Ok(id)).then_some((start, count))
+        })
+        .filter(|(_, count)| *count > 0)
+        .collect()
+}
+
+/// The maps a rootless container gets by default: the caller's own id as
+/// 0, and its first subordinate range (if it has one) from 1 on, as
+/// podman does. Without subordinate ids, only the caller's own.
+pub fn rootless_default(uid: u32, gid: u32, subuids: &[(u32, u32)], subgids: &[(u32, u32)]) -> IdMaps {
+    let build = |own: u32, sub: &[(u32, u32)]| {
+        let mut v = vec![Range { inside: 0, outside: own, count: 1 }];
+        if let Some(&(start, count)) = sub.first() {
+            v.push(Range { inside: 1, outside: start, count });
+        }
+        v
+    };
+    IdMaps { uid: build(uid, subuids), gid: build(gid, subgids) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subordinate_ranges_match_name_or_id() {
+        let text = "alice:100000:65536\n1001:200000:1000\nbob:300000:0\n# x\nalice:500000:10\n";
+        assert_eq!(subordinate_ranges(text, "alice", 1000), [(100000, 65536), (500000, 10)]);
+        assert_eq!(subordinate_ranges(text, "carol", 1001), [(200000, 1000)]);
+        assert!(subordinate_ranges(text, "bob", 7).is_empty(), "an empty range is none");
+    }
+
+    #[test]
+    fn rootless_default_maps_own_then_subordinates() {
+        let m = rootless_default(1000, 1001, &[(100000, 65536)], &[]);
+        assert_eq!(IdMaps::text(&m.uid), "0 1000 1\n1 100000 65536\n");
+        assert_eq!(IdMaps::text(&m.gid), "0 1001 1\n");
+        assert!(!m.only_own(7, 1001) && IdMaps { uid: m.gid.clone(), gid: m.gid.clone() }.only_own(1001, 1001));
+        assert_eq!(IdMaps::root_of(&m.uid), 1000);
+        assert_eq!(IdMaps::root_of(&[]), 65534);
+    }
+
+    /// As root: the child is root of its namespace, and its files land as
+    /// the mapped host ids.
+    #[test]
+    fn work_runs_as_root_of_the_namespace() {
+        if !host_root() {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("strata-usermaps-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let maps = IdMaps {
+            uid: vec![Range { inside: 0, outside: 70000, count: 100 }],
+            gid: vec![Range { inside: 0, outside: 80000, count: 100 }],
+        };
+        std::os::unix::fs::chown(&dir, Some(70000), Some(80000)).unwrap();
+        let file = dir.join("f");
+        run_as_root(&maps, || {
+            std::fs::write(&file, "x").map_err(|e| e.to_string())?;
+            std::os::unix::fs::chown(&file, Some(5), Some(6)).map_err(|e| e.to_string())
+        })
+        .unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&file).unwrap();
+        assert_eq!((m.uid(), m.gid()), (70005, 80006));
+        let e = run_as_root(&maps, || Err("no luck".into())).unwrap_err().to_string();
+        assert!(e.contains("no luck") && e.contains("0 70000 100"), "{e}");
+        let e = run_as_root(&maps, || std::os::unix::fs::chown(&file, Some(500), None).map_err(|e| e.to_string())).unwrap_err();
+        assert!(e.to_string().contains("Invalid argument"), "an unmapped id: {e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
