@@ -306,7 +306,7 @@ fn an_unprivileged_user_runs_image_backed_containers() {
         "look",
         "tr -s ' ' < /proc/self/uid_map; stat -c '%n %u:%g %a' /data/b /priv; ls /data; ls /opq; cat /etc/motd; \
          echo w > /data/w; mkdir -p /tmp/p/q && echo x > /tmp/p/q/f && chown -R 1000:1000 /tmp/p && chmod 700 /tmp/p /tmp/p/q; \
-         stat -c '%u %a' /tmp/p",
+         rm /data/b; rm -rf /opq && mkdir /opq && echo n > /opq/n",
     );
     let out = u.strata(&["create", "--bundle", look.to_str().unwrap(), "l1"], true);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -331,6 +331,22 @@ fn an_unprivileged_user_runs_image_backed_containers() {
     assert_eq!(p.uid(), sub_u + 999, "uid 1000 inside is a subordinate id outside");
     // The keeper never wrote: its upper dir is empty.
     assert_eq!(std::fs::read_dir(store.join("containers/k1/upper")).unwrap().count(), 0);
+    // commit, into the user's own layout: run as root of the store's user
+    // namespace, it archives the owners the container gave its files (0,
+    // not the user's uid), reads its uid 1000's 0700 dirs, and turns the
+    // user.overlay opaque marker and the whiteout into their tar forms.
+    let mine = format!("{}:v2", u.base.join("mine").display());
+    let out = u.strata(&["commit", "l1", &mine], true);
+    assert!(out.status.success(), "commit: {}", stderr(&out));
+    let check = img.base.join("check-mine");
+    let out = img.cmd(&["bundle", "--image", &mine, check.to_str().unwrap()]);
+    assert!(out.status.success(), "bundle: {}", stderr(&out));
+    let path = check.join("config.json");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    cfg["process"]["args"] = json!(["sh", "-c", "ls /data; ls /opq; stat -c '%n %u:%g %a' /data/w /tmp/p"]);
+    std::fs::write(&path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let out = img.run(&check, "check-mine");
+    assert_eq!(stdout(&out), "null\nw\nn\n/data/w 0:0 644\n/tmp/p 1000:1000 700\n", "{}", stderr(&out));
     // delete removes what the container's uid 1000 left in 0700 dirs, which
     // the user itself may not even list.
     let out = u.strata(&["delete", "l1"], true);

@@ -5,6 +5,12 @@
 //! Blobs are written to temp files and renamed to their digest; index.json
 //! is replaced by a rename under a lock, so a reader of the layout never
 //! sees a half-written image.
+//!
+//! A rootless caller's container (a rootless store) is committed as root of
+//! a user namespace with the store's maps: there the upper dir's files show
+//! the owners the container gave them (0 for its root, not the user's own
+//! uid), every one of them can be read, and the opaque markers are the
+//! `user.overlay.*` ones its overlay wrote.
 
 use std::path::Path;
 
@@ -18,8 +24,18 @@ use super::{LayerError, Result, Store};
 const MT_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 /// Commits `upper_dir` (the container should be stopped or paused) into
-/// `layout` as `new_ref`. Returns the new manifest's digest.
+/// `layout` as `new_ref` (a layout made anew where `layout` does not exist
+/// or is empty). Returns the new manifest's digest.
 pub fn commit(store: &Store, container_id: &str, upper_dir: &Path, layout: &Path, new_ref: &str) -> Result<String> {
+    match store.user_maps()? {
+        Some(maps) if !nix::unistd::geteuid().is_root() => Ok(crate::linux::usermaps::run_as_root_with_output(&maps, || {
+            commit_here(store, container_id, upper_dir, layout, new_ref).map_err(|e| e.to_string())
+        })?),
+        _ => commit_here(store, container_id, upper_dir, layout, new_ref),
+    }
+}
+
+fn commit_here(store: &Store, container_id: &str, upper_dir: &Path, layout: &Path, new_ref: &str) -> Result<String> {
     let refs = store.read_refs(container_id)?.ok_or_else(|| LayerError::NotFound(container_id.to_string()))?;
     if !refs.layout.is_dir() {
         // An archive source (`oci-archive:`, `docker-archive:`): its base
@@ -30,6 +46,7 @@ pub fn commit(store: &Store, container_id: &str, upper_dir: &Path, layout: &Path
             refs.layout.display()
         )));
     }
+    layout::init_if_missing(layout)?;
     let mut manifest: Value = layout::parse_json_blob(&refs.layout, &Digest::parse(&refs.manifest)?)?;
     let mut config: Value = layout::parse_json_blob(&refs.layout, &Digest::parse(&refs.config)?)?;
     if !same_dir(&refs.layout, layout) {

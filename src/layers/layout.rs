@@ -584,6 +584,24 @@ pub fn set_ref(layout: &Path, mut desc: Descriptor, reference: &str) -> Result<(
     write_atomic(&index_path, &data)
 }
 
+/// Makes `layout` an empty image layout (`oci-layout`, an `index.json` with
+/// no manifests) when it does not exist yet or is an empty directory, as
+/// `skopeo copy ... oci:DIR` does for a new DIR. Anything else is left
+/// alone: a directory that holds other files is not taken over.
+pub fn init_if_missing(layout: &Path) -> Result<(), LayerError> {
+    match std::fs::create_dir(layout) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if std::fs::read_dir(layout).map_err(io_err("readdir", layout))?.next().is_some() {
+                return Ok(());
+            }
+        }
+        Err(e) => return Err(io_err("mkdir", layout)(e)),
+    }
+    write_atomic(&layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    write_atomic(&layout.join("index.json"), br#"{"schemaVersion":2,"manifests":[]}"#)
+}
+
 /// Writes `path` through a temp file in the same directory and a rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), LayerError> {
     let tmp = path.with_file_name(format!(".{}.tmp-{}", path.file_name().unwrap_or_default().to_string_lossy(), super::unique_name()));

@@ -18,7 +18,7 @@
 //!     |  uid_map, gid_map (write)             |
 //!     |  `go` (one byte) ------------------>  |  setresgid/setresuid 0
 //!     |                                       |  runs the closure
-//!     |  <----------------------- `result`   |  empty: done; else the error text
+//!     |  <----------------------- `result`   |  "ok:" + output, or "err:" + message
 //!     |  waitpid                              |  _exit
 //! ```
 
@@ -127,6 +127,12 @@ fn helpers(pid: Pid, maps: &IdMaps) -> Result<(), UserMapError> {
 /// child's error text comes back as `UserMapError::Child`. The caller must
 /// be single-threaded (the child is a fork); `work` may start threads.
 pub fn run_as_root(maps: &IdMaps, work: impl FnOnce() -> Result<(), String>) -> Result<(), UserMapError> {
+    run_as_root_with_output(maps, || work().map(|()| String::new())).map(drop)
+}
+
+/// `run_as_root` for work that returns a text (which comes back to the
+/// caller whole).
+pub fn run_as_root_with_output(maps: &IdMaps, work: impl FnOnce() -> Result<String, String>) -> Result<String, UserMapError> {
     let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys::err("pipe2", "", "O_CLOEXEC"));
     let (go_r, go_w) = pipe()?;
     let (res_r, res_w) = pipe()?;
@@ -140,20 +146,20 @@ pub fn run_as_root(maps: &IdMaps, work: impl FnOnce() -> Result<(), String>) -> 
             drop((go_r, res_w));
             let reaped = parent(pid, maps, go_w, res_r);
             let status = nix::sys::wait::waitpid(pid, None);
-            let msg = reaped?;
+            let verdict = reaped?;
             let describe = || IdMaps::text(&maps.uid).trim().replace('\n', ", ");
-            match (msg, status) {
-                (Some(msg), _) if !msg.is_empty() => Err(UserMapError::Child { maps: describe(), msg }),
-                (Some(_), Ok(nix::sys::wait::WaitStatus::Exited(_, 0))) => Ok(()),
+            match (verdict, status) {
+                (Some(Err(msg)), _) => Err(UserMapError::Child { maps: describe(), msg }),
+                (Some(Ok(out)), Ok(nix::sys::wait::WaitStatus::Exited(_, 0))) => Ok(out),
                 (_, status) => Err(UserMapError::Child { maps: describe(), msg: format!("the child ended without a result ({status:?})") }),
             }
         }
     }
 }
 
-/// The caller's side: maps, `go`, then the result (`None` when the child
-/// closed the pipe without writing a verdict).
-fn parent(pid: Pid, maps: &IdMaps, go: OwnedFd, result: OwnedFd) -> Result<Option<String>, UserMapError> {
+/// The caller's side: maps, `go`, then the verdict (`None` when the child
+/// closed the pipe without writing one).
+fn parent(pid: Pid, maps: &IdMaps, go: OwnedFd, result: OwnedFd) -> Result<Option<Result<String, String>>, UserMapError> {
     let written = write(pid, maps);
     if let Err(e) = written {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -162,16 +168,16 @@ fn parent(pid: Pid, maps: &IdMaps, go: OwnedFd, result: OwnedFd) -> Result<Optio
     std::fs::File::from(go).write_all(b"g").map_err(|e| sys::io_err("write", std::path::Path::new("user namespace child"))(e))?;
     let mut text = Vec::new();
     std::fs::File::from(result).read_to_end(&mut text).map_err(|e| sys::io_err("read", std::path::Path::new("user namespace child"))(e))?;
-    // The child writes "ok" or "err:" and the message.
+    // The child writes "ok:" and the output, or "err:" and the message.
     let text = String::from_utf8_lossy(&text).into_owned();
-    Ok(match text.strip_prefix("err:") {
-        Some(msg) => Some(msg.to_string()),
-        None if text == "ok" => Some(String::new()),
-        None => None,
+    Ok(match (text.strip_prefix("ok:"), text.strip_prefix("err:")) {
+        (Some(out), _) => Some(Ok(out.to_string())),
+        (_, Some(msg)) => Some(Err(msg.to_string())),
+        _ => None,
     })
 }
 
-fn child(go: OwnedFd, result: OwnedFd, work: impl FnOnce() -> Result<(), String>) -> i32 {
+fn child(go: OwnedFd, result: OwnedFd, work: impl FnOnce() -> Result<String, String>) -> i32 {
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     let mut byte = [0u8; 1];
     if !matches!(std::fs::File::from(go).read(&mut byte), Ok(1)) {
@@ -182,7 +188,7 @@ fn child(go: OwnedFd, result: OwnedFd, work: impl FnOnce() -> Result<(), String>
         .map_err(|e| format!("become root of the user namespace (setresgid/setresuid 0): {}", e.desc()))
         .and_then(|()| work());
     let text = match &outcome {
-        Ok(()) => "ok".to_string(),
+        Ok(out) => format!("ok:{out}"),
         Err(msg) => format!("err:{msg}"),
     };
     let _ = std::fs::File::from(result).write_all(text.as_bytes());
