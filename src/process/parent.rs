@@ -201,13 +201,13 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     };
     // Unprivileged: what the user may not do itself, root of a user
     // namespace does for it (layers, id maps through the uidmap helpers).
-    let rootless = !nix::unistd::geteuid().is_root();
-    let rootless_maps = rootless.then(|| IdMaps::from_spec(&linux));
+    let unprivileged = !nix::unistd::geteuid().is_root();
+    let rootless_maps = unprivileged.then(|| IdMaps::from_spec(&linux));
     let mut overlay = image_rootfs(&bundle, &opts.id, &opts.store, rootless_maps.as_ref(), &mut undo)?;
     // In a user namespace root's overlay is made by the parent (idmapped
     // layers), once init's namespace has its id maps. A rootless overlay is
     // mounted by init, root of its user namespace.
-    let userns_overlay = if ns.userns() && !rootless { overlay.take() } else { None };
+    let userns_overlay = if ns.userns() && !unprivileged { overlay.take() } else { None };
 
     let fifo = dir.join(state::EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).map_err(sys::err("mkfifo", fifo.display(), "0600"))?;
