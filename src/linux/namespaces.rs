@@ -198,6 +198,20 @@ impl ChildrenNs {
         Ok(ChildrenNs { saved })
     }
 
+    /// Joins or creates the for-children namespaces for good, saving nothing
+    /// to come back to: for a process that makes one child and no other
+    /// (exec), and that may not be allowed back (see `process::exec`).
+    pub fn enter_for_good(plan: &Plan, time_offsets: &[(String, i64, u32)]) -> Result<(), SysError> {
+        for (k, path) in &plan.parent_joins {
+            join(*k, &open_ns(path)?, path)?;
+        }
+        if plan.new_time {
+            unshare_flags(Kind::Time.flag())?;
+            write_time_offsets(time_offsets)?;
+        }
+        Ok(())
+    }
+
     pub fn restore(self) -> Result<(), SysError> {
         for (k, fd) in self.saved.into_iter().rev() {
             setns(fd.as_fd(), k.flag()).map_err(sys::err("setns (restore)", k.proc_name(), ""))?;

@@ -174,7 +174,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     // allowed: after joining the container's user namespace, or as root of
     // a user namespace (rootless podman), the host's pid namespace is out
     // of reach.
-    std::mem::forget(ChildrenNs::enter(&plan, &[])?);
+    ChildrenNs::enter_for_good(&plan, &[])?;
     let pid = match sys::clone_process(0, joiner.into.as_ref().map(|f| f.as_fd())) {
         Err(e) => return Err(e.into()),
         Ok(Forked::Child) => {
