@@ -130,7 +130,7 @@ pub(crate) fn chown_r(p: &Path, uid: u32) {
 }
 
 /// The user's first subordinate id from /etc/subuid (useradd adds a range).
-fn subid_start(file: &str, user: &str) -> Option<u32> {
+pub(crate) fn subid_start(file: &str, user: &str) -> Option<u32> {
     std::fs::read_to_string(file).ok()?.lines().find_map(|l| {
         let mut f = l.split(':');
         (f.next()? == user).then(|| f.next()?.parse().ok()).flatten()

@@ -474,11 +474,7 @@ fn rootless_podman_drives_the_runtime() {
     let pause_pid = || std::fs::read_to_string(u.run.join("libpod/tmp/pause.pid")).ok().and_then(|s| s.trim().parse::<i32>().ok());
     let checks = std::panic::catch_unwind(AssertUnwindSafe(|| {
         ok(&podman(&["load", "-q", "-i", img.join("image.docker.tar").to_str().unwrap()]));
-        let sub = std::fs::read_to_string("/etc/subuid")
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{}:", u.name)).map(|r| r.split(':').next().unwrap().to_string()))
-            .expect("a /etc/subuid range for the user");
+        let sub = crate::rootless::subid_start("/etc/subuid", &u.name).expect("a /etc/subuid range for the user");
         let run = ["run", "--runtime", "strata", "--pull", "never"];
         // The image's user, inside podman's user namespace; an exit code.
         let o = podman(

@@ -260,6 +260,7 @@ fn full_layer() -> Vec<u8> {
         .pax(&[
             ("SCHILY.xattr.security.capability", b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"),
             ("SCHILY.xattr.user.note", b"hi"),
+            ("SCHILY.xattr.user.overlay.redirect", b"/etc"),
         ])
         .file_with("bin/su", 0o4755, 0, 1_500_000_000, b"#!/bin/sh\n")
         .file_with("bin/ping", 0o755, 0, 1_500_000_000, b"ping")
@@ -297,6 +298,7 @@ fn assert_full_layer(dest: &Path) {
     assert_eq!(xattr("opq", OPAQUE_XATTR).as_deref(), Some(&b"y"[..]));
     assert_eq!(xattr("bin/su", "user.note").as_deref(), Some(&b"hi"[..]));
     assert!(xattr("bin/su", "security.capability").is_some(), "file capability kept after chown");
+    assert!(xattr("bin/su", "user.overlay.redirect").is_none(), "overlay's own xattrs are dropped, user.* ones too");
 }
 
 #[test]

@@ -127,10 +127,10 @@ fn userns_with(uid_map: &str, gid_map: &str) -> Result<OwnedFd, SysError> {
         }
     }
     let _reap = Reap(pid);
-    for (file, text) in [("uid_map", uid_map), ("gid_map", gid_map)] {
-        let p = PathBuf::from(format!("/proc/{pid}/{file}"));
-        std::fs::write(&p, text).map_err(sys::io_err("write", &p))?;
-    }
+    // Through the checked procfs handle, as every map strata writes.
+    let proc = super::procfs::ProcFs::mounted()?;
+    proc.write(&format!("{pid}/uid_map"), uid_map.as_bytes())?;
+    proc.write(&format!("{pid}/gid_map"), gid_map.as_bytes())?;
     let p = format!("/proc/{pid}/ns/user");
     open(Path::new(&p), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err("open", &p, "O_RDONLY"))
 }

@@ -202,8 +202,8 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     // Unprivileged: what the user may not do itself, root of a user
     // namespace does for it (layers, id maps through the uidmap helpers).
     let unprivileged = !nix::unistd::geteuid().is_root();
-    let rootless_maps = unprivileged.then(|| IdMaps::from_spec(&linux));
-    let mut overlay = image_rootfs(&bundle, &opts.id, &opts.store, rootless_maps.as_ref(), &mut undo)?;
+    let maps = IdMaps::from_spec(&linux);
+    let mut overlay = image_rootfs(&bundle, &opts.id, &opts.store, unprivileged.then_some(&maps), &mut undo)?;
     // In a user namespace root's overlay is made by the parent (idmapped
     // layers), once init's namespace has its id maps. A rootless overlay is
     // mounted by init, root of its user namespace.
@@ -296,12 +296,11 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     drop(console);
 
     if ns.has_new(namespaces::Kind::User) {
-        usermaps::write(pid, &IdMaps::from_spec(&linux))?;
+        usermaps::write(pid, &maps)?;
     }
     if let Some(plan) = &userns_overlay {
         let p = format!("/proc/{pid}/ns/user");
         let userns = namespaces::open_ns(Path::new(&p))?;
-        let maps = IdMaps::from_spec(&linux);
         let root_ids = (IdMaps::root_of(&maps.uid), IdMaps::root_of(&maps.gid));
         let tree = crate::layers::mount_idmapped(plan, userns.as_fd(), root_ids)?;
         parent_chan.send_with_fd(&Msg::Rootfs, Some(&tree))?;
