@@ -3,6 +3,7 @@
 //! cgroups, mounts, processes, store dirs, unpack dirs) and the id must be
 //! usable again. Also runc's behaviours around the lifecycle edges.
 
+use crate::common::Bounded;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -123,8 +124,7 @@ fn image_create_killed_during_unpack_leaves_nothing_after_delete() {
             .arg("--store")
             .arg(store(k))
             .args(["delete", "--force", &id])
-            .output()
-            .unwrap()
+            .output_within()
     };
     assert!(del(1000).status.success());
     for k in 0..=KILLS {
@@ -137,7 +137,7 @@ fn image_create_killed_during_unpack_leaves_nothing_after_delete() {
             let containers = std::fs::read_dir(s.join("containers")).map(|r| r.count()).unwrap_or(0);
             assert_eq!(containers, 0, "kill {k}: the container's store dirs were left");
             // The next open of the store reclaims an unpack that was killed.
-            let layers = Command::new(&*crate::common::STRATA).arg("--store").arg(&s).arg("layers").output().unwrap();
+            let layers = Command::new(&*crate::common::STRATA).arg("--store").arg(&s).arg("layers").output_within();
             assert!(layers.status.success(), "{}", stderr(&layers));
             let tmp = std::fs::read_dir(s.join("tmp")).map(|r| r.count()).unwrap_or(0);
             assert_eq!(tmp, 0, "kill {k}: a half-unpacked layer was left in tmp/");
@@ -147,7 +147,7 @@ fn image_create_killed_during_unpack_leaves_nothing_after_delete() {
     // (The container keeps its stdio: not a pipe we would wait on.)
     assert!(spawn(create(KILLS / 2)).wait().unwrap().success());
     assert_eq!(
-        Command::new(&*crate::common::STRATA).arg("--root").arg(&img.root).args(["state", &id]).output().unwrap().status.code(),
+        Command::new(&*crate::common::STRATA).arg("--root").arg(&img.root).args(["state", &id]).output_within().status.code(),
         Some(0)
     );
     assert!(del(KILLS / 2).status.success());
@@ -261,8 +261,7 @@ fn hooks_without_env_get_the_environment_of_their_runner() {
         "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 0"], "env": []}]
     });
     b.write_config();
-    let out =
-        b.strata().env("FROM_CALLER", "caller").args(["run", "--bundle"]).arg(&b.dir).arg(&b.id).stdin(Stdio::null()).output().unwrap();
+    let out = b.strata().env("FROM_CALLER", "caller").args(["run", "--bundle"]).arg(&b.dir).arg(&b.id).stdin(Stdio::null()).output_within();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(&host_log).unwrap(), "caller\n");
     assert_eq!(stdout(&out), "yes /bin\n");
@@ -305,7 +304,7 @@ fn every_failing_syscall_of_create_gives_one_line_and_leaves_nothing() {
     // Every syscall the whole of `run` makes, in every process, counted.
     let trace = b.dir.parent().unwrap().join("trace.txt");
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let out = strata(&s(&["strace", "-f", "-qq", "-o", trace.to_str().unwrap()])).output().unwrap();
+    let out = strata(&s(&["strace", "-f", "-qq", "-o", trace.to_str().unwrap()])).output_within();
     assert!(out.status.success(), "traced run: {}", stderr(&out));
     let mut counts: std::collections::BTreeMap<String, u32> = Default::default();
     for line in std::fs::read_to_string(&trace).unwrap().lines() {
@@ -331,8 +330,7 @@ fn every_failing_syscall_of_create_gives_one_line_and_leaves_nothing() {
             let inject = format!("inject={name}:error=EIO:when={w}");
             let out =
                 strata(&s(&["timeout", "20", "strace", "-f", "-qq", "-o", "/dev/null", "-e", &format!("trace={name}"), "-e", &inject]))
-                    .output()
-                    .unwrap();
+                    .output_within();
             let what = format!("{name} call {w} fails");
             assert_ne!(out.status.code(), Some(124), "{what}: run hung");
             if !out.status.success() {
@@ -463,7 +461,7 @@ fn commit_killed_midway_never_leaves_index_naming_a_partial_blob() {
     let img = Image::new("killcommit");
     // Enough new data in the upper dir that gzipping the layer takes a while.
     let b = img.bundle("src", "latest", "head -c 3000000 /dev/urandom > /big; true");
-    let st = img.strata().args(["run", "--detach", "--bundle"]).arg(&b).arg("ksrc").stdin(Stdio::null()).status().unwrap();
+    let st = img.strata().args(["run", "--detach", "--bundle"]).arg(&b).arg("ksrc").stdin(Stdio::null()).status_within();
     assert!(st.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     while !stdout(&img.cmd(&["state", "ksrc"])).contains("stopped") {

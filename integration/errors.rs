@@ -1,6 +1,7 @@
 //! Bad input: a one-line error naming what is wrong, a non-zero exit, and
 //! nothing left behind.
 
+use crate::common::Bounded;
 use serde_json::json;
 
 use crate::common::{Bundle, stderr};
@@ -19,7 +20,7 @@ fn bad_ids_are_refused() {
     let b = Bundle::sh("ids", "true");
     b.write_config();
     for id in ["../x", "a/b", "", ".hidden"] {
-        let out = b.strata().args(["create", "--bundle"]).arg(&b.dir).arg(id).output().unwrap();
+        let out = b.strata().args(["create", "--bundle"]).arg(&b.dir).arg(id).output_within();
         assert_one_line_error(&out, "invalid container id");
     }
     assert!(!b.root.join("x").exists() && !b.root.parent().unwrap().join("x").exists());
@@ -29,10 +30,10 @@ fn bad_ids_are_refused() {
 fn missing_or_broken_bundle() {
     need_root!();
     let b = Bundle::sh("badcfg", "true");
-    let out = b.strata().args(["create", "--bundle", "/nonexistent/bundle", &b.id]).output().unwrap();
+    let out = b.strata().args(["create", "--bundle", "/nonexistent/bundle", &b.id]).output_within();
     assert_one_line_error(&out, "/nonexistent/bundle");
     std::fs::write(b.dir.join("config.json"), "{ not json").unwrap();
-    let out = b.strata().args(["create", "--bundle"]).arg(&b.dir).arg(&b.id).output().unwrap();
+    let out = b.strata().args(["create", "--bundle"]).arg(&b.dir).arg(&b.id).output_within();
     assert_one_line_error(&out, "config.json");
     b.assert_gone();
 }
@@ -83,15 +84,15 @@ fn unknown_container_operations_fail() {
 fn spec_and_features() {
     let dir = std::env::temp_dir().join(format!("strata-spec-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let out = std::process::Command::new(&*crate::common::STRATA).args(["spec", "--bundle"]).arg(&dir).output().unwrap();
+    let out = std::process::Command::new(&*crate::common::STRATA).args(["spec", "--bundle"]).arg(&dir).output_within();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(v["root"]["path"], "rootfs");
     // A second `spec` does not overwrite.
-    let again = std::process::Command::new(&*crate::common::STRATA).args(["spec", "--bundle"]).arg(&dir).output().unwrap();
+    let again = std::process::Command::new(&*crate::common::STRATA).args(["spec", "--bundle"]).arg(&dir).output_within();
     assert!(!again.status.success());
     std::fs::remove_dir_all(&dir).unwrap();
-    let f = std::process::Command::new(&*crate::common::STRATA).arg("features").output().unwrap();
+    let f = std::process::Command::new(&*crate::common::STRATA).arg("features").output_within();
     let v: serde_json::Value = serde_json::from_slice(&f.stdout).unwrap();
     assert!(v["linux"]["namespaces"].as_array().unwrap().contains(&json!("time")));
     assert_eq!(v["ociVersionMax"], "1.2.0");

@@ -1,5 +1,6 @@
 //! What a process sees from inside a real container.
 
+use crate::common::Bounded;
 use std::process::Command;
 
 use serde_json::json;
@@ -412,7 +413,7 @@ impl Drop for Veth {
 }
 
 fn ip(args: &[&str]) -> bool {
-    Command::new("ip").args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().unwrap().success()
+    Command::new("ip").args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status_within().success()
 }
 
 #[test]

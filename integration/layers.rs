@@ -1,6 +1,7 @@
 //! Image-backed rootfs: bundles made by `strata bundle --image` from the
 //! multi-layer busybox image of hack/mkimage-busybox, run for real.
 
+use crate::common::Bounded;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -24,7 +25,7 @@ impl Image {
         std::fs::create_dir_all(&base).unwrap();
         let layout = base.join("layout");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/mkimage-busybox");
-        let out = Command::new(script).arg(&layout).arg("latest").output().unwrap();
+        let out = Command::new(script).arg(&layout).arg("latest").output_within();
         assert!(out.status.success(), "mkimage-busybox: {}", stderr(&out));
         Image { store: base.join("store"), root: base.join("state"), layout, base }
     }
@@ -38,8 +39,7 @@ impl Image {
     /// `strata bundle --image` then our own process args.
     pub fn bundle(&self, name: &str, reference: &str, script: &str) -> PathBuf {
         let dir = self.base.join(name);
-        let out =
-            self.strata().args(["bundle", "--image"]).arg(format!("{}:{reference}", self.layout.display())).arg(&dir).output().unwrap();
+        let out = self.strata().args(["bundle", "--image"]).arg(format!("{}:{reference}", self.layout.display())).arg(&dir).output_within();
         assert!(out.status.success(), "bundle: {}", stderr(&out));
         let path = dir.join("config.json");
         let mut cfg: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -50,11 +50,11 @@ impl Image {
     }
 
     pub fn run(&self, bundle: &Path, id: &str) -> Output {
-        self.strata().args(["run", "--bundle"]).arg(bundle).arg(id).stdin(Stdio::null()).output().unwrap()
+        self.strata().args(["run", "--bundle"]).arg(bundle).arg(id).stdin(Stdio::null()).output_within()
     }
 
     pub fn cmd(&self, args: &[&str]) -> Output {
-        self.strata().args(args).stdin(Stdio::null()).output().unwrap()
+        self.strata().args(args).stdin(Stdio::null()).output_within()
     }
 
     fn layer_dirs(&self) -> Vec<PathBuf> {
@@ -83,8 +83,7 @@ fn tree_digest(dir: &Path) -> String {
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!("cd {} && find . -printf '%p %s %m %y\\n' | sort | sha256sum", dir.display()))
-        .output()
-        .unwrap();
+        .output_within();
     stdout(&out)
 }
 
@@ -131,8 +130,7 @@ fn containers_share_layers_and_keep_their_writes_apart() {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
-            .unwrap();
+            .status_within();
         assert!(out.success(), "create {id}");
     }
     let layers = img.layer_dirs();
@@ -208,8 +206,7 @@ fn commit_round_trips() {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
-        .unwrap();
+        .status_within();
     assert!(out.success());
     for _ in 0..200 {
         if stdout(&img.cmd(&["state", "src1"])).contains("stopped") {
@@ -242,7 +239,7 @@ fn bad_image_references_fail_cleanly() {
     let mid = data.len() / 2;
     data[mid] ^= 0xff;
     std::fs::write(&biggest, data).unwrap();
-    let out = img.strata().args(["create", "--bundle"]).arg(&b).arg("bad1").stdin(Stdio::null()).output().unwrap();
+    let out = img.strata().args(["create", "--bundle"]).arg(&b).arg("bad1").stdin(Stdio::null()).output_within();
     assert!(!out.status.success());
     let name = biggest.file_name().unwrap().to_string_lossy().into_owned();
     assert!(stderr(&out).contains(&name[..12]), "the error does not name the blob: {}", stderr(&out));
@@ -362,7 +359,7 @@ fn hostile_layers_are_refused() {
         let b = img.base.join(format!("{name}-bundle"));
         let out = img.cmd(&["bundle", "--image", &format!("{}:t", dir.display()), b.to_str().unwrap()]);
         assert!(out.status.success(), "{name}: {}", stderr(&out));
-        let out = img.strata().args(["create", "--bundle"]).arg(&b).arg(name).stdin(Stdio::null()).output().unwrap();
+        let out = img.strata().args(["create", "--bundle"]).arg(&b).arg(name).stdin(Stdio::null()).output_within();
         assert!(!out.status.success(), "{name}: a hostile layer was accepted");
         let err = stderr(&out);
         assert!(err.contains("entry") && !err.contains("numeric field"), "{name}: {err}");
@@ -465,15 +462,8 @@ fn user_namespaced_containers_share_the_layers_through_idmapped_mounts() {
     let long = format!("{script}; sleep 30");
     let b1 = img.bundle("u1", "latest", &long);
     in_userns(&b1, 100_000);
-    let st = img
-        .strata()
-        .args(["run", "--detach", "--bundle"])
-        .arg(&b1)
-        .arg("idl1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
+    let st =
+        img.strata().args(["run", "--detach", "--bundle"]).arg(&b1).arg("idl1").stdin(Stdio::null()).stdout(Stdio::null()).status_within();
     assert!(st.success(), "the first user-namespaced container did not start");
     let layers = img.layer_dirs();
     let before = owners(&img.store.join("layers"));
@@ -535,7 +525,7 @@ fn archives_are_read_in_place_and_share_the_layers() {
     ];
     for (i, r) in refs.iter().enumerate() {
         let dir = img.base.join(format!("arc{i}"));
-        let out = img.strata().args(["bundle", "--image", r]).arg(&dir).output().unwrap();
+        let out = img.strata().args(["bundle", "--image", r]).arg(&dir).output_within();
         assert!(out.status.success(), "bundle --image {r}: {}", stderr(&out));
         let path = dir.join("config.json");
         let mut cfg: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -570,7 +560,7 @@ fn archives_are_read_in_place_and_share_the_layers() {
     let fresh = Image { base: img.base.clone(), layout: img.layout.clone(), store: img.base.join("store2"), root: img.base.join("state2") };
     for name in ["short.tar", "corrupt.tar"] {
         let dir = img.base.join(format!("bad-{name}"));
-        let out = fresh.strata().args(["bundle", "--image", &format!("oci-archive:{}:latest", b(name))]).arg(&dir).output().unwrap();
+        let out = fresh.strata().args(["bundle", "--image", &format!("oci-archive:{}:latest", b(name))]).arg(&dir).output_within();
         if out.status.success() {
             // The index and config may be intact: then create must refuse.
             let out = fresh.run(&dir, "bad");
@@ -589,15 +579,8 @@ fn archives_are_read_in_place_and_share_the_layers() {
 
     // commit needs a layout directory as its source: a clear error.
     let dir = img.base.join("arc0");
-    let st = img
-        .strata()
-        .args(["run", "--detach", "--bundle"])
-        .arg(&dir)
-        .arg("arcc")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
+    let st =
+        img.strata().args(["run", "--detach", "--bundle"]).arg(&dir).arg("arcc").stdin(Stdio::null()).stdout(Stdio::null()).status_within();
     assert!(st.success());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !stdout(&img.cmd(&["state", "arcc"])).contains("stopped") {

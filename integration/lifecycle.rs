@@ -91,6 +91,47 @@ fn exit_codes_and_signals() {
     let bad = b.cmd(&["kill", &b.id, "NOSUCHSIG"]);
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("NOSUCHSIG"));
+    // containerd's shim reads "already stopped" from runc's exact words.
+    let late = b.cmd(&["kill", &b.id, "KILL"]);
+    assert!(!late.status.success() && stderr(&late).contains("container not running"), "{}", stderr(&late));
+    assert!(b.cmd(&["delete", &b.id]).status.success());
+    b.assert_gone();
+}
+
+/// Signal 0 only asks whether init is there. SIGKILL of a container that
+/// shares the host's pid namespace reaches every process of its cgroup,
+/// also after init is gone: nothing of it is left running.
+#[test]
+fn kill_zero_and_kill_without_a_pid_namespace() {
+    need_root!();
+    let mut b = Bundle::sh("nopidns", "sleep 300 & echo $! > /tmp/bg; exec sleep 300");
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.retain(|n| n["type"] != "pid");
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    b.wait_status("running");
+    assert!(b.cmd(&["kill", &b.id, "0"]).status.success(), "signal 0");
+    let t = std::time::Instant::now();
+    let bg = loop {
+        let f = b.dir.join("rootfs/tmp/bg");
+        if let Some(p) = std::fs::read_to_string(&f).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+            break p;
+        }
+        assert!(t.elapsed().as_secs() < 10, "the background sleep never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // Init goes first; its background child lives on in the cgroup.
+    let init = b.state()["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL).unwrap();
+    b.wait_status("stopped");
+    assert!(crate::common::alive(bg), "the background process outlived init");
+    let out = b.cmd(&["kill", &b.id, "KILL"]);
+    assert!(out.status.success(), "kill KILL of a stopped container without a pid namespace: {}", stderr(&out));
+    let t = std::time::Instant::now();
+    while crate::common::alive(bg) && t.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!crate::common::alive(bg), "kill KILL left {bg} alive");
     assert!(b.cmd(&["delete", &b.id]).status.success());
     b.assert_gone();
 }

@@ -5,6 +5,7 @@
 //! warning; more ranges than its own id go through newuidmap/newgidmap
 //! within /etc/subuid and /etc/subgid.
 
+use crate::common::Bounded;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -26,9 +27,9 @@ pub(crate) struct User {
 impl User {
     pub fn new(tag: &str) -> User {
         let name = format!("strl{tag}{}", std::process::id() % 100_000);
-        let out = Command::new("useradd").args(["--create-home", "--shell", "/bin/sh", &name]).output().unwrap();
+        let out = Command::new("useradd").args(["--create-home", "--shell", "/bin/sh", &name]).output_within();
         assert!(out.status.success(), "useradd: {}", stderr(&out));
-        let uid = stdout(&Command::new("id").args(["-u", &name]).output().unwrap()).trim().parse().unwrap();
+        let uid = stdout(&Command::new("id").args(["-u", &name]).output_within()).trim().parse().unwrap();
         let base = std::env::temp_dir().join(format!("strata-rootless-{name}"));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).unwrap();
@@ -78,15 +79,14 @@ impl User {
     fn bundle(&self, name: &str, script: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
         let dir = self.base.join(name);
         let mk = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/mkbundle-busybox");
-        let out = Command::new(mk).arg(&dir).args(["true"]).env("STRATA", &*STRATA).output().unwrap();
+        let out = Command::new(mk).arg(&dir).args(["true"]).env("STRATA", &*STRATA).output_within();
         assert!(out.status.success(), "mkbundle-busybox: {}", stderr(&out));
         std::fs::remove_file(dir.join("config.json")).unwrap();
         chown_r(&dir, self.uid);
         let out = Command::new("runuser")
             .args(["-u", &self.name, "--", self.bin.to_str().unwrap(), "spec", "--rootless"])
             .current_dir(&dir)
-            .output()
-            .unwrap();
+            .output_within();
         assert!(out.status.success(), "spec --rootless: {}", stderr(&out));
         let path = dir.join("config.json");
         let mut cfg: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -125,7 +125,7 @@ impl Drop for User {
 }
 
 pub(crate) fn chown_r(p: &Path, uid: u32) {
-    let out = Command::new("chown").args(["-R", &format!("{uid}:{uid}")]).arg(p).output().unwrap();
+    let out = Command::new("chown").args(["-R", &format!("{uid}:{uid}")]).arg(p).output_within();
     assert!(out.status.success(), "chown: {}", stderr(&out));
 }
 
@@ -255,7 +255,7 @@ fn owned_image(tag: &str) -> crate::layers::Image {
     cfg["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
     std::fs::write(&path, serde_json::to_vec(&cfg).unwrap()).unwrap();
     // Detached, so that the stopped container stays for commit.
-    let out = img.strata().args(["run", "--detach", "--bundle"]).arg(&b).arg("maker").stdin(Stdio::null()).output().unwrap();
+    let out = img.strata().args(["run", "--detach", "--bundle"]).arg(&b).arg("maker").stdin(Stdio::null()).output_within();
     assert!(out.status.success(), "{}", stderr(&out));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !stdout(&img.cmd(&["state", "maker"])).contains("stopped") {

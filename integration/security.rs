@@ -1,5 +1,6 @@
 //! seccomp and hardening, tried for real from inside containers.
 
+use crate::common::Bounded;
 use std::io::IoSliceMut;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
@@ -282,8 +283,7 @@ fn host_binary_survives_init_running_proc_self_exe() {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::from(w.try_clone().unwrap()))
         .stderr(std::process::Stdio::from(w))
-        .status()
-        .unwrap();
+        .status_within();
     assert!(st.success());
     start_watcher(&b);
     assert!(b.start().status.success());
@@ -532,10 +532,8 @@ fn procfs_writes_cannot_be_redirected() {
     let pid = b.state()["pid"].as_i64().unwrap();
     assert_eq!(std::fs::read_to_string(rootfs.join("tmp/decoy")).unwrap(), "untouched\n", "a write went to the planted file");
     assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap().trim(), "123");
-    let dn = std::process::Command::new("nsenter")
-        .args(["-t", &pid.to_string(), "--uts", "cat", "/proc/sys/kernel/domainname"])
-        .output()
-        .unwrap();
+    let dn =
+        std::process::Command::new("nsenter").args(["-t", &pid.to_string(), "--uts", "cat", "/proc/sys/kernel/domainname"]).output_within();
     assert_eq!(crate::common::stdout(&dn).trim(), "strata-test");
     assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
     b.assert_gone();
@@ -569,4 +567,42 @@ fn seccomp_notify_fd_arrives_during_create() {
     b.wait_status("stopped");
     assert!(b.cmd(&["delete", &b.id]).status.success());
     b.assert_gone();
+}
+
+/// A device the config lists in `linux.devices` but whose access
+/// `linux.resources.devices` denies stays out of reach: the node exists,
+/// opening it fails. Without device rules in the config, runc's defaults
+/// apply (the standard devices, nothing else). An explicit allow grants it.
+#[test]
+fn a_denied_device_stays_unreachable() {
+    need_root!();
+    if !std::path::Path::new("/sys/fs/cgroup/devices").exists() && !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        eprintln!("skipped: a_denied_device_stays_unreachable needs the devices cgroup (v1) or cgroup v2");
+        return;
+    }
+    let script = "ls -l /dev/kmsg | cut -c1; echo strata-device-test > /dev/kmsg && echo kmsg=written || echo kmsg=denied; \
+                  echo x > /dev/null && echo null=ok";
+    let kmsg = json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o644, "uid": 0, "gid": 0}]);
+    let cases = [
+        ("deny-all", json!([{"allow": false, "access": "rwm"}]), "kmsg=denied"),
+        ("no-rules", serde_json::Value::Null, "kmsg=denied"),
+        (
+            "allowed",
+            json!([{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "w"}]),
+            "kmsg=written",
+        ),
+    ];
+    for (name, rules, want) in cases {
+        let mut b = Bundle::sh(&format!("dev{name}"), script);
+        b.config["linux"]["devices"] = kmsg.clone();
+        if rules.is_null() {
+            b.config["linux"]["resources"].as_object_mut().map(|r| r.remove("devices"));
+        } else {
+            b.config["linux"]["resources"]["devices"] = rules;
+        }
+        let out = b.run_ok();
+        assert!(out.starts_with("c\n"), "{name}: the node is made: {out}");
+        assert!(out.contains(want) && out.contains("null=ok"), "{name}: {out}");
+        b.assert_gone();
+    }
 }

@@ -90,32 +90,41 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Parses a signal given as a number, `KILL` or `SIGKILL`.
-pub fn parse_signal(s: &str) -> Result<Signal> {
+/// Parses a signal given as a number, `KILL` or `SIGKILL`; 0 (`None`) is
+/// the null signal, which only checks that the process exists.
+pub fn parse_signal(s: &str) -> Result<Option<Signal>> {
     if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| OpError::BadSignal(s.into()));
+        return if n == 0 { Ok(None) } else { Signal::try_from(n).map(Some).map_err(|_| OpError::BadSignal(s.into())) };
     }
     let up = s.to_ascii_uppercase();
     let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
-    name.parse::<Signal>().map_err(|_| OpError::BadSignal(s.into()))
+    name.parse::<Signal>().map(Some).map_err(|_| OpError::BadSignal(s.into()))
 }
 
-pub fn kill_container(root: &Root, id: &str, sig: Signal, all: bool) -> Result<()> {
+/// runc's text for a container whose init is gone: containerd's shim and
+/// go-runc match it (`container not running`) to tell "already stopped"
+/// from a failure.
+pub const NOT_RUNNING: &str = "container not running";
+
+pub fn kill_container(root: &Root, id: &str, sig: Option<Signal>, all: bool) -> Result<()> {
     let (st, s) = load(root, id)?;
-    if s == Status::Stopped && !all {
-        return Err(status_err(&st, "container is not running"));
-    }
-    if all {
-        let pids = processes(&st);
-        for p in pids {
+    let signame = sig.map_or("0", |s| s.as_str());
+    // Without a pid namespace of its own, killing init leaves the others
+    // alive: SIGKILL goes to every process of the container's cgroup, init
+    // gone or not (as runc does).
+    let everyone = all || (sig == Some(Signal::SIGKILL) && !st.cgroup_paths.is_empty() && !st.own_pid_namespace()?);
+    if everyone {
+        for p in processes(&st) {
             let _ = kill(Pid::from_raw(p), sig);
         }
+    } else if s == Status::Stopped {
+        return Err(status_err(&st, NOT_RUNNING));
     } else {
-        kill(Pid::from_raw(st.pid), sig).map_err(sys::err("kill", st.pid, format!("{sig}")))?;
+        kill(Pid::from_raw(st.pid), sig).map_err(sys::err("kill", st.pid, signame))?;
     }
     // A frozen process cannot die: thaw a paused container after SIGKILL
     // (as runc does), or it stays paused with the signal pending.
-    if sig == Signal::SIGKILL && s == Status::Paused {
+    if sig == Some(Signal::SIGKILL) && s == Status::Paused {
         cgroups::set_frozen(&st.cgroup_paths, false)?;
     }
     Ok(())
@@ -253,8 +262,13 @@ pub fn update(root: &Root, id: &str, patch: &serde_json::Value) -> Result<()> {
         let props = cgroups::systemd::resource_properties(Some(&res), placement.v2);
         cgroups::systemd::Systemd::connect().and_then(|sd| sd.set_properties(unit, &props))?;
     }
-    cgroups::update(&placement, &res)?;
     let mut config: serde_json::Value = serde_json::from_str(st.config.get()).unwrap_or_default();
+    // New device rules keep runc's defaults after them, as at create.
+    let extra_allow = match serde_json::from_value::<oci_spec::runtime::Linux>(config["linux"].clone()) {
+        Ok(linux) if res.devices().is_some() && crate::linux::usermaps::host_root() => cgroups::default_device_rules(&linux),
+        _ => Vec::new(),
+    };
+    cgroups::update(&placement, &res, &extra_allow)?;
     merge(&mut config["linux"]["resources"], patch);
     // Recorded only if the result is still a valid config.
     if let Ok(config) = serde_json::from_value::<oci_spec::runtime::Spec>(config).and_then(|spec| State::new_config(&spec)) {

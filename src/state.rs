@@ -227,6 +227,28 @@ impl State {
         Ok(self.view::<V>()?.process.is_some())
     }
 
+    /// Whether the config gives the container a pid namespace of its own
+    /// (a `pid` entry without a path).
+    pub fn own_pid_namespace(&self) -> Result<bool> {
+        #[derive(Deserialize)]
+        struct Ns {
+            #[serde(rename = "type")]
+            typ: String,
+            path: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct L {
+            namespaces: Option<Vec<Ns>>,
+        }
+        #[derive(Deserialize)]
+        struct V {
+            linux: Option<L>,
+        }
+        let v: V = self.view()?;
+        let namespaces = v.linux.and_then(|l| l.namespaces).unwrap_or_default();
+        Ok(namespaces.iter().any(|n| n.typ == "pid" && n.path.as_deref().unwrap_or("").is_empty()))
+    }
+
     fn view<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_str(self.config.get())
             .map_err(|e| StateError::Corrupt { path: PathBuf::from(format!("{}: state.json config", self.id)), msg: e.to_string() })

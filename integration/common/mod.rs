@@ -50,7 +50,7 @@ impl Bundle {
         let dir = base.join("bundle");
         let root = base.join("state");
         make_rootfs(&dir.join("rootfs"));
-        let out = Command::new(&*STRATA).args(["spec", "--bundle"]).arg(&dir).output().unwrap();
+        let out = Command::new(&*STRATA).args(["spec", "--bundle"]).arg(&dir).output_within();
         assert!(out.status.success(), "strata spec: {}", String::from_utf8_lossy(&out.stderr));
         let mut config: Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
         config["process"]["terminal"] = json!(false);
@@ -72,7 +72,7 @@ impl Bundle {
     /// `strata run` with the config as it is now; returns the output.
     pub fn run(&self) -> Output {
         self.write_config();
-        self.strata().args(["run", "--bundle"]).arg(&self.dir).arg(&self.id).stdin(Stdio::null()).output().unwrap()
+        self.strata().args(["run", "--bundle"]).arg(&self.dir).arg(&self.id).stdin(Stdio::null()).output_within()
     }
 
     /// Runs and returns stdout, asserting success.
@@ -89,7 +89,7 @@ impl Bundle {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Output {
-        self.strata().args(args).stdin(Stdio::null()).output().unwrap()
+        self.strata().args(args).stdin(Stdio::null()).output_within()
     }
 
     /// Runs a command that leaves a container behind: the container keeps
@@ -155,8 +155,72 @@ impl Drop for Bundle {
 pub fn output_via_files(mut cmd: Command, dir: &Path, tag: &str) -> Output {
     let (o, e) = (dir.join(format!("{tag}out.log")), dir.join(format!("{tag}err.log")));
     let status =
-        cmd.stdin(Stdio::null()).stdout(std::fs::File::create(&o).unwrap()).stderr(std::fs::File::create(&e).unwrap()).status().unwrap();
+        cmd.stdin(Stdio::null()).stdout(std::fs::File::create(&o).unwrap()).stderr(std::fs::File::create(&e).unwrap()).status_within();
     Output { status, stdout: std::fs::read(&o).unwrap(), stderr: std::fs::read(&e).unwrap() }
+}
+
+/// How long one command of a test may take before it is killed and the
+/// test fails naming it (`STRATA_TEST_CMD_TIMEOUT` seconds; 120 by default).
+pub fn command_limit() -> std::time::Duration {
+    let secs = std::env::var("STRATA_TEST_CMD_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
+    std::time::Duration::from_secs(secs)
+}
+
+/// `output()` and `status()` with a bounded wait: a command that hangs is
+/// killed after `command_limit()` and the test panics with its command line,
+/// instead of holding the whole run.
+pub trait Bounded {
+    fn output_within(&mut self) -> Output;
+    fn status_within(&mut self) -> std::process::ExitStatus;
+}
+
+impl Bounded for Command {
+    fn output_within(&mut self) -> Output {
+        let mut child = self.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("spawn {self:?}: {e}"));
+        let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out = drain(child.stdout.take().map(|r| Box::new(r) as Box<dyn std::io::Read + Send>));
+        let err = drain(child.stderr.take().map(|r| Box::new(r) as Box<dyn std::io::Read + Send>));
+        let status = wait_within(&mut child, self);
+        // A container left running keeps the pipes open: read what came, up
+        // to the limit, and go on without the rest.
+        let join = |h: std::thread::JoinHandle<Vec<u8>>| {
+            let t = std::time::Instant::now();
+            while !h.is_finished() && t.elapsed() < std::time::Duration::from_secs(5) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if h.is_finished() { h.join().unwrap_or_default() } else { Vec::new() }
+        };
+        Output { status, stdout: join(out), stderr: join(err) }
+    }
+
+    fn status_within(&mut self) -> std::process::ExitStatus {
+        let mut child = self.spawn().unwrap_or_else(|e| panic!("spawn {self:?}: {e}"));
+        wait_within(&mut child, self)
+    }
+}
+
+fn wait_within(child: &mut std::process::Child, cmd: &Command) -> std::process::ExitStatus {
+    let limit = command_limit();
+    let t = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish in {} s (killed)", limit.as_secs());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// Cgroup directories named after `id` anywhere in the v1/v2 hierarchies.
@@ -186,7 +250,7 @@ pub fn make_rootfs(r: &Path) {
     let bb = Path::new("/bin/busybox");
     assert!(bb.exists(), "integration tests need busybox-static (/bin/busybox)");
     std::fs::copy(bb, r.join("bin/busybox")).unwrap();
-    let list = Command::new(bb).arg("--list").output().unwrap();
+    let list = Command::new(bb).arg("--list").output_within();
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         if applet != "busybox" {
             let _ = std::os::unix::fs::symlink("busybox", r.join("bin").join(applet));
@@ -200,7 +264,7 @@ pub fn make_rootfs(r: &Path) {
 /// rootfs at the same paths, so that a dynamically linked host binary can
 /// run inside the container.
 pub fn copy_libraries(bin: &str, rootfs: &Path) {
-    let out = Command::new("ldd").arg(bin).output().unwrap();
+    let out = Command::new("ldd").arg(bin).output_within();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let path = line.split_whitespace().find(|w| w.starts_with('/'));
         if let Some(p) = path {

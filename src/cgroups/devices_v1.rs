@@ -122,9 +122,11 @@ fn parse_rule(rule: &str) -> Option<(Key, String)> {
     Some(((t, major, minor), access))
 }
 
-/// The target list: the spec's writes played on a fresh (allow-all) cgroup.
+/// The target list: the spec's writes played on a list that denies every
+/// device, as runc's: a rule the spec does not give is not granted (a spec
+/// that wants everything allowed says so with `a` allowed).
 pub fn target(writes: &[(&str, String)]) -> Rules {
-    let mut r = Rules::allow_all();
+    let mut r = Rules { default_allow: false, exceptions: BTreeMap::new() };
     for (file, rule) in writes {
         r.apply(*file == "devices.allow", rule);
     }
@@ -173,6 +175,18 @@ mod tests {
             after.apply(*f == "devices.allow", r);
         }
         assert_eq!(after, target(&w));
+    }
+
+    /// As runc's: a device no rule allows is denied, even when the spec
+    /// gives no deny-all rule of its own (or no rules at all).
+    #[test]
+    fn what_no_rule_allows_is_denied() {
+        let t = target(&[("devices.allow", "c 1:3 rwm".into())]);
+        assert!(!t.default_allow);
+        assert_eq!(t.exceptions.len(), 1);
+        assert_eq!(Rules::allow_all().transition(&t)[0], ("devices.deny", "a".to_string()));
+        assert!(!target(&[]).default_allow && target(&[]).exceptions.is_empty());
+        assert!(target(&[("devices.allow", "a".into())]).default_allow, "an allow-all rule allows all");
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //!
 //! The program checks the rules from the last to the first and returns the
 //! first match (so later rules win, as with v1's devices.allow/deny), and
-//! allows what no rule matches (a v1 cgroup starts with everything allowed;
-//! a spec that wants deny-by-default starts with a "deny all" rule).
+//! denies what no rule matches, as runc does (a spec that wants everything
+//! allowed starts with an "allow all" rule).
 
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -128,7 +128,7 @@ pub fn compile(rules: &[Rule]) -> Vec<u64> {
             return p;
         }
     }
-    p.push(insn(MOV_IMM, 0, 0, 0, 1));
+    p.push(insn(MOV_IMM, 0, 0, 0, 0));
     p.push(insn(EXIT, 0, 0, 0, 0));
     p
 }
@@ -200,7 +200,9 @@ mod tests {
         assert_eq!(run(&p, 2, 6, 136, 7), 1, "pty rw");
         assert_eq!(run(&p, 2, 1, 136, 7), 0, "pty mknod not allowed");
         assert_eq!(run(&p, 1, 2, 8, 0), 0, "block device denied by default rule");
-        assert_eq!(run(&compile(&[]), 1, 7, 8, 0), 1, "no rules: allow");
+        assert_eq!(run(&compile(&[]), 1, 7, 8, 0), 0, "no rules: deny");
+        let allow_only = compile(&rules[1..2]);
+        assert_eq!((run(&allow_only, 2, 6, 1, 3), run(&allow_only, 2, 2, 1, 11)), (1, 0), "what no rule allows is denied");
         // Nothing follows a catch-all rule's exit.
         assert_eq!(*p.last().unwrap() & 0xff, EXIT as u64);
         let deny_all = compile(&rules[..1]);

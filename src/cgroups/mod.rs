@@ -80,7 +80,10 @@ fn is_device_rule(w: &Write) -> bool {
 /// a denied device could not be made with mknod either.
 pub fn apply_devices(p: &Placement, res: Option<&LinuxResources>, extra_allow: &[String]) -> Result<()> {
     if p.v2 {
-        let Some(devs) = res.and_then(|r| r.devices().as_ref()).filter(|d| !d.is_empty()) else { return Ok(()) };
+        let devs = res.and_then(|r| r.devices().as_deref()).unwrap_or(&[]);
+        if devs.is_empty() && extra_allow.is_empty() {
+            return Ok(());
+        }
         let mut rules: Vec<devices_v2::Rule> = devs.iter().map(devices_v2::rule_from_spec).collect();
         rules.extend(extra_allow.iter().filter_map(|r| devices_v2::rule_from_v1(r, true)));
         for dir in &p.dirs {
@@ -190,9 +193,35 @@ pub fn placement_of(hier: &[Hierarchy], dirs: &[PathBuf]) -> Placement {
     p
 }
 
-/// Writes new limits into a live container's cgroup (`strata update`).
-pub fn update(p: &Placement, res: &LinuxResources) -> Result<()> {
-    let mut writes = resource_writes(p, Some(res), &[])?;
+/// The device rules runc appends to every container's own (v1 syntax):
+/// mknod of any device, the standard character devices, ptys and
+/// /dev/net/tun. A standard device that `linux.devices` lists by path drops
+/// out, as in runc (the config's entry takes its place). The devices of
+/// `linux.devices` get no rule of their own: what the config's
+/// `linux.resources.devices` denies stays denied.
+pub fn default_device_rules(linux: &oci_spec::runtime::Linux) -> Vec<String> {
+    const RUNC_ALLOWED: [(&str, Option<&str>); 11] = [
+        ("c *:* m", None),
+        ("b *:* m", None),
+        ("c 1:3 rwm", Some("/dev/null")),
+        ("c 1:8 rwm", Some("/dev/random")),
+        ("c 1:7 rwm", Some("/dev/full")),
+        ("c 5:0 rwm", Some("/dev/tty")),
+        ("c 1:5 rwm", Some("/dev/zero")),
+        ("c 1:9 rwm", Some("/dev/urandom")),
+        ("c 136:* rwm", None),
+        ("c 5:2 rwm", None),
+        ("c 10:200 rwm", None),
+    ];
+    let listed = |path: &str| linux.devices().iter().flatten().any(|d| d.path() == Path::new(path));
+    RUNC_ALLOWED.iter().filter(|(_, path)| !path.is_some_and(listed)).map(|(rule, _)| rule.to_string()).collect()
+}
+
+/// Writes new limits into a live container's cgroup (`strata update`);
+/// new device rules come with `extra_allow` after them, as at create.
+pub fn update(p: &Placement, res: &LinuxResources, extra_allow: &[String]) -> Result<()> {
+    let extra_allow = if res.devices().is_some() { extra_allow } else { &[] };
+    let mut writes = resource_writes(p, Some(res), extra_allow)?;
     order_memory(&mut writes);
     for w in writes.iter().filter(|w| p.v2 || !is_device_rule(w)) {
         write_file(&w.path, &w.value)?;

@@ -252,8 +252,10 @@ fn requested_v1(res: &LinuxResources) -> Vec<(&'static str, &'static str)> {
 /// spec's own: the default devices and `linux.devices`, as runc does.
 pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow: &[String]) -> Result<Vec<Write>> {
     let mut out = Vec::new();
-    let Some(res) = res else { return Ok(out) };
-    let res = &without_unset(res);
+    // Without `linux.resources` the device rules still apply (runc's
+    // defaults on deny-all).
+    let none = LinuxResources::default();
+    let res = &without_unset(res.unwrap_or(&none));
     if res.memory().as_ref().and_then(|m| m.kernel()).is_some() {
         // Linux ignores kernel memory limits since 5.16 (v1 accepts and drops
         // the write; v2 never had one): refused rather than pretended.
@@ -381,12 +383,11 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
                 }
             }
         }
-        if h.has("devices")
-            && let Some(devs) = res.devices()
-        {
+        if h.has("devices") && (res.devices().is_some() || !extra_allow.is_empty()) {
             // The spec's rules in order, then the always-allowed devices
-            // (as runc: the default devices stay usable).
-            for (file, rule) in device_rules_v1(devs) {
+            // (as runc: the default devices stay usable), on a cgroup that
+            // denies what no rule allows (see `devices_v1::target`).
+            for (file, rule) in device_rules_v1(res.devices().as_deref().unwrap_or(&[])) {
                 w(file, rule);
             }
             for rule in extra_allow {

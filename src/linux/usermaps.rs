@@ -13,14 +13,21 @@
 //!   container's users made can be removed.
 //!
 //! ```text
-//!   caller                                  child (clone CLONE_NEWUSER)
-//!     |  clone ---------------------------->  |  waits on `go`
+//!   caller                                  child (glibc fork)
+//!     |  fork ----------------------------->  |  unshare(CLONE_NEWUSER)
+//!     |  <------------------------ `ready`   |  one byte; waits on `go`
 //!     |  uid_map, gid_map (write)             |
 //!     |  `go` (one byte) ------------------>  |  setresgid/setresuid 0
 //!     |                                       |  runs the closure
 //!     |  <----------------------- `result`   |  "ok:" + output, or "err:" + message
 //!     |  waitpid                              |  _exit
 //! ```
+//!
+//! The child is made by glibc's fork, not a raw clone (see `sys`): callers
+//! may have other threads (the test harness has; the closure itself may
+//! start some), and after a raw clone the child's `setresgid` could wait
+//! forever on a glibc lock one of them held. `unshare(CLONE_NEWUSER)`, which
+//! a threaded process may not call, is made by the (single-threaded) child.
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -124,8 +131,8 @@ fn helpers(pid: Pid, maps: &IdMaps) -> Result<(), UserMapError> {
 
 /// Runs `work` in a child that is root (uid and gid 0, every capability)
 /// of a new user namespace with `maps`, and returns its outcome: the
-/// child's error text comes back as `UserMapError::Child`. The caller must
-/// be single-threaded (the child is a fork); `work` may start threads.
+/// child's error text comes back as `UserMapError::Child`. The caller may
+/// have other threads (the child is a glibc fork); `work` may start threads.
 pub fn run_as_root(maps: &IdMaps, work: impl FnOnce() -> Result<(), String>) -> Result<(), UserMapError> {
     run_as_root_with_output(maps, || work().map(|()| String::new())).map(drop)
 }
@@ -134,17 +141,18 @@ pub fn run_as_root(maps: &IdMaps, work: impl FnOnce() -> Result<(), String>) -> 
 /// caller whole).
 pub fn run_as_root_with_output(maps: &IdMaps, work: impl FnOnce() -> Result<String, String>) -> Result<String, UserMapError> {
     let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys::err("pipe2", "", "O_CLOEXEC"));
+    let (ready_r, ready_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
     let (res_r, res_w) = pipe()?;
-    match sys::clone_process(CloneFlags::CLONE_NEWUSER.bits() as u64, None)? {
+    match sys::fork_process()? {
         Forked::Child => {
-            drop((go_w, res_r));
-            let code = child(go_r, res_w, work);
+            drop((ready_r, go_w, res_r));
+            let code = child(ready_w, go_r, res_w, work);
             sys::exit_now(code)
         }
         Forked::Parent(pid) => {
-            drop((go_r, res_w));
-            let reaped = parent(pid, maps, go_w, res_r);
+            drop((ready_w, go_r, res_w));
+            let reaped = parent(pid, maps, ready_r, go_w, res_r);
             let status = nix::sys::wait::waitpid(pid, None);
             let verdict = reaped?;
             let describe = || IdMaps::text(&maps.uid).trim().replace('\n', ", ");
@@ -157,17 +165,26 @@ pub fn run_as_root_with_output(maps: &IdMaps, work: impl FnOnce() -> Result<Stri
     }
 }
 
-/// The caller's side: maps, `go`, then the verdict (`None` when the child
-/// closed the pipe without writing one).
-fn parent(pid: Pid, maps: &IdMaps, go: OwnedFd, result: OwnedFd) -> Result<Option<Result<String, String>>, UserMapError> {
-    let written = write(pid, maps);
-    if let Err(e) = written {
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        return Err(e);
+/// The caller's side: `ready`, maps, `go`, then the verdict (`None` when
+/// the child closed the pipe without writing one).
+fn parent(pid: Pid, maps: &IdMaps, ready: OwnedFd, go: OwnedFd, result: OwnedFd) -> Result<Option<Result<String, String>>, UserMapError> {
+    let child_io = |op| move |e| sys::io_err(op, std::path::Path::new("user namespace child"))(e);
+    let mut byte = [0u8; 1];
+    // EOF instead of `ready`: the child's unshare failed, and its message
+    // follows on the result pipe.
+    let unshared = std::fs::File::from(ready).read(&mut byte).map_err(child_io("read"))? == 1;
+    if unshared {
+        let written = write(pid, maps);
+        if let Err(e) = written {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            return Err(e);
+        }
+        std::fs::File::from(go).write_all(b"g").map_err(child_io("write"))?;
+    } else {
+        drop(go);
     }
-    std::fs::File::from(go).write_all(b"g").map_err(|e| sys::io_err("write", std::path::Path::new("user namespace child"))(e))?;
     let mut text = Vec::new();
-    std::fs::File::from(result).read_to_end(&mut text).map_err(|e| sys::io_err("read", std::path::Path::new("user namespace child"))(e))?;
+    std::fs::File::from(result).read_to_end(&mut text).map_err(child_io("read"))?;
     // The child writes "ok:" and the output, or "err:" and the message.
     let text = String::from_utf8_lossy(&text).into_owned();
     Ok(match (text.strip_prefix("ok:"), text.strip_prefix("err:")) {
@@ -177,8 +194,19 @@ fn parent(pid: Pid, maps: &IdMaps, go: OwnedFd, result: OwnedFd) -> Result<Optio
     })
 }
 
-fn child(go: OwnedFd, result: OwnedFd, work: impl FnOnce() -> Result<String, String>) -> i32 {
+fn child(ready: OwnedFd, go: OwnedFd, result: OwnedFd, work: impl FnOnce() -> Result<String, String>) -> i32 {
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    let report = |text: String| {
+        let _ = std::fs::File::from(result).write_all(text.as_bytes());
+    };
+    if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWUSER) {
+        drop(ready);
+        report(format!("err:unshare CLONE_NEWUSER: {}", e.desc()));
+        return 1;
+    }
+    if std::fs::File::from(ready).write_all(b"r").is_err() {
+        return 1;
+    }
     let mut byte = [0u8; 1];
     if !matches!(std::fs::File::from(go).read(&mut byte), Ok(1)) {
         return 1; // the caller failed to write the maps
@@ -187,12 +215,12 @@ fn child(go: OwnedFd, result: OwnedFd, work: impl FnOnce() -> Result<String, Str
         .and_then(|()| nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)))
         .map_err(|e| format!("become root of the user namespace (setresgid/setresuid 0): {}", e.desc()))
         .and_then(|()| work());
-    let text = match &outcome {
+    let code = i32::from(outcome.is_err());
+    report(match outcome {
         Ok(out) => format!("ok:{out}"),
         Err(msg) => format!("err:{msg}"),
-    };
-    let _ = std::fs::File::from(result).write_all(text.as_bytes());
-    i32::from(outcome.is_err())
+    });
+    code
 }
 
 /// Whether this process runs in a user namespace other than the initial
@@ -287,5 +315,74 @@ mod tests {
         let e = run_as_root(&maps, || std::os::unix::fs::chown(&file, Some(500), None).map_err(|e| e.to_string())).unwrap_err();
         assert!(e.to_string().contains("Invalid argument"), "an unmapped id: {e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The hang of a raw-clone child: `run_as_root` over and over while
+    /// other threads allocate, start threads and exit (taking the locks a
+    /// raw clone would copy held). Every call must finish; a hang fails the
+    /// test after a bounded wait instead of holding the run.
+    #[test]
+    fn run_as_root_finishes_while_other_threads_churn() {
+        if !host_root() {
+            eprintln!("skipped: run_as_root_finishes_while_other_threads_churn needs root of the host");
+            return;
+        }
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, mpsc};
+        let stop = Arc::new(AtomicBool::new(false));
+        let churners: Vec<_> = (0..3)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let v: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8; 4096 + i]).collect();
+                        std::thread::spawn(move || drop(v)).join().unwrap();
+                    }
+                })
+            })
+            .collect();
+        let maps =
+            IdMaps { uid: vec![Range { inside: 0, outside: 70000, count: 1 }], gid: vec![Range { inside: 0, outside: 70000, count: 1 }] };
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for i in 0..300 {
+                let r = run_as_root(&maps, || {
+                    let v = vec![0u8; 1 << 16];
+                    (nix::unistd::geteuid().is_root() && v.len() == 1 << 16).then_some(()).ok_or_else(|| "not root".to_string())
+                });
+                let _ = tx.send((i, r.map_err(|e| e.to_string())));
+            }
+        });
+        let mut done = 0;
+        while done < 300 {
+            match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+                Ok((_, Ok(()))) => done += 1,
+                Ok((i, Err(e))) => panic!("call {i}: {e}"),
+                Err(_) => panic!("run_as_root hung: call {done} of 300 did not finish in 20 s"),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        churners.into_iter().for_each(|t| t.join().unwrap());
+    }
+
+    /// A raw clone from a threaded process is refused, naming the call,
+    /// rather than risking a child that never wakes.
+    #[test]
+    fn a_raw_clone_from_a_threaded_process_is_refused() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            let _ = rx.recv();
+        });
+        let e = match sys::clone_process(0, None) {
+            Err(e) => e.to_string(),
+            Ok(Forked::Child) => sys::exit_now(0),
+            Ok(Forked::Parent(pid)) => {
+                let _ = nix::sys::wait::waitpid(pid, None);
+                panic!("a raw clone was made with {} threads", sys::thread_count());
+            }
+        };
+        assert!(e.starts_with("clone3 the caller has ") && e.contains("threads"), "{e}");
+        drop(tx);
+        t.join().unwrap();
     }
 }

@@ -408,24 +408,14 @@ pub fn read_hierarchies() -> Vec<cgroups::Hierarchy> {
     cgroups::mounted_hierarchies(&mi, &own)
 }
 
-/// Device cgroup rules always allowed (v1): the default devices, ptys, and
-/// the devices listed in `linux.devices`, as runc does.
+/// runc's default device rules (`cgroups::default_device_rules`), for root
+/// of the host only: in a user namespace the cgroup's devices are not the
+/// runtime's to set (runc skips them too).
 fn default_device_rules(linux: &oci_spec::runtime::Linux) -> Vec<String> {
-    let mut rules: Vec<String> =
-        ["c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-    let has_devices_rules = linux.resources().as_ref().and_then(|r| r.devices().as_ref()).is_some_and(|d| !d.is_empty());
-    if !has_devices_rules {
+    if !usermaps::host_root() {
         return Vec::new();
     }
-    for d in linux.devices().iter().flatten() {
-        let dev = crate::linux::rootfs::device_from_spec(d);
-        let t = if dev.kind == nix::sys::stat::SFlag::S_IFBLK { 'b' } else { 'c' };
-        rules.push(format!("{t} {}:{} rwm", dev.major, dev.minor));
-    }
-    rules
+    cgroups::default_device_rules(linux)
 }
 
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {

@@ -5,6 +5,27 @@
 //! Every error names the operation, the path (or fd) it acted on and the
 //! flags it passed, so that a failure deep in container setup reads like
 //! `mount /proc/self/fd/7 (dest /proc) flags MS_NOSUID|MS_NODEV: EPERM`.
+//!
+//! # Children of a raw clone
+//!
+//! A child made by a raw `clone3` is a copy of the caller that glibc knows
+//! nothing of: glibc's `fork()` resets its own locks (malloc's arenas, the
+//! thread list's lock that `setresuid` takes to reach every thread, stdio)
+//! in the child, a raw clone does not. If another thread held one of those
+//! locks at the clone, the child waits on it forever. So each site is one
+//! of two kinds, and says which in a comment:
+//!
+//! - **single-threaded caller** (`clone_process`): it checks, at the clone,
+//!   that the kernel counts one thread in the process, and refuses
+//!   otherwise (`clone3 ... the caller has N threads`). With no other
+//!   thread no lock can be held, and the child may then use glibc freely.
+//!   Sites: init (`process::parent`), exec's child (`process::exec`), the
+//!   idmap throwaway namespace (`linux::idmap`, whose child only calls
+//!   `prctl` and `pause`).
+//! - **glibc's fork** (`fork_process`): for work that must run in a child
+//!   whatever threads the caller has (`linux::usermaps::run_as_root`, which the
+//!   layer store calls and tests call from a threaded harness). The child
+//!   then unshares what it needs itself.
 
 pub mod mount_api;
 pub mod xattr;
@@ -91,9 +112,20 @@ pub enum Forked {
 /// placed straight into its cgroup (`CLONE_INTO_CGROUP`, cgroup v2 only).
 /// Falls back to clone(2) where clone3 is not available.
 ///
-/// The caller must be single-threaded: the child continues with a copy of
-/// the whole address space, as after fork(2).
+/// The caller must be single-threaded (see the module doc): this is
+/// checked, and a caller with other threads gets an error naming the call.
 pub fn clone_process(ns_flags: u64, cgroup: Option<BorrowedFd<'_>>) -> Result<Forked> {
+    let threads = wait_single_threaded();
+    if threads != 1 {
+        return Err(SysError {
+            op: "clone3",
+            path: format!(
+                "the caller has {threads} threads (a raw clone needs one: the child could wait forever on a lock another thread held)"
+            ),
+            flags: format!("{ns_flags:#x}"),
+            errno: Errno::EDEADLK,
+        });
+    }
     let mut args = CloneArgs { flags: ns_flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
     if let Some(fd) = cgroup {
         args.flags |= CLONE_INTO_CGROUP;
@@ -113,7 +145,43 @@ pub fn clone_process(ns_flags: u64, cgroup: Option<BorrowedFd<'_>>) -> Result<Fo
     }
 }
 
-/// Marks every fd from `first` up CLOEXEC, so exactly 0..first survive exec.
+/// The number of threads the kernel counts in this process (`Threads:` of
+/// /proc/self/status); 0 where it cannot be read.
+pub fn thread_count() -> usize {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    text.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+}
+
+/// `thread_count`, given up to 100 ms to fall to one: a thread that was
+/// just joined can still be counted until the kernel has released it (it
+/// wakes its joiner on the way out), but it holds no lock by then.
+fn wait_single_threaded() -> usize {
+    let mut n = thread_count();
+    for _ in 0..100 {
+        if n == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        n = thread_count();
+    }
+    n
+}
+
+/// glibc's fork(2): unlike a raw clone, glibc resets its own locks in the
+/// child, so the child may allocate, take locks and call set*id even when
+/// the caller has other threads. Namespaces the child needs, it unshares.
+pub fn fork_process() -> Result<Forked> {
+    // SAFETY: fork has no preconditions; the child gets a consistent copy
+    // of glibc's state (its atfork handlers run), and Rust code in it uses
+    // only what the caller's threads could not have left locked (each
+    // caller's doc says what its child runs).
+    match unsafe { libc::fork() } {
+        r if r < 0 => Err(err("fork", "", "")(Errno::last())),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(nix::unistd::Pid::from_raw(pid))),
+    }
+}
+
 /// Ends a forked child at once: no exit handlers, and no flush of the
 /// stdio buffers it inherited from its parent.
 pub fn exit_now(code: i32) -> ! {
@@ -121,6 +189,7 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Marks every fd from `first` up CLOEXEC, so exactly 0..first survive exec.
 pub fn cloexec_from(first: u32) -> Result<()> {
     // SAFETY: close_range only changes fd flags.
     let r = unsafe { libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
