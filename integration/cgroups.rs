@@ -119,6 +119,18 @@ fn update_changes_a_live_limit_and_events_report_memory() {
     assert!(grew > 60 << 20, "memory usage grew by only {grew}");
     let bad = b.cmd(&["update", "--memory", "lots", &b.id]);
     assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("invalid value for memory"), "{}", stderr(&bad));
+    // -1 is "unlimited", as with runc, and runc 1.5's flag names work.
+    let out = b.cmd(&["update", "--memory", "-1", "--cpu-share", "512", "--pids-limit", "-1", &b.id]);
+    assert!(out.status.success(), "update -1: {}", stderr(&out));
+    let script = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null \
+                  || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.weight";
+    let inside = stdout(&b.cmd(&["exec", &b.id, "sh", "-c", script]));
+    let lines: Vec<&str> = inside.lines().collect();
+    assert!(lines.len() == 3 && (lines[0] == "max" || lines[0].parse::<u64>().unwrap() > 1 << 60), "memory: {inside}");
+    assert_eq!(lines[1], "max", "pids: {inside}");
+    // v1 shows the shares; v2 a weight converted from them.
+    assert!(lines[2] == "512" || (lines[0] == "max" && lines[2].parse::<u64>().is_ok()), "cpu: {inside}");
     assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
     b.assert_gone();
 }
@@ -157,7 +169,8 @@ fn hybrid_host_joins_the_empty_cgroup2_too() {
     }
     // Inside: its own cgroup on every hierarchy (a cgroup namespace), and
     // the cgroup2 mounted beside the v1 ones.
-    let b = Bundle::sh("hybrid-in", "cat /proc/self/cgroup; echo --; grep ' /sys/fs/cgroup/unified ' /proc/self/mountinfo");
+    let b =
+        Bundle::sh("hybrid-in", "cat /proc/self/cgroup; echo --; grep ' /sys/fs/cgroup/unified ' /proc/self/mountinfo").with_cgroup_ns();
     let out = b.run_ok();
     let (cg, mounts) = out.split_once("--\n").unwrap();
     assert!(cg.lines().any(|l| l == "0::/"), "{out}");
@@ -167,14 +180,15 @@ fn hybrid_host_joins_the_empty_cgroup2_too() {
 
     // Outside: init was cloned into the cgroup2 cgroup and moved itself into
     // the v1 ones; an exec'd process joins the same.
-    let b = Bundle::sh("hybrid", "sleep 30");
+    let b = Bundle::sh("hybrid", "sleep 30").with_cgroup_ns();
     assert!(b.create().status.success());
     let pid = b.state()["pid"].as_i64().unwrap();
     let host_view = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let want = format!("/strata-{}", b.id);
+    let want = format!("/{}", b.id);
     assert!(host_view.lines().all(|l| l.ends_with(&want)), "{host_view}");
     assert!(host_view.lines().any(|l| l.starts_with("0::")), "{host_view}");
-    let procs = std::fs::read_to_string(format!("/sys/fs/cgroup/unified/strata-{}/cgroup.procs", b.id)).unwrap();
+    let unified = crate::common::cgroup_dirs(&b.id).into_iter().find(|d| d.starts_with("/sys/fs/cgroup/unified")).unwrap();
+    let procs = std::fs::read_to_string(unified.join("cgroup.procs")).unwrap();
     assert_eq!(procs.trim(), pid.to_string());
     let ex = b.cmd(&["exec", &b.id, "cat", "/proc/self/cgroup"]);
     assert!(ex.status.success(), "{}", stderr(&ex));

@@ -15,7 +15,7 @@ fn host_ns(kind: &str) -> String {
 #[test]
 fn new_namespaces_differ_from_the_host() {
     need_root!();
-    let b = Bundle::sh("ns", "for n in pid net ipc uts mnt cgroup; do echo $n $(readlink /proc/self/ns/$n); done");
+    let b = Bundle::sh("ns", "for n in pid net ipc uts mnt cgroup; do echo $n $(readlink /proc/self/ns/$n); done").with_cgroup_ns();
     let out = b.run_ok();
     for line in out.lines() {
         let (kind, inode) = line.split_once(' ').unwrap();
@@ -561,4 +561,42 @@ fn idmapped_mounts_show_owners_through_their_mappings() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("mount /mnt: idmap"), "{}", String::from_utf8_lossy(&out.stderr));
     b.assert_gone();
+}
+
+/// A foreground `run` with a terminal copies the container's output with
+/// plain `\n` line ends (no ONLCR on the pty, as runc), and the pty belongs
+/// to the process's user.
+#[test]
+fn terminal_output_keeps_plain_newlines_and_belongs_to_the_user() {
+    need_root!();
+    let mut b = Bundle::sh("onlcr", "echo one; echo two; stat -L -c owner=%u /proc/self/fd/0");
+    b.config["process"]["terminal"] = json!(true);
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    let out = b.run_ok();
+    assert!(out.starts_with("one\ntwo\n"), "{out:?}");
+    assert!(!out.contains('\r'), "ONLCR left on: {out:?}");
+    assert!(out.contains("owner=1000"), "the pty is not the user's: {out:?}");
+    b.assert_gone();
+}
+
+/// HOME, when the config gives none (or an empty one), comes from the
+/// process user's entry in the container's /etc/passwd, or is `/`; a HOME
+/// the config gives stays.
+#[test]
+fn home_comes_from_the_containers_passwd() {
+    need_root!();
+    let cases = [
+        (0, vec!["PATH=/bin"], "HOME=/root"),
+        (0, vec!["HOME=", "PATH=/bin"], "HOME=/root"),
+        (4242, vec!["PATH=/bin"], "HOME=/"),
+        (0, vec!["HOME=/given"], "HOME=/given"),
+    ];
+    for (uid, env, want) in cases {
+        let mut b = Bundle::sh("home", "env | grep ^HOME=");
+        b.config["process"]["user"] = json!({"uid": uid, "gid": 0});
+        b.config["process"]["env"] = json!(env);
+        let out = b.run_ok();
+        assert_eq!(out.trim(), want, "uid {uid}, env {env:?}");
+        b.assert_gone();
+    }
 }

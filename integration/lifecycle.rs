@@ -313,9 +313,15 @@ fn exec_joins_the_container() {
     assert_eq!(ns(&pid), ns(&init.to_string()));
     let procs: Vec<i32> = serde_json::from_str(&stdout(&b.cmd(&["ps", "--format", "json", &b.id]))).unwrap();
     assert!(procs.contains(&pid.parse().unwrap()), "exec'd process not in the container's cgroup");
+    // An exec that fails before its process runs exits 255, as runc's.
     let bad = b.cmd(&["exec", &b.id, "no-such-command"]);
-    assert!(!bad.status.success());
+    assert_eq!(bad.status.code(), Some(255), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("no-such-command"));
+    assert!(b.cmd(&["pause", &b.id]).status.success());
+    let paused = b.cmd(&["exec", &b.id, "true"]);
+    assert_eq!(paused.status.code(), Some(255), "exec into a paused container: {}", stderr(&paused));
+    assert!(stderr(&paused).contains("paused"), "{}", stderr(&paused));
+    assert!(b.cmd(&["resume", &b.id]).status.success());
     assert!(b.cmd(&["kill", &b.id, "KILL"]).status.success());
     b.wait_status("stopped");
     let late = b.cmd(&["exec", &b.id, "true"]);

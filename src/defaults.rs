@@ -41,13 +41,21 @@ pub fn spec(rootless: bool) -> Value {
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
         }
     });
+    // As runc's: a cgroup namespace only on a cgroup v2 host, where the
+    // container's cgroupfs mount can show it its own subtree.
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    if !v2 {
+        s["linux"]["namespaces"].as_array_mut().map(|n| n.retain(|n| n["type"] != "cgroup"));
+    }
     if rootless {
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
         s["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
         s["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
-        s["linux"]["namespaces"] =
-            json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}, {"type": "user"}]);
+        s["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "user"}]);
+        if v2 {
+            s["linux"]["namespaces"].as_array_mut().map(|n| n.insert(4, json!({"type": "cgroup"})));
+        }
         s["linux"]["resources"] = json!({});
         s["mounts"][5] =
             json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});

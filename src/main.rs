@@ -175,35 +175,51 @@ struct ExecArgs {
     args: Vec<String>,
 }
 
+/// runc 1.5's `update` flags. Values are taken as text and parsed as runc
+/// parses them (`-1` is "unlimited" for the memory values).
 #[derive(clap::Args)]
 struct UpdateArgs {
     /// Resources as JSON (runtime-spec linux.resources), from FILE or - for stdin.
     #[arg(short, long)]
     resources: Option<PathBuf>,
-    #[arg(long)]
-    memory: Option<String>,
-    #[arg(long = "memory-reservation")]
-    memory_reservation: Option<String>,
-    #[arg(long = "memory-swap")]
-    memory_swap: Option<String>,
-    #[arg(long = "cpu-shares")]
-    cpu_shares: Option<u64>,
-    #[arg(long = "cpu-quota")]
-    cpu_quota: Option<i64>,
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
     #[arg(long = "cpu-period")]
-    cpu_period: Option<u64>,
+    cpu_period: Option<String>,
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    cpu_quota: Option<String>,
+    #[arg(long = "cpu-burst")]
+    cpu_burst: Option<String>,
+    #[arg(long = "cpu-share", alias = "cpu-shares")]
+    cpu_share: Option<String>,
     #[arg(long = "cpu-rt-period")]
-    cpu_rt_period: Option<u64>,
-    #[arg(long = "cpu-rt-runtime")]
-    cpu_rt_runtime: Option<i64>,
+    cpu_rt_period: Option<String>,
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
+    cpu_rt_runtime: Option<String>,
     #[arg(long = "cpuset-cpus")]
     cpuset_cpus: Option<String>,
     #[arg(long = "cpuset-mems")]
     cpuset_mems: Option<String>,
-    #[arg(long = "pids-limit")]
+    #[arg(long = "cpu-idle")]
+    cpu_idle: Option<String>,
+    /// Obsolete (ignored, with a warning, as by runc).
+    #[arg(long = "kernel-memory", hide = true, allow_hyphen_values = true)]
+    kernel_memory: Option<String>,
+    #[arg(long = "kernel-memory-tcp", hide = true, allow_hyphen_values = true)]
+    kernel_memory_tcp: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    memory: Option<String>,
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
+    memory_reservation: Option<String>,
+    /// Memory plus swap; -1 for unlimited swap.
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    #[arg(long = "pids-limit", allow_negative_numbers = true)]
     pids_limit: Option<i64>,
-    #[arg(long = "blkio-weight")]
-    blkio_weight: Option<u16>,
+    #[arg(long = "l3-cache-schema")]
+    l3_cache_schema: Option<String>,
+    #[arg(long = "mem-bw-schema")]
+    mem_bw_schema: Option<String>,
     id: String,
 }
 
@@ -354,6 +370,9 @@ fn main() -> ExitCode {
     let sealed = if seals(&std::env::args_os().collect::<Vec<_>>()) { strata::process::seal::ensure_sealed() } else { Ok(()) };
     let cli = parse_cli();
     logging::init(LogConfig { file: cli.g.log.clone(), json: cli.g.log_format == "json", debug: cli.g.debug });
+    // runc: an exec that fails before its process runs exits 255, so that
+    // a caller tells it from the process's own exit codes.
+    let failure = if matches!(cli.cmd, Cmd::Exec(_)) { 255 } else { 1 };
     match sealed.map_err(anyhow::Error::from).and_then(|()| dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -363,7 +382,7 @@ fn main() -> ExitCode {
             if std::env::args().any(|a| a == "--log" || a.starts_with("--log=")) {
                 let _ = writeln!(std::io::stderr(), "strata: {msg}");
             }
-            ExitCode::from(1)
+            ExitCode::from(failure)
         }
     }
 }
@@ -510,7 +529,7 @@ fn exec_cmd(root: &Root, a: ExecArgs) -> Result<i32> {
     let process = match &a.process {
         Some(path) => {
             let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-            let p: oci_spec::runtime::Process = serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))?;
+            let p = strata::spec::parse_process(&text).map_err(|e| anyhow::anyhow!("parse {}: {e}", path.display()))?;
             if given(p.apparmor_profile()) || given(p.selinux_label()) {
                 bail!("{}: apparmorProfile/selinuxLabel: strata applies no AppArmor profiles or SELinux labels", path.display());
             }
@@ -579,41 +598,57 @@ fn update_patch(a: &UpdateArgs) -> Result<serde_json::Value> {
         }
         cur[path[path.len() - 1]] = val;
     };
-    if let Some(m) = &a.memory {
-        set(&["memory", "limit"], parse_size(m)?.into());
+    let uint = |flag: &str, v: &str| v.parse::<u64>().map_err(|e| anyhow::anyhow!("invalid value for {flag}: {e}"));
+    let int = |flag: &str, v: &str| v.parse::<i64>().map_err(|e| anyhow::anyhow!("invalid value for {flag}: {e}"));
+    let size = |flag: &str, v: &str| parse_size(v).with_context(|| format!("invalid value for {flag}"));
+    if let Some(x) = a.blkio_weight.filter(|w| *w != 0) {
+        set(&["blockIO", "weight"], x.into());
     }
-    if let Some(m) = &a.memory_reservation {
-        set(&["memory", "reservation"], parse_size(m)?.into());
+    for (val, key) in [(&a.cpuset_cpus, "cpus"), (&a.cpuset_mems, "mems")] {
+        if let Some(x) = val.as_deref().filter(|x| !x.is_empty()) {
+            set(&["cpu", key], x.into());
+        }
     }
-    if let Some(m) = &a.memory_swap {
-        set(&["memory", "swap"], parse_size(m)?.into());
+    if let Some(x) = &a.cpu_idle {
+        set(&["cpu", "idle"], int("cpu-idle", x)?.into());
     }
-    if let Some(x) = a.cpu_shares {
-        set(&["cpu", "shares"], x.into());
+    for (flag, val, key) in [
+        ("cpu-burst", &a.cpu_burst, "burst"),
+        ("cpu-period", &a.cpu_period, "period"),
+        ("cpu-rt-period", &a.cpu_rt_period, "realtimePeriod"),
+        ("cpu-share", &a.cpu_share, "shares"),
+    ] {
+        if let Some(x) = val {
+            set(&["cpu", key], uint(flag, x)?.into());
+        }
     }
-    if let Some(x) = a.cpu_quota {
-        set(&["cpu", "quota"], x.into());
+    for (flag, val, key) in [("cpu-quota", &a.cpu_quota, "quota"), ("cpu-rt-runtime", &a.cpu_rt_runtime, "realtimeRuntime")] {
+        if let Some(x) = val {
+            set(&["cpu", key], int(flag, x)?.into());
+        }
     }
-    if let Some(x) = a.cpu_period {
-        set(&["cpu", "period"], x.into());
+    for (flag, val, key) in [
+        ("memory", &a.memory, "limit"),
+        ("memory-swap", &a.memory_swap, "swap"),
+        ("memory-reservation", &a.memory_reservation, "reservation"),
+    ] {
+        if let Some(x) = val {
+            set(&["memory", key], size(flag, x)?.into());
+        }
     }
-    if let Some(x) = a.cpu_rt_period {
-        set(&["cpu", "realtimePeriod"], x.into());
-    }
-    if let Some(x) = a.cpu_rt_runtime {
-        set(&["cpu", "realtimeRuntime"], x.into());
-    }
-    if let Some(x) = &a.cpuset_cpus {
-        set(&["cpu", "cpus"], x.clone().into());
-    }
-    if let Some(x) = &a.cpuset_mems {
-        set(&["cpu", "mems"], x.clone().into());
+    if a.kernel_memory.is_some() || a.kernel_memory_tcp.is_some() {
+        logging::emit("warning", "Kernel memory settings are ignored and will be removed");
     }
     if let Some(x) = a.pids_limit {
         set(&["pids", "limit"], x.into());
     }
-    if let Some(x) = a.blkio_weight {
-        set(&["blockIO", "weight"], x.into());
+    if a.l3_cache_schema.is_some() || a.mem_bw_schema.is_some() {
+        bail!("--l3-cache-schema, --mem-bw-schema: updating Intel RDT schemata is not supported by strata");
+    }
+    // runc: an unlimited memory limit without a swap value lifts swap too
+    // ("unable to set swap limit without memory limit" otherwise).
+    if v.pointer("/memory/limit").and_then(|l| l.as_i64()) == Some(-1) && v.pointer("/memory/swap").is_none() {
+        v["memory"]["swap"] = 0.into();
     }
     Ok(v)
 }

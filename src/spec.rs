@@ -46,8 +46,99 @@ pub fn load(dir: &Path) -> Result<Bundle> {
 }
 
 /// Parses config.json bytes; the error is a one-line message.
+///
+/// Where runc is lenient, so is this, with runc's meaning: an unknown
+/// capability is dropped with a warning, a namespace with `"path": ""` is
+/// a new one, and a relative mount destination is taken from `/` (with a
+/// warning). Validation comes after, on what runc would have run.
 pub fn parse(text: &[u8]) -> std::result::Result<Spec, String> {
-    serde_json::from_slice::<Spec>(text).map_err(|e| e.to_string())
+    let mut spec = match serde_json::from_slice::<Spec>(text) {
+        Ok(spec) => spec,
+        // The strict parse is the common, fast path; only a config it
+        // refuses is read again, leniently.
+        Err(e) => lenient::<Spec>(text, "/process/capabilities").ok_or_else(|| e.to_string())?,
+    };
+    normalize(&mut spec);
+    Ok(spec)
+}
+
+/// Parses an `exec --process` file as runc does: a missing `user` is uid
+/// and gid 0, and unknown capabilities are dropped with a warning.
+pub fn parse_process(text: &[u8]) -> std::result::Result<oci_spec::runtime::Process, String> {
+    match serde_json::from_slice(text) {
+        Ok(p) => Ok(p),
+        Err(e) => lenient(text, "/capabilities").ok_or_else(|| e.to_string()),
+    }
+}
+
+/// The second, lenient reading of a config or process (`caps` points at
+/// its capabilities): `None` when it changes nothing or still fails.
+fn lenient<T: serde::de::DeserializeOwned>(text: &[u8], caps: &str) -> Option<T> {
+    let mut v: serde_json::Value = serde_json::from_slice(text).ok()?;
+    let process = if caps == "/capabilities" { Some(&mut v) } else { v.get_mut("process") };
+    if let Some(p) = process.and_then(|p| p.as_object_mut())
+        && !p.contains_key("user")
+    {
+        p.insert("user".into(), serde_json::json!({"uid": 0, "gid": 0}));
+    }
+    let mut unknown: Vec<String> = Vec::new();
+    if let Some(sets) = v.pointer_mut(caps).and_then(|c| c.as_object_mut()) {
+        for set in sets.values_mut().filter_map(|s| s.as_array_mut()) {
+            set.retain(|c| {
+                let known = serde_json::from_value::<oci_spec::runtime::Capability>(c.clone()).is_ok();
+                if !known && let Some(name) = c.as_str() {
+                    unknown.push(name.to_string());
+                }
+                known
+            });
+        }
+    }
+    let parsed = serde_json::from_value(v).ok()?;
+    if !unknown.is_empty() {
+        unknown.sort();
+        unknown.dedup();
+        crate::logging::emit("warning", &format!("ignoring unknown or unavailable capabilities: [{}]", unknown.join(" ")));
+    }
+    Some(parsed)
+}
+
+/// runc's readings of what it accepts but the spec leaves loose.
+fn normalize(spec: &mut Spec) {
+    if let Some(mounts) = spec.mounts().clone() {
+        let fixed: Vec<_> = mounts
+            .into_iter()
+            .map(|mut m| {
+                if !m.destination().is_absolute() {
+                    crate::logging::emit(
+                        "warning",
+                        &format!(
+                            "mount destination {} is not absolute. Support for non-absolute mount destinations will be removed in a future release.",
+                            m.destination().display()
+                        ),
+                    );
+                    let abs = Path::new("/").join(m.destination());
+                    m.set_destination(abs);
+                }
+                m
+            })
+            .collect();
+        spec.set_mounts(Some(fixed));
+    }
+    if let Some(linux) = spec.linux_mut()
+        && let Some(nss) = linux.namespaces().clone()
+        && nss.iter().any(|n| n.path().as_ref().is_some_and(|p| p.as_os_str().is_empty()))
+    {
+        let fixed = nss
+            .into_iter()
+            .map(|mut n| {
+                if n.path().as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                    n.set_path(None);
+                }
+                n
+            })
+            .collect();
+        linux.set_namespaces(Some(fixed));
+    }
 }
 
 fn rootfs_path(dir: &Path, spec: &Spec) -> Result<PathBuf> {
@@ -175,10 +266,29 @@ mod tests {
             ("userns without maps", &OK.replace(r#""root""#, r#""linux":{"namespaces":[{"type":"user"}]},"root""#)),
             ("unknown rlimit", &OK.replace(r#""cwd""#, r#""rlimits":[{"type":"RLIMIT_FOO","soft":1,"hard":1}],"cwd""#)),
             ("relative hook", &OK.replace(r#""root""#, r#""hooks":{"prestart":[{"path":"bin/true"}]},"root""#)),
-            ("relative mount", &OK.replace(r#""root""#, r#""mounts":[{"destination":"x","type":"tmpfs"}],"root""#)),
         ];
         for (name, json) in cases {
             assert!(spec(json).is_err(), "{name} was accepted");
         }
+    }
+
+    /// What runc runs, read as runc reads it.
+    #[test]
+    fn lenient_where_runc_is() {
+        let caps = OK.replace(r#""cwd""#, r#""capabilities":{"bounding":["CAP_CHOWN","CAP_NO_SUCH"],"effective":["CAP_NO_SUCH"]},"cwd""#);
+        let s = parse(caps.as_bytes()).unwrap();
+        let c = s.process().as_ref().unwrap().capabilities().as_ref().unwrap();
+        assert_eq!(c.bounding().as_ref().unwrap().len(), 1);
+        assert!(c.effective().as_ref().unwrap().is_empty());
+        let rel = OK.replace(r#""root""#, r#""mounts":[{"destination":"x/y","type":"tmpfs"}],"root""#);
+        let s = parse(rel.as_bytes()).unwrap();
+        assert_eq!(s.mounts().as_ref().unwrap()[0].destination(), Path::new("/x/y"));
+        validate(&s).unwrap();
+        let ns = OK.replace(r#""root""#, r#""linux":{"namespaces":[{"type":"pid","path":""}]},"root""#);
+        let s = parse(ns.as_bytes()).unwrap();
+        assert!(s.linux().as_ref().unwrap().namespaces().as_ref().unwrap()[0].path().is_none());
+        let p = parse_process(br#"{"args":["sh"],"cwd":"/"}"#).unwrap();
+        assert_eq!((p.user().uid(), p.user().gid()), (0, 0));
+        assert!(parse_process(br#"{"args":["sh"],"cwd":"/","user":{"uid":"x"}}"#).is_err());
     }
 }

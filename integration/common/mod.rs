@@ -59,6 +59,16 @@ impl Bundle {
         Bundle { dir, root, id, config, bin: STRATA.clone() }
     }
 
+    /// Gives the container a cgroup namespace (the default spec has one
+    /// only on a cgroup v2 host, as runc's).
+    pub fn with_cgroup_ns(mut self) -> Bundle {
+        let ns = self.config["linux"]["namespaces"].as_array_mut().unwrap();
+        if !ns.iter().any(|n| n["type"] == "cgroup") {
+            ns.push(json!({"type": "cgroup"}));
+        }
+        self
+    }
+
     pub fn write_config(&self) {
         std::fs::write(self.dir.join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap()).unwrap();
     }
@@ -223,19 +233,24 @@ fn wait_within(child: &mut std::process::Child, cmd: &Command) -> std::process::
     }
 }
 
-/// Cgroup directories named after `id` anywhere in the v1/v2 hierarchies.
+/// The cgroup directories a container without `cgroupsPath` gets, that
+/// exist: its id under this process's own cgroup in each hierarchy (runc's
+/// default placement).
 pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else { return found };
-    for h in rd.flatten() {
-        let p = h.path().join(format!("strata-{id}"));
-        if p.exists() {
-            found.push(p);
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    for line in own.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, controllers, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or("/"));
+        let mount = if controllers.is_empty() {
+            if Path::new("/sys/fs/cgroup/unified").exists() { "unified".to_string() } else { String::new() }
+        } else {
+            controllers.trim_start_matches("name=").to_string()
+        };
+        let dir = Path::new("/sys/fs/cgroup").join(mount).join(path.trim_start_matches('/')).join(id);
+        if dir.exists() && !found.contains(&dir) {
+            found.push(dir);
         }
-    }
-    let v2 = PathBuf::from(format!("/sys/fs/cgroup/strata-{id}"));
-    if v2.exists() {
-        found.push(v2);
     }
     found
 }

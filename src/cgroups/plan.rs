@@ -122,10 +122,10 @@ pub fn mounted_hierarchies(mountinfo: &str, self_cgroup: &str) -> Vec<Hierarchy>
 }
 
 /// Where the container goes: `cgroupsPath` absolute (from the hierarchy
-/// root), relative (to strata's own cgroup, as runc does) or absent
-/// (`/<id>` under the root... of strata's own cgroup's hierarchy).
+/// root), relative (to strata's own cgroup), or absent: the container's id,
+/// relative to strata's own cgroup. All three as runc places them.
 pub fn placement(hier: &[Hierarchy], cgroups_path: Option<&Path>, id: &str) -> Result<Placement> {
-    let path = cgroups_path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(format!("/strata-{id}")));
+    let path = cgroups_path.filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(id));
     if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
         return Err(CgroupError::Invalid(format!("cgroupsPath {}: '..' is not allowed", path.display())));
     }
@@ -303,7 +303,10 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
             if let Some(r) = m.reservation() {
                 w("memory.soft_limit_in_bytes", r.to_string());
             }
-            if let Some(s) = m.swap() {
+            // An unlimited memory limit without a swap value lifts memsw
+            // too, as runc does: the kernel refuses a limit above memsw.
+            let swap = m.swap().or(m.limit().filter(|l| *l == -1));
+            if let Some(s) = swap {
                 w("memory.memsw.limit_in_bytes", s.to_string());
             }
             if let Some(s) = m.swappiness() {
@@ -614,7 +617,7 @@ mod tests {
         );
         let p = placement(&h, None, "c1").unwrap();
         assert!(!p.v2);
-        assert_eq!(p.dirs[3], PathBuf::from("/sys/fs/cgroup/unified/strata-c1"));
+        assert_eq!(p.dirs[3], PathBuf::from("/sys/fs/cgroup/unified/init.scope/c1"));
         // Limits go to v1 only; the cgroup2 has no controllers.
         let res: LinuxResources = serde_json::from_str(r#"{"memory":{"limit":1048576}}"#).unwrap();
         let w = resource_writes(&p, Some(&res), &[]).unwrap();
@@ -679,7 +682,7 @@ mod tests {
         let p = placement(&h, Some(Path::new("a/b")), "c").unwrap();
         assert_eq!(p.dirs[0], PathBuf::from("/sys/fs/cgroup/memory/user/a/b"));
         let p = placement(&h, None, "c1").unwrap();
-        assert_eq!(p.dirs[1], PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/strata-c1"));
+        assert_eq!(p.dirs[1], PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/user/c1"));
         assert!(placement(&h, Some(Path::new("/a/../../etc")), "c").is_err());
     }
 

@@ -2,7 +2,7 @@
 //! a transient scope unit that systemd makes and owns, as runc and crun do
 //! on systemd hosts, so that systemd's view of the cgroup tree stays true.
 //!
-//! `cgroupsPath` is `slice:prefix:name` (absent: `system.slice:strata:<id>`),
+//! `cgroupsPath` is `slice:prefix:name` (absent: `system.slice:runc:<id>`, as runc),
 //! giving the unit `prefix-name.scope` in `slice`. The parent clones init,
 //! then asks systemd over D-Bus (its private socket, as root) to start the
 //! scope with init's pid in it, waits for the start job, and writes the
@@ -37,7 +37,7 @@ impl Unit {
     /// The unit for `cgroupsPath` in its systemd form, `slice:prefix:name`.
     pub fn parse(cgroups_path: Option<&str>, id: &str) -> Result<Unit> {
         let Some(p) = cgroups_path.filter(|p| !p.is_empty()) else {
-            return Ok(Unit { slice: "system.slice".into(), name: format!("strata-{id}.scope") });
+            return Ok(Unit { slice: "system.slice".into(), name: format!("runc-{id}.scope") });
         };
         let bad = |why: &str| CgroupError::Invalid(format!("cgroupsPath {p:?} with --systemd-cgroup: {why}"));
         let parts: Vec<&str> = p.split(':').collect();
@@ -406,7 +406,7 @@ mod tests {
         assert_eq!(u, Unit { slice: "machine.slice".into(), name: "libpod-abc.scope".into() });
         assert_eq!(u.cgroup_path().unwrap(), PathBuf::from("/machine.slice/libpod-abc.scope"));
         let u = Unit::parse(None, "c1").unwrap();
-        assert_eq!(u.cgroup_path().unwrap(), PathBuf::from("/system.slice/strata-c1.scope"));
+        assert_eq!(u.cgroup_path().unwrap(), PathBuf::from("/system.slice/runc-c1.scope"));
         let u = Unit::parse(Some(":cri:c2"), "x").unwrap();
         assert_eq!(u.slice, "system.slice");
         assert_eq!(Unit::parse(Some("kubepods-besteffort.slice::c3"), "x").unwrap().name, "c3.scope");

@@ -1,5 +1,6 @@
 //! Idmapped bind mounts: the `idmap` and `ridmap` mount options of
-//! runtime-spec 1.2. Files on such a mount show their owners through a user
+//! runtime-spec 1.2, and bind mounts with `uidMappings`/`gidMappings` but
+//! neither option (idmapped as with `idmap`, as runc does). Files on such a mount show their owners through a user
 //! namespace's id mappings: the mount's own `uidMappings`/`gidMappings`
 //! (`containerID` is the owner on disk, `hostID` the owner the mount shows),
 //! or, without them, the container's user namespace, so that files the host
@@ -53,7 +54,7 @@ pub fn plan(mounts: &[Mount], bundle: &Path, container_userns: bool) -> Result<V
     let mut out = Vec::new();
     for (index, m) in mounts.iter().enumerate() {
         // Most configs have none: only those mounts are planned here.
-        if !m.options().iter().flatten().any(|o| mounts::IDMAP_OPTIONS.contains(&o.as_str())) {
+        if !m.options().iter().flatten().any(|o| mounts::IDMAP_OPTIONS.contains(&o.as_str())) && !mounts::has_mappings(m) {
             continue;
         }
         let op = mounts::plan(m);

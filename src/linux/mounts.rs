@@ -73,7 +73,17 @@ pub fn plan(m: &Mount) -> MountOp {
         apply_option(&mut op, o, &mut data);
     }
     op.data = data.join(",");
+    // Mappings without `idmap` or `ridmap` still make an idmapped mount,
+    // of the top mount only (runc's reading of runtime-spec 1.2).
+    if op.idmap.is_none() && has_mappings(m) {
+        op.idmap = Some(false);
+    }
     op
+}
+
+/// Whether a mount carries `uidMappings` or `gidMappings` of its own.
+pub fn has_mappings(m: &Mount) -> bool {
+    m.uid_mappings().is_some() || m.gid_mappings().is_some()
 }
 
 /// The mount(2) flag options `apply_option` knows.

@@ -45,6 +45,12 @@ fn how(flags: OFlag) -> OpenHow {
     OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
 }
 
+/// Opens the file at `path` as if `root` were `/` (symlinks followed, but
+/// never out of it, and no magic links), with `flags`.
+pub fn open_file_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlag) -> Result<OwnedFd, SysError> {
+    openat2(root, &relative(path), how(flags)).map_err(sys::err("openat2", path.display(), "RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS"))
+}
+
 /// Opens `path` (taken as inside `root`) as an O_PATH fd, creating missing
 /// directories on the way and `last` at the end.
 pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, last: Create) -> Result<OwnedFd, SysError> {

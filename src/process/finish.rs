@@ -3,7 +3,7 @@
 //! execve; and the terminal set-up they share.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{OFlag, open};
@@ -78,6 +78,9 @@ pub fn finish(process: &Process, f: Final) -> Result<Never> {
             load(flt)?;
         }
     }
+    fix_stdio_owner(process.user().uid())?;
+    // Read as root, before the switch: the container's /etc/passwd.
+    let env = user::with_home(process.env().clone().unwrap_or_default(), || user::home_of(process.user().uid()));
     nix::sys::prctl::set_keepcaps(true).map_err(sys::err("prctl", "", "PR_SET_KEEPCAPS"))?;
     caps::drop_bounding(&cap_plan)?;
     user::switch(process.user(), setgroups_denied)?;
@@ -91,7 +94,6 @@ pub fn finish(process: &Process, f: Final) -> Result<Never> {
         load(flt)?;
     }
     let args = process.args().clone().unwrap_or_default();
-    let env = process.env().clone().unwrap_or_default();
     exec(&exe, &args, &env)
 }
 
@@ -118,6 +120,10 @@ pub fn setup_terminal(process: &Process, console_socket: Option<OwnedFd>, to_par
     if let Some(sock) = console_socket {
         super::sync::send_fd(&sock, &master, &name)?;
     } else if let Some(chan) = to_parent {
+        // strata copies the output to its own stdout, which is a terminal
+        // already or a file: as runc does, lines keep their plain `\n`
+        // (no ONLCR on the pty the output comes through).
+        clear_onlcr(master.as_fd())?;
         chan.send_with_fd(&Msg::PtyMaster, Some(&master))?;
     }
     drop(master);
@@ -125,6 +131,35 @@ pub fn setup_terminal(process: &Process, console_socket: Option<OwnedFd>, to_par
         sys::dup_onto(slave.as_fd(), target)?;
     }
     sys::set_controlling_tty(slave.as_fd())?;
+    Ok(())
+}
+
+fn clear_onlcr(pty: BorrowedFd<'_>) -> Result<()> {
+    use nix::sys::termios::{OutputFlags, SetArg, tcgetattr, tcsetattr};
+    let what = format!("fd {}", pty.as_raw_fd());
+    let mut t = tcgetattr(pty).map_err(sys::err("tcgetattr", &what, ""))?;
+    t.output_flags.remove(OutputFlags::ONLCR);
+    tcsetattr(pty, SetArg::TCSANOW, &t).map_err(sys::err("tcsetattr", &what, "-ONLCR"))?;
+    Ok(())
+}
+
+/// Gives the process's user the stdio it inherited (a pty made here, or
+/// the caller's pipes), as runc does: owner uid only, and not /dev/null.
+/// Where the kernel will not (an owner or gid not mapped in the user
+/// namespace, a read-only /dev), the stdio stays as it is.
+pub fn fix_stdio_owner(uid: u32) -> Result<()> {
+    let (i, o, e) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let stdio = [i.as_fd(), o.as_fd(), e.as_fd()];
+    for (fd, f) in stdio.into_iter().enumerate() {
+        let Ok(st) = nix::sys::stat::fstat(f) else { continue };
+        if st.st_uid == uid || (st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == nix::sys::stat::makedev(1, 3)) {
+            continue;
+        }
+        match nix::unistd::fchown(f, Some(nix::unistd::Uid::from_raw(uid)), None) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::EPERM | nix::errno::Errno::EROFS) => {}
+            Err(e) => return Err(sys::err("fchown", format!("fd {fd}"), format!("uid {uid}"))(e).into()),
+        }
+    }
     Ok(())
 }
 
