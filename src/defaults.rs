@@ -45,7 +45,9 @@ pub fn spec(rootless: bool) -> Value {
     // container's cgroupfs mount can show it its own subtree.
     let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     if !v2 {
-        s["linux"]["namespaces"].as_array_mut().map(|n| n.retain(|n| n["type"] != "cgroup"));
+        if let Some(n) = s["linux"]["namespaces"].as_array_mut() {
+            n.retain(|n| n["type"] != "cgroup");
+        }
     }
     if rootless {
         let uid = nix::unistd::geteuid().as_raw();
@@ -54,7 +56,9 @@ pub fn spec(rootless: bool) -> Value {
         s["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
         s["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "user"}]);
         if v2 {
-            s["linux"]["namespaces"].as_array_mut().map(|n| n.insert(4, json!({"type": "cgroup"})));
+            if let Some(n) = s["linux"]["namespaces"].as_array_mut() {
+                n.insert(4, json!({"type": "cgroup"}));
+            }
         }
         s["linux"]["resources"] = json!({});
         s["mounts"][5] =
