@@ -44,10 +44,8 @@ pub fn spec(rootless: bool) -> Value {
     // As runc's: a cgroup namespace only on a cgroup v2 host, where the
     // container's cgroupfs mount can show it its own subtree.
     let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    if !v2 {
-        if let Some(n) = s["linux"]["namespaces"].as_array_mut() {
-            n.retain(|n| n["type"] != "cgroup");
-        }
+    if !v2 && let Some(n) = s["linux"]["namespaces"].as_array_mut() {
+        n.retain(|n| n["type"] != "cgroup");
     }
     if rootless {
         let uid = nix::unistd::geteuid().as_raw();
@@ -55,10 +53,8 @@ pub fn spec(rootless: bool) -> Value {
         s["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
         s["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
         s["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "user"}]);
-        if v2 {
-            if let Some(n) = s["linux"]["namespaces"].as_array_mut() {
-                n.insert(4, json!({"type": "cgroup"}));
-            }
+        if v2 && let Some(n) = s["linux"]["namespaces"].as_array_mut() {
+            n.insert(4, json!({"type": "cgroup"}));
         }
         s["linux"]["resources"] = json!({});
         s["mounts"][5] =
