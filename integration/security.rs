@@ -606,3 +606,62 @@ fn a_denied_device_stays_unreachable() {
         b.assert_gone();
     }
 }
+
+/// CVE-2024-21626 class: the caller leaks a host directory as fd 7 and the
+/// config's cwd is /proc/self/fd/7. The container never sees that fd (its
+/// init holds only its stdio, exec.fifo and its root), so the process does
+/// not start in the host's directory; nor does an exec'd one.
+#[test]
+fn a_leaked_host_directory_fd_is_not_a_way_out() {
+    need_root!();
+    let mut b = Bundle::sh("leakcwd", "pwd; ls; sleep 30");
+    let host = b.dir.parent().unwrap().join("host-secret");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("HOST_MARKER"), "").unwrap();
+    b.config["process"]["cwd"] = json!("/proc/self/fd/7");
+    b.write_config();
+    let leak = |args: &str| {
+        let script = format!("exec 7<{}; exec {} --root {} {args}", host.display(), b.bin, b.root.display());
+        crate::common::output_via_files(
+            {
+                let mut c = std::process::Command::new("sh");
+                c.args(["-c", &script]);
+                c
+            },
+            b.dir.parent().unwrap(),
+            "leak",
+        )
+    };
+    let out = leak(&format!("create --bundle {} {}", b.dir.display(), b.id));
+    if out.status.success() {
+        let pid = b.state()["pid"].as_i64().unwrap();
+        let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+            .map(|e| std::fs::read_link(e.path()).unwrap().display().to_string())
+            .collect();
+        assert!(!fds.iter().any(|t| t.contains("host-secret") || t.starts_with("/sys/fs/cgroup")), "init holds {fds:?}");
+        let started = b.start();
+        let text = std::fs::read_to_string(b.dir.parent().unwrap().join("out.log")).unwrap_or_default();
+        assert!(!text.contains("HOST_MARKER") || !started.status.success(), "the process started in the host's directory: {text}");
+        let _ = b.cmd(&["delete", "--force", &b.id]);
+    }
+    // An exec with the same leak and cwd.
+    b.config["process"]["cwd"] = json!("/");
+    b.write_config();
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    let out = leak(&format!("exec --cwd /proc/self/fd/7 {} ls", b.id));
+    assert!(!stdout_text(&out).contains("HOST_MARKER"), "exec ran in the host's directory: {}", stdout_text(&out));
+    // Handed over on purpose (--preserve-fds), the fd is the process's: a
+    // cwd through it is outside the root, and refused.
+    let out = leak(&format!("exec --preserve-fds 5 --cwd /proc/self/fd/7 {} ls", b.id));
+    assert!(!stdout_text(&out).contains("HOST_MARKER"), "exec ran in the host's directory: {}", stdout_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outside of the container's root"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}
+
+fn stdout_text(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

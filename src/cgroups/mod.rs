@@ -287,6 +287,8 @@ pub fn prepare_join(dirs: &[PathBuf]) -> Result<Joiner> {
 impl Joiner {
     /// In the child: moves the calling thread into each v1 cgroup.
     pub fn join_self(&mut self) -> Result<()> {
+        // The cgroup2 fd served the clone; the container must not keep it.
+        self.into = None;
         for (path, fd) in self.tasks.drain(..) {
             let mut f = fs::File::from(fd);
             f.write_all(b"0").map_err(io("write 0 (this thread)", &path))?;

@@ -80,6 +80,8 @@ pub enum ExecProcess {
 
 /// Runs the process; returns its exit code (0 when detached).
 pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
+    // As at create: the caller's other fds are not the process's.
+    sys::close_from(3 + opts.preserve_fds)?;
     let (st, status) = container::load(root, &opts.id)?;
     if !(matches!(status, Status::Running | Status::Created) || (status == Status::Paused && opts.ignore_paused)) {
         return Err(ExecError::Invalid(format!("container {}: cannot exec in a container that is {}", st.id, status.as_str())));

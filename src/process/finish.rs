@@ -78,6 +78,10 @@ pub fn finish(process: &Process, f: Final) -> Result<Never> {
             load(flt)?;
         }
     }
+    // The cwd as root first (a directory the user cannot reach by its own
+    // rights still works, as in runc); only where that fails, as the user.
+    let cwd = process.cwd();
+    let early_cwd = nix::unistd::chdir(cwd).is_ok();
     fix_stdio_owner(process.user().uid())?;
     // Read as root, before the switch: the container's /etc/passwd.
     let env = user::with_home(process.env().clone().unwrap_or_default(), || user::home_of(process.user().uid()));
@@ -86,8 +90,10 @@ pub fn finish(process: &Process, f: Final) -> Result<Never> {
     user::switch(process.user(), setgroups_denied)?;
     nix::sys::prctl::set_keepcaps(false).map_err(sys::err("prctl", "", "PR_SET_KEEPCAPS 0"))?;
     caps::apply_sets(&cap_plan)?;
-    let cwd = process.cwd();
-    nix::unistd::chdir(cwd).map_err(sys::err("chdir", cwd.display(), "process.cwd"))?;
+    if !early_cwd {
+        nix::unistd::chdir(cwd).map_err(sys::err("chdir", cwd.display(), "process.cwd"))?;
+    }
+    check_cwd_inside()?;
     reset_signals();
     // With no_new_privs the filter goes on last, so it constrains only the user's process.
     if let Some(flt) = filter {
@@ -95,6 +101,21 @@ pub fn finish(process: &Process, f: Final) -> Result<Never> {
     }
     let args = process.args().clone().unwrap_or_default();
     exec(&exe, &args, &env)
+}
+
+/// The cwd must be reachable from the container's root: a cwd reached
+/// through an fd this process still holds (`/proc/self/fd/N`, the
+/// CVE-2024-21626 class) lies outside it, and getcwd(2) then shows no path
+/// from `/` (ENOENT, or "(unreachable)").
+fn check_cwd_inside() -> Result<()> {
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        Ok(p) => Err(InitError::Other(format!(
+            "current working directory {} is outside of the container's root: possible container breakout detected",
+            p.display()
+        ))),
+        Err(e) => Err(sys::err("getcwd", "process.cwd", "outside of the container's root: possible container breakout detected")(e).into()),
+    }
 }
 
 /// Makes a pty from the container's devpts, hands the master to the console

@@ -120,6 +120,9 @@ impl Drop for Undo<'_> {
 }
 
 pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
+    // The caller's other fds are not the container's: init would hold them
+    // (CLOEXEC) until its exec. Nothing of strata's is open yet.
+    sys::close_from(3 + opts.preserve_fds)?;
     state::validate_id(&opts.id)?;
     let bundle = spec::load(&opts.bundle)?;
     let process = bundle.spec.process().clone().unwrap_or_default();

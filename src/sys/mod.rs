@@ -189,6 +189,16 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Closes every fd from `first` up: the fds a caller left open beyond the
+/// stdio and `--preserve-fds`, which strata's children (cloned, not exec'd)
+/// would otherwise hold until their own exec.
+pub fn close_from(first: u32) -> Result<()> {
+    // SAFETY: the caller owns no OwnedFd at or above `first` (it runs this
+    // before opening any): nothing refers to the fds closed.
+    let r = unsafe { libc::close_range(first, u32::MAX, 0) };
+    Errno::result(r).map(drop).map_err(err("close_range", first, "0"))
+}
+
 /// Marks every fd from `first` up CLOEXEC, so exactly 0..first survive exec.
 pub fn cloexec_from(first: u32) -> Result<()> {
     // SAFETY: close_range only changes fd flags.
