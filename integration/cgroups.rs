@@ -460,44 +460,6 @@ fn device_rules_change_without_a_deny_window() {
 }
 
 #[test]
-fn concurrent_creates_in_one_cgroup_never_lose_their_devices() {
-    need_root!();
-    if !std::path::Path::new("/sys/fs/cgroup/devices/devices.list").exists() {
-        eprintln!("skipped: no cgroup v1 devices controller here");
-        return;
-    }
-    // Many containers in one shared cgroupsPath, as pods share one: each
-    // create's device rules must not deny the others their devices (init
-    // makes /dev/tty and friends with mknod, which the rules gate).
-    let shared = format!("/strata-it-shared-{}", std::process::id());
-    let bundles: Vec<Bundle> = (0..24)
-        .map(|i| {
-            let mut b = Bundle::sh(&format!("shared{i}"), "true");
-            b.config["linux"]["cgroupsPath"] = json!(shared);
-            b.config["linux"]["resources"]["devices"] = device_rules();
-            b.write_config();
-            b
-        })
-        .collect();
-    let results: Vec<std::process::Output> = std::thread::scope(|s| {
-        let handles: Vec<_> = bundles
-            .iter()
-            .map(|b| s.spawn(|| b.detached(&["create".as_ref(), "--bundle".as_ref(), b.dir.as_os_str(), b.id.as_ref()])))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    for (b, out) in bundles.iter().zip(&results) {
-        assert!(out.status.success(), "{}: {}", b.id, stderr(out));
-    }
-    for b in &bundles {
-        assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
-    }
-    for h in ["devices", "memory", "pids", "cpu,cpuacct", "unified"] {
-        let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{h}{shared}"));
-    }
-}
-
-#[test]
 fn exec_cgroup_joins_a_sub_cgroup() {
     need_root!();
     let b = Bundle::sh("execcg", "sleep 60");
@@ -548,4 +510,45 @@ fn kernel_tcp_memory_limit_is_seen_inside_on_v1() {
     let mut b = Bundle::sh("kmemtcp", "cat /sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes");
     b.config["linux"]["resources"]["memory"] = json!({"kernelTCP": 8388608});
     assert_eq!(b.run_ok(), "8388608\n");
+}
+
+/// As runc: a `cgroupsPath` that already holds a process (another
+/// container's) or that is frozen is refused at create, in runc's words,
+/// and nothing is left; `pids.limit: 0` is one task (the init).
+#[test]
+fn a_used_or_frozen_cgroup_is_refused() {
+    need_root!();
+    let path = format!("strata-it-shared-{}", std::process::id());
+    let mut first = Bundle::sh("cgfirst", "sleep 30");
+    first.config["linux"]["cgroupsPath"] = json!(format!("/{path}"));
+    first.config["linux"]["resources"]["pids"] = json!({"limit": 0});
+    let out = first.create();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pids_max = ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
+        .iter()
+        .map(|m| std::path::Path::new(m).join(&path).join("pids.max"))
+        .find(|p| p.exists())
+        .expect("pids.max");
+    assert_eq!(std::fs::read_to_string(&pids_max).unwrap().trim(), "1", "pids.limit 0");
+    let mut second = Bundle::sh("cgsecond", "true");
+    second.config["linux"]["cgroupsPath"] = json!(format!("/{path}"));
+    let out = second.create();
+    assert!(!out.status.success() && stderr(&out).contains("container's cgroup is not empty"), "{}", stderr(&out));
+    second.assert_gone();
+    assert!(first.cmd(&["delete", "--force", &first.id]).status.success());
+    first.assert_gone();
+    // A frozen one: the v1 freezer (or cgroup.freeze on v2) set beforehand.
+    let (dir, file, value) = if std::path::Path::new("/sys/fs/cgroup/freezer").exists() {
+        (std::path::Path::new("/sys/fs/cgroup/freezer").join(&path), "freezer.state", "FROZEN")
+    } else {
+        (std::path::Path::new("/sys/fs/cgroup").join(&path), "cgroup.freeze", "1")
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(file), value).unwrap();
+    let mut frozen = Bundle::sh("cgfrozen", "true");
+    frozen.config["linux"]["cgroupsPath"] = json!(format!("/{path}"));
+    let out = frozen.create();
+    let _ = std::fs::remove_dir(&dir);
+    assert!(!out.status.success() && stderr(&out).contains("container's cgroup unexpectedly frozen"), "{}", stderr(&out));
+    frozen.assert_gone();
 }

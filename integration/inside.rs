@@ -600,3 +600,102 @@ fn home_comes_from_the_containers_passwd() {
         b.assert_gone();
     }
 }
+
+/// As runc: an inheritable capability need not be permitted (the process
+/// starts, with exactly the sets asked for), and an ambient one that is not
+/// inheritable is skipped with runc's warning instead of failing the start.
+#[test]
+fn capability_sets_as_runc_applies_them() {
+    need_root!();
+    let mut b = Bundle::sh("capsets", "grep -E '^Cap(Inh|Prm|Eff|Amb)' /proc/self/status");
+    b.config["process"]["capabilities"] = json!({
+        "bounding": ["CAP_KILL", "CAP_CHOWN", "CAP_SYSLOG"],
+        "inheritable": ["CAP_CHOWN", "CAP_SYSLOG"],
+        "permitted": ["CAP_KILL", "CAP_CHOWN"],
+        "effective": ["CAP_KILL"],
+        "ambient": ["CAP_CHOWN", "CAP_KILL"]
+    });
+    let out = b.run();
+    let (text, err) = (crate::common::stdout(&out), crate::common::stderr(&out));
+    assert!(out.status.success(), "{err}");
+    // CHOWN 1<<0, KILL 1<<5, SYSLOG 1<<34; KILL is not inheritable, so not ambient.
+    for want in ["CapInh:\t0000000400000001", "CapPrm:\t0000000000000021", "CapEff:\t0000000000000021", "CapAmb:\t0000000000000001"] {
+        assert!(text.contains(want), "{want} missing: {text}");
+    }
+    assert!(err.contains("can't raise ambient capability CAP_KILL: "), "{err}");
+    b.assert_gone();
+}
+
+/// The CPU affinity strata was started with is not the container's: init
+/// and exec'd processes get every CPU their cgroup allows, as with runc.
+#[test]
+fn cpu_affinity_of_the_caller_is_reset() {
+    need_root!();
+    let all = std::fs::read_to_string("/proc/self/status").unwrap();
+    let all = all.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim().to_string();
+    if all == "0" {
+        eprintln!("skipped: cpu_affinity_of_the_caller_is_reset needs two CPUs");
+        return;
+    }
+    let b = Bundle::sh("affinity", "grep Cpus_allowed_list: /proc/self/status; sleep 30");
+    b.write_config();
+    let mut c = Command::new("taskset");
+    c.args(["-c", "0", &b.bin, "--root"]).arg(&b.root).args(["run", "-d", "--bundle"]).arg(&b.dir).arg(&b.id);
+    let out = crate::common::output_via_files(c, b.dir.parent().unwrap(), "ts");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut c = Command::new("taskset");
+    c.args(["-c", "0", &b.bin, "--root"]).arg(&b.root).args(["exec", &b.id, "grep", "Cpus_allowed_list:", "/proc/self/status"]);
+    let exec = c.output_within();
+    let text = String::from_utf8_lossy(&exec.stdout).into_owned();
+    assert_eq!(text.trim(), format!("Cpus_allowed_list:\t{all}"), "exec'd process");
+    let init = std::fs::read_to_string(format!("/proc/{}/status", b.state()["pid"])).unwrap();
+    assert!(init.contains(&format!("Cpus_allowed_list:\t{all}\n")), "init: {init}");
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}
+
+/// Kubernetes' bidirectional mount propagation: with `rootfsPropagation:
+/// rshared` and an `rshared` bind of a shared host directory, a mount the
+/// container makes inside the volume shows on the host; without the
+/// volume's `rshared`, the host never sees it.
+#[test]
+fn a_mount_in_an_rshared_volume_reaches_the_host() {
+    need_root!();
+    let base = std::env::temp_dir().join(format!("strata-prop-{}", std::process::id()));
+    let vol = base.join("vol");
+    std::fs::create_dir_all(&vol).unwrap();
+    let sh = |c: &str| assert!(Command::new("sh").args(["-c", c]).status_within().success(), "{c}");
+    sh(&format!("mount -t tmpfs strata-prop {} && mount --make-rshared {}", vol.display(), vol.display()));
+    // Unmounted however the test ends.
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-R").arg(&self.0).status_within();
+            let _ = std::fs::remove_dir_all(self.0.parent().unwrap());
+        }
+    }
+    let _unmount = Unmount(vol.clone());
+    let seen = |name: &str| std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().any(|l| l.contains(name));
+    for (shared, marker) in [(true, "propin"), (false, "propout")] {
+        let sub = vol.join(marker);
+        std::fs::create_dir_all(&sub).unwrap();
+        let mut b = Bundle::sh("prop", &format!("mount -t tmpfs strata-{marker} /vol/{marker} && echo mounted"));
+        let opts = if shared { json!(["rbind", "rshared"]) } else { json!(["rbind", "rslave"]) };
+        b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/vol", "type": "bind", "source": vol, "options": opts}));
+        b.config["linux"]["rootfsPropagation"] = json!(if shared { "rshared" } else { "rslave" });
+        for set in ["bounding", "effective", "permitted"] {
+            b.config["process"]["capabilities"][set].as_array_mut().unwrap().push(json!("CAP_SYS_ADMIN"));
+        }
+        let out = b.run_ok();
+        assert!(out.contains("mounted"), "{out}");
+        let reached = seen(&format!("strata-{marker}"));
+        let _ = Command::new("umount").arg(&sub).status_within();
+        assert_eq!(
+            reached,
+            shared,
+            "shared {shared}: the container's mount {} the host",
+            if reached { "reached" } else { "did not reach" }
+        );
+        b.assert_gone();
+    }
+}

@@ -62,7 +62,18 @@ fn create_start_state_delete() {
     assert!(stderr(&del).contains("--force"), "{}", stderr(&del));
     assert!(b.cmd(&["kill", &b.id, "KILL"]).status.success());
     b.wait_status("stopped");
-    assert!(b.state().get("pid").is_none());
+    // runc's state: pid 0 once stopped, and its fields in runc's order.
+    let st = b.state();
+    assert_eq!(st["pid"], 0, "{st}");
+    let out = b.cmd(&["state", &b.id]);
+    let text = stdout(&out);
+    let keys: Vec<&str> = text.lines().filter_map(|l| l.trim().strip_prefix('"')?.split('"').next()).collect();
+    assert_eq!(
+        keys,
+        ["ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "annotations", "org.example.k", "owner"],
+        "{text}"
+    );
+    assert!(text.contains("\"owner\": \"root\""), "{text}");
     assert!(b.cmd(&["delete", &b.id]).status.success());
     assert!(!crate::common::alive(pid as i32), "init still alive");
     b.assert_gone();
@@ -188,10 +199,11 @@ fn hooks_run_in_order_with_state() {
 fn failing_prestart_hook_fails_create_and_leaves_nothing() {
     need_root!();
     let mut b = Bundle::sh("hookfail", "true");
-    b.config["hooks"] = json!({"prestart": [{"path": "/bin/false"}]});
+    b.config["hooks"] = json!({"prestart": [{"path": "/bin/true"}, {"path": "/bin/false"}]});
     let out = b.create();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("prestart hook /bin/false"), "{}", stderr(&out));
+    // runc's words, counted from 0: the second hook failed.
+    assert!(stderr(&out).contains("error running prestart hook #1: /bin/false"), "{}", stderr(&out));
     b.assert_gone();
 }
 

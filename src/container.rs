@@ -289,9 +289,18 @@ fn merge(dst: &mut serde_json::Value, src: &serde_json::Value) {
     }
 }
 
-/// One `events` record, as runc prints them.
+/// One `events` record, as runc prints them: `type`, `id`, then `data`
+/// (in this order; scripts match the line's start).
 pub fn event(kind: &str, id: &str, data: serde_json::Value) -> String {
-    serde_json::json!({"type": kind, "id": id, "data": data}).to_string()
+    #[derive(serde::Serialize)]
+    struct Event<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        id: &'a str,
+        #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+        data: serde_json::Value,
+    }
+    serde_json::to_string(&Event { kind, id, data }).unwrap_or_default()
 }
 
 /// `events`: with `stats_once`, one stats record; otherwise stats every

@@ -8,27 +8,36 @@ use std::time::{Duration, Instant};
 
 use oci_spec::runtime::Hook;
 
+/// A hook that failed: runc's words (`error running prestart hook #0:`,
+/// counted from 0 in its list), which callers and runc's tests match.
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
-    #[error("{kind} hook {path}: {msg}")]
-    Failed { kind: &'static str, path: String, msg: String },
+    #[error("error running {kind} hook #{index}: {path}: {msg}")]
+    Failed { kind: &'static str, index: usize, path: String, msg: String },
 }
 
 pub fn run_all(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Result<(), HookError> {
-    hooks.iter().try_for_each(|h| run(kind, h, state_json))
+    hooks.iter().enumerate().try_for_each(|(i, h)| run_in(kind, i, h, state_json, None, None))
+}
+
+/// `run_all` with `dir` as the hooks' working directory: the bundle for the
+/// runtime's hooks at create, the rootfs for createContainer, as runc runs
+/// them (hooks that load files by relative path rely on it).
+pub fn run_all_in(kind: &'static str, hooks: &[Hook], state_json: &[u8], dir: &std::path::Path) -> Result<(), HookError> {
+    hooks.iter().enumerate().try_for_each(|(i, h)| run_in(kind, i, h, state_json, None, Some(dir)))
 }
 
 /// For startContainer: a hook without `env` gets `env` (the container
 /// process's environment) instead of the runtime's.
 pub fn run_all_with_env(kind: &'static str, hooks: &[Hook], state_json: &[u8], env: &[String]) -> Result<(), HookError> {
-    hooks.iter().try_for_each(|h| run_in(kind, h, state_json, Some(env)))
+    hooks.iter().enumerate().try_for_each(|(i, h)| run_in(kind, i, h, state_json, Some(env), None))
 }
 
 /// For poststart and poststop: a failing hook is reported through `warn`
 /// and the remaining hooks still run (runtime-spec lifecycle).
 pub fn run_all_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8], warn: impl Fn(&HookError)) {
-    for h in hooks {
-        if let Err(e) = run(kind, h, state_json) {
+    for (i, h) in hooks.iter().enumerate() {
+        if let Err(e) = run_in(kind, i, h, state_json, None, None) {
             warn(&e);
         }
     }
@@ -37,12 +46,19 @@ pub fn run_all_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8], warn:
 /// Runs one hook. A hook with `env` gets exactly that environment; one
 /// without gets the environment of the process running it (as runc does).
 pub fn run(kind: &'static str, hook: &Hook, state_json: &[u8]) -> Result<(), HookError> {
-    run_in(kind, hook, state_json, None)
+    run_in(kind, 0, hook, state_json, None, None)
 }
 
-fn run_in(kind: &'static str, hook: &Hook, state_json: &[u8], default_env: Option<&[String]>) -> Result<(), HookError> {
+fn run_in(
+    kind: &'static str,
+    index: usize,
+    hook: &Hook,
+    state_json: &[u8],
+    default_env: Option<&[String]>,
+    dir: Option<&std::path::Path>,
+) -> Result<(), HookError> {
     let path = hook.path().display().to_string();
-    let fail = |msg: String| HookError::Failed { kind, path: path.clone(), msg };
+    let fail = |msg: String| HookError::Failed { kind, index, path: path.clone(), msg };
     let mut cmd = Command::new(hook.path());
     let args = hook.args().clone().unwrap_or_default();
     if let Some((argv0, rest)) = args.split_first() {
@@ -55,6 +71,9 @@ fn run_in(kind: &'static str, hook: &Hook, state_json: &[u8], default_env: Optio
                 cmd.env(k, v);
             }
         }
+    }
+    if let Some(d) = dir {
+        cmd.current_dir(d);
     }
     cmd.stdin(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| fail(format!("spawn: {e}")))?;

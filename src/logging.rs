@@ -19,6 +19,16 @@ pub struct LogConfig {
 
 static CONFIG: OnceLock<LogConfig> = OnceLock::new();
 
+/// Set in a container's process (init, exec's child) before it leaves the
+/// host's mount namespace: from there on its lines go to its stderr, the
+/// caller's, never to a `--log` path (which would resolve inside the
+/// container).
+static IN_CONTAINER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn in_container() {
+    IN_CONTAINER.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 pub fn init(cfg: LogConfig) {
     let _ = CONFIG.set(cfg);
 }
@@ -43,12 +53,12 @@ pub fn emit(level: &str, msg: &str) {
     }
     let line = format_line(cfg.json, level, msg, &crate::state::now_rfc3339());
     match &cfg.file {
-        Some(p) => {
+        Some(p) if !IN_CONTAINER.load(std::sync::atomic::Ordering::Relaxed) => {
             if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(p) {
                 let _ = f.write_all(line.as_bytes());
             }
         }
-        None => {
+        _ => {
             let _ = std::io::stderr().write_all(line.as_bytes());
         }
     }

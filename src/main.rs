@@ -14,12 +14,16 @@ use strata::process::run;
 use strata::state::{Root, Status};
 
 #[derive(Parser)]
-#[command(name = "strata", version, about = "An OCI container runtime that assembles its own rootfs from image layers")]
+#[command(
+    name = "strata",
+    disable_version_flag = true,
+    about = "Open Container Initiative runtime\n\nstrata runs OCI bundles as runc does, and assembles a bundle's rootfs from image layers."
+)]
 struct Cli {
     #[command(flatten)]
     g: Global,
     #[command(subcommand)]
-    cmd: Cmd,
+    cmd: Option<Cmd>,
 }
 
 /// The global flags (runc's), accepted before or after the command.
@@ -41,6 +45,10 @@ struct Global {
     log_format: String,
     #[arg(long, global = true)]
     debug: bool,
+    /// Print the version, the commit, the runtime-spec version and the
+    /// libseccomp in use.
+    #[arg(short = 'v', long = "version")]
+    version: bool,
     /// Make the container's cgroup a transient systemd scope (cgroupsPath is
     /// then slice:prefix:name).
     #[arg(long = "systemd-cgroup", global = true)]
@@ -91,6 +99,9 @@ struct RunArgs {
     args: CreateArgs,
     #[arg(short, long)]
     detach: bool,
+    /// Keep the container (stopped) after its process exits, until delete.
+    #[arg(long, conflicts_with = "detach")]
+    keep: bool,
 }
 
 #[derive(Args)]
@@ -313,7 +324,43 @@ fn parse_cli() -> Cli {
     if let Some(cli) = parse_lean(&args) {
         return cli;
     }
-    Cli::parse_from(&args)
+    let m = with_help_layout(<Cli as clap::CommandFactory>::command()).get_matches_from(&args);
+    Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit())
+}
+
+/// Help in runc's layout, which scripts and runc's tests read: `NAME:`,
+/// then `<binary> <command> - <what it does>` (the binary's own name, so a
+/// strata installed as `runc` says `runc`), then usage and options.
+fn with_help_layout(cmd: clap::Command) -> clap::Command {
+    let bin = binary_name();
+    let top =
+        format!("NAME:\n   {bin} - {{about}}\n\nUSAGE:\n   {{usage}}\n\nCOMMANDS:\n{{subcommands}}\n\nGLOBAL OPTIONS:\n{{options}}\n");
+    cmd.help_template(top).mut_subcommands(|sub| {
+        let name = sub.get_name().to_string();
+        sub.help_template(format!("NAME:\n   {bin} {name} - {{about}}\n\nUSAGE:\n   {{usage}}\n\nOPTIONS:\n{{all-args}}\n"))
+    })
+}
+
+/// The name strata was run by (`runc` where it is installed as runc).
+fn binary_name() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|a| Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "strata".into())
+}
+
+/// `-v`/`--version`: runc's lines (name and version, `commit:`, `spec:`,
+/// `libseccomp:`).
+fn version_text() -> String {
+    let name = binary_name();
+    let seccomp =
+        libseccomp::ScmpVersion::current().map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro)).unwrap_or_else(|_| "unknown".into());
+    format!(
+        "{name} version {}\ncommit: {}\nspec: {}\nlibseccomp: {seccomp}\n",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("STRATA_COMMIT").unwrap_or("unknown"),
+        strata::state::OCI_VERSION,
+    )
 }
 
 /// Whether the command line names create, run or exec (found as the lean
@@ -372,7 +419,7 @@ fn main() -> ExitCode {
     logging::init(LogConfig { file: cli.g.log.clone(), json: cli.g.log_format == "json", debug: cli.g.debug });
     // runc: an exec that fails before its process runs exits 255, so that
     // a caller tells it from the process's own exit codes.
-    let failure = if matches!(cli.cmd, Cmd::Exec(_)) { 255 } else { 1 };
+    let failure = if matches!(cli.cmd, Some(Cmd::Exec(_))) { 255 } else { 1 };
     match sealed.map_err(anyhow::Error::from).and_then(|()| dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -411,9 +458,17 @@ fn dispatch(cli: Cli) -> Result<u8> {
     let rootless = g.rootless()?;
     // Commands that keep no container state need no state directory (and a
     // rootless caller without XDG_RUNTIME_DIR can still run them).
-    let stateless = matches!(cli.cmd, Cmd::Spec { .. } | Cmd::Features | Cmd::Bundle { .. });
+    if g.version {
+        print!("{}", version_text());
+        return Ok(0);
+    }
+    let Some(cmd) = cli.cmd else {
+        with_help_layout(<Cli as clap::CommandFactory>::command()).print_help()?;
+        return Ok(0);
+    };
+    let stateless = matches!(cmd, Cmd::Spec { .. } | Cmd::Features | Cmd::Bundle { .. });
     let root = Root::new(if stateless { PathBuf::new() } else { g.root()? });
-    match cli.cmd {
+    match cmd {
         Cmd::Create(a) => {
             let opts = create_opts(&a, false, g);
             parent::create(&root, &opts).with_context(|| format!("create {}", a.id))?;
@@ -424,14 +479,14 @@ fn dispatch(cli: Cli) -> Result<u8> {
             let code = exec_cmd(&root, a).with_context(|| format!("exec {id}"))?;
             return Ok(code.clamp(0, 255) as u8);
         }
-        Cmd::Run(RunArgs { args, detach }) => {
+        Cmd::Run(RunArgs { args, detach, keep }) => {
             let opts = create_opts(&args, !detach, g);
-            let code = run::run(&root, &opts, detach).with_context(|| format!("run {}", args.id))?;
+            let code = run::run(&root, &opts, detach, keep).with_context(|| format!("run {}", args.id))?;
             return Ok(code.clamp(0, 255) as u8);
         }
         Cmd::State(IdArg { id }) => {
             let (st, s) = container::load(&root, &id).with_context(|| format!("state {id}"))?;
-            println!("{}", serde_json::to_string_pretty(&st.oci(s))?);
+            println!("{}", serde_json::to_string_pretty(&st.cli(s))?);
         }
         Cmd::Kill(KillArgs { all, id, signal }) => {
             let sig = container::parse_signal(signal.as_deref().unwrap_or("SIGTERM"))?;
@@ -448,12 +503,19 @@ fn dispatch(cli: Cli) -> Result<u8> {
             container::update(&root, &id, &patch).with_context(|| format!("update {id}"))?;
         }
         Cmd::Events { stats, interval, id } => {
-            let secs: f64 = interval.trim_end_matches('s').parse().with_context(|| format!("events: bad --interval {interval:?}"))?;
+            let every = parse_go_duration(&interval).with_context(|| format!("events: bad --interval {interval:?}"))?;
             let mut out = std::io::stdout();
-            container::events(&root, &id, stats, std::time::Duration::from_secs_f64(secs.max(0.1)), &mut out)
+            container::events(&root, &id, stats, every.max(std::time::Duration::from_millis(10)), &mut out)
                 .with_context(|| format!("events {id}"))?;
         }
-        Cmd::List { format, quiet } => list(&root, &format, quiet)?,
+        Cmd::List { format, quiet } => {
+            // As runc: a --root that does not exist is an error; the
+            // default one just has no containers yet.
+            if g.root.is_some() && !root.dir.exists() {
+                bail!("list: stat {}: no such file or directory", root.dir.display());
+            }
+            list(&root, &format, quiet)?
+        }
         Cmd::Pause(IdArg { id }) => container::pause(&root, &id, true).with_context(|| format!("pause {id}"))?,
         Cmd::Resume(IdArg { id }) => container::pause(&root, &id, false).with_context(|| format!("resume {id}"))?,
         Cmd::Ps { format, id, ps_args } => ps(&root, &id, &format, &ps_args)?,
@@ -577,6 +639,30 @@ fn parse_size(s: &str) -> Result<i64> {
     Ok((n * mul as f64) as i64)
 }
 
+/// A Go duration, as runc's flags take them: `100ms`, `1s`, `1m30s`,
+/// `1.5h`, or a plain number of seconds.
+fn parse_go_duration(s: &str) -> Result<std::time::Duration> {
+    if let Ok(secs) = s.parse::<f64>() {
+        return Ok(std::time::Duration::from_secs_f64(secs.max(0.0)));
+    }
+    let units = [("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0)];
+    let mut rest = s;
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let value: f64 = rest[..n].parse().map_err(|_| anyhow::anyhow!("not a duration (say 100ms, 5s, 1m)"))?;
+        rest = &rest[n..];
+        let (unit, scale) = units
+            .iter()
+            .filter(|(u, _)| rest.starts_with(u))
+            .max_by_key(|(u, _)| u.len())
+            .ok_or_else(|| anyhow::anyhow!("missing or unknown unit (ns, us, ms, s, m, h)"))?;
+        total += value * scale;
+        rest = &rest[unit.len()..];
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
+}
+
 fn update_patch(a: &UpdateArgs) -> Result<serde_json::Value> {
     let mut v = match &a.resources {
         Some(p) => {
@@ -682,31 +768,14 @@ fn list(root: &Root, format: &str, quiet: bool) -> Result<()> {
     }
     match format {
         "json" => {
-            let v: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|(st, s)| {
-                    serde_json::json!({
-                        "ociVersion": strata::state::OCI_VERSION, "id": st.id, "pid": if *s == Status::Stopped { 0 } else { st.pid },
-                        "status": s.as_str(), "bundle": st.bundle, "rootfs": st.rootfs, "created": st.created,
-                        "annotations": st.annotations(), "owner": if st.owner == 0 { "root".to_string() } else { st.owner.to_string() }
-                    })
-                })
-                .collect();
+            let v: Vec<_> = rows.iter().map(|(st, s)| st.cli(*s)).collect();
             println!("{}", serde_json::to_string(&v)?);
         }
         "table" => {
             println!("{:<12} {:<8} {:<10} {:<40} {:<32} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
             for (st, s) in &rows {
-                let pid = if *s == Status::Stopped { 0 } else { st.pid };
-                println!(
-                    "{:<12} {:<8} {:<10} {:<40} {:<32} {}",
-                    st.id,
-                    pid,
-                    s.as_str(),
-                    st.bundle.display(),
-                    st.created,
-                    if st.owner == 0 { "root".into() } else { st.owner.to_string() }
-                );
+                let c = st.cli(*s);
+                println!("{:<12} {:<8} {:<10} {:<40} {:<32} {}", c.id, c.pid, c.status, c.bundle.display(), c.created, c.owner);
             }
         }
         other => bail!("list: unknown format {other:?} (table or json)"),
@@ -758,13 +827,13 @@ mod tests {
             assert_eq!(cli.g.root, Some(PathBuf::from("state")));
             assert_eq!(cli.g.log.as_deref(), Some(Path::new("/l")));
             assert_eq!(cli.g.log_format, "json");
-            assert!(matches!(&cli.cmd, Cmd::Delete(DeleteArgs { force: true, id }) if id == "c1"));
+            assert!(matches!(&cli.cmd, Some(Cmd::Delete(DeleteArgs { force: true, id })) if id == "c1"));
         }
         let lean = parse_lean(&argv("strata exec -e A=1 -t c1 sh -c x")).unwrap();
-        assert!(matches!(&lean.cmd, Cmd::Exec(e) if e.tty && e.env == ["A=1"] && e.args == ["sh", "-c", "x"]));
+        assert!(matches!(&lean.cmd, Some(Cmd::Exec(e)) if e.tty && e.env == ["A=1"] && e.args == ["sh", "-c", "x"]));
         assert_eq!(lean.g.root, None);
         let lean = parse_lean(&argv("strata run -d --bundle /b c2")).unwrap();
-        assert!(matches!(&lean.cmd, Cmd::Run(r) if r.detach && r.args.bundle == Path::new("/b") && r.args.id == "c2"));
+        assert!(matches!(&lean.cmd, Some(Cmd::Run(r)) if r.detach && r.args.bundle == Path::new("/b") && r.args.id == "c2"));
         // Other commands, errors and help take the whole tree.
         assert!(parse_lean(&argv("strata spec")).is_none());
         assert!(parse_lean(&argv("strata state")).is_none());

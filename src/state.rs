@@ -147,7 +147,43 @@ pub struct OciState<'a> {
     pub rootfs: Option<&'a Path>,
 }
 
+/// What `state` and `list --format json` print: runc's container state,
+/// its fields in runc's order (`pid` 0 once stopped, `owner` the name of
+/// the user who made the container).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CliState<'a> {
+    pub oci_version: &'a str,
+    pub id: &'a str,
+    pub pid: i32,
+    pub status: &'a str,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub created: &'a str,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub annotations: HashMap<String, String>,
+    pub owner: String,
+}
+
 impl State {
+    pub fn cli<'a>(&'a self, status: Status) -> CliState<'a> {
+        let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(self.owner))
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("#{}", self.owner), |u| u.name);
+        CliState {
+            oci_version: OCI_VERSION,
+            id: &self.id,
+            pid: if status == Status::Stopped { 0 } else { self.pid },
+            status: status.as_str(),
+            bundle: &self.bundle,
+            rootfs: &self.rootfs,
+            created: &self.created,
+            annotations: self.annotations(),
+            owner,
+        }
+    }
+
     pub fn oci<'a>(&'a self, status: Status) -> OciState<'a> {
         OciState {
             oci_version: OCI_VERSION,

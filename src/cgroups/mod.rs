@@ -72,6 +72,26 @@ pub fn create(p: &Placement, res: Option<&LinuxResources>, extra_allow: &[String
     }
 }
 
+/// A cgroup a new container may go into, checked before it is used: one
+/// that exists already must hold no process (a second container would
+/// share its limits, and `delete` would kill the first one's processes)
+/// and must not be frozen (init would stop at its first step and `create`
+/// would wait forever). runc's words, which callers match.
+pub fn check_usable(p: &Placement) -> Result<()> {
+    for dir in p.dirs.iter().filter(|d| d.exists()) {
+        let procs = dir.join("cgroup.procs");
+        let listed = fs::read_to_string(&procs).map_err(io("read", &procs))?;
+        let n = listed.lines().filter(|l| !l.trim().is_empty()).count();
+        if n > 0 {
+            return Err(CgroupError::Invalid(format!("container's cgroup is not empty: {n} process(es) found in {}", dir.display())));
+        }
+        if is_frozen(std::slice::from_ref(dir)) || fs::read_to_string(dir.join("freezer.state")).is_ok_and(|s| s.trim() == "FREEZING") {
+            return Err(CgroupError::Invalid(format!("container's cgroup unexpectedly frozen: {}", dir.display())));
+        }
+    }
+    Ok(())
+}
+
 fn is_device_rule(w: &Write) -> bool {
     w.path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("devices."))
 }
@@ -171,6 +191,13 @@ fn mkdir_p(dir: &Path, created: &mut Vec<PathBuf>, inherit: &[(PathBuf, Vec<&'st
 }
 
 pub fn write_file(path: &Path, value: &str) -> Result<()> {
+    // Under the BFQ I/O scheduler blkio has no `weight` files, only the
+    // `bfq.` ones (which take the same values), as runc falls back to.
+    let bfq = path.file_name().and_then(|n| n.to_str()).filter(|n| matches!(*n, "blkio.weight" | "blkio.weight_device")).and_then(|n| {
+        let alt = path.with_file_name(n.replacen("blkio.", "blkio.bfq.", 1));
+        (!path.exists() && alt.exists()).then_some(alt)
+    });
+    let path = bfq.as_deref().unwrap_or(path);
     fs::write(path, value).map_err(|source| {
         if !path.exists() {
             // cgroupfs answers EACCES for a file it does not have.

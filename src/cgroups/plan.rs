@@ -141,6 +141,17 @@ pub fn placement(hier: &[Hierarchy], cgroups_path: Option<&Path>, id: &str) -> R
     Ok(p)
 }
 
+/// `pids.max` for `pids.limit`, as runc 1.5 writes it: a negative limit is
+/// unlimited, and 0 (which the kernel would take as "no task at all",
+/// the container's own init included) is 1.
+pub fn pids_max(limit: i64) -> String {
+    match limit {
+        l if l < 0 => "max".into(),
+        0 => "1".into(),
+        l => l.to_string(),
+    }
+}
+
 /// One file to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Write {
@@ -165,7 +176,6 @@ pub const UNSET_WHEN_ZERO: &[(&str, &str)] = &[
     ("cpu", "realtimePeriod"),
     ("cpu", "cpus"),
     ("cpu", "mems"),
-    ("pids", "limit"),
     ("blockIO", "weight"),
     ("blockIO", "leafWeight"),
 ];
@@ -269,7 +279,9 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
     }
     if !p.v2 {
         if res.unified().as_ref().is_some_and(|u| !u.is_empty()) {
-            return Err(CgroupError::Invalid("linux.resources.unified needs cgroup v2; this host's limits are on cgroup v1".into()));
+            return Err(CgroupError::Invalid(
+                "invalid configuration: linux.resources.unified needs cgroup v2; this host's limits are on cgroup v1".into(),
+            ));
         }
         // A limit whose controller this host does not mount would be
         // silently dropped: refuse it, naming the field (as runc does).
@@ -361,7 +373,7 @@ pub fn resource_writes(p: &Placement, res: Option<&LinuxResources>, extra_allow:
         if h.has("pids")
             && let Some(pl) = res.pids()
         {
-            w("pids.max", if pl.limit() > 0 { pl.limit().to_string() } else { "max".into() });
+            w("pids.max", pids_max(pl.limit()));
         }
         if h.has("blkio") {
             blkio_v1(res, &mut w);
@@ -505,7 +517,7 @@ fn v2_writes(res: &LinuxResources, w: &mut dyn FnMut(&str, String)) {
         }
     }
     if let Some(pl) = res.pids() {
-        w("pids.max", if pl.limit() > 0 { pl.limit().to_string() } else { "max".into() });
+        w("pids.max", pids_max(pl.limit()));
     }
     rdma(res, w);
     for (k, v) in res.unified().iter().flatten() {
@@ -763,7 +775,7 @@ mod tests {
         // What Docker sends for a container without limits.
         let res: LinuxResources = serde_json::from_str(
             r#"{"memory":{"limit":0,"reservation":0,"swap":0},"cpu":{"shares":0,"quota":0,"period":0,"cpus":"","mems":""},
-                "pids":{"limit":0},"blockIO":{"weight":0,"leafWeight":0,"weightDevice":[{"major":8,"minor":0,"weight":0}]}}"#,
+                "blockIO":{"weight":0,"leafWeight":0,"weightDevice":[{"major":8,"minor":0,"weight":0}]}}"#,
         )
         .unwrap();
         let v1 = [v1_hier(&["memory"]), v1_hier(&["cpu", "cpuacct"]), v1_hier(&["cpuset"]), v1_hier(&["pids"]), v1_hier(&["blkio"])];

@@ -146,7 +146,14 @@ pub fn resource_properties(res: Option<&LinuxResources>, v2: bool) -> Vec<Proper
         }
     }
     if let Some(pl) = res.pids() {
-        p.push(("TasksMax", Arg::U64(if pl.limit() > 0 { pl.limit() as u64 } else { INFINITY })));
+        p.push((
+            "TasksMax",
+            Arg::U64(match pl.limit() {
+                l if l < 0 => INFINITY,
+                0 => 1,
+                l => l as u64,
+            }),
+        ));
     }
     if let Some(w) = res.block_io().as_ref().and_then(|b| b.weight()).filter(|w| *w > 0) {
         p.push(if v2 { ("IOWeight", Arg::U64(blkio_weight_to_io(w))) } else { ("BlockIOWeight", Arg::U64(u64::from(w))) });
@@ -453,7 +460,7 @@ mod tests {
         let p = resource_properties(Some(&res), true);
         assert_eq!(get(&p, "MemoryMax"), Some(Arg::U64(u64::MAX)));
         assert_eq!(get(&p, "TasksMax"), Some(Arg::U64(u64::MAX)));
-        let unset: LinuxResources = serde_json::from_str(r#"{"pids":{"limit":0},"cpu":{"shares":0},"blockIO":{"weight":0}}"#).unwrap();
+        let unset: LinuxResources = serde_json::from_str(r#"{"cpu":{"shares":0},"blockIO":{"weight":0}}"#).unwrap();
         assert!(resource_properties(Some(&unset), true).is_empty());
         assert_eq!(get(&p, "CPUQuotaPerSecUSec"), Some(Arg::U64(u64::MAX)));
         assert_eq!(quota_per_sec(12345, 100_000), 130_000);

@@ -80,20 +80,26 @@ pub fn drop_bounding(plan: &CapPlan) -> Result<(), CapsError> {
     Ok(())
 }
 
-/// Sets permitted, inheritable and effective, then raises the ambient caps.
+/// Sets inheritable, permitted and effective, then raises the ambient caps.
 pub fn apply_sets(plan: &CapPlan) -> Result<(), CapsError> {
     // Effective must stay a subset of permitted while we lower them.
     caps::set(None, CapSet::Effective, &plan.effective.intersection(&plan.permitted).copied().collect())
         .or_else(|_| caps::clear(None, CapSet::Effective))
         .map_err(fail("set", CapSet::Effective))?;
-    caps::set(None, CapSet::Permitted, &plan.permitted).map_err(fail("set", CapSet::Permitted))?;
+    // Inheritable while the permitted set is still whole: it may hold caps
+    // the process is not permitted (the kernel allows what was permitted
+    // before), as runc's one capset does.
     caps::set(None, CapSet::Inheritable, &plan.inheritable).map_err(fail("set", CapSet::Inheritable))?;
+    caps::set(None, CapSet::Permitted, &plan.permitted).map_err(fail("set", CapSet::Permitted))?;
     caps::set(None, CapSet::Effective, &plan.effective).map_err(fail("set", CapSet::Effective))?;
     caps::clear(None, CapSet::Ambient).map_err(fail("clear", CapSet::Ambient))?;
-    for cap in &plan.ambient {
-        // An ambient cap must be permitted and inheritable; runc skips those that are not.
-        if plan.permitted.contains(cap) && plan.inheritable.contains(cap) {
-            caps::raise(None, CapSet::Ambient, *cap).map_err(fail("raise", CapSet::Ambient))?;
+    let mut ambient: Vec<&Capability> = plan.ambient.iter().collect();
+    ambient.sort_by_key(|c| c.index());
+    for cap in ambient {
+        // An ambient cap must be permitted and inheritable: one that is not
+        // is skipped with runc's warning, and the process still runs.
+        if let Err(e) = caps::raise(None, CapSet::Ambient, *cap) {
+            crate::logging::emit("warning", &format!("can't raise ambient capability {cap}: {e}"));
         }
     }
     Ok(())

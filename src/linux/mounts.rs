@@ -275,6 +275,22 @@ pub fn is_kernel_fs(fstype: &str) -> bool {
 /// Mounts `op` inside the rootfs whose fd is `root`. Cgroup mounts are
 /// handled by the caller (they depend on the host's hierarchies). `tree`
 /// is the detached mount an idmapped bind is made of (see `linux::idmap`).
+/// A tmpfs without `mode=` takes the mode of the directory it covers, as
+/// with runc (tmpfs's own default, 1777, would open a directory the image
+/// keeps closed).
+fn tmpfs_data(op: &MountOp, target: BorrowedFd<'_>) -> String {
+    if op.fstype != "tmpfs" || op.data.split(',').any(|o| o.starts_with("mode=")) {
+        return op.data.clone();
+    }
+    match nix::sys::stat::fstat(target) {
+        Ok(st) => {
+            let mode = format!("mode={:o}", st.st_mode & 0o7777);
+            if op.data.is_empty() { mode } else { format!("{},{mode}", op.data) }
+        }
+        Err(_) => op.data.clone(),
+    }
+}
+
 pub fn apply(root: BorrowedFd<'_>, op: &MountOp, tree: Option<std::os::fd::OwnedFd>) -> Result<(), SysError> {
     let create = if op.is_bind() {
         match op.source.as_deref().map(std::fs::metadata) {
@@ -329,10 +345,11 @@ pub fn apply(root: BorrowedFd<'_>, op: &MountOp, tree: Option<std::os::fd::Owned
             None
         };
         let src = op.source.as_deref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| op.fstype.clone());
-        mount(Some(src.as_str()), &tpath, Some(op.fstype.as_str()), op.flags, opt_str(&op.data)).map_err(sys::err(
+        let data = tmpfs_data(op, target.as_fd());
+        mount(Some(src.as_str()), &tpath, Some(op.fstype.as_str()), op.flags, opt_str(&data)).map_err(sys::err(
             "mount",
             format!("{} ({}) -> {dest}", src, op.fstype),
-            format!("{:?} data {:?}", op.flags, op.data),
+            format!("{:?} data {:?}", op.flags, data),
         ))?;
         if let Some(below) = below {
             let top = resolve::open_in_root(root, &op.dest, Create::Nothing)?;

@@ -169,8 +169,8 @@ pub fn open_no_symlinks(root: BorrowedFd<'_>, path: &Path, flags: OFlag) -> Resu
 pub fn open_plain_dir(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, SysError> {
     let refuse = |errno: Errno| {
         let why = match errno {
-            Errno::ELOOP => "a symlink is on the path: must be mounted on an ordinary directory",
-            Errno::ENOTDIR => "not a directory: must be mounted on an ordinary directory",
+            Errno::ELOOP => "a symlink is on the path: must be mounted on ordinary directory",
+            Errno::ENOTDIR => "not a directory: must be mounted on ordinary directory",
             _ => "O_PATH|O_DIRECTORY|RESOLVE_NO_SYMLINKS",
         };
         sys::err("mount destination", path.display(), why)(errno)

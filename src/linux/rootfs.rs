@@ -31,12 +31,16 @@ pub fn propagation_flags(prop: &str) -> Result<MsFlags, String> {
     })
 }
 
-/// The propagation of the whole tree while setting up: never shared with the
-/// host (pivot_root refuses shared mounts, and the host must not see the
-/// container's mounts); private when the container asked for no propagation.
+/// The propagation of the whole tree while setting up, as runc sets it:
+/// rslave unless `rootfsPropagation` asks otherwise. A shared request keeps
+/// the new namespace's copies of the host's shared mounts in their peer
+/// groups, so that a mount made in a bidirectional (`rshared`) volume
+/// reaches the host, as Kubernetes' mount propagation needs. The rootfs's
+/// parent is made private all the same (pivot_root refuses shared ones).
 pub fn setup_propagation(requested: Option<MsFlags>) -> MsFlags {
     match requested {
         Some(f) if f.intersects(MsFlags::MS_PRIVATE | MsFlags::MS_UNBINDABLE) => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        Some(f) if f.contains(MsFlags::MS_SHARED) => MsFlags::MS_SHARED | MsFlags::MS_REC,
         _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     }
 }
@@ -282,11 +286,24 @@ pub fn open_null(root: BorrowedFd<'_>) -> Result<OwnedFd, SysError> {
     Ok(fd)
 }
 
-/// Hides `path`: the checked /dev/null over a file, an empty tmpfs over a
-/// directory; both mounts read-only from birth. `null` is opened (and
-/// checked) on first need and kept for the next file.
-pub fn mask(root: BorrowedFd<'_>, path: &str, null: &mut Option<OwnedFd>) -> Result<(), SysError> {
+/// What masking has made so far: the container's /dev/null (opened once),
+/// the read-only tmpfs every masked directory shows (one, as in runc), and
+/// the paths already masked (a path listed twice is masked once).
+#[derive(Default)]
+pub struct Masker {
+    null: Option<OwnedFd>,
+    tmpfs: Option<OwnedFd>,
+    done: Vec<String>,
+}
+
+/// Masks `path`: a directory gets the shared empty read-only tmpfs, a file
+/// the container's /dev/null, bound read-only. A path that does not exist
+/// is left alone.
+pub fn mask(root: BorrowedFd<'_>, path: &str, m: &mut Masker) -> Result<(), SysError> {
     use crate::sys::mount_api::{FsContext, clone_tree, move_mount_onto};
+    if m.done.iter().any(|d| d == path) {
+        return Ok(());
+    }
     let fd = match resolve::open_in_root(root, Path::new(path), Create::Nothing) {
         Ok(fd) => fd,
         Err(e) if e.errno == nix::errno::Errno::ENOENT => return Ok(()),
@@ -294,21 +311,38 @@ pub fn mask(root: BorrowedFd<'_>, path: &str, null: &mut Option<OwnedFd>) -> Res
     };
     let st = nix::sys::stat::fstat(fd.as_fd()).map_err(sys::err("fstat", path, "mask"))?;
     let what = format!("{path} (mask)");
-    let mnt = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-        let ctx = FsContext::open("tmpfs")?;
-        ctx.set_string("size", b"0k")?;
-        ctx.set_string("mode", b"755")?;
-        ctx.create()?;
-        ctx.mount_detached(0x1)? // MOUNT_ATTR_RDONLY
-    } else {
-        if null.is_none() {
-            *null = Some(open_null(root)?);
+    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    let mnt = if is_dir {
+        match &m.tmpfs {
+            // A bind of the first one: the same (empty) filesystem.
+            Some(first) => {
+                let tree = clone_tree(first.as_fd(), "the masking tmpfs")?;
+                sys::mount_setattr(tree.as_fd(), 0x1, 0, false, &what)?; // MOUNT_ATTR_RDONLY
+                tree
+            }
+            None => {
+                let ctx = FsContext::open("tmpfs")?;
+                ctx.set_string("size", b"0k")?;
+                ctx.set_string("mode", b"755")?;
+                ctx.create()?;
+                ctx.mount_detached(0x1)? // MOUNT_ATTR_RDONLY
+            }
         }
-        let tree = clone_tree(null.as_ref().map(|n| n.as_fd()).unwrap_or(fd.as_fd()), "/dev/null")?;
+    } else {
+        if m.null.is_none() {
+            m.null = Some(open_null(root)?);
+        }
+        let tree = clone_tree(m.null.as_ref().map(|n| n.as_fd()).unwrap_or(fd.as_fd()), "/dev/null")?;
         sys::mount_setattr(tree.as_fd(), 0x1, 0, false, &what)?; // MOUNT_ATTR_RDONLY
         tree
     };
-    move_mount_onto(mnt.as_fd(), fd.as_fd(), &what)
+    move_mount_onto(mnt.as_fd(), fd.as_fd(), &what)?;
+    if is_dir && m.tmpfs.is_none() {
+        // The tmpfs now mounted there, for the next directories to bind.
+        m.tmpfs = Some(resolve::open_in_root(root, Path::new(path), Create::Nothing)?);
+    }
+    m.done.push(path.to_string());
+    Ok(())
 }
 
 /// Makes `path` read-only: bind it onto itself, then remount read-only.
@@ -357,7 +391,7 @@ mod tests {
         assert_eq!(propagation_flags("shared").unwrap(), MsFlags::MS_SHARED);
         assert!(propagation_flags("bogus").is_err());
         assert_eq!(setup_propagation(None), MsFlags::MS_SLAVE | MsFlags::MS_REC);
-        assert_eq!(setup_propagation(Some(MsFlags::MS_SHARED)), MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        assert_eq!(setup_propagation(Some(MsFlags::MS_SHARED)), MsFlags::MS_SHARED | MsFlags::MS_REC);
         assert_eq!(setup_propagation(Some(MsFlags::MS_UNBINDABLE)), MsFlags::MS_PRIVATE | MsFlags::MS_REC);
     }
 

@@ -102,6 +102,10 @@ pub struct ProcessSched {
     pub io_priority: Option<(u32, u32)>,
     /// `execCPUAffinity.final` (exec only).
     pub final_cpus: Option<CpuSet>,
+    /// Reset the affinity inherited from the caller (a `taskset` of
+    /// strata's) to every CPU, which the kernel narrows to the cgroup's
+    /// cpuset: as runc, unless `execCPUAffinity` says otherwise.
+    pub reset_cpus: bool,
 }
 
 pub fn plan(process: &oci_spec::runtime::Process, exec: bool) -> Result<ProcessSched, String> {
@@ -109,9 +113,11 @@ pub fn plan(process: &oci_spec::runtime::Process, exec: bool) -> Result<ProcessS
         Some(l) if exec => Some(cpu_set(&l, "process.execCPUAffinity.final")?),
         _ => None,
     };
+    let initial = exec && process.exec_cpu_affinity().as_ref().is_some_and(|a| a.initial().is_some());
     Ok(ProcessSched {
         scheduler: plan_scheduler(process.scheduler().as_ref())?,
         io_priority: plan_io_priority(process.io_priority().as_ref())?,
+        reset_cpus: final_cpus.is_none() && !initial,
         final_cpus,
     })
 }
@@ -124,6 +130,12 @@ pub fn set_affinity(cpus: &CpuSet, what: &str) -> Result<(), SysError> {
 pub fn apply(p: &ProcessSched) -> Result<(), SysError> {
     if let Some(cpus) = &p.final_cpus {
         set_affinity(cpus, "process.execCPUAffinity.final")?;
+    } else if p.reset_cpus {
+        let mut all = CpuSet::new();
+        for c in 0..CpuSet::count() {
+            let _ = all.set(c);
+        }
+        set_affinity(&all, "every CPU (the affinity strata was started with is not the container's)")?;
     }
     if let Some(s) = &p.scheduler {
         sys::sched_setattr(s, "process.scheduler")?;

@@ -63,13 +63,23 @@ fn home_in(passwd: &str, uid: u32) -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-/// `env` with HOME set to `home` when it has none or an empty one.
-pub fn with_home(mut env: Vec<String>, home: impl FnOnce() -> String) -> Vec<String> {
-    if !env.iter().any(|e| e.strip_prefix("HOME=").is_some_and(|h| !h.is_empty())) {
-        env.retain(|e| !e.starts_with("HOME="));
-        env.push(format!("HOME={}", home()));
+/// The environment the process gets, as runc builds it: a variable given
+/// twice is there once, with its last value, where it first stood; HOME,
+/// when missing or empty, is `home`.
+pub fn with_home(env: Vec<String>, home: impl FnOnce() -> String) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(env.len() + 1);
+    for e in env {
+        let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+        match out.iter_mut().find(|o| o.split_once('=').map_or(o.as_str(), |(k, _)| k) == key) {
+            Some(slot) => *slot = e,
+            None => out.push(e),
+        }
     }
-    env
+    if !out.iter().any(|e| e.strip_prefix("HOME=").is_some_and(|h| !h.is_empty())) {
+        out.retain(|e| !e.starts_with("HOME="));
+        out.push(format!("HOME={}", home()));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -91,5 +101,8 @@ mod tests {
         assert_eq!(with_home(vec!["A=1".into()], h), ["A=1", "HOME=/root"]);
         assert_eq!(with_home(vec!["HOME=".into(), "A=1".into()], h), ["A=1", "HOME=/root"]);
         assert_eq!(with_home(vec!["HOME=/x".into()], || panic!("not read")), ["HOME=/x"]);
+        assert_eq!(with_home(vec!["HOME=/o".into(), "HOME=".into()], h), ["HOME=/root"]);
+        let env = vec!["ONE=two".into(), "P=1".into(), "ONE=".into(), "HOME=/h".into()];
+        assert_eq!(with_home(env, h), ["ONE=", "P=1", "HOME=/h"]);
     }
 }

@@ -255,6 +255,7 @@ struct Child<'a> {
 
 /// The exec'd process before execve; never returns.
 fn child(mut ctx: Child<'_>, fin: Final) -> ! {
+    crate::logging::in_container();
     let err = match child_steps(&mut ctx, fin) {
         Ok(never) => match never {},
         Err(e) => e,
@@ -339,10 +340,15 @@ pub fn process_from(base: &Process, o: &Overrides) -> Result<Process, String> {
     if o.no_new_privs {
         v["noNewPrivileges"] = true.into();
     }
-    // Bounding, effective and permitted only: an added cap never becomes
-    // inheritable or ambient (CVE-2022-29162 class), as with runc.
+    // Bounding, effective and permitted: an added cap never becomes
+    // inheritable (CVE-2022-29162 class), as with runc. Where the config
+    // has an inheritable set, it is raised ambient too, as runc 1.5 does
+    // (the kernel grants that only for caps the inheritable set holds).
+    let ambient_too = v["capabilities"]["inheritable"].is_array();
     for c in &o.caps {
-        for set in ["bounding", "effective", "permitted"] {
+        let sets: &[&str] =
+            if ambient_too { &["bounding", "effective", "permitted", "ambient"] } else { &["bounding", "effective", "permitted"] };
+        for &set in sets {
             if !v["capabilities"][set].is_array() {
                 v["capabilities"][set] = serde_json::json!([]);
             }

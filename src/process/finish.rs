@@ -33,6 +33,15 @@ pub enum InitError {
     Cgroup(#[from] crate::cgroups::CgroupError),
     #[error("{0}")]
     Other(String),
+    /// runc's words for a failed execve (`exec /run.sh: no such file or
+    /// directory`), which podman reads to tell 127 from 126.
+    #[error("exec {path}: {}", lowercase_first(errno.desc()))]
+    Exec { path: String, errno: nix::errno::Errno },
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_lowercase().chain(c).collect()).unwrap_or_default()
 }
 
 type Result<T> = std::result::Result<T, InitError>;
@@ -269,5 +278,5 @@ fn exec(exe: &Path, args: &[String], env: &[String]) -> Result<Never> {
     let argv = args.iter().map(|a| c(a)).collect::<Result<Vec<_>>>()?;
     let envp = env.iter().map(|a| c(a)).collect::<Result<Vec<_>>>()?;
     let e = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
-    Err(sys::err("execve", exe.display(), "")(e).into())
+    Err(InitError::Exec { path: exe.display().to_string(), errno: e })
 }

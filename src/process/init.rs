@@ -56,6 +56,7 @@ pub struct InitContext {
 
 /// Runs init; never returns.
 pub fn run(mut ctx: InitContext) -> ! {
+    crate::logging::in_container();
     let mut chan = ctx.chan.take();
     match steps(&mut ctx, &mut chan) {
         Ok(never) => match never {},
@@ -66,7 +67,9 @@ pub fn run(mut ctx: InitContext) -> ! {
             let parent_gone = matches!(e, InitError::Sync(super::sync::SyncError::Closed));
             let sent = chan.as_ref().is_some_and(|c| c.send(&Msg::Error { msg: e.to_string() }).is_ok());
             if !sent && !parent_gone {
-                eprintln!("strata init: {e}");
+                // The container's stderr: the error alone, as runc prints it
+                // (it names what failed: `exec /run.sh: no such file ...`).
+                eprintln!("{e}");
             }
             std::process::exit(1)
         }
@@ -157,6 +160,7 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     }
     let root = rootfs::bind_rootfs(&rootfs)?;
     let mut dev_is_bind = false;
+    let mut dev_ro = None;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let mut op = mounts::plan(m);
         if op.fstype == "sysfs"
@@ -170,6 +174,12 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
         }
         if op.dest == Path::new("/dev") && op.is_bind() {
             dev_is_bind = true;
+        }
+        if op.dest == Path::new("/dev") && !op.is_bind() && op.flags.contains(nix::mount::MsFlags::MS_RDONLY) {
+            // A read-only /dev is made read-only once its devices, pts and
+            // links are in, as runc does.
+            op.flags.remove(nix::mount::MsFlags::MS_RDONLY);
+            dev_ro = Some(op.flags);
         }
         if op.fstype == "cgroup" || op.fstype == "cgroup2" {
             mount_cgroups(root.as_fd(), &op, &ctx.hierarchies, &ctx.cgroup_dirs, ctx.ns.has_new(namespaces::Kind::Cgroup))?;
@@ -201,7 +211,7 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
         (other, _) => return Err(InitError::Other(format!("sync: expected HooksDone, got {other:?}"))),
     };
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.create_container().clone()) {
-        hooks::run_all("createContainer", &h, state_json.as_bytes())?;
+        hooks::run_all_in("createContainer", &h, state_json.as_bytes(), &ctx.bundle.rootfs)?;
     }
 
     // The seccomp profile is compiled now (a bad one fails create) and its
@@ -252,14 +262,24 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     for p in linux.readonly_paths().iter().flatten() {
         rootfs::readonly(root.as_fd(), p)?;
     }
-    let mut null = None;
+    let mut masker = rootfs::Masker::default();
     for p in linux.masked_paths().iter().flatten() {
-        rootfs::mask(root.as_fd(), p, &mut null)?;
+        rootfs::mask(root.as_fd(), p, &mut masker)?;
     }
-    drop(null);
+    drop(masker);
     if has_process && process.terminal() == Some(true) {
         let to_parent = ctx.pty_to_parent.then_some(chan);
         finish::setup_terminal(&process, ctx.console_socket.take(), to_parent, true)?;
+    }
+    // After the console, which is bound onto a file made in /dev.
+    if let Some(flags) = dev_ro {
+        use nix::mount::MsFlags as F;
+        let flags = flags | F::MS_REMOUNT | F::MS_BIND | F::MS_RDONLY;
+        nix::mount::mount(None::<&str>, "/dev", None::<&str>, flags, None::<&str>).map_err(sys::err(
+            "remount",
+            "/dev",
+            format!("{flags:?}"),
+        ))?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         rootfs::readonly_root()?;
@@ -302,6 +322,8 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
         return Err(InitError::Other("process is not set in config.json".into()));
     }
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
+        // The process's environment as it will be (HOME included), as runc.
+        let env = crate::linux::user::with_home(env.clone(), || crate::linux::user::home_of(process.user().uid()));
         hooks::run_all_with_env("startContainer", &h, state_json.as_bytes(), &env)?;
     }
     finish::finish(

@@ -227,6 +227,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         // systemd moves init into its scope once init exists (below).
         cgroups::Joiner::default()
     } else {
+        cgroups::check_usable(&placement)?;
         undo.cgroup_dirs = cgroups::create(&placement, linux.resources().as_ref(), &extra_allow)?;
         // Born into its cgroup2 cgroup, init moves itself into the v1 ones.
         cgroups::prepare_join(&placement.dirs)?
@@ -324,8 +325,8 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     // The hooks see the container as `created`: its namespaces and cgroup exist.
     let creating = serde_json::to_vec(&st.oci(Status::Created)).unwrap_or_default();
     if let Some(h) = bundle.spec.hooks() {
-        hooks::run_all("prestart", h.prestart().as_deref().unwrap_or(&[]), &creating)?;
-        hooks::run_all("createRuntime", h.create_runtime().as_deref().unwrap_or(&[]), &creating)?;
+        hooks::run_all_in("prestart", h.prestart().as_deref().unwrap_or(&[]), &creating, &bundle.dir)?;
+        hooks::run_all_in("createRuntime", h.create_runtime().as_deref().unwrap_or(&[]), &creating, &bundle.dir)?;
     }
     parent_chan.send(&Msg::HooksDone { state: String::from_utf8_lossy(&creating).into_owned() })?;
     let pty_master = match parent_chan.recv()? {

@@ -32,7 +32,9 @@ const FORWARDED: [Signal; 8] =
     [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH, Signal::SIGCHLD];
 
 /// Runs the container; returns its exit code (128+N if killed by signal N).
-pub fn run(root: &Root, opts: &CreateOpts, detach: bool) -> Result<i32, RunError> {
+/// With `keep` a container that has exited stays, `stopped`, until
+/// `delete` (runc's `run --keep`).
+pub fn run(root: &Root, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32, RunError> {
     let mut set = SigSet::empty();
     if !detach {
         // Blocked before the clone so no signal is lost; init unblocks its own.
@@ -59,8 +61,10 @@ pub fn run(root: &Root, opts: &CreateOpts, detach: bool) -> Result<i32, RunError
             return Err(e);
         }
     };
-    let st = root.load(&opts.id).map_err(OpError::from)?;
-    container::destroy(root, &st)?;
+    if !keep {
+        let st = root.load(&opts.id).map_err(OpError::from)?;
+        container::destroy(root, &st)?;
+    }
     Ok(code)
 }
 
