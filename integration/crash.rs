@@ -379,8 +379,11 @@ fn start_killed_midway_is_finished_by_a_second_start() {
         // does it; or after, and the container runs (a stale exec.fifo does
         // not make it look `created`).
         if b.status() == "created" {
+            // Init may still be on its way from the killed start's byte to
+            // its exec (it holds the fifo until then): the second start
+            // either lets it go or finds it running.
             let out = b.start();
-            assert!(out.status.success(), "kill {k}: second start: {}", stderr(&out));
+            assert!(out.status.success() || stderr(&out).contains("running"), "kill {k}: second start: {}", stderr(&out));
             again += 1;
         } else {
             let out = b.start();

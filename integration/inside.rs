@@ -699,3 +699,33 @@ fn a_mount_in_an_rshared_volume_reaches_the_host() {
         b.assert_gone();
     }
 }
+
+/// A user-namespaced container's bind source may sit where only the
+/// host's root can reach (below a 0700 directory of root's): the parent
+/// opens it on the host, as runc does, and the container sees its files.
+#[test]
+fn userns_bind_sources_are_opened_on_the_host() {
+    need_root!();
+    let mut b = Bundle::sh("usernsbind", "cat /mnt/file; stat -c 'data=%a' /data");
+    let secret = b.dir.parent().unwrap().join("secret");
+    std::fs::create_dir_all(secret.join("sub")).unwrap();
+    std::fs::write(secret.join("sub/file"), "reached\n").unwrap();
+    std::fs::write(secret.join("top"), "").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(secret.join("sub/file"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.retain(|m| m["type"] != "cgroup");
+    mounts.push(json!({"destination": "/mnt", "type": "bind", "source": secret.join("sub"), "options": ["bind", "ro"]}));
+    mounts.push(json!({"destination": "/data", "type": "bind", "source": secret, "options": ["rbind"]}));
+    std::os::unix::fs::chown(b.dir.join("rootfs"), Some(200000), Some(200000)).unwrap();
+    let out = b.run();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}{}", text, String::from_utf8_lossy(&out.stderr));
+    // /data is bound (0700 and root's, so closed to the container's root).
+    assert!(text.contains("reached") && text.contains("data=700"), "{text}");
+    b.assert_gone();
+}

@@ -129,6 +129,9 @@ struct CreateArgs {
     /// Unix socket that receives the pty master (SCM_RIGHTS).
     #[arg(long = "console-socket")]
     console_socket: Option<PathBuf>,
+    /// Unix socket that receives a pidfd of the container's init.
+    #[arg(long = "pidfd-socket")]
+    pidfd_socket: Option<PathBuf>,
     #[arg(long = "no-pivot")]
     no_pivot: bool,
     #[arg(long = "no-new-keyring")]
@@ -148,6 +151,9 @@ struct ExecArgs {
     tty: bool,
     #[arg(long = "console-socket")]
     console_socket: Option<PathBuf>,
+    /// Unix socket that receives a pidfd of the new process.
+    #[arg(long = "pidfd-socket")]
+    pidfd_socket: Option<PathBuf>,
     #[arg(short, long)]
     detach: bool,
     #[arg(long = "pid-file")]
@@ -324,7 +330,15 @@ fn parse_cli() -> Cli {
     if let Some(cli) = parse_lean(&args) {
         return cli;
     }
-    let m = with_help_layout(<Cli as clap::CommandFactory>::command()).get_matches_from(&args);
+    let m = with_help_layout(<Cli as clap::CommandFactory>::command()).try_get_matches_from(&args).unwrap_or_else(|e| {
+        // `strata foo -h`: runc's answer for a command it does not have.
+        if e.kind() == clap::error::ErrorKind::InvalidSubcommand && args.iter().any(|a| a == "-h" || a == "--help") {
+            let name = e.get(clap::error::ContextKind::InvalidSubcommand).map(|v| v.to_string()).unwrap_or_default();
+            eprintln!("No help topic for '{name}'");
+            std::process::exit(3);
+        }
+        e.exit()
+    });
     Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit())
 }
 
@@ -614,6 +628,7 @@ fn exec_cmd(root: &Root, a: ExecArgs) -> Result<i32> {
         console_socket: a.console_socket,
         detach: a.detach,
         pid_file: a.pid_file,
+        pidfd_socket: a.pidfd_socket,
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
         cgroups: a.cgroup.clone(),
@@ -746,6 +761,7 @@ fn create_opts(a: &CreateArgs, foreground: bool, g: &Global) -> CreateOpts {
         bundle: a.bundle.clone(),
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
+        pidfd_socket: a.pidfd_socket.clone(),
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
         foreground,

@@ -56,7 +56,7 @@ pub fn parse(text: &[u8]) -> std::result::Result<Spec, String> {
         Ok(spec) => spec,
         // The strict parse is the common, fast path; only a config it
         // refuses is read again, leniently.
-        Err(e) => lenient::<Spec>(text, "/process/capabilities").ok_or_else(|| e.to_string())?,
+        Err(e) => lenient::<Spec>(text, "/process")?.ok_or_else(|| e.to_string())?,
     };
     normalize(&mut spec);
     Ok(spec)
@@ -67,22 +67,35 @@ pub fn parse(text: &[u8]) -> std::result::Result<Spec, String> {
 pub fn parse_process(text: &[u8]) -> std::result::Result<oci_spec::runtime::Process, String> {
     match serde_json::from_slice(text) {
         Ok(p) => Ok(p),
-        Err(e) => lenient(text, "/capabilities").ok_or_else(|| e.to_string()),
+        Err(e) => lenient(text, "")?.ok_or_else(|| e.to_string()),
     }
 }
 
-/// The second, lenient reading of a config or process (`caps` points at
-/// its capabilities): `None` when it changes nothing or still fails.
-fn lenient<T: serde::de::DeserializeOwned>(text: &[u8], caps: &str) -> Option<T> {
-    let mut v: serde_json::Value = serde_json::from_slice(text).ok()?;
-    let process = if caps == "/capabilities" { Some(&mut v) } else { v.get_mut("process") };
-    if let Some(p) = process.and_then(|p| p.as_object_mut())
-        && !p.contains_key("user")
-    {
-        p.insert("user".into(), serde_json::json!({"uid": 0, "gid": 0}));
+/// runtime-spec's scheduler flag names that oci-spec spells otherwise.
+const SCHED_FLAG_NAMES: [(&str, &str); 2] =
+    [("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK"), ("SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_D_L_OVERRUN")];
+
+/// The second, lenient reading of a config or of a process (`process`
+/// points at the process in it): `Ok(None)` when it changes nothing or
+/// still fails, an error in runc's words for a memory policy runc refuses.
+fn lenient<T: serde::de::DeserializeOwned>(text: &[u8], process: &str) -> std::result::Result<Option<T>, String> {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(text) else { return Ok(None) };
+    if let Some(mp) = v.pointer("/linux/memoryPolicy") {
+        check_memory_policy(mp)?;
     }
+    if let Some(p) = v.pointer_mut(process).and_then(|p| p.as_object_mut()) {
+        if !p.contains_key("user") {
+            p.insert("user".into(), serde_json::json!({"uid": 0, "gid": 0}));
+        }
+        for f in p.get_mut("scheduler").and_then(|s| s.get_mut("flags")).and_then(|f| f.as_array_mut()).into_iter().flatten() {
+            if let Some((_, theirs)) = SCHED_FLAG_NAMES.iter().find(|(spec, _)| f.as_str() == Some(spec)) {
+                *f = serde_json::Value::String(theirs.to_string());
+            }
+        }
+    }
+    let caps = format!("{process}/capabilities");
     let mut unknown: Vec<String> = Vec::new();
-    if let Some(sets) = v.pointer_mut(caps).and_then(|c| c.as_object_mut()) {
+    if let Some(sets) = v.pointer_mut(&caps).and_then(|c| c.as_object_mut()) {
         for set in sets.values_mut().filter_map(|s| s.as_array_mut()) {
             set.retain(|c| {
                 let known = serde_json::from_value::<oci_spec::runtime::Capability>(c.clone()).is_ok();
@@ -93,13 +106,28 @@ fn lenient<T: serde::de::DeserializeOwned>(text: &[u8], caps: &str) -> Option<T>
             });
         }
     }
-    let parsed = serde_json::from_value(v).ok()?;
+    let Ok(parsed) = serde_json::from_value(v) else { return Ok(None) };
     if !unknown.is_empty() {
         unknown.sort();
         unknown.dedup();
         crate::logging::emit("warning", &format!("ignoring unknown or unavailable capabilities: [{}]", unknown.join(" ")));
     }
-    Some(parsed)
+    Ok(Some(parsed))
+}
+
+/// `linux.memoryPolicy` as runc checks it, before the typed parse would
+/// refuse it in serde's words.
+fn check_memory_policy(mp: &serde_json::Value) -> std::result::Result<(), String> {
+    let mode = mp.get("mode").and_then(|m| m.as_str()).unwrap_or("");
+    if serde_json::from_value::<oci_spec::runtime::MemoryPolicyModeType>(mode.into()).is_err() {
+        return Err(format!("invalid memory policy mode {mode:?}"));
+    }
+    for f in mp.get("flags").and_then(|f| f.as_array()).into_iter().flatten() {
+        if serde_json::from_value::<oci_spec::runtime::MemoryPolicyFlagType>(f.clone()).is_err() {
+            return Err(format!("invalid memory policy flag {}", f));
+        }
+    }
+    Ok(())
 }
 
 /// runc's readings of what it accepts but the spec leaves loose.
@@ -183,6 +211,17 @@ pub fn validate(spec: &Spec) -> Result<()> {
         if !process.cwd().is_absolute() {
             return bad(format!("process.cwd {:?} must be an absolute path", process.cwd()));
         }
+    }
+    // SCHED_DEADLINE needs the root domain's every CPU: the kernel refuses it
+    // in a narrower cpuset, after start. runc's words.
+    let deadline = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.scheduler().as_ref())
+        .is_some_and(|s| *s.policy() == oci_spec::runtime::LinuxSchedulerPolicy::SchedDeadline);
+    let cpus = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.cpu().as_ref()).and_then(|c| c.cpus().clone());
+    if deadline && cpus.is_some_and(|c| !c.is_empty()) {
+        return bad("process scheduler can't be used together with AllowedCPUs (SCHED_DEADLINE with linux.resources.cpu.cpus)".into());
     }
     for m in spec.mounts().iter().flatten() {
         if !m.destination().is_absolute() {

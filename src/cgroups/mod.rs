@@ -173,16 +173,21 @@ fn mkdir_p(dir: &Path, created: &mut Vec<PathBuf>, inherit: &[(PathBuf, Vec<&'st
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io("mkdir", &d)(e)),
         }
-        // cpuset (v1) starts empty in a new cgroup: copy the parent's values.
-        for (hier, files) in inherit {
-            if d.starts_with(hier) {
-                for f in files {
+    }
+    // cpuset (v1) starts empty in a new cgroup, and a task cannot join one
+    // whose cpus or mems are empty: every level below the hierarchy's root
+    // that is still empty (new, or made empty by whoever created it, as a
+    // pod's parent) gets its parent's values, top down, as runc does.
+    for (hier, files) in inherit.iter().filter(|(h, _)| dir.starts_with(h)) {
+        let mut levels: Vec<&Path> = dir.ancestors().take_while(|a| *a != hier.as_path()).collect();
+        levels.reverse();
+        for d in levels {
+            for f in files {
+                let mine = d.join(f);
+                if fs::read_to_string(&mine).map(|s| s.trim().is_empty()).unwrap_or(true) {
                     let parent = d.parent().unwrap_or(hier).join(f);
                     let v = fs::read_to_string(&parent).map_err(io("read", &parent))?;
-                    let mine = d.join(f);
-                    if fs::read_to_string(&mine).map(|s| s.trim().is_empty()).unwrap_or(true) {
-                        write_file(&mine, v.trim())?;
-                    }
+                    write_file(&mine, v.trim())?;
                 }
             }
         }
@@ -380,7 +385,9 @@ pub fn sub_cgroups(hier: &[Hierarchy], dirs: &[PathBuf], specs: &[String]) -> Re
         };
         let rel = Path::new(rel.trim_start_matches('/'));
         if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) || rel.as_os_str().is_empty() {
-            return Err(CgroupError::Invalid(format!("exec --cgroup {spec:?}: the path must name a sub-cgroup, without `..`")));
+            return Err(CgroupError::Invalid(format!(
+                "exec --cgroup {spec:?}: bad sub cgroup path: it must name a sub-cgroup, without `..`"
+            )));
         }
         let mut matched = false;
         for (h, dir) in p.hierarchies.iter().zip(&p.dirs) {

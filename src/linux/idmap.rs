@@ -108,6 +108,27 @@ pub fn prepare(plan: &[IdmapMount], init: Pid) -> Result<Vec<(usize, OwnedFd)>, 
     Ok(out)
 }
 
+/// The bind mounts of a user-namespaced container that are not idmapped,
+/// cloned on the host (`open_tree(OPEN_TREE_CLONE)`, with submounts for an
+/// `rbind`): init, root only of its own user namespace, may not reach a
+/// source that only the host's root can (a 0700 directory of root's), as
+/// runc opens them before the namespace too. Init moves each into place.
+pub fn clone_sources(mounts: &[Mount], bundle: &Path, idmapped: &[IdmapMount]) -> Result<Vec<(usize, OwnedFd)>, SysError> {
+    let mut out = Vec::new();
+    for (index, m) in mounts.iter().enumerate() {
+        let op = mounts::plan(m);
+        if !op.is_bind() || op.idmap.is_some() || idmapped.iter().any(|i| i.index == index) {
+            continue;
+        }
+        let Some(source) = op.source.as_deref() else { continue };
+        let source = if source.is_absolute() { source.to_path_buf() } else { bundle.join(source) };
+        let what = format!("{} -> {}", source.display(), op.dest.display());
+        let src = open(&source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err("open bind source", &what, "O_PATH"))?;
+        out.push((index, mount_api::clone_tree_rec(src.as_fd(), op.flags.contains(nix::mount::MsFlags::MS_REC), &what)?));
+    }
+    Ok(out)
+}
+
 /// A user namespace with these maps, held by the returned fd.
 fn userns_with(uid_map: &str, gid_map: &str) -> Result<OwnedFd, SysError> {
     let pid = match sys::clone_process(CloneFlags::CLONE_NEWUSER.bits() as u64, None)? {

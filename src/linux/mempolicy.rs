@@ -24,13 +24,16 @@ pub fn plan(p: Option<&LinuxMemoryPolicy>) -> Result<Option<Plan>, String> {
         MemoryPolicyModeType::MpolWeightedInterleave => (6, true),
     };
     let nodes = p.nodes().as_deref().unwrap_or("").trim();
-    match (needs_nodes, nodes.is_empty()) {
-        (true, true) => return Err(format!("linux.memoryPolicy.nodes: {} needs nodes", p.mode())),
-        (false, false) => return Err(format!("linux.memoryPolicy.nodes {nodes:?}: {} takes no nodes", p.mode())),
+    // runc's words, which its users match ("invalid memory policy ...").
+    let list = crate::linux::sched::parse_list(nodes, "linux.memoryPolicy.nodes", MAX_NODES)
+        .map_err(|e| format!("invalid memory policy nodes {nodes:?}: {e}"))?;
+    match (needs_nodes, list.is_empty()) {
+        (true, true) => return Err(format!("linux.memoryPolicy.nodes: {} mode requires nodes", p.mode())),
+        (false, false) => return Err(format!("linux.memoryPolicy: {} mode requires 0 nodes but got {}", p.mode(), list.len())),
         _ => {}
     }
     let mut mask = Vec::new();
-    for n in crate::linux::sched::parse_list(nodes, "linux.memoryPolicy.nodes", MAX_NODES)? {
+    for n in list {
         if mask.len() <= n / 64 {
             mask.resize(n / 64 + 1, 0);
         }
@@ -64,8 +67,8 @@ mod tests {
             serde_json::from_str(r#"{"mode":"MPOL_INTERLEAVE","nodes":"0-1,65","flags":["MPOL_F_STATIC_NODES"]}"#).unwrap();
         assert_eq!(plan(Some(&p)).unwrap(), Some((3 | 1 << 15, vec![0b11, 0b10])));
         let p: LinuxMemoryPolicy = serde_json::from_str(r#"{"mode":"MPOL_BIND"}"#).unwrap();
-        assert!(plan(Some(&p)).unwrap_err().contains("needs nodes"));
+        assert!(plan(Some(&p)).unwrap_err().contains("mode requires nodes"));
         let p: LinuxMemoryPolicy = serde_json::from_str(r#"{"mode":"MPOL_LOCAL","nodes":"0"}"#).unwrap();
-        assert!(plan(Some(&p)).unwrap_err().contains("takes no nodes"));
+        assert!(plan(Some(&p)).unwrap_err().contains("MPOL_LOCAL mode requires 0 nodes but got 1"));
     }
 }

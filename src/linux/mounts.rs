@@ -275,9 +275,9 @@ pub fn is_kernel_fs(fstype: &str) -> bool {
 /// Mounts `op` inside the rootfs whose fd is `root`. Cgroup mounts are
 /// handled by the caller (they depend on the host's hierarchies). `tree`
 /// is the detached mount an idmapped bind is made of (see `linux::idmap`).
-/// A tmpfs without `mode=` takes the mode of the directory it covers, as
-/// with runc (tmpfs's own default, 1777, would open a directory the image
-/// keeps closed).
+/// A tmpfs without `mode=` takes the mode of the directory it covers (one
+/// the rootfs had), as with runc: tmpfs's own default, 1777, would open a
+/// directory the image keeps closed.
 fn tmpfs_data(op: &MountOp, target: BorrowedFd<'_>) -> String {
     if op.fstype != "tmpfs" || op.data.split(',').any(|o| o.starts_with("mode=")) {
         return op.data.clone();
@@ -292,7 +292,11 @@ fn tmpfs_data(op: &MountOp, target: BorrowedFd<'_>) -> String {
 }
 
 pub fn apply(root: BorrowedFd<'_>, op: &MountOp, tree: Option<std::os::fd::OwnedFd>) -> Result<(), SysError> {
-    let create = if op.is_bind() {
+    let create = if let (true, Some(t)) = (op.is_bind(), &tree) {
+        // Made by the parent: its kind from the tree itself.
+        let st = nix::sys::stat::fstat(t.as_fd()).map_err(sys::err("fstat", op.dest.display(), "bind tree"))?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR { Create::Dir } else { Create::File }
+    } else if op.is_bind() {
         match op.source.as_deref().map(std::fs::metadata) {
             Some(Ok(m)) if !m.is_dir() => Create::File,
             Some(Err(e)) => {
@@ -304,6 +308,9 @@ pub fn apply(root: BorrowedFd<'_>, op: &MountOp, tree: Option<std::os::fd::Owned
     } else {
         Create::Dir
     };
+    // A tmpfs takes the mode of a directory that was there (runc's rule);
+    // on one made now, its own default (1777).
+    let existed = op.fstype == "tmpfs" && resolve::open_in_root(root, &op.dest, Create::Nothing).is_ok();
     let target = if is_kernel_fs(&op.fstype) && !op.is_bind() {
         resolve::open_plain_dir(root, &op.dest)?
     } else {
@@ -345,7 +352,7 @@ pub fn apply(root: BorrowedFd<'_>, op: &MountOp, tree: Option<std::os::fd::Owned
             None
         };
         let src = op.source.as_deref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| op.fstype.clone());
-        let data = tmpfs_data(op, target.as_fd());
+        let data = if existed { tmpfs_data(op, target.as_fd()) } else { op.data.clone() };
         mount(Some(src.as_str()), &tpath, Some(op.fstype.as_str()), op.flags, opt_str(&data)).map_err(sys::err(
             "mount",
             format!("{} ({}) -> {dest}", src, op.fstype),

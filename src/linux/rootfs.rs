@@ -93,6 +93,40 @@ fn make_parent_private(rootfs: &Path) -> Result<(), SysError> {
     Ok(())
 }
 
+fn hide_host_kernel_fs(rootfs: &Path) -> Result<(), SysError> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").map_err(sys::io_err("read", Path::new("/proc/self/mountinfo")))?;
+    let mut targets: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            let (root, mp, fstype) = (f.get(3)?, unescape_mountinfo(f.get(4)?), f.get(sep + 1)?);
+            (*root == "/" && matches!(*fstype, "proc" | "sysfs") && !Path::new(&mp).starts_with(rootfs)).then_some(mp)
+        })
+        .collect();
+    // Deepest first: a parent's unmount takes its children with it.
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    for t in targets {
+        // Never let the unmount reach the host.
+        match mount(None::<&str>, t.as_str(), None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>) {
+            Err(nix::errno::Errno::ENOENT) => continue, // under one already gone
+            r => r.map_err(sys::err("mount", &t, "MS_SLAVE|MS_REC (--no-pivot)"))?,
+        }
+        match umount2(t.as_str(), MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::EPERM) => {
+                mount(Some("tmpfs"), t.as_str(), Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>).map_err(sys::err(
+                    "mount",
+                    &t,
+                    "tmpfs over the host's procfs/sysfs (--no-pivot)",
+                ))?;
+            }
+            Err(e) => return Err(sys::err("umount2", &t, "MNT_DETACH (--no-pivot)")(e)),
+        }
+    }
+    Ok(())
+}
+
 /// mountinfo escapes space, tab, newline and backslash as octal.
 pub fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
@@ -254,7 +288,14 @@ pub fn chroot_into(rootfs: &Path) -> Result<(), SysError> {
 }
 
 /// --no-pivot: move the rootfs over / and chroot into it.
+///
+/// The old root stays below, reachable in the mount namespace: its whole
+/// procfs and sysfs mounts would let a process that makes its own user
+/// namespace mount a fresh, unmasked procfs (the kernel allows that where a
+/// full one is visible). So each of them outside the rootfs goes first:
+/// unmounted, or where that is not allowed, covered by an empty tmpfs.
 pub fn move_root(rootfs: &Path) -> Result<(), SysError> {
+    hide_host_kernel_fs(rootfs)?;
     chdir(rootfs).map_err(sys::err("chdir", rootfs.display(), ""))?;
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(sys::err("mount", rootfs.display(), "MS_MOVE"))?;
     nix::unistd::chroot(".").map_err(sys::err("chroot", rootfs.display(), ""))?;

@@ -93,6 +93,12 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
             continue; // libseccomp refuses rules equal to the default action
         }
         notify |= act == ScmpAction::Notify;
+        if act == ScmpAction::Notify && rule.names().iter().any(|n| n == "write") {
+            // The runtime itself writes (its sync messages, the agent's
+            // fd) once the filter is on: a notified write would wait on the
+            // agent forever. runc's words.
+            return Err(SeccompError::Notify("SCMP_ACT_NOTIFY cannot be used for the write syscall".into()));
+        }
         let conds: Vec<ScmpArgCompare> = rule
             .args()
             .iter()

@@ -59,6 +59,8 @@ pub struct ExecOpts {
     pub console_socket: Option<PathBuf>,
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
+    /// `--pidfd-socket`: receives a pidfd of the new process.
+    pub pidfd_socket: Option<PathBuf>,
     pub preserve_fds: u32,
     /// `--ignore-paused`: exec into a paused container (the process starts
     /// frozen, with the rest of the container).
@@ -83,7 +85,14 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     // As at create: the caller's other fds are not the process's.
     sys::close_from(3 + opts.preserve_fds)?;
     let (st, status) = container::load(root, &opts.id)?;
-    if !(matches!(status, Status::Running | Status::Created) || (status == Status::Paused && opts.ignore_paused)) {
+    if status == Status::Paused && !opts.ignore_paused {
+        // runc's words.
+        return Err(ExecError::Invalid(format!(
+            "container {}: cannot exec in a paused container (use --ignore-paused to override)",
+            st.id
+        )));
+    }
+    if !matches!(status, Status::Running | Status::Created | Status::Paused) {
         return Err(ExecError::Invalid(format!("container {}: cannot exec in a container that is {}", st.id, status.as_str())));
     }
     // One parse of the recorded config: the base process and the seccomp profile.
@@ -124,6 +133,15 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
         }
     }
     let filter = seccomp_profile.as_ref().map(seccomp::compile).transpose().map_err(|e| ExecError::Invalid(e.to_string()))?;
+    // With notify rules the exec'd process's listener fd goes to the
+    // container's seccomp agent too, connected here, on the host.
+    let listener = match (seccomp_profile.as_ref().and_then(|s| s.listener_path().clone()), &filter) {
+        (Some(p), Some(f)) if f.notify => Some(OwnedFd::from(UnixStream::connect(&p).map_err(|e| {
+            ExecError::Invalid(format!("failed to connect with seccomp agent specified in the seccomp profile ({}): {e}", p.display()))
+        })?)),
+        _ => None,
+    };
+    let metadata = seccomp_profile.as_ref().and_then(|s| s.listener_metadata().clone());
     let cap_plan = caps::plan(process.capabilities().as_ref()).map_err(|e| ExecError::Invalid(e.to_string()))?;
     caps::check_available(&cap_plan).map_err(|e| ExecError::Invalid(e.to_string()))?;
     let sched = crate::linux::sched::plan(&process, true).map_err(ExecError::Invalid)?;
@@ -196,9 +214,10 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
                 exe: PathBuf::new(),
                 cap_plan,
                 filter,
-                listener: None,
+                listener,
                 state_json,
-                metadata: None,
+                metadata,
+                start_hooks: Vec::new(),
                 setgroups_denied,
                 personality,
                 sched,
@@ -233,6 +252,9 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     }
     if let Some(pf) = &opts.pid_file {
         super::parent::write_pid_file(pf, pid.as_raw()).map_err(|e| ExecError::Invalid(e.to_string()))?;
+    }
+    if let Some(sock) = &opts.pidfd_socket {
+        super::sync::send_pidfd(sock, pid.as_raw())?;
     }
     if opts.detach {
         return Ok(0);

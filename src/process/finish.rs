@@ -65,6 +65,9 @@ pub struct Final {
     pub sched: crate::linux::sched::ProcessSched,
     /// `linux.memoryPolicy`, planned.
     pub mempolicy: Option<crate::linux::mempolicy::Plan>,
+    /// The config's startContainer hooks (init only): run just before the
+    /// execve.
+    pub start_hooks: Vec<oci_spec::runtime::Hook>,
 }
 
 /// Drops to the process's privileges and execs it; returns only on error.
@@ -73,7 +76,8 @@ pub fn finish(process: &Process, f: Final) -> Result<Never> {
     if nnp {
         nix::sys::prctl::set_no_new_privs().map_err(sys::err("prctl", "", "PR_SET_NO_NEW_PRIVS"))?;
     }
-    let Final { exe, cap_plan, mut filter, listener, state_json, metadata, setgroups_denied, personality, sched, mempolicy } = f;
+    let Final { exe, cap_plan, mut filter, listener, state_json, metadata, setgroups_denied, personality, sched, mempolicy, start_hooks } =
+        f;
     crate::linux::mempolicy::apply(&mempolicy)?;
     // While the capabilities a real-time class needs are still held, and
     // before a seccomp filter could forbid the calls.
@@ -108,6 +112,9 @@ pub fn finish(process: &Process, f: Final) -> Result<Never> {
     if let Some(flt) = filter {
         load(flt)?;
     }
+    // As runc: the hooks see what the process will (its environment, with
+    // HOME, its filter, user and capabilities).
+    crate::hooks::run_all_with_env("startContainer", &start_hooks, state_json.as_bytes(), &env)?;
     let args = process.args().clone().unwrap_or_default();
     exec(&exe, &args, &env)
 }

@@ -103,7 +103,7 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
         match chan.recv()? {
             (Msg::Proceed, _) => break,
             (Msg::Rootfs, Some(tree)) => image_rootfs = Some(tree),
-            (Msg::IdmappedMount { index }, Some(tree)) => {
+            (Msg::MountTree { index }, Some(tree)) => {
                 trees.insert(index, tree);
             }
             (got, _) => return Err(SyncError::Unexpected { want: "Proceed", got }.into()),
@@ -218,9 +218,9 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     // notify listener, a host path, connected before the host disappears.
     let filter = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
     let listener = match (linux.seccomp().as_ref().and_then(|s| s.listener_path().clone()), &filter) {
-        (Some(p), Some(f)) if f.notify => {
-            Some(OwnedFd::from(std::os::unix::net::UnixStream::connect(&p).map_err(sys::io_err("connect seccomp listener", &p))?))
-        }
+        (Some(p), Some(f)) if f.notify => Some(OwnedFd::from(std::os::unix::net::UnixStream::connect(&p).map_err(|e| {
+            InitError::Other(format!("failed to connect with seccomp agent specified in the seccomp profile ({}): {e}", p.display()))
+        })?)),
         _ => None,
     };
     let metadata = linux.seccomp().as_ref().and_then(|s| s.listener_metadata().clone());
@@ -321,14 +321,24 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     if !has_process {
         return Err(InitError::Other("process is not set in config.json".into()));
     }
-    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
-        // The process's environment as it will be (HOME included), as runc.
-        let env = crate::linux::user::with_home(env.clone(), || crate::linux::user::home_of(process.user().uid()));
-        hooks::run_all_with_env("startContainer", &h, state_json.as_bytes(), &env)?;
-    }
+    // startContainer hooks run last, under the process's seccomp filter,
+    // user and capabilities (as runc runs them), in `finish`.
+    let start_hooks = spec.hooks().as_ref().and_then(|h| h.start_container().clone()).unwrap_or_default();
     finish::finish(
         &process,
-        finish::Final { exe, cap_plan, filter, listener, state_json, metadata, setgroups_denied, personality, sched, mempolicy },
+        finish::Final {
+            exe,
+            cap_plan,
+            filter,
+            listener,
+            state_json,
+            metadata,
+            setgroups_denied,
+            personality,
+            sched,
+            mempolicy,
+            start_hooks,
+        },
     )
 }
 

@@ -59,6 +59,8 @@ pub struct CreateOpts {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// `--pidfd-socket`: receives a pidfd of init.
+    pub pidfd_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
@@ -138,8 +140,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     let host_mounts = if own_mount_ns { Vec::new() } else { vec![bundle.rootfs.clone()] };
     let own_netns = ns.has_new(namespaces::Kind::Net) || ns.joins(namespaces::Kind::Net);
     let net_devices = netdev::plan(linux.net_devices().as_ref(), own_netns)?;
-    let idmaps = idmap::plan(bundle.spec.mounts().as_deref().unwrap_or(&[]), &bundle.dir, ns.has_new(namespaces::Kind::User))
-        .map_err(CreateError::Invalid)?;
+    let idmaps = idmap::plan(bundle.spec.mounts().as_deref().unwrap_or(&[]), &bundle.dir, ns.userns()).map_err(CreateError::Invalid)?;
     let rdt = match linux.intel_rdt() {
         Some(r) => resctrl::plan(Some(r), &opts.id, &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
             .map_err(CreateError::Invalid)?,
@@ -229,6 +230,11 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     } else {
         cgroups::check_usable(&placement)?;
         undo.cgroup_dirs = cgroups::create(&placement, linux.resources().as_ref(), &extra_allow)?;
+        // The container's own cgroups are its to remove at delete, also one
+        // that was made for it beforehand (empty, as just checked), as with
+        // runc; ancestors that existed stay.
+        let made_before: Vec<PathBuf> = placement.dirs.iter().filter(|d| !undo.cgroup_dirs.contains(d)).cloned().collect();
+        undo.cgroup_dirs.extend(made_before);
         // Born into its cgroup2 cgroup, init moves itself into the v1 ones.
         cgroups::prepare_join(&placement.dirs)?
     };
@@ -311,7 +317,12 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     }
     // After the id maps: a mount without maps of its own takes init's.
     for (index, tree) in idmap::prepare(&idmaps, pid)? {
-        parent_chan.send_with_fd(&Msg::IdmappedMount { index }, Some(&tree))?;
+        parent_chan.send_with_fd(&Msg::MountTree { index }, Some(&tree))?;
+    }
+    if ns.userns() && usermaps::host_root() {
+        for (index, tree) in idmap::clone_sources(bundle.spec.mounts().as_deref().unwrap_or(&[]), &bundle.dir, &idmaps)? {
+            parent_chan.send_with_fd(&Msg::MountTree { index }, Some(&tree))?;
+        }
     }
     parent_chan.send(&Msg::Proceed)?;
     parent_chan.expect(Msg::RuntimeHooks, "RuntimeHooks")?;
@@ -343,6 +354,9 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     root.save(&st)?;
     if let Some(pf) = &opts.pid_file {
         write_pid_file(pf, pid.as_raw())?;
+    }
+    if let Some(sock) = &opts.pidfd_socket {
+        sync::send_pidfd(sock, pid.as_raw())?;
     }
     undo.armed = false;
     Ok(Created { state: st, pid, pty_master })

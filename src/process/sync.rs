@@ -12,8 +12,9 @@
 //!   userns image rootfs: idmapped layers,
 //!     overlay made detached
 //!          ──── Rootfs [fd] ─────────────────▶    (kept for its mounts step)
-//!   idmapped binds: open_tree + mount_setattr
-//!          ──── IdmappedMount { index } [fd] ▶    (one per idmap/ridmap mount; kept)
+//!   idmapped binds: open_tree + mount_setattr;
+//!   userns: the other binds, open_tree
+//!          ──── MountTree { index } [fd] ─────▶   (one per such mount; kept)
 //!          ──── Proceed ─────────────────────▶    join namespaces, unshare cgroupns,
 //!                                                 setsid, hostname, mounts, devices
 //!          ◀─── RuntimeHooks ────────────────     (waits)
@@ -41,9 +42,10 @@ use crate::sys::{self, SysError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Msg {
-    /// An idmapped bind mount for the config's mount number `index`, as a
-    /// detached mount fd (sent before Proceed).
-    IdmappedMount {
+    /// A bind mount made by the parent for the config's mount number
+    /// `index`, as a detached mount fd (sent before Proceed): an idmapped
+    /// one, or in a user namespace a clone of a source made on the host.
+    MountTree {
         index: usize,
     },
     /// The image rootfs of a user-namespaced container, made by the parent
@@ -66,7 +68,7 @@ impl Msg {
     /// The message's name, for errors (without its payload).
     pub fn name(&self) -> &'static str {
         match self {
-            Msg::IdmappedMount { .. } => "IdmappedMount",
+            Msg::MountTree { .. } => "MountTree",
             Msg::Rootfs => "Rootfs",
             Msg::Proceed => "Proceed",
             Msg::RuntimeHooks => "RuntimeHooks",
@@ -163,6 +165,15 @@ impl Channel {
 
 /// Sends `fd` as the single SCM_RIGHTS fd of a one-byte message: the form
 /// containerd's go-runc and podman's conmon read from `--console-socket`.
+/// Connects to the `--pidfd-socket` at `path` and sends it a pidfd of
+/// `pid` (SCM_RIGHTS), as runc does: the caller can signal or wait for the
+/// process with no pid-reuse race.
+pub fn send_pidfd(path: &std::path::Path, pid: i32) -> Result<(), SysError> {
+    let pidfd = sys::pidfd_open(pid)?;
+    let sock = std::os::unix::net::UnixStream::connect(path).map_err(sys::io_err("connect --pidfd-socket", path))?;
+    send_fd(&sock, &pidfd, "pidfd")
+}
+
 pub fn send_fd(sock: &impl AsRawFd, fd: &OwnedFd, name: &str) -> Result<(), SysError> {
     // A stream socket carries no SCM_RIGHTS without at least one data byte.
     let name = if name.is_empty() { "pty" } else { name };

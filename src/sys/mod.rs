@@ -199,6 +199,18 @@ pub fn close_from(first: u32) -> Result<()> {
     Errno::result(r).map(drop).map_err(err("close_range", first, "0"))
 }
 
+/// pidfd_open(2): an fd that refers to process `pid` for good (it cannot
+/// name another process once `pid` is reused).
+pub fn pidfd_open(pid: i32) -> Result<OwnedFd> {
+    // SAFETY: plain integers; returns a new fd (CLOEXEC by default) or -1.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if r < 0 {
+        return Err(err("pidfd_open", pid, "0")(Errno::last()));
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
 /// Marks every fd from `first` up CLOEXEC, so exactly 0..first survive exec.
 pub fn cloexec_from(first: u32) -> Result<()> {
     // SAFETY: close_range only changes fd flags.
