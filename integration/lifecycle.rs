@@ -109,6 +109,19 @@ fn exit_codes_and_signals() {
     b.assert_gone();
 }
 
+/// A created container dies of SIGTERM as runc's does (its init, pid 1 of
+/// its namespace, would otherwise ignore a signal it has no handler for).
+#[test]
+fn a_created_container_dies_of_sigterm() {
+    need_root!();
+    let b = Bundle::sh("termcreated", "true");
+    assert!(b.create().status.success());
+    assert!(b.cmd(&["kill", &b.id, "TERM"]).status.success());
+    b.wait_status("stopped");
+    assert!(b.cmd(&["delete", &b.id]).status.success());
+    b.assert_gone();
+}
+
 /// Signal 0 only asks whether init is there. SIGKILL of a container that
 /// shares the host's pid namespace reaches every process of its cgroup,
 /// also after init is gone: nothing of it is left running.
@@ -411,5 +424,30 @@ fn sigkill_ends_a_paused_container() {
     assert!(b.cmd(&["kill", &b.id, "KILL"]).status.success());
     b.wait_status("stopped");
     assert!(b.cmd(&["delete", &b.id]).status.success());
+    b.assert_gone();
+}
+
+/// `--debug` says what strata does: `level=debug` lines on stderr, or in
+/// `--log` (text or json) and then not on stderr; for `exec` too.
+#[test]
+fn debug_lines_go_to_stderr_or_the_log() {
+    need_root!();
+    let b = Bundle::sh("debug", "sleep 30");
+    b.write_config();
+    let out = b.detached(&["--debug".as_ref(), "run".as_ref(), "-d".as_ref(), "--bundle".as_ref(), b.dir.as_os_str(), b.id.as_ref()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("level=debug") && stderr(&out).contains("init is pid"), "{}", stderr(&out));
+    let log = b.dir.parent().unwrap().join("debug.log");
+    for (format, want) in [("text", "level=debug"), ("json", "\"level\":\"debug\"")] {
+        let _ = std::fs::remove_file(&log);
+        let out = b.cmd(&["--debug", "--log", log.to_str().unwrap(), "--log-format", format, "exec", &b.id, "true"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("debug"), "debug lines on stderr with --log: {}", stderr(&out));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(text.contains(want) && text.contains("exec "), "{format}: {text}");
+    }
+    let quiet = b.cmd(&["exec", &b.id, "true"]);
+    assert!(!stderr(&quiet).contains("debug"), "{}", stderr(&quiet));
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
     b.assert_gone();
 }

@@ -665,3 +665,22 @@ fn a_leaked_host_directory_fd_is_not_a_way_out() {
 fn stdout_text(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// With `--no-pivot` the old root stays in the container's mount
+/// namespace: a process that makes its own user and mount namespaces must
+/// still not mount a fresh procfs (the kernel allows one only where a whole
+/// procfs is visible, and strata hides the host's).
+#[test]
+fn no_pivot_exposes_no_whole_procfs() {
+    need_root!();
+    let mut b = Bundle::sh("nopivot", "unshare -mrpf sh -c 'mount -t proc none /proc && echo MOUNTED' 2>&1; echo done");
+    for set in ["bounding", "permitted", "effective"] {
+        b.config["process"]["capabilities"][set].as_array_mut().unwrap().push(json!("CAP_SETFCAP"));
+    }
+    b.write_config();
+    let out = b.strata().args(["run", "--no-pivot", "--bundle"]).arg(&b.dir).arg(&b.id).stdin(std::process::Stdio::null()).output_within();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("done"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("MOUNTED"), "a fresh procfs was mounted under --no-pivot: {text}");
+    b.assert_gone();
+}

@@ -67,6 +67,7 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         Err(e) => return Err(sys::err("open", fifo.display(), "O_WRONLY|O_NONBLOCK")(e).into()),
     };
     nix::unistd::write(&fd, b"0").map_err(sys::err("write", fifo.display(), ""))?;
+    crate::logging::debug(|| format!("start {id}: init {} let go through {}", st.pid, fifo.display()));
     let _ = std::fs::remove_file(&fifo);
     // When init execs (or dies) its fifo fd closes and we see POLLERR: the
     // user process is running before poststart hooks run.

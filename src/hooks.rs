@@ -97,7 +97,13 @@ fn run_in(
             }
         }
     };
-    if status.success() { Ok(()) } else { Err(fail(format!("exited with {status}"))) }
+    use std::os::unix::process::ExitStatusExt;
+    match (status.success(), status.signal()) {
+        (true, _) => Ok(()),
+        // As Go's os/exec words it for runc: `signal: bad system call`.
+        (false, Some(sig)) => Err(fail(format!("signal: {} ({status})", crate::sys::signal_description(sig).to_lowercase()))),
+        (false, None) => Err(fail(format!("exited with {status}"))),
+    }
 }
 
 #[cfg(test)]

@@ -46,6 +46,14 @@ pub fn format_line(json: bool, level: &str, msg: &str, time: &str) -> String {
     }
 }
 
+/// A `level=debug` line, written only under `--debug` (the message is made
+/// only then).
+pub fn debug(msg: impl FnOnce() -> String) {
+    if debug_enabled() {
+        emit("debug", &msg());
+    }
+}
+
 pub fn emit(level: &str, msg: &str) {
     let cfg = CONFIG.get().cloned().unwrap_or_default();
     if level == "debug" && !cfg.debug {

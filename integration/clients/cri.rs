@@ -104,9 +104,20 @@ fn containerd_cri_drives_the_runtime() {
         assert_eq!(o.status.code(), Some(3), "{}", show(&o));
         assert_eq!(stdout(&o), "out\n");
     });
+    // A container whose process has already exited: stopping its pod has
+    // the shim kill it, and runc's "container not running" tells it that
+    // the container is stopped already (any other text fails the stop).
+    let mut done = String::new();
+    c.check("a container that exited: StopPodSandbox still succeeds", || {
+        done = cri.create(&pod, "c2", 64 * MIB, 128 * MIB, &["/bin/true"]);
+        ok(&cri.call(&["start", &done]));
+        std::thread::sleep(Duration::from_secs(2));
+        ok(&cri.call(&["stopp", &pod]));
+    });
     c.check("StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox: nothing left", || {
         ok(&cri.call(&["stop", &id]));
         ok(&cri.call(&["rm", &id]));
+        ok(&cri.call(&["rm", &done]));
         ok(&cri.call(&["stopp", &pod]));
         ok(&cri.call(&["rmp", &pod]));
         let left = d.leftovers();

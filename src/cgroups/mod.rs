@@ -58,10 +58,7 @@ pub fn create(p: &Placement, res: Option<&LinuxResources>, extra_allow: &[String
         // Device rules wait for `apply_devices`: init first makes its nodes.
         let mut writes = resource_writes(p, res, extra_allow)?;
         order_memory(&mut writes);
-        for w in writes.iter().filter(|w| !is_device_rule(w)) {
-            write_file(&w.path, &w.value)?;
-        }
-        Ok(())
+        write_all(writes.iter().filter(|w| !is_device_rule(w)))
     })();
     match r {
         Ok(()) => Ok(created),
@@ -90,6 +87,27 @@ pub fn check_usable(p: &Placement) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes each file in turn. The kernel checks each CFS and RT bandwidth
+/// value against the others of the cgroup and its parent as they stand, so
+/// a period can be refused (EINVAL) until the quota or runtime that goes
+/// with it is in, or the other way round: such a write is tried again once
+/// the others are done, as runc does.
+fn write_all<'a>(writes: impl Iterator<Item = &'a Write>) -> Result<()> {
+    const PAIRED: [&str; 4] = ["cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.rt_period_us", "cpu.rt_runtime_us"];
+    let mut again = Vec::new();
+    for w in writes {
+        match write_file(&w.path, &w.value) {
+            Err(CgroupError::Io { source, .. })
+                if source.raw_os_error() == Some(libc::EINVAL) && w.path.file_name().is_some_and(|n| PAIRED.iter().any(|p| n == *p)) =>
+            {
+                again.push(w)
+            }
+            r => r?,
+        }
+    }
+    again.into_iter().try_for_each(|w| write_file(&w.path, &w.value))
 }
 
 fn is_device_rule(w: &Write) -> bool {
@@ -255,9 +273,7 @@ pub fn update(p: &Placement, res: &LinuxResources, extra_allow: &[String]) -> Re
     let extra_allow = if res.devices().is_some() { extra_allow } else { &[] };
     let mut writes = resource_writes(p, Some(res), extra_allow)?;
     order_memory(&mut writes);
-    for w in writes.iter().filter(|w| p.v2 || !is_device_rule(w)) {
-        write_file(&w.path, &w.value)?;
-    }
+    write_all(writes.iter().filter(|w| p.v2 || !is_device_rule(w)))?;
     if !p.v2 {
         apply_device_rules_v1(&writes)?;
     }
@@ -397,7 +413,10 @@ pub fn sub_cgroups(hier: &[Hierarchy], dirs: &[PathBuf], specs: &[String]) -> Re
             matched = true;
             let sub = dir.join(rel);
             if !sub.is_dir() {
-                return Err(CgroupError::Invalid(format!("exec --cgroup {spec:?}: {} does not exist", sub.display())));
+                return Err(CgroupError::Invalid(format!(
+                    "exec --cgroup {spec:?}: adding pid to cgroup {}: no such file or directory",
+                    sub.display()
+                )));
             }
             if let Some(slot) = out.iter_mut().find(|d| *d == dir) {
                 *slot = sub;

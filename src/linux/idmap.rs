@@ -113,7 +113,7 @@ pub fn prepare(plan: &[IdmapMount], init: Pid) -> Result<Vec<(usize, OwnedFd)>, 
 /// `rbind`): init, root only of its own user namespace, may not reach a
 /// source that only the host's root can (a 0700 directory of root's), as
 /// runc opens them before the namespace too. Init moves each into place.
-pub fn clone_sources(mounts: &[Mount], bundle: &Path, idmapped: &[IdmapMount]) -> Result<Vec<(usize, OwnedFd)>, SysError> {
+pub fn clone_sources(mounts: &[Mount], bundle: &Path, rootfs: &Path, idmapped: &[IdmapMount]) -> Result<Vec<(usize, OwnedFd)>, SysError> {
     let mut out = Vec::new();
     for (index, m) in mounts.iter().enumerate() {
         let op = mounts::plan(m);
@@ -122,6 +122,11 @@ pub fn clone_sources(mounts: &[Mount], bundle: &Path, idmapped: &[IdmapMount]) -
         }
         let Some(source) = op.source.as_deref() else { continue };
         let source = if source.is_absolute() { source.to_path_buf() } else { bundle.join(source) };
+        // A source inside the rootfs is part of the container's own tree
+        // (earlier mounts may have made it): init binds it, in its namespace.
+        if source.starts_with(rootfs) {
+            continue;
+        }
         let what = format!("{} -> {}", source.display(), op.dest.display());
         let src = open(&source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err("open bind source", &what, "O_PATH"))?;
         out.push((index, mount_api::clone_tree_rec(src.as_fd(), op.flags.contains(nix::mount::MsFlags::MS_REC), &what)?));

@@ -33,6 +33,9 @@ pub struct MountOp {
     pub dest: PathBuf,
     pub fstype: String,
     pub flags: MsFlags,
+    /// The flags the options cleared by name (`rw`, `dev`, `exec`, `suid`,
+    /// `atime`, ...): what a bind's remount must not quietly keep.
+    pub cleared: MsFlags,
     /// MS_SHARED, MS_PRIVATE, ... each applied after the mount.
     pub propagation: Vec<MsFlags>,
     /// Recursive attributes (`rro`, `rnosuid`, ...): (set, clear).
@@ -59,6 +62,7 @@ pub fn plan(m: &Mount) -> MountOp {
         dest: m.destination().clone(),
         fstype: fstype.clone(),
         flags: MsFlags::empty(),
+        cleared: MsFlags::empty(),
         propagation: Vec::new(),
         rec_attrs: (0, 0),
         data: String::new(),
@@ -87,7 +91,7 @@ pub fn has_mappings(m: &Mount) -> bool {
 }
 
 /// The mount(2) flag options `apply_option` knows.
-const FLAG_OPTIONS: [&str; 28] = [
+const FLAG_OPTIONS: [&str; 30] = [
     "defaults",
     "ro",
     "rw",
@@ -115,6 +119,8 @@ const FLAG_OPTIONS: [&str; 28] = [
     "rbind",
     "silent",
     "loud",
+    "nosymfollow",
+    "symfollow",
     "tmpcopyup",
 ];
 
@@ -171,6 +177,8 @@ fn apply_option(op: &mut MountOp, o: &str, data: &mut Vec<String>) {
         "nostrictatime" => (F::empty(), F::MS_STRICTATIME),
         "bind" => (F::MS_BIND, F::empty()),
         "rbind" => (F::MS_BIND | F::MS_REC, F::empty()),
+        "nosymfollow" => (MS_NOSYMFOLLOW, F::empty()),
+        "symfollow" => (F::empty(), MS_NOSYMFOLLOW),
         "silent" => (F::MS_SILENT, F::empty()),
         "loud" => (F::empty(), F::MS_SILENT),
         "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable" => {
@@ -208,6 +216,7 @@ fn apply_option(op: &mut MountOp, o: &str, data: &mut Vec<String>) {
         }
     };
     op.flags = (op.flags | set) & !clear;
+    op.cleared = (op.cleared | clear) & !set;
 }
 
 /// `rro`, `rrw`, `rnosuid`, ...: recursive mount attributes (mount_setattr).
@@ -275,6 +284,62 @@ pub fn is_kernel_fs(fstype: &str) -> bool {
 /// Mounts `op` inside the rootfs whose fd is `root`. Cgroup mounts are
 /// handled by the caller (they depend on the host's hierarchies). `tree`
 /// is the detached mount an idmapped bind is made of (see `linux::idmap`).
+/// The flags of the source's mount a bind remount may have to keep.
+const LOCKABLE: MsFlags = MsFlags::MS_RDONLY
+    .union(MsFlags::MS_NOSUID)
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC)
+    .union(ATIME_FLAGS)
+    .union(MS_NOSYMFOLLOW);
+/// MS_NOSYMFOLLOW (Linux 5.10), which nix does not name.
+const MS_NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(256);
+const ATIME_FLAGS: MsFlags = MsFlags::MS_NOATIME.union(MsFlags::MS_NODIRATIME).union(MsFlags::MS_RELATIME).union(MsFlags::MS_STRICTATIME);
+
+/// Remounts a bind with its flags. A remount may not clear a flag the
+/// source's mount has locked (a mount from a less privileged namespace, a
+/// read-only FUSE mount): as mount(8) does, the source's flags the options
+/// did not clear by name are kept (`bind,nosuid` of a read-only source
+/// stays read-only); an option that clears a locked one, or an atime mode
+/// other than the source's, is refused with the kernel's EPERM.
+fn remount_bind(op: &MountOp, top: &std::os::fd::OwnedFd, rest: MsFlags, dest: &str) -> Result<(), SysError> {
+    let tpath = sys::fd_path(top);
+    let flags = rest | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+    let first = mount(None::<&str>, &tpath, None::<&str>, flags, None::<&str>);
+    let Err(errno) = first else { return Ok(()) };
+    let fail = |flags: MsFlags| sys::err("remount", dest, format!("{flags:?} dest {dest}"));
+    if errno != nix::errno::Errno::EPERM {
+        return Err(fail(flags)(errno));
+    }
+    let Some(src) = op.source.as_deref() else { return Err(fail(flags)(errno)) };
+    let Ok(st) = nix::sys::statvfs::statvfs(src) else { return Err(fail(flags)(errno)) };
+    let src_flags = statvfs_to_ms(st.flags());
+    let atime_asked = rest & ATIME_FLAGS;
+    if src_flags.intersects(op.cleared) || (!atime_asked.is_empty() && atime_asked != src_flags & ATIME_FLAGS) {
+        return Err(fail(flags)(errno));
+    }
+    let kept = flags | (src_flags & LOCKABLE & !op.cleared);
+    mount(None::<&str>, &tpath, None::<&str>, kept, None::<&str>).map_err(fail(kept))
+}
+
+fn statvfs_to_ms(f: nix::sys::statvfs::FsFlags) -> MsFlags {
+    use nix::sys::statvfs::FsFlags as S;
+    let table = [
+        (S::ST_RDONLY, MsFlags::MS_RDONLY),
+        (S::ST_NOSUID, MsFlags::MS_NOSUID),
+        (S::ST_NODEV, MsFlags::MS_NODEV),
+        (S::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (S::ST_NOATIME, MsFlags::MS_NOATIME),
+        (S::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (S::ST_RELATIME, MsFlags::MS_RELATIME),
+    ];
+    let mut out = table.iter().filter(|(s, _)| f.contains(*s)).fold(MsFlags::empty(), |a, (_, m)| a | *m);
+    // ST_NOSYMFOLLOW (0x2000, Linux 5.10) is not in every libc's table.
+    if f.bits() & 0x2000 != 0 {
+        out |= MS_NOSYMFOLLOW;
+    }
+    out
+}
+
 /// A tmpfs without `mode=` takes the mode of the directory it covers (one
 /// the rootfs had), as with runc: tmpfs's own default, 1777, would open a
 /// directory the image keeps closed.
@@ -330,12 +395,7 @@ pub fn apply(root: BorrowedFd<'_>, op: &MountOp, tree: Option<std::os::fd::Owned
         if !rest.is_empty() {
             // Re-open: the bind mount sits on top of the fd we resolved.
             let top = resolve::open_in_root(root, &op.dest, Create::Nothing)?;
-            let flags = rest | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
-            mount(None::<&str>, &sys::fd_path(&top), None::<&str>, flags, None::<&str>).map_err(sys::err(
-                "remount",
-                dest.to_string(),
-                what(flags),
-            ))?;
+            remount_bind(op, &top, rest, &dest.to_string())?;
         }
     } else {
         // For tmpcopyup: the directory as it is before the tmpfs hides it.

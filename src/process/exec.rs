@@ -85,6 +85,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     // As at create: the caller's other fds are not the process's.
     sys::close_from(3 + opts.preserve_fds)?;
     let (st, status) = container::load(root, &opts.id)?;
+    crate::logging::debug(|| format!("exec {}: container is {} (init pid {})", opts.id, status.as_str(), st.pid));
     if status == Status::Paused && !opts.ignore_paused {
         // runc's words.
         return Err(ExecError::Invalid(format!(
@@ -250,6 +251,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
             Err(e) => return Err(fail(e.into())),
         }
     }
+    crate::logging::debug(|| format!("exec {}: process {pid} started in the container's namespaces and cgroups", opts.id));
     if let Some(pf) = &opts.pid_file {
         super::parent::write_pid_file(pf, pid.as_raw()).map_err(|e| ExecError::Invalid(e.to_string()))?;
     }

@@ -163,6 +163,11 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     let mut dev_ro = None;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let mut op = mounts::plan(m);
+        // A destination that spells out the rootfs's own host path is taken
+        // inside it, as runc has always taken it.
+        if let Ok(inner) = op.dest.strip_prefix(&rootfs) {
+            op.dest = Path::new("/").join(inner);
+        }
         if op.fstype == "sysfs"
             && (ctx.ns.userns() || ctx.rootless)
             && !(ctx.ns.has_new(namespaces::Kind::Net) || ctx.ns.joins(namespaces::Kind::Net))
@@ -317,6 +322,10 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     chan.send(&Msg::Created)?;
     *chan_slot = None;
 
+    {
+        use nix::sys::signal::Signal as S;
+        sys::exit_on_signals(&[S::SIGTERM, S::SIGINT, S::SIGHUP, S::SIGQUIT, S::SIGUSR1, S::SIGUSR2])?;
+    }
     wait_for_start(&ctx.fifo)?;
     if !has_process {
         return Err(InitError::Other("process is not set in config.json".into()));

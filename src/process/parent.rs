@@ -127,6 +127,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     sys::close_from(3 + opts.preserve_fds)?;
     state::validate_id(&opts.id)?;
     let bundle = spec::load(&opts.bundle)?;
+    crate::logging::debug(|| format!("create {}: bundle {} checked, rootfs {}", opts.id, bundle.dir.display(), bundle.rootfs.display()));
     let process = bundle.spec.process().clone().unwrap_or_default();
     let terminal = process.terminal() == Some(true);
     if terminal && opts.console_socket.is_none() && !opts.foreground {
@@ -163,14 +164,17 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     if opts.rootless && !placement.writable() {
         // Rootless, with no cgroup the caller may write (cgroup v1, or v2
         // without a delegated subtree): no cgroup and no limits, with one
-        // warning, as runc does.
-        crate::logging::emit(
-            "warning",
-            &format!(
-                "rootless: no writable cgroup at {}; the container gets no cgroup of its own and linux.resources are not applied",
-                placement.dirs.first().map(|d| d.display().to_string()).unwrap_or_default()
-            ),
-        );
+        // warning when the config asked for limits (device rules are not
+        // the caller's to set anyway), as runc does.
+        if asks_for_limits(linux.resources().as_ref()) {
+            crate::logging::emit(
+                "warning",
+                &format!(
+                    "rootless: no writable cgroup at {}; the container gets no cgroup of its own and linux.resources are not applied",
+                    placement.dirs.first().map(|d| d.display().to_string()).unwrap_or_default()
+                ),
+            );
+        }
         placement = cgroups::Placement::none(placement.v2);
     }
     let image_backed = bundle.spec.annotations().as_ref().is_some_and(|a| a.contains_key(crate::layers::bundle::ANN_LAYOUT));
@@ -284,6 +288,9 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         }
     };
     undo.child = Some(pid);
+    crate::logging::debug(|| {
+        format!("create {}: init is pid {pid} (clone flags {:#x}), cgroups {:?}", opts.id, ns.clone_flags.bits(), placement.dirs)
+    });
     // Init needs no record of its own until `Created`: before that it exits
     // as soon as this process dies (its sync socket closes), and from the
     // first thing it does it is in the container's cgroup, where `delete`
@@ -320,10 +327,11 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         parent_chan.send_with_fd(&Msg::MountTree { index }, Some(&tree))?;
     }
     if ns.userns() && usermaps::host_root() {
-        for (index, tree) in idmap::clone_sources(bundle.spec.mounts().as_deref().unwrap_or(&[]), &bundle.dir, &idmaps)? {
+        for (index, tree) in idmap::clone_sources(bundle.spec.mounts().as_deref().unwrap_or(&[]), &bundle.dir, &bundle.rootfs, &idmaps)? {
             parent_chan.send_with_fd(&Msg::MountTree { index }, Some(&tree))?;
         }
     }
+    crate::logging::debug(|| format!("create {}: id maps and mounts handed over, init proceeds", opts.id));
     parent_chan.send(&Msg::Proceed)?;
     parent_chan.expect(Msg::RuntimeHooks, "RuntimeHooks")?;
     cgroups::apply_devices(&placement, linux.resources().as_ref(), &extra_allow)?;
@@ -352,6 +360,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     st.cgroup_dirs = undo.cgroup_dirs.clone();
     st.creating = None;
     root.save(&st)?;
+    crate::logging::debug(|| format!("create {}: created, state saved in {}", opts.id, root.dir.display()));
     if let Some(pf) = &opts.pid_file {
         write_pid_file(pf, pid.as_raw())?;
     }
@@ -424,6 +433,14 @@ pub fn read_hierarchies() -> Vec<cgroups::Hierarchy> {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     cgroups::mounted_hierarchies(&mi, &own)
+}
+
+/// Whether `linux.resources` sets anything but device rules.
+fn asks_for_limits(res: Option<&oci_spec::runtime::LinuxResources>) -> bool {
+    let Some(v) = res.and_then(|r| serde_json::to_value(r).ok()) else { return false };
+    v.as_object().is_some_and(|o| {
+        o.iter().any(|(k, v)| k != "devices" && !v.is_null() && v != &serde_json::json!({}) && v != &serde_json::json!([]))
+    })
 }
 
 /// runc's default device rules (`cgroups::default_device_rules`), for root

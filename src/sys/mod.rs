@@ -211,6 +211,19 @@ pub fn pidfd_open(pid: i32) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
 }
 
+/// The C library's description of signal `sig` ("Bad system call"), as
+/// shells and Go print a signal's death.
+pub fn signal_description(sig: i32) -> String {
+    // SAFETY: strsignal returns a pointer to a NUL-terminated string that
+    // stays valid until the next call; it is copied at once.
+    let p = unsafe { libc::strsignal(sig) };
+    if p.is_null() {
+        return format!("signal {sig}");
+    }
+    // SAFETY: non-null, NUL-terminated, read before any other strsignal call.
+    unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
 /// Marks every fd from `first` up CLOEXEC, so exactly 0..first survive exec.
 pub fn cloexec_from(first: u32) -> Result<()> {
     // SAFETY: close_range only changes fd flags.
@@ -387,6 +400,28 @@ fn mount_setattr_with(fd: BorrowedFd<'_>, set: u64, clr: u64, userns: Option<Bor
     };
     let how = if recursive { " AT_RECURSIVE" } else { "" };
     Errno::result(r).map(drop).map_err(err("mount_setattr", what, format!("set={set:#x} clr={clr:#x}{how}")))
+}
+
+extern "C" fn exit_by_signal(sig: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(128 + sig) }
+}
+
+/// Makes each of `sigs` end the calling process (exit status 128+N) and
+/// unblocks them: what a container's init does while it waits for `start`.
+/// As pid 1 of its namespace, it would otherwise ignore every signal it
+/// has no handler for (SIGTERM from `kill` included), while runc's init
+/// dies of them. execve resets the handlers.
+pub fn exit_on_signals(sigs: &[nix::sys::signal::Signal]) -> Result<()> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, sigaction, sigprocmask};
+    let act = SigAction::new(SigHandler::Handler(exit_by_signal), SaFlags::empty(), SigSet::empty());
+    let mut set = SigSet::empty();
+    for s in sigs {
+        // SAFETY: the handler only calls _exit, which is async-signal-safe.
+        unsafe { sigaction(*s, &act) }.map_err(err("sigaction", s.as_str(), "exit on signal"))?;
+        set.add(*s);
+    }
+    sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None).map_err(err("sigprocmask", "", "SIG_UNBLOCK"))
 }
 
 /// Restores the default disposition of `sig`.
