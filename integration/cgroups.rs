@@ -494,7 +494,12 @@ fn exec_cgroup_joins_a_sub_cgroup() {
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("nope"), "{}", stderr(&bad));
     let escape = b.cmd(&["exec", "--cgroup", "../..", &b.id, "true"]);
-    assert!(!escape.status.success());
+    assert!(!escape.status.success() && stderr(&escape).contains("bad sub cgroup path"), "{}", stderr(&escape));
+    let unknown = b.cmd(&["exec", "--cgroup", "whaaat:/", &b.id, "true"]);
+    assert!(!unknown.status.success() && stderr(&unknown).contains("unknown controller whaaat"), "{}", stderr(&unknown));
+    // `/` is the container's own cgroup, as with runc.
+    let own = lines(&["--cgroup", "/"]);
+    assert!(!own.is_empty() && own.iter().all(|l| !l.ends_with("/sub")), "{own:?}");
     // delete removes the sub-cgroups with the container's own.
     assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
     b.assert_gone();

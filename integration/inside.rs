@@ -729,3 +729,51 @@ fn userns_bind_sources_are_opened_on_the_host() {
     assert!(text.contains("reached") && text.contains("data=700"), "{text}");
     b.assert_gone();
 }
+
+/// A user-namespaced container gets a host mount's flags locked, as the
+/// kernel locks the mounts it copies into a less privileged namespace:
+/// `bind,nodev` of a read-only, nosuid source stays read-only and nosuid,
+/// and an explicit `rw` fails create, naming the mount. Without a user
+/// namespace the options are taken as given (`bind,nodev` is read-write).
+#[test]
+fn bind_remounts_keep_a_locked_sources_flags() {
+    need_root!();
+    let base = std::env::temp_dir().join(format!("strata-lock-{}", std::process::id()));
+    let src = base.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status_within();
+            let _ = std::fs::remove_dir_all(self.0.parent().unwrap());
+        }
+    }
+    assert!(Command::new("mount").args(["-t", "tmpfs", "-o", "rw,nosuid", "strata-lock"]).arg(&src).status_within().success());
+    let _unmount = Unmount(src.clone());
+    assert!(Command::new("mount").args(["--bind", "-o", "remount,ro,nosuid"]).arg(&src).status_within().success());
+    let run = |opts: serde_json::Value, userns: bool| {
+        let mut b = Bundle::sh("lockbind", "grep ' /mnt ' /proc/self/mounts");
+        b.config["mounts"].as_array_mut().unwrap().retain(|m| m["type"] != "cgroup");
+        b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/mnt", "type": "bind", "source": src, "options": opts}));
+        if userns {
+            b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+            b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+            b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+            std::os::unix::fs::chown(b.dir.join("rootfs"), Some(300000), Some(300000)).unwrap();
+        }
+        let out = b.run();
+        b.assert_gone();
+        let opts = String::from_utf8_lossy(&out.stdout).split_whitespace().nth(3).unwrap_or("").to_string();
+        (out, opts)
+    };
+    let has = |opts: &str, o: &str| opts.split(',').any(|x| x == o);
+    let (out, opts) = run(json!(["bind", "nodev"]), true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(has(&opts, "ro") && has(&opts, "nosuid") && has(&opts, "nodev"), "userns: {opts}");
+    let (out, _) = run(json!(["bind", "rw", "nodev"]), true);
+    assert!(!out.status.success(), "userns: an explicit rw of a locked read-only source was accepted");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/mnt"), "{}", String::from_utf8_lossy(&out.stderr));
+    let (out, opts) = run(json!(["bind", "nodev"]), false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(has(&opts, "rw") && has(&opts, "nodev"), "no userns: {opts}");
+}

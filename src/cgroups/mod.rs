@@ -389,8 +389,8 @@ fn remove_children(dir: &Path) {
 
 /// `exec --cgroup` values (`path`, or `controller[,controller]:path`)
 /// applied to the container's cgroups: for each of its directories, the
-/// sub-cgroup the new process joins instead. The sub-cgroups must exist
-/// and stay below the container's (no `..`).
+/// sub-cgroup the new process joins instead (`/`: the container's own).
+/// The sub-cgroups must exist and stay below the container's (no `..`).
 pub fn sub_cgroups(hier: &[Hierarchy], dirs: &[PathBuf], specs: &[String]) -> Result<Vec<PathBuf>> {
     let p = placement_of(hier, dirs);
     let mut out = dirs.to_vec();
@@ -400,7 +400,7 @@ pub fn sub_cgroups(hier: &[Hierarchy], dirs: &[PathBuf], specs: &[String]) -> Re
             None => (Vec::new(), spec.as_str()),
         };
         let rel = Path::new(rel.trim_start_matches('/'));
-        if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) || rel.as_os_str().is_empty() {
+        if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
             return Err(CgroupError::Invalid(format!(
                 "exec --cgroup {spec:?}: bad sub cgroup path: it must name a sub-cgroup, without `..`"
             )));
@@ -423,7 +423,11 @@ pub fn sub_cgroups(hier: &[Hierarchy], dirs: &[PathBuf], specs: &[String]) -> Re
             }
         }
         if !matched {
-            return Err(CgroupError::Invalid(format!("exec --cgroup {spec:?}: the container has no cgroup with that controller")));
+            // runc's words.
+            return Err(CgroupError::Invalid(format!(
+                "exec --cgroup {spec:?}: unknown controller {}: the container has no cgroup with it",
+                controllers.join(",")
+            )));
         }
     }
     Ok(out)

@@ -284,40 +284,40 @@ pub fn is_kernel_fs(fstype: &str) -> bool {
 /// Mounts `op` inside the rootfs whose fd is `root`. Cgroup mounts are
 /// handled by the caller (they depend on the host's hierarchies). `tree`
 /// is the detached mount an idmapped bind is made of (see `linux::idmap`).
-/// The flags of the source's mount a bind remount may have to keep.
-const LOCKABLE: MsFlags = MsFlags::MS_RDONLY
-    .union(MsFlags::MS_NOSUID)
-    .union(MsFlags::MS_NODEV)
-    .union(MsFlags::MS_NOEXEC)
-    .union(ATIME_FLAGS)
-    .union(MS_NOSYMFOLLOW);
+/// The flags of a source's mount the kernel can lock (MNT_LOCK_*), which a
+/// bind remount may have to keep. nosymfollow is not among them.
+const LOCKABLE: MsFlags =
+    MsFlags::MS_RDONLY.union(MsFlags::MS_NOSUID).union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC).union(ATIME_FLAGS);
 /// MS_NOSYMFOLLOW (Linux 5.10), which nix does not name.
 const MS_NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(256);
 const ATIME_FLAGS: MsFlags = MsFlags::MS_NOATIME.union(MsFlags::MS_NODIRATIME).union(MsFlags::MS_RELATIME).union(MsFlags::MS_STRICTATIME);
 
 /// Remounts a bind with its flags. A remount may not clear a flag the
-/// source's mount has locked (a mount from a less privileged namespace, a
-/// read-only FUSE mount): as mount(8) does, the source's flags the options
-/// did not clear by name are kept (`bind,nosuid` of a read-only source
-/// stays read-only); an option that clears a locked one, or an atime mode
-/// other than the source's, is refused with the kernel's EPERM.
-fn remount_bind(op: &MountOp, top: &std::os::fd::OwnedFd, rest: MsFlags, dest: &str) -> Result<(), SysError> {
+/// source's mount has locked: a mount a user-namespaced container gets from
+/// the host (`locked`, as the kernel locks the mounts it copies into a less
+/// privileged namespace, and as runc's containers see them), or one the
+/// kernel refuses to change (EPERM: a FUSE mount of another user's). Then,
+/// as mount(8) does, the source's flags the options did not clear by name
+/// are kept (`bind,nosuid` of a read-only source stays read-only); an option
+/// that clears a locked one, or an atime mode other than the source's,
+/// fails with EPERM.
+fn remount_bind(op: &MountOp, top: &std::os::fd::OwnedFd, rest: MsFlags, dest: &str, locked: bool) -> Result<(), SysError> {
     let tpath = sys::fd_path(top);
     let flags = rest | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
-    let first = mount(None::<&str>, &tpath, None::<&str>, flags, None::<&str>);
-    let Err(errno) = first else { return Ok(()) };
     let fail = |flags: MsFlags| sys::err("remount", dest, format!("{flags:?} dest {dest}"));
-    if errno != nix::errno::Errno::EPERM {
-        return Err(fail(flags)(errno));
+    if !locked {
+        match mount(None::<&str>, &tpath, None::<&str>, flags, None::<&str>) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EPERM) => {}
+            Err(e) => return Err(fail(flags)(e)),
+        }
     }
-    let Some(src) = op.source.as_deref() else { return Err(fail(flags)(errno)) };
-    let Ok(st) = nix::sys::statvfs::statvfs(src) else { return Err(fail(flags)(errno)) };
-    let src_flags = statvfs_to_ms(st.flags());
+    let src_flags = nix::sys::statvfs::fstatvfs(top).map(|st| statvfs_to_ms(st.flags())).map_err(sys::err("fstatvfs", dest, "bind"))?;
     let atime_asked = rest & ATIME_FLAGS;
-    if src_flags.intersects(op.cleared) || (!atime_asked.is_empty() && atime_asked != src_flags & ATIME_FLAGS) {
-        return Err(fail(flags)(errno));
+    if (src_flags & LOCKABLE).intersects(op.cleared) || (!atime_asked.is_empty() && atime_asked != src_flags & ATIME_FLAGS) {
+        return Err(fail(flags)(nix::errno::Errno::EPERM));
     }
-    let kept = flags | (src_flags & LOCKABLE & !op.cleared);
+    let kept = flags | (src_flags & LOCKABLE);
     mount(None::<&str>, &tpath, None::<&str>, kept, None::<&str>).map_err(fail(kept))
 }
 
@@ -356,7 +356,11 @@ fn tmpfs_data(op: &MountOp, target: BorrowedFd<'_>) -> String {
     }
 }
 
-pub fn apply(root: BorrowedFd<'_>, op: &MountOp, tree: Option<std::os::fd::OwnedFd>) -> Result<(), SysError> {
+/// Makes one mount. `tree` is a detached mount made by the parent (see
+/// `linux::idmap`); `userns`: the container has a user namespace, so a
+/// bind's flags from the host are locked (see `remount_bind`).
+pub fn apply(root: BorrowedFd<'_>, op: &MountOp, tree: Option<std::os::fd::OwnedFd>, userns: bool) -> Result<(), SysError> {
+    let locked = userns && tree.is_some();
     let create = if let (true, Some(t)) = (op.is_bind(), &tree) {
         // Made by the parent: its kind from the tree itself.
         let st = nix::sys::stat::fstat(t.as_fd()).map_err(sys::err("fstat", op.dest.display(), "bind tree"))?;
@@ -392,10 +396,12 @@ pub fn apply(root: BorrowedFd<'_>, op: &MountOp, tree: Option<std::os::fd::Owned
             None => mount(op.source.as_deref(), &tpath, None::<&str>, bind, None::<&str>).map_err(sys::err("mount", from, what(bind)))?,
         }
         let rest = op.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
-        if !rest.is_empty() {
+        // A remount also when an option only clears (`bind,dev`): the bind
+        // copied the source's flags, which the option takes off.
+        if !rest.is_empty() || !op.cleared.is_empty() {
             // Re-open: the bind mount sits on top of the fd we resolved.
             let top = resolve::open_in_root(root, &op.dest, Create::Nothing)?;
-            remount_bind(op, &top, rest, &dest.to_string())?;
+            remount_bind(op, &top, rest, &dest.to_string(), locked)?;
         }
     } else {
         // For tmpcopyup: the directory as it is before the tmpfs hides it.

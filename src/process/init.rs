@@ -193,7 +193,7 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
             if op.idmap.is_some() && tree.is_none() {
                 return Err(InitError::Other(format!("mount {}: the idmapped mount did not come from the parent", op.dest.display())));
             }
-            mounts::apply(root.as_fd(), &op, tree)?;
+            mounts::apply(root.as_fd(), &op, tree, ctx.ns.userns())?;
         }
     }
     if !dev_is_bind {
@@ -390,7 +390,7 @@ fn mount_cgroups(
         let mut op = op.clone();
         op.fstype = "cgroup2".into();
         op.source = Some("cgroup".into());
-        return Ok(mounts::apply(root, &op, None)?);
+        return Ok(mounts::apply(root, &op, None, false)?);
     }
     let mut base = op.clone();
     base.fstype = "tmpfs".into();
@@ -398,7 +398,7 @@ fn mount_cgroups(
     base.data = "mode=755".into();
     let ro = base.flags.contains(nix::mount::MsFlags::MS_RDONLY);
     base.flags.remove(nix::mount::MsFlags::MS_RDONLY);
-    mounts::apply(root, &base, None)?;
+    mounts::apply(root, &base, None, false)?;
     for h in hier {
         let name = h.mountpoint.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut sub = op.clone();
@@ -420,7 +420,7 @@ fn mount_cgroups(
             let own = dirs.iter().find(|d| d.starts_with(&h.mountpoint)).cloned();
             sub.source = Some(own.unwrap_or_else(|| h.mountpoint.clone()));
         }
-        mounts::apply(root, &sub, None)?;
+        mounts::apply(root, &sub, None, false)?;
     }
     if ro {
         let top = crate::linux::resolve::open_in_root(root, &op.dest, crate::linux::resolve::Create::Nothing)?;
