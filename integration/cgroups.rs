@@ -272,7 +272,7 @@ fn systemd_cgroup_without_systemd_fails_cleanly() {
 #[test]
 fn systemd_scope_holds_the_container() {
     need_systemd!();
-    let mut b = Bundle::sh("sdscope", "sleep 60");
+    let mut b = Bundle::sh("sdscope", "sleep 60").with_cgroup_ns();
     let unit = format!("strata-it-{}.scope", b.id);
     b.config["linux"]["cgroupsPath"] = json!(format!("system.slice:strata-it:{}", b.id));
     b.config["linux"]["resources"] = json!({

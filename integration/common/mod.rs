@@ -152,7 +152,20 @@ impl Bundle {
 
 impl Drop for Bundle {
     fn drop(&mut self) {
-        let _ = self.strata().args(["delete", "--force", &self.id]).output();
+        // Bounded, and never a panic in a drop: a delete that hangs is
+        // killed, and the test's own checks say what is left.
+        if let Ok(mut child) = self.strata().args(["delete", "--force", &self.id]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
+            let t = std::time::Instant::now();
+            while child.try_wait().ok().flatten().is_none() {
+                if t.elapsed() > command_limit() {
+                    eprintln!("cleanup: delete --force {} did not finish in {} s (killed)", self.id, command_limit().as_secs());
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
         if let Some(base) = self.dir.parent() {
             let _ = std::fs::remove_dir_all(base);
         }
