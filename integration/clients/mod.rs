@@ -274,7 +274,15 @@ fn remove_cgroup_tree(rel: &str) {
         let _ = std::fs::remove_dir(p);
     }
     for p in cgroup_dirs_at(rel) {
-        rm(&p);
+        // podman makes its cgroup parent under every controller it knows,
+        // also where this host mounts none (a plain directory of the
+        // /sys/fs/cgroup tmpfs, holding the `tasks` files it writes there).
+        let plain = nix::sys::statfs::statfs(&p).is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+        if plain {
+            let _ = std::fs::remove_dir_all(&p);
+        } else {
+            rm(&p);
+        }
     }
 }
 

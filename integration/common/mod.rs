@@ -154,7 +154,9 @@ impl Drop for Bundle {
     fn drop(&mut self) {
         // Bounded, and never a panic in a drop: a delete that hangs is
         // killed, and the test's own checks say what is left.
-        if let Ok(mut child) = self.strata().args(["delete", "--force", &self.id]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
+        if let Ok(mut child) =
+            self.strata().args(["delete", "--force", &self.id]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()
+        {
             let t = std::time::Instant::now();
             while child.try_wait().ok().flatten().is_none() {
                 if t.elapsed() > command_limit() {
