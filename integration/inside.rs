@@ -666,15 +666,7 @@ fn a_mount_in_an_rshared_volume_reaches_the_host() {
     std::fs::create_dir_all(&vol).unwrap();
     let sh = |c: &str| assert!(Command::new("sh").args(["-c", c]).status_within().success(), "{c}");
     sh(&format!("mount -t tmpfs strata-prop {} && mount --make-rshared {}", vol.display(), vol.display()));
-    // Unmounted however the test ends.
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-R").arg(&self.0).status_within();
-            let _ = std::fs::remove_dir_all(self.0.parent().unwrap());
-        }
-    }
-    let _unmount = Unmount(vol.clone());
+    let _unmount = crate::common::UnmountOnDrop(vol.clone());
     let seen = |name: &str| std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().any(|l| l.contains(name));
     for (shared, marker) in [(true, "propin"), (false, "propout")] {
         let sub = vol.join(marker);
@@ -741,15 +733,8 @@ fn bind_remounts_keep_a_locked_sources_flags() {
     let base = std::env::temp_dir().join(format!("strata-lock-{}", std::process::id()));
     let src = base.join("src");
     std::fs::create_dir_all(&src).unwrap();
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status_within();
-            let _ = std::fs::remove_dir_all(self.0.parent().unwrap());
-        }
-    }
     assert!(Command::new("mount").args(["-t", "tmpfs", "-o", "rw,nosuid", "strata-lock"]).arg(&src).status_within().success());
-    let _unmount = Unmount(src.clone());
+    let _unmount = crate::common::UnmountOnDrop(src.clone());
     assert!(Command::new("mount").args(["--bind", "-o", "remount,ro,nosuid"]).arg(&src).status_within().success());
     let run = |opts: serde_json::Value, userns: bool| {
         let mut b = Bundle::sh("lockbind", "grep ' /mnt ' /proc/self/mounts");

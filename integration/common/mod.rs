@@ -184,6 +184,19 @@ pub fn output_via_files(mut cmd: Command, dir: &Path, tag: &str) -> Output {
     Output { status, stdout: std::fs::read(&o).unwrap(), stderr: std::fs::read(&e).unwrap() }
 }
 
+/// A mount a test made on the host, unmounted (with what is below it) and
+/// its directory's parent removed however the test ends.
+pub struct UnmountOnDrop(pub PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-R").arg(&self.0).stderr(Stdio::null()).status_within();
+        if let Some(parent) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(parent);
+        }
+    }
+}
+
 /// How long one command of a test may take before it is killed and the
 /// test fails naming it (`STRATA_TEST_CMD_TIMEOUT` seconds; 120 by default).
 pub fn command_limit() -> std::time::Duration {
