@@ -6,7 +6,7 @@ use std::os::unix::net::UnixListener;
 
 use serde_json::json;
 
-use crate::common::{Bundle, recv_fd, stderr, stdout};
+use crate::common::{Bounded, Bundle, recv_fd, stderr, stdout};
 use crate::need_root;
 
 #[test]
@@ -450,4 +450,73 @@ fn debug_lines_go_to_stderr_or_the_log() {
     assert!(!stderr(&quiet).contains("debug"), "{}", stderr(&quiet));
     assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
     b.assert_gone();
+}
+
+/// runc's command-line surface where scripts and clients read it: `-v`,
+/// help in runc's layout under the name strata was run by, `list` of a
+/// `--root` that does not exist, `events` records in runc's field order
+/// with a Go duration, `run --keep`, and `--pidfd-socket`.
+#[test]
+fn runcs_command_line_surface() {
+    need_root!();
+    let dir = std::env::temp_dir().join(format!("strata-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let runc = dir.join("runc");
+    let _ = std::fs::remove_file(&runc);
+    std::os::unix::fs::symlink(&*crate::common::STRATA, &runc).unwrap();
+    let cmd = |args: &[&str]| std::process::Command::new(&runc).args(args).stdin(std::process::Stdio::null()).output_within();
+    let v = stdout(&cmd(&["-v"]));
+    let lines: Vec<&str> = v.lines().collect();
+    assert!(lines[0].starts_with("runc version ") && lines[1].starts_with("commit:") && lines[2].starts_with("spec: 1."), "{v}");
+    for c in ["create", "exec", "kill", "update", "events"] {
+        let h = cmd(&[c, "-h"]);
+        assert!(h.status.success(), "{c} -h");
+        let text = stdout(&h);
+        assert!(
+            text.starts_with("NAME:\n") && text.lines().nth(1).is_some_and(|l| l.trim_start().starts_with(&format!("runc {c} - "))),
+            "{text}"
+        );
+    }
+    let bad = cmd(&["foo", "-h"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("No help topic for 'foo'"), "{}", stderr(&bad));
+    let missing = cmd(&["--root", "/nonexistent-strata-root", "list"]);
+    assert!(!missing.status.success(), "list of a missing --root succeeded");
+    // run --keep: the container stays, stopped, until delete.
+    let b = Bundle::sh("keep", "exit 7");
+    b.write_config();
+    let out = b.strata().args(["run", "--keep", "--bundle"]).arg(&b.dir).arg(&b.id).stdin(std::process::Stdio::null()).output_within();
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(b.status(), "stopped");
+    assert!(b.cmd(&["delete", &b.id]).status.success());
+    b.assert_gone();
+    // --pidfd-socket receives a pidfd of init; events use Go durations and
+    // runc's field order.
+    let b = Bundle::sh("pidfd", "sleep 30");
+    b.write_config();
+    let sock = b.dir.parent().unwrap().join("pidfd.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let got = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        recv_fd(&conn)
+    });
+    let out = b.detached(&[
+        "create".as_ref(),
+        "--pidfd-socket".as_ref(),
+        sock.as_os_str(),
+        "--bundle".as_ref(),
+        b.dir.as_os_str(),
+        b.id.as_ref(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pidfd = got.join().unwrap();
+    let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", std::os::fd::AsRawFd::as_raw_fd(&pidfd))).unwrap();
+    let init = b.state()["pid"].as_i64().unwrap();
+    assert!(fdinfo.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Pid:", &init.to_string()]), "{fdinfo}");
+    assert!(b.start().status.success());
+    let ev = b.cmd(&["events", "--stats", "--interval", "100ms", &b.id]);
+    assert!(ev.status.success(), "{}", stderr(&ev));
+    assert!(stdout(&ev).starts_with(&format!("{{\"type\":\"stats\",\"id\":\"{}\",\"data\":", b.id)), "{}", stdout(&ev));
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+    let _ = std::fs::remove_dir_all(&dir);
 }
