@@ -341,7 +341,15 @@ fn exec_joins_the_container() {
     // An exec that fails before its process runs exits 255, as runc's.
     let bad = b.cmd(&["exec", &b.id, "no-such-command"]);
     assert_eq!(bad.status.code(), Some(255), "{}", stderr(&bad));
-    assert!(stderr(&bad).contains("no-such-command"));
+    // podman reads 127 from runc's words (and 126 from "permission denied").
+    assert!(stderr(&bad).contains("no-such-command") && stderr(&bad).contains("executable file not found in $PATH"), "{}", stderr(&bad));
+    let missing = b.cmd(&["exec", &b.id, "/no/such/file"]);
+    assert!(stderr(&missing).contains("/no/such/file") && stderr(&missing).contains("no such file or directory"), "{}", stderr(&missing));
+    // A file that is there but whose interpreter is not: the execve's own words.
+    std::fs::write(b.dir.join("rootfs/bad.sh"), "#!/no/such/interpreter\n").unwrap();
+    std::fs::set_permissions(b.dir.join("rootfs/bad.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let bad_interp = b.cmd(&["exec", &b.id, "/bad.sh"]);
+    assert!(stderr(&bad_interp).contains("exec /bad.sh: no such file or directory"), "{}", stderr(&bad_interp));
     assert!(b.cmd(&["pause", &b.id]).status.success());
     let paused = b.cmd(&["exec", &b.id, "true"]);
     assert_eq!(paused.status.code(), Some(255), "exec into a paused container: {}", stderr(&paused));
