@@ -522,15 +522,22 @@ fn idmapped_mounts_show_owners_through_their_mappings() {
     use std::os::unix::fs::MetadataExt;
     // The mount's own mappings, no user namespace: on-disk 1000 shows as
     // 2000 (uids) and 3000 (gids); root, unmapped, as the overflow id.
-    let mut b = Bundle::sh("idmap", "stat -c '%u:%g' /mnt/own1000 /mnt/rootfile; stat -c '%u:%g' /plain/own1000");
+    // Mappings without `idmap` idmap the mount too (runc's reading); the
+    // destination may spell out the rootfs's host path (runc's legacy).
+    let mut b =
+        Bundle::sh("idmap", "stat -c '%u:%g' /mnt/own1000 /mnt/rootfile; stat -c '%u:%g' /plain/own1000; stat -c '%u:%g' /implied/own1000");
     let share = idmap_share(&b);
+    let prefixed = b.dir.join("rootfs/plain");
     b.config["mounts"].as_array_mut().unwrap().extend([
         json!({"destination": "/mnt", "type": "bind", "source": share, "options": ["bind", "idmap"],
                "uidMappings": [{"containerID": 1000, "hostID": 2000, "size": 1}],
                "gidMappings": [{"containerID": 1000, "hostID": 3000, "size": 1}]}),
-        json!({"destination": "/plain", "type": "bind", "source": share, "options": ["bind"]}),
+        json!({"destination": prefixed, "type": "bind", "source": share, "options": ["bind"]}),
+        json!({"destination": "/implied", "type": "bind", "source": share, "options": ["bind"],
+               "uidMappings": [{"containerID": 1000, "hostID": 2000, "size": 1}],
+               "gidMappings": [{"containerID": 1000, "hostID": 3000, "size": 1}]}),
     ]);
-    assert_eq!(b.run_ok(), "2000:3000\n65534:65534\n1000:1000\n");
+    assert_eq!(b.run_ok(), "2000:3000\n65534:65534\n1000:1000\n2000:3000\n");
     b.assert_gone();
 
     // No mappings of its own, in a user-namespaced container (0 -> 100000):

@@ -134,4 +134,12 @@ mod tests {
         assert!(e.to_string().contains("timed out"), "{e}");
         assert!(run("prestart", &hook(r#"{"path":"/nonexistent"}"#), b"").is_err());
     }
+
+    /// A hook killed by a signal says which, in the words Go gives runc.
+    #[test]
+    fn a_hook_killed_by_a_signal_says_which() {
+        let h = hook(r#"{"path":"/bin/sh","args":["sh","-c","kill -SYS $$"]}"#);
+        let e = run_all("startContainer", &[h], b"{}").unwrap_err().to_string();
+        assert!(e.starts_with("error running startContainer hook #0: /bin/sh: signal: bad system call"), "{e}");
+    }
 }
