@@ -557,3 +557,41 @@ fn a_used_or_frozen_cgroup_is_refused() {
     assert!(!out.status.success() && stderr(&out).contains("container's cgroup unexpectedly frozen"), "{}", stderr(&out));
     frozen.assert_gone();
 }
+
+/// As runc: a parent made beforehand with an empty cpuset (a pod's, say)
+/// gets its parent's cpus and mems so the container can join; a leaf made
+/// beforehand is the container's own and goes at delete, while the parent
+/// stays.
+#[test]
+fn premade_cgroups_are_filled_and_the_leaf_removed() {
+    need_root!();
+    let cpuset = std::path::Path::new("/sys/fs/cgroup/cpuset");
+    if !cpuset.join("cpuset.cpus").exists() {
+        eprintln!("skipped: no cgroup v1 cpuset hierarchy here");
+        return;
+    }
+    let pod = format!("strata-it-pod-{}", std::process::id());
+    let parent = cpuset.join(&pod);
+    std::fs::create_dir(&parent).unwrap();
+    let leaf_mem = std::path::Path::new("/sys/fs/cgroup/memory").join(&pod).join("c");
+    std::fs::create_dir_all(&leaf_mem).unwrap();
+    let mut b = Bundle::sh("premade", "cat /proc/self/status | grep Cpus_allowed_list");
+    b.config["linux"]["cgroupsPath"] = json!(format!("/{pod}/c"));
+    let out = b.run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!std::fs::read_to_string(parent.join("cpuset.cpus")).unwrap().trim().is_empty(), "the empty parent was not filled");
+    assert!(!leaf_mem.exists(), "the container's own (pre-made) cgroup was left at delete");
+    for h in ["cpuset", "memory"] {
+        let p = std::path::Path::new("/sys/fs/cgroup").join(h).join(&pod);
+        assert!(p.exists(), "{} (made before) was removed", p.display());
+        let _ = std::fs::remove_dir(p.join("c"));
+        let _ = std::fs::remove_dir(&p);
+    }
+    // The other hierarchies' dirs were the container's making: gone.
+    for d in crate::common::cgroup_dirs(&format!("{pod}/c")) {
+        let _ = std::fs::remove_dir(&d);
+    }
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(h.path().join(&pod));
+    }
+}
