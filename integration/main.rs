@@ -3,6 +3,7 @@
 //! left after delete). They need root; CI runs them as root.
 
 mod cgroups;
+mod checkpoint;
 mod clients;
 mod common;
 mod crash;

@@ -128,7 +128,7 @@ pub fn features() -> Value {
             "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {
-            "org.opencontainers.runc.checkpoint.enabled": "false",
+            "org.opencontainers.runc.checkpoint.enabled": "true",
             "dev.strata.version": env!("CARGO_PKG_VERSION")
         }
     })

@@ -5,6 +5,7 @@
 //! the container) -> `state`. `sys` is the only module with `unsafe`.
 
 pub mod cgroups;
+pub mod checkpoint;
 pub mod container;
 pub mod defaults;
 pub mod hooks;

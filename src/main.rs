@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 
+mod cli;
+
 use strata::container;
 use strata::logging::{self, LogConfig};
 use strata::process::parent::{self, CreateOpts};
@@ -57,6 +59,9 @@ struct Global {
     /// of a user namespace as under rootless podman), true or false: where
     /// state and the store live by default, and whether a cgroup that cannot
     /// be written is skipped with a warning, as runc's flag.
+    /// The CRIU binary for checkpoint and restore [default: criu on PATH].
+    #[arg(long, global = true)]
+    criu: Option<PathBuf>,
     #[arg(id = "global_rootless", long = "rootless", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     rootless: Option<String>,
 }
@@ -293,6 +298,10 @@ enum Cmd {
         interval: String,
         id: String,
     },
+    /// Checkpoint a running container (CRIU).
+    Checkpoint(cli::checkpoint::CheckpointArgs),
+    /// Restore a container from a previous checkpoint (CRIU).
+    Restore(cli::checkpoint::RestoreArgs),
     /// Make a bundle from an image: config.json from the image, an empty rootfs/.
     Bundle {
         /// [oci:]DIR[:REF] (an OCI image layout directory), oci-archive:FILE[:REF]
@@ -388,7 +397,7 @@ fn seals(args: &[std::ffi::OsString]) -> bool {
 /// flags (`--root DIR` and the like).
 fn command_at(args: &[std::ffi::OsString], i: usize) -> Option<&str> {
     let prev = args[i - 1].to_string_lossy();
-    if matches!(&*prev, "--root" | "--store" | "--log" | "--log-format") {
+    if matches!(&*prev, "--root" | "--store" | "--log" | "--log-format" | "--criu") {
         let next = args.iter().skip(i + 1).position(|a| !a.to_string_lossy().starts_with('-'))?;
         return command_at(args, i + 1 + next);
     }
@@ -587,6 +596,14 @@ fn dispatch(cli: Cli) -> Result<u8> {
             let digest =
                 strata::layers::commit(&store, &id, &upper, Path::new(layout), reference).with_context(|| format!("commit {id}"))?;
             println!("{digest}");
+        }
+        Cmd::Checkpoint(a) => {
+            strata::checkpoint::dump::checkpoint(&root, &a.id, &a.opts(g.criu.clone())).with_context(|| format!("checkpoint {}", a.id))?
+        }
+        Cmd::Restore(a) => {
+            let opts = a.opts(g.criu.clone(), g.store().unwrap_or_else(|_| PathBuf::from(strata::defaults::STORE)), g.systemd_cgroup);
+            let code = strata::checkpoint::restore::restore(&root, &opts).with_context(|| format!("restore {}", a.id))?;
+            return Ok(code.clamp(0, 255) as u8);
         }
         Cmd::Features => println!("{}", serde_json::to_string_pretty(&strata::defaults::features())?),
     }

@@ -28,7 +28,7 @@ pub enum RunError {
     Sys(#[from] SysError),
 }
 
-const FORWARDED: [Signal; 8] =
+pub(crate) const FORWARDED: [Signal; 8] =
     [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH, Signal::SIGCHLD];
 
 /// Runs the container; returns its exit code (128+N if killed by signal N).

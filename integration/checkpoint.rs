@@ -1,0 +1,378 @@
+//! Checkpoint and restore through a real CRIU: containers dumped and
+//! restored, and checked from inside afterwards (their memory, pids, open
+//! files, stdio pipes and files on disk), plus the bad inputs.
+//!
+//! They need a CRIU that works on this kernel (4.1 or newer from 6.13 on):
+//! `STRATA_TEST_CRIU`, or `criu` on PATH, where `criu check` passes. Without
+//! one each test says it is skipped, and why.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+
+use crate::common::{Bounded, Bundle, STRATA, alive, cgroup_dirs, stderr, stdout};
+use crate::layers::Image;
+use crate::need_root;
+
+/// A CRIU whose `criu check` passes, or why there is none.
+fn criu() -> Result<PathBuf, String> {
+    let path = std::env::var_os("STRATA_TEST_CRIU").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("criu"));
+    match Command::new(&path).arg("check").stdin(Stdio::null()).output() {
+        Err(e) => Err(format!("no CRIU ({}: {e}); set STRATA_TEST_CRIU to a CRIU 4.1 or newer", path.display())),
+        Ok(o) if !o.status.success() => Err(format!(
+            "{} check fails on this kernel ({}); CRIU 4.1 or newer is needed from Linux 6.13 on",
+            path.display(),
+            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
+        )),
+        Ok(_) => Ok(path),
+    }
+}
+
+macro_rules! need_criu {
+    () => {
+        match criu() {
+            Ok(p) => p,
+            Err(why) => {
+                eprintln!("skipped: {why}");
+                return;
+            }
+        }
+    };
+}
+
+/// The container's stdio: three pipes whose both ends the test keeps, so
+/// that a restore can be handed the same pipes (as containerd's shim and
+/// conmon do).
+struct Pipes {
+    in_r: OwnedFd,
+    in_w: std::fs::File,
+    out_r: std::fs::File,
+    out_w: OwnedFd,
+    err_r: std::fs::File,
+    err_w: OwnedFd,
+}
+
+impl Pipes {
+    fn new() -> Pipes {
+        let (in_r, in_w) = nix::unistd::pipe().unwrap();
+        let (out_r, out_w) = nix::unistd::pipe().unwrap();
+        let (err_r, err_w) = nix::unistd::pipe().unwrap();
+        for r in [&out_r, &err_r] {
+            nix::fcntl::fcntl(r.as_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
+        }
+        Pipes { in_r, in_w: in_w.into(), out_r: out_r.into(), out_w, err_r: err_r.into(), err_w }
+    }
+
+    /// Runs `cmd` with the container-side ends as its stdio.
+    fn run(&mut self, mut cmd: Command) -> (bool, String) {
+        let st = cmd
+            .stdin(Stdio::from(self.in_r.try_clone().unwrap()))
+            .stdout(Stdio::from(self.out_w.try_clone().unwrap()))
+            .stderr(Stdio::from(self.err_w.try_clone().unwrap()))
+            .status_within();
+        (st.success(), self.drain_err())
+    }
+
+    fn drain_err(&mut self) -> String {
+        let mut s = String::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.err_r.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            s.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        s
+    }
+
+    /// Writes a line to the container's stdin and waits for `want` on its stdout.
+    fn ping(&mut self, line: &str, want: &str) {
+        writeln!(self.in_w, "{line}").unwrap();
+        let mut got = String::new();
+        let mut buf = [0u8; 4096];
+        for _ in 0..500 {
+            if let Ok(n) = self.out_r.read(&mut buf) {
+                got.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+            if got.contains(want) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("no {want:?} on the container's stdout (got {got:?})");
+    }
+}
+
+/// The workload: a counter in the background (its pid in /tmp/counter.pid)
+/// and, in front, a reader answering each stdin line on stdout, with
+/// /etc/passwd open on fd 3 after one line read from it.
+const WORKLOAD: &str = "exec 3</etc/passwd; read -r first <&3; \
+    (i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done) & echo $! > /tmp/counter.pid; \
+    while read x; do echo \"ponG $x\"; done";
+
+struct Ctl<'a> {
+    criu: &'a Path,
+    root: PathBuf,
+    store: Option<PathBuf>,
+    id: String,
+}
+
+impl Ctl<'_> {
+    fn strata(&self) -> Command {
+        let mut c = Command::new(&*STRATA);
+        c.arg("--root").arg(&self.root).arg("--criu").arg(self.criu);
+        if let Some(s) = &self.store {
+            c.arg("--store").arg(s);
+        }
+        c
+    }
+
+    fn exec(&self, script: &str) -> String {
+        let out = self.strata().args(["exec", &self.id, "sh", "-c", script]).stdin(Stdio::null()).output_within();
+        assert!(out.status.success(), "exec {script}: {}", stderr(&out));
+        stdout(&out).trim().to_string()
+    }
+
+    fn count(&self) -> u64 {
+        for _ in 0..100 {
+            if let Ok(n) = self.exec("cat /tmp/count 2>/dev/null || echo 0").parse::<u64>()
+                && n > 0
+            {
+                return n;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("the counter never counted");
+    }
+
+    /// The counter, once it has moved past `n`.
+    fn count_past(&self, n: u64) -> u64 {
+        for _ in 0..200 {
+            let c = self.count();
+            if c > n {
+                return c;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("the counter stopped at {n}");
+    }
+
+    fn checkpoint(&self, pipes: &mut Pipes, image: &Path, extra: &[&str]) {
+        let mut c = self.strata();
+        c.arg("checkpoint").arg("--image-path").arg(image).args(extra).arg(&self.id);
+        let (ok, err) = pipes.run(c);
+        assert!(ok, "checkpoint: {err}");
+    }
+
+    fn restore(&self, pipes: &mut Pipes, bundle: &Path, image: &Path) -> (bool, String) {
+        let mut c = self.strata();
+        c.args(["restore", "-d", "--bundle"]).arg(bundle).arg("--image-path").arg(image).arg(&self.id);
+        pipes.run(c)
+    }
+
+    fn exists(&self) -> bool {
+        self.strata().args(["state", &self.id]).stdin(Stdio::null()).output_within().status.success()
+    }
+
+    fn state_pid(&self) -> i32 {
+        let out = self.strata().args(["state", &self.id]).stdin(Stdio::null()).output_within();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        assert_eq!(v["status"], "running", "state: {}", stdout(&out));
+        v["pid"].as_i64().unwrap() as i32
+    }
+
+    /// What the inside sees of itself: its processes and fd 3.
+    fn inside(&self) -> String {
+        self.exec(
+            "c=$(cat /tmp/counter.pid); echo counter $c; grep PPid /proc/$c/status; tr '\\0' ' ' </proc/1/cmdline | cut -c1-24; \
+             readlink /proc/1/fd/3; grep pos /proc/1/fdinfo/3",
+        )
+    }
+}
+
+fn bundle_with(name: &str) -> Bundle {
+    let b = Bundle::sh(name, WORKLOAD);
+    b.write_config();
+    b
+}
+
+fn run_detached(ctl: &Ctl<'_>, pipes: &mut Pipes, bundle: &Path) {
+    let mut c = ctl.strata();
+    c.args(["run", "-d", "--bundle"]).arg(bundle).arg(&ctl.id);
+    let (ok, err) = pipes.run(c);
+    assert!(ok, "run -d: {err}");
+}
+
+#[test]
+fn a_restored_container_goes_on_with_its_memory_pids_files_and_pipes() {
+    need_root!();
+    let criu = need_criu!();
+    let b = bundle_with("cr");
+    let ctl = Ctl { criu: &criu, root: b.root.clone(), store: None, id: b.id.clone() };
+    let mut pipes = Pipes::new();
+    run_detached(&ctl, &mut pipes, &b.dir);
+    pipes.ping("Ping", "ponG Ping");
+    let before = ctl.count();
+    let inside = ctl.inside();
+    assert!(inside.contains("/etc/passwd") && inside.contains("pos:"), "{inside}");
+    let image = b.dir.parent().unwrap().join("image");
+    ctl.checkpoint(&mut pipes, &image, &["--work-path", b.dir.parent().unwrap().join("work").to_str().unwrap()]);
+    // As with runc, a checkpoint ends the container: no state, no cgroup.
+    assert!(!ctl.exists(), "the container is still there after checkpoint");
+    assert!(cgroup_dirs(&b.id).is_empty(), "cgroups left: {:?}", cgroup_dirs(&b.id));
+    let frozen = ctl_count_on_disk(&b);
+    assert!(frozen >= before);
+
+    let (ok, err) = ctl.restore(&mut pipes, &b.dir, &image);
+    assert!(ok, "restore: {err}");
+    ctl.state_pid();
+    // The memory: the counter goes on from where it was, not from 1.
+    let after = ctl.count_past(frozen);
+    assert!(after > frozen && after < frozen + 1000, "counter {frozen} -> {after}");
+    // The same processes (pids inside), and fd 3 at the same offset.
+    assert_eq!(ctl.inside(), inside, "the inside changed across the restore");
+    // The pipes to the caller still carry both ways.
+    pipes.ping("Again", "ponG Again");
+    let out = ctl.strata().args(["delete", "-f", &b.id]).stdin(Stdio::null()).output_within();
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    b.assert_gone();
+}
+
+/// The counter as the rootfs holds it (a plain bundle's /tmp is on the host).
+fn ctl_count_on_disk(b: &Bundle) -> u64 {
+    std::fs::read_to_string(b.dir.join("rootfs/tmp/count")).unwrap_or_default().trim().parse().unwrap_or(0)
+}
+
+#[test]
+fn leave_running_twice_then_restore_after_delete() {
+    need_root!();
+    let criu = need_criu!();
+    let b = bundle_with("crlr");
+    let ctl = Ctl { criu: &criu, root: b.root.clone(), store: None, id: b.id.clone() };
+    let mut pipes = Pipes::new();
+    run_detached(&ctl, &mut pipes, &b.dir);
+    let pid = ctl.state_pid();
+    let base = b.dir.parent().unwrap().to_path_buf();
+    let mut last = 0;
+    for round in 0..2 {
+        ctl.checkpoint(&mut pipes, &base.join(format!("image{round}")), &["--leave-running"]);
+        assert_eq!(ctl.state_pid(), pid, "--leave-running: the container must stay as it was");
+        last = ctl.count_past(last);
+    }
+    let at_dump = last;
+    let out = ctl.strata().args(["delete", "-f", &b.id]).stdin(Stdio::null()).output_within();
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    assert!(!alive(pid));
+    let (ok, err) = ctl.restore(&mut pipes, &b.dir, &base.join("image1"));
+    assert!(ok, "restore after delete: {err}");
+    let after = ctl.count_past(0);
+    assert!(after + 50 >= at_dump, "restored counter {after}, dumped near {at_dump}");
+    pipes.ping("x", "ponG x");
+}
+
+#[test]
+fn an_image_backed_container_moves_to_another_store_with_its_files() {
+    need_root!();
+    let criu = need_criu!();
+    let img = Image::new("cr");
+    let bundle = img.bundle("crimg", "latest", &format!("echo hello > /etc/written; rm /etc/os-release; {WORKLOAD}"));
+    let id = "cr-img";
+    let ctl = Ctl { criu: &criu, root: img.root.clone(), store: Some(img.store.clone()), id: id.into() };
+    let mut pipes = Pipes::new();
+    run_detached(&ctl, &mut pipes, &bundle);
+    let before = ctl.count();
+    let image = img.base.join("checkpoint");
+    ctl.checkpoint(&mut pipes, &image, &[]);
+    assert!(image.join("rootfs-diff.tar.gz").is_file(), "no writable layer saved");
+    assert_eq!(img.containers_in_store(), 0, "the checkpointed container's layers stay in the store");
+
+    // Another state root and another, empty store: the layers are unpacked
+    // there again and the writable layer comes from the checkpoint.
+    let there = Ctl { criu: &criu, root: img.base.join("state2"), store: Some(img.base.join("store2")), id: id.into() };
+    let (ok, err) = there.restore(&mut pipes, &bundle, &image);
+    assert!(ok, "restore into a second store: {err}");
+    assert!(there.count_past(before) > before);
+    assert_eq!(there.exec("cat /etc/written; test -e /etc/os-release || echo whited-out"), "hello\nwhited-out");
+    pipes.ping("moved", "ponG moved");
+    let out = there.strata().args(["delete", "-f", id]).stdin(Stdio::null()).output_within();
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    assert_eq!(std::fs::read_dir(img.base.join("store2/containers")).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+#[test]
+fn bad_checkpoints_fail_with_a_reason_and_leave_nothing() {
+    need_root!();
+    let criu = need_criu!();
+    let b = bundle_with("crbad");
+    let ctl = Ctl { criu: &criu, root: b.root.clone(), store: None, id: b.id.clone() };
+    let mut pipes = Pipes::new();
+    let base = b.dir.parent().unwrap().to_path_buf();
+    let expect_fail = |pipes: &mut Pipes, image: &Path, want: &str| {
+        let (ok, err) = ctl.restore(pipes, &b.dir, image);
+        assert!(!ok, "restore from {} passed", image.display());
+        assert!(err.contains(want), "restore from {}: {err:?} does not say {want:?}", image.display());
+        assert!(!ctl.exists(), "a failed restore left a container");
+        assert!(cgroup_dirs(&b.id).is_empty(), "a failed restore left cgroups");
+    };
+    expect_fail(&mut pipes, &base.join("missing"), "missing");
+    std::fs::create_dir_all(base.join("empty")).unwrap();
+    expect_fail(&mut pipes, &base.join("empty"), "no inventory.img");
+
+    run_detached(&ctl, &mut pipes, &b.dir);
+    let image = base.join("image");
+    ctl.checkpoint(&mut pipes, &image, &["--leave-running"]);
+    // The same id, running: refused, and the running one is untouched.
+    let pid = ctl.state_pid();
+    let (ok, err) = ctl.restore(&mut pipes, &b.dir, &image);
+    assert!(!ok && err.contains("exists"), "restore over a running container: {err}");
+    assert_eq!(ctl.state_pid(), pid);
+    let out = ctl.strata().args(["delete", "-f", &b.id]).stdin(Stdio::null()).output_within();
+    assert!(out.status.success());
+
+    // A checkpoint from a newer CRIU than the one installed.
+    let newer = base.join("newer");
+    copy_dir(&image, &newer);
+    let meta = newer.join("strata.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    m["criu_version"] = json!(990000);
+    std::fs::write(&meta, serde_json::to_vec(&m).unwrap()).unwrap();
+    expect_fail(&mut pipes, &newer, "was made by CRIU 99.0.0");
+
+    // A plain container's checkpoint given with an image-backed bundle.
+    let img = Image::new("crbad");
+    let ib = img.bundle("crbad", "latest", "sleep 100");
+    let (ok, err) = ctl.restore_with(&mut pipes, &ib, &image, &img.store);
+    assert!(!ok && err.contains("holds no writable layer"), "{err}");
+
+    // CRIU failing midway, its tasks made (their memory pages are gone):
+    // nothing is left, and the id is free for the good checkpoint afterwards.
+    let broken = base.join("broken");
+    copy_dir(&image, &broken);
+    for e in std::fs::read_dir(&broken).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with("pages-") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    expect_fail(&mut pipes, &broken, "criu failed");
+    let (ok, err) = ctl.restore(&mut pipes, &b.dir, &image);
+    assert!(ok, "restore after a failed one: {err}");
+    pipes.ping("ok", "ponG ok");
+}
+
+impl Ctl<'_> {
+    fn restore_with(&self, pipes: &mut Pipes, bundle: &Path, image: &Path, store: &Path) -> (bool, String) {
+        let mut c = self.strata();
+        c.arg("--store").arg(store).args(["restore", "-d", "--bundle"]).arg(bundle).arg("--image-path").arg(image).arg(&self.id);
+        pipes.run(c)
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}

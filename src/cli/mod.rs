@@ -1,0 +1,4 @@
+//! The command line's parts that are more than a flag list: each command's
+//! glue, beside `main.rs`'s definitions and dispatch.
+
+pub mod checkpoint;
