@@ -216,6 +216,8 @@ fn a_restored_container_goes_on_with_its_memory_pids_files_and_pipes() {
     run_detached(&ctl, &mut pipes, &b.dir);
     pipes.ping("Ping", "ponG Ping");
     let before = ctl.count();
+    // An exec'd process is dumped with the rest (its session is its own).
+    let execed = ctl.exec("sleep 1000 </dev/null >/dev/null 2>&1 & echo $!");
     let inside = ctl.inside();
     assert!(inside.contains("/etc/passwd") && inside.contains("pos:"), "{inside}");
     let image = b.dir.parent().unwrap().join("image");
@@ -234,6 +236,7 @@ fn a_restored_container_goes_on_with_its_memory_pids_files_and_pipes() {
     assert!(after > frozen && after < frozen + 1000, "counter {frozen} -> {after}");
     // The same processes (pids inside), and fd 3 at the same offset.
     assert_eq!(ctl.inside(), inside, "the inside changed across the restore");
+    assert_eq!(ctl.exec(&format!("tr '\\0' ' ' </proc/{execed}/cmdline")), "sleep 1000", "the exec'd process was not restored");
     // The pipes to the caller still carry both ways.
     pipes.ping("Again", "ponG Again");
     let out = ctl.strata().args(["delete", "-f", &b.id]).stdin(Stdio::null()).output_within();

@@ -114,7 +114,8 @@ pub fn checkpoint(root: &Root, id: &str, o: &CheckpointOpts) -> Result<()> {
     let kind = if o.pre_dump { Criu_req_type::PRE_DUMP } else { Criu_req_type::DUMP };
     let mut saved = None;
     if !o.pre_dump {
-        for e in plan::external_mounts(&spec, &st.bundle, &hier, &st.cgroup_paths) {
+        let live_root = PathBuf::from(format!("/proc/{}/root", st.pid));
+        for e in plan::external_mounts(&spec, &st.bundle, &hier, &st.cgroup_paths, &|p| super::resolve_in(&live_root, p)) {
             opts.ext_mnt.push(ext_mount(&e.key, &e.key));
         }
         let descriptors: Vec<String> = (0..3)

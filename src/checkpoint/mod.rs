@@ -159,3 +159,54 @@ pub fn log_excerpt(log: &Path) -> Option<String> {
     }
     (!out.is_empty()).then(|| out.join("\n"))
 }
+
+/// `path` (a container path) resolved inside `root` as the container would
+/// see it: each symlink on the way is followed within `root` (an absolute
+/// target starts again at `root`, `..` stops at it), as runc's
+/// SecureJoin does. Returns the resolved path from `root` (`/real/conf`
+/// for a `/conf` that links there). A component that does not exist ends
+/// the walk; the rest is taken as it is.
+pub fn resolve_in(root: &Path, path: &str) -> String {
+    let mut todo: Vec<String> = path.split('/').filter(|c| !c.is_empty()).rev().map(String::from).collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                done.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let here = root.join(done.iter().chain(std::iter::once(&c)).collect::<PathBuf>());
+        match std::fs::read_link(&here) {
+            Ok(target) if hops < 255 => {
+                hops += 1;
+                let t = target.to_string_lossy().into_owned();
+                if t.starts_with('/') {
+                    done.clear();
+                }
+                todo.extend(t.split('/').filter(|c| !c.is_empty()).rev().map(String::from));
+            }
+            _ => done.push(c),
+        }
+    }
+    format!("/{}", done.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn container_paths_resolve_inside_the_root() {
+        let dir = std::env::temp_dir().join(format!("strata-resolve-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("real/conf")).unwrap();
+        std::os::unix::fs::symlink("/real/conf", dir.join("conf")).unwrap();
+        std::os::unix::fs::symlink("../../..", dir.join("real/up")).unwrap();
+        assert_eq!(super::resolve_in(&dir, "/conf"), "/real/conf");
+        assert_eq!(super::resolve_in(&dir, "/conf/x/y"), "/real/conf/x/y");
+        assert_eq!(super::resolve_in(&dir, "/real/up/etc"), "/etc");
+        assert_eq!(super::resolve_in(&dir, "a/./b/../c"), "/a/c");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

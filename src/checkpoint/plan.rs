@@ -81,14 +81,22 @@ fn bind_source(m: &Mount, bundle: &Path) -> PathBuf {
 /// hierarchy, without a cgroup namespace, as `process::init` makes them)
 /// and, in a user namespace, the device binds. `cgroup_dirs` are the
 /// container's cgroup directories (of this container: at dump the old
-/// ones, at restore the new ones), one per hierarchy in `hier`.
-pub fn external_mounts(spec: &Spec, bundle: &Path, hier: &[Hierarchy], cgroup_dirs: &[PathBuf]) -> Vec<ExtMount> {
+/// ones, at restore the new ones), one per hierarchy in `hier`. A bind's
+/// key is its destination as `resolve` finds it in the container's root
+/// (through symlinks: the mount is where the path led).
+pub fn external_mounts(
+    spec: &Spec,
+    bundle: &Path,
+    hier: &[Hierarchy],
+    cgroup_dirs: &[PathBuf],
+    resolve: &dyn Fn(&str) -> String,
+) -> Vec<ExtMount> {
     let mut out = Vec::new();
     let cgroupns = has_namespace(spec, LinuxNamespaceType::Cgroup);
     let v1 = hier.first().is_some_and(|h| !h.v2);
     for m in spec.mounts().iter().flatten() {
         if is_bind(m) {
-            out.push(ExtMount { key: clean_dest(m.destination()), source: bind_source(m, bundle) });
+            out.push(ExtMount { key: resolve(&clean_dest(m.destination())), source: bind_source(m, bundle) });
         } else if m.typ().as_deref() == Some("cgroup") && v1 && !cgroupns {
             let base = clean_dest(m.destination());
             for h in hier {
@@ -203,7 +211,7 @@ mod tests {
             {"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup"}],
             "linux":{"namespaces":[{"type":"mount"}]}}"#,
         );
-        let ext = external_mounts(&s, Path::new("/b"), &hier(), &dirs());
+        let ext = external_mounts(&s, Path::new("/b"), &hier(), &dirs(), &|p| p.to_string());
         let keys: Vec<&str> = ext.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,
@@ -220,7 +228,7 @@ mod tests {
             {"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup"}],
             "linux":{"namespaces":[{"type":"cgroup"},{"type":"user"}],"devices":[{"path":"/dev/fuse","type":"c","major":10,"minor":229}]}}"#,
         );
-        let ext = external_mounts(&s, Path::new("/b"), &hier(), &dirs());
+        let ext = external_mounts(&s, Path::new("/b"), &hier(), &dirs(), &|p| p.to_string());
         assert!(ext.iter().all(|e| e.key.starts_with("/dev/")), "{ext:?}");
         assert!(ext.iter().any(|e| e.key == "/dev/fuse"));
     }

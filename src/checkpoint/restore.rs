@@ -229,7 +229,8 @@ pub fn restore(root: &Root, o: &RestoreOpts) -> Result<i32> {
     opts.auto_dedup = Some(o.criu.auto_dedup);
     opts.lazy_pages = Some(o.criu.lazy_pages);
     opts.config_file = plan::config_file(&bundle.spec);
-    for e in plan::external_mounts(&bundle.spec, &bundle.dir, &hier, &placement.dirs) {
+    prepare_mountpoints(&criu_root, &bundle.spec, &bundle.dir)?;
+    for e in plan::external_mounts(&bundle.spec, &bundle.dir, &hier, &placement.dirs, &|p| super::resolve_in(&criu_root, p)) {
         opts.ext_mnt.push(ext_mount(&e.key, &e.source.display().to_string()));
     }
     if linux.masked_paths().as_ref().is_some_and(|m| !m.is_empty()) {
@@ -406,4 +407,51 @@ fn private_mounts() -> Result<()> {
         "MS_REC|MS_SLAVE",
     ))?;
     Ok(())
+}
+
+/// Makes the mountpoints the checkpointed mounts need in the rootfs, as
+/// `create` made them (CRIU mounts on them, it does not make them): for
+/// each mount in config order, outside a tmpfs (whose contents CRIU
+/// restores) and other than the cgroup ones (made by their parent mount).
+/// Bind mounts are bound while this runs, so that a mountpoint nested in
+/// one is made in its source, as at create; they are unbound before CRIU
+/// starts.
+fn prepare_mountpoints(criu_root: &Path, spec: &oci_spec::runtime::Spec, bundle: &Path) -> Result<()> {
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    let tmpfs: Vec<String> =
+        mounts.iter().filter(|m| m.typ().as_deref() == Some("tmpfs")).map(|m| plan::clean_dest(m.destination())).collect();
+    let mut bound: Vec<PathBuf> = Vec::new();
+    let result = (|| {
+        for m in &mounts {
+            let dest = plan::clean_dest(m.destination());
+            if m.typ().as_deref() == Some("cgroup") || tmpfs.iter().any(|t| dest.starts_with(&format!("{t}/"))) {
+                continue;
+            }
+            let at = criu_root.join(super::resolve_in(criu_root, &dest).trim_start_matches('/'));
+            let bind =
+                m.typ().as_deref() == Some("bind") || m.options().as_ref().is_some_and(|o| o.iter().any(|o| o == "bind" || o == "rbind"));
+            let source = m.source().clone().map(|s| if s.is_absolute() { s } else { bundle.join(s) });
+            let file = bind && source.as_ref().is_some_and(|s| s.metadata().is_ok_and(|md| !md.is_dir()));
+            if std::fs::symlink_metadata(&at).is_err() {
+                let dir = if file { at.parent().map(Path::to_path_buf).unwrap_or_default() } else { at.clone() };
+                std::fs::create_dir_all(&dir).map_err(sys::io_err("mkdir", &dir))?;
+                if file {
+                    std::fs::File::create(&at).map_err(sys::io_err("create", &at))?;
+                }
+            }
+            if let (true, Some(src)) = (bind, source) {
+                mount(Some(&src), &at, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(sys::err(
+                    "mount",
+                    format!("{} on {}", src.display(), at.display()),
+                    "MS_BIND|MS_REC (restore mountpoints)",
+                ))?;
+                bound.push(at);
+            }
+        }
+        Ok(())
+    })();
+    for at in bound.iter().rev() {
+        let _ = nix::mount::umount2(at, nix::mount::MntFlags::MNT_DETACH);
+    }
+    result
 }

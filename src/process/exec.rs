@@ -305,8 +305,10 @@ fn child_steps(ctx: &mut Child<'_>, mut fin: Final) -> Result<finish::Never, Ini
         let uroot = nix::unistd::Uid::from_raw(0);
         nix::unistd::setresuid(uroot, uroot, uroot).map_err(sys::err("setresuid", 0, "user namespace"))?;
     }
+    // A session of its own, terminal or not, as runc's: a process whose
+    // session leader is outside the container could not be checkpointed.
+    nix::unistd::setsid().map_err(sys::err("setsid", "", ""))?;
     if ctx.process.terminal() == Some(true) {
-        nix::unistd::setsid().map_err(sys::err("setsid", "", ""))?;
         let to_parent = ctx.pty_to_parent.then_some(&ctx.chan);
         let console = ctx
             .console
