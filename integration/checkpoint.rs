@@ -17,23 +17,9 @@ use crate::common::{Bounded, Bundle, STRATA, alive, cgroup_dirs, stderr, stdout}
 use crate::layers::Image;
 use crate::need_root;
 
-/// A CRIU whose `criu check` passes, or why there is none.
-fn criu() -> Result<PathBuf, String> {
-    let path = std::env::var_os("STRATA_TEST_CRIU").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("criu"));
-    match Command::new(&path).arg("check").stdin(Stdio::null()).output() {
-        Err(e) => Err(format!("no CRIU ({}: {e}); set STRATA_TEST_CRIU to a CRIU 4.1 or newer", path.display())),
-        Ok(o) if !o.status.success() => Err(format!(
-            "{} check fails on this kernel ({}); CRIU 4.1 or newer is needed from Linux 6.13 on",
-            path.display(),
-            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
-        )),
-        Ok(_) => Ok(path),
-    }
-}
-
 macro_rules! need_criu {
     () => {
-        match criu() {
+        match crate::common::working_criu() {
             Ok(p) => p,
             Err(why) => {
                 eprintln!("skipped: {why}");

@@ -769,3 +769,20 @@ fn bind_remounts_keep_a_locked_sources_flags() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(has(&opts, "rw") && has(&opts, "nodev"), "no userns: {opts}");
 }
+
+/// A detached container's stdin is the host's /dev/null (conmon and
+/// containerd's shim give it so): init swaps it for the container's own
+/// /dev/null, as runc does, so that no fd of the host's /dev stays open
+/// inside (and CRIU can dump the process).
+#[test]
+fn a_host_dev_null_on_stdio_becomes_the_containers_own() {
+    need_root!();
+    let b = Bundle::sh("devnull", "stat -L -c '%d %i' /proc/self/fd/0 /dev/null");
+    let out = b.run_ok();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0], lines[1], "stdin is not the container's /dev/null");
+    let host = std::fs::metadata("/dev/null").unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_ne!(lines[0], format!("{} {}", host.dev(), host.ino()), "stdin is still the host's /dev/null");
+}

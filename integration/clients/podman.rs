@@ -7,6 +7,8 @@ struct Podman {
     runtime: PathBuf,
     /// cgroup parent of every container (and of conmon), ours to remove.
     cgparent: String,
+    /// A directory put first on podman's PATH (where a working CRIU is).
+    path_first: Option<PathBuf>,
 }
 
 impl Podman {
@@ -45,7 +47,7 @@ network_config_dir = "{b}/net"
             format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{b}/root\"\nrunroot = \"{b}/runroot\"\n"),
         )
         .unwrap();
-        Podman { base, runtime, cgparent }
+        Podman { base, runtime, cgparent, path_first: None }
     }
 
     /// The podman command line, global flags included.
@@ -71,6 +73,9 @@ network_config_dir = "{b}/net"
             .env("CONTAINERS_STORAGE_CONF", self.base.join("storage.conf"))
             .env("CONTAINERS_REGISTRIES_CONF", self.base.join("registries.conf"))
             .env("TMPDIR", self.base.join("tmp"));
+        if let Some(dir) = &self.path_first {
+            c.env("PATH", format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default()));
+        }
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
@@ -505,4 +510,71 @@ fn rootless_podman_drives_the_runtime() {
     if let Err(e) = checks {
         std::panic::resume_unwind(e);
     }
+}
+
+/// podman's `container checkpoint` and `restore` through the runtime:
+/// in place, and with `--export`/`--import` after the container is gone
+/// (podman's own migration, the rootfs changes carried in its archive).
+#[test]
+fn podman_checkpoints_and_restores_through_the_runtime() {
+    need_root!();
+    need_bins!("podman", "conmon");
+    let criu = match crate::common::working_criu() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let base = temp_base("podman-cr");
+    if let Err(e) = make_image(&base.join("img")) {
+        let _ = std::fs::remove_dir_all(&base);
+        panic!("hack/mkimage-clients: {e}");
+    }
+    let mut p = Podman::new(base.clone());
+    p.path_first = criu.canonicalize().ok().and_then(|c| c.parent().map(Path::to_path_buf));
+    let mut c = Checks::new("podman checkpoint");
+    ok(&p.pm(&["load", "-q", "-i", base.join("img/image.docker.tar").to_str().unwrap()]));
+    let count = |p: &Podman| -> u64 { stdout(&p.pm(&["exec", "cr", "cat", "/tmp/count"])).trim().parse().unwrap_or(0) };
+    let past = |p: &Podman, n: u64| {
+        for _ in 0..200 {
+            if count(p) > n {
+                return count(p);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the counter stays at {} (was {n})", count(p));
+    };
+    let script = "echo kept > /tmp/written; i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done";
+    let mut run = p.run_args(&["-d", "--name", "cr", "--user", "0:0"]);
+    run.extend_from_slice(&[IMAGE, "sh", "-c", script]);
+    ok(&p.pm(&run));
+    let mut at = past(&p, 0);
+
+    c.check("container checkpoint, then restore in place: the counter goes on", || {
+        ok(&p.pm(&["container", "checkpoint", "cr"]));
+        assert_eq!(p.inspect("cr", "{{.State.Checkpointed}}"), "true");
+        ok(&p.pm(&["container", "restore", "cr"]));
+        assert_eq!(p.inspect("cr", "{{.State.Status}}"), "running");
+        let now = past(&p, at);
+        assert!(now < at + 1000, "the counter started again: {at} -> {now}");
+        at = now;
+    });
+
+    c.check("checkpoint --export, rm, restore --import: the process and its files come back", || {
+        let archive = base.join("cr.tar.gz");
+        ok(&p.pm(&["container", "checkpoint", "--export", archive.to_str().unwrap(), "cr"]));
+        ok(&p.pm(&["rm", "-f", "cr"]));
+        ok(&p.pm(&["container", "restore", "--import", archive.to_str().unwrap()]));
+        let now = past(&p, at);
+        assert!(now < at + 1000, "the counter started again: {at} -> {now}");
+        assert_eq!(ok(&p.pm(&["exec", "cr", "cat", "/tmp/written"])), "kept\n");
+    });
+
+    c.check("nothing left: containers, runtime state, cgroups, mounts, processes", || {
+        ok(&p.pm(&["rm", "-f", "-t", "0", "cr"]));
+        let left = p.leftovers();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    });
+    c.finish();
 }

@@ -347,3 +347,18 @@ pub fn recv_fd(sock: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
     }
     panic!("no fd received");
 }
+
+/// A CRIU whose `criu check` passes (`STRATA_TEST_CRIU`, or `criu` on
+/// PATH), or why there is none: the checkpoint tests skip, saying so.
+pub fn working_criu() -> Result<PathBuf, String> {
+    let path = std::env::var_os("STRATA_TEST_CRIU").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("criu"));
+    match Command::new(&path).arg("check").stdin(Stdio::null()).output() {
+        Err(e) => Err(format!("no CRIU ({}: {e}); set STRATA_TEST_CRIU to a CRIU 4.1 or newer", path.display())),
+        Ok(o) if !o.status.success() => Err(format!(
+            "{} check fails on this kernel ({}); CRIU 4.1 or newer is needed from Linux 6.13 on",
+            path.display(),
+            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
+        )),
+        Ok(_) => Ok(path),
+    }
+}

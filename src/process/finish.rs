@@ -200,6 +200,35 @@ pub fn fix_stdio_owner(uid: u32) -> Result<()> {
     Ok(())
 }
 
+/// Stdio that is the host's /dev/null (a detached container's stdin, as
+/// conmon and containerd's shim give it) becomes the container's own
+/// /dev/null, as runc's `reOpenDevNull` does: the host's node is of a
+/// mount the container does not have, which CRIU cannot dump, and an open
+/// file of the host's /dev it need not keep. Where the container has no
+/// null device of its own, the stdio stays as it is.
+pub fn reopen_dev_null(root: BorrowedFd<'_>) -> Result<()> {
+    let Ok(null) = crate::linux::resolve::open_no_symlinks(root, Path::new("/dev/null"), OFlag::O_RDWR | OFlag::O_CLOEXEC) else {
+        return Ok(());
+    };
+    let null_dev = nix::sys::stat::makedev(1, 3);
+    let is_null = |st: &nix::sys::stat::FileStat| st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == null_dev;
+    let own = nix::sys::stat::fstat(null.as_fd()).map_err(sys::err("fstat", "/dev/null", ""))?;
+    if !is_null(&own) {
+        return Ok(());
+    }
+    let (i, o, e) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let host_nulls: Vec<i32> = [i.as_fd(), o.as_fd(), e.as_fd()]
+        .into_iter()
+        .enumerate()
+        .filter(|(_, f)| nix::sys::stat::fstat(*f).is_ok_and(|st| is_null(&st) && (st.st_dev, st.st_ino) != (own.st_dev, own.st_ino)))
+        .map(|(n, _)| n as i32)
+        .collect();
+    for fd in host_nulls {
+        sys::dup_onto(null.as_fd(), fd)?;
+    }
+    Ok(())
+}
+
 /// The container's pty multiplexer: /dev/pts/ptmx on a devpts, or else a
 /// /dev/ptmx device node (5:2); never through a symlink.
 fn open_ptmx(root: BorrowedFd<'_>) -> Result<OwnedFd> {

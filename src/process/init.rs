@@ -250,6 +250,9 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
         rootfs::dev_symlinks(Path::new("/"))?;
         rootfs::setup_ptmx(Path::new("/"))?;
     }
+    if ctx.own_mount_ns {
+        finish::reopen_dev_null(root.as_fd())?;
+    }
     // Every procfs write goes through a private, checked procfs instance
     // (a mount planted over /proc/sys or /proc/self cannot redirect it).
     // Made only when there is something to read or write through it.
