@@ -335,7 +335,7 @@ enum Cmd {
 /// and time at each start. Anything else, any error and any --help goes
 /// through the whole tree, so messages and help are always complete.
 fn parse_cli() -> Cli {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args = go_style_flags(std::env::args_os().collect());
     if let Some(cli) = parse_lean(&args) {
         return cli;
     }
@@ -384,6 +384,69 @@ fn version_text() -> String {
         option_env!("STRATA_COMMIT").unwrap_or("unknown"),
         strata::state::OCI_VERSION,
     )
+}
+
+/// runc parses flags as Go does, where `-name` is `--name`, and clients
+/// pass that form (containerd's go-runc gives `restore -no-subreaper`).
+/// Among the flags (before the first positional argument after the
+/// command, so never in a container process's own arguments), `-name` or
+/// `-name=value` becomes `--name...` when `--name` is a long flag of the
+/// command or a global one. The command tree is built only when an
+/// argument of that form is there.
+fn go_style_flags(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let go_style = |a: &std::ffi::OsString| -> Option<String> {
+        let rest = a.to_str()?.strip_prefix('-').filter(|r| !r.starts_with('-'))?;
+        let name = rest.split('=').next().unwrap_or("");
+        (name.len() >= 2 && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')).then(|| name.to_string())
+    };
+    if !args.iter().skip(1).any(|a| go_style(a).is_some()) {
+        return args;
+    }
+    let top = <Cli as clap::CommandFactory>::command();
+    let mut current = &top;
+    let find = |cmd: &clap::Command, long: &str| -> Option<bool> {
+        [cmd, &top].iter().find_map(|c| {
+            c.get_arguments()
+                .find(|a| a.get_long() == Some(long) || a.get_all_aliases().is_some_and(|al| al.contains(&long)))
+                .map(|a| a.get_action().takes_values())
+        })
+    };
+    let short_takes_value = |cmd: &clap::Command, c: char| -> bool {
+        [cmd, &top].iter().any(|x| x.get_arguments().any(|a| a.get_short() == Some(c) && a.get_action().takes_values()))
+    };
+    let mut i = 1;
+    while i < args.len() {
+        let Some(s) = args[i].to_str().map(String::from) else { break };
+        if s == "--" {
+            break;
+        }
+        if let Some(rest) = s.strip_prefix("--") {
+            let name = rest.split('=').next().unwrap_or("");
+            i += if !rest.contains('=') && find(current, name) == Some(true) { 2 } else { 1 };
+        } else if let Some(name) = go_style(&args[i]) {
+            match find(current, &name) {
+                Some(takes) => {
+                    args[i] = format!("-{s}").into();
+                    i += if takes && !s.contains('=') { 2 } else { 1 };
+                }
+                None => i += 1,
+            }
+        } else if s.len() > 1 && s.starts_with('-') {
+            let last = s.chars().last().unwrap_or('-');
+            i += if s.len() == 2 && short_takes_value(current, last) { 2 } else { 1 };
+        } else if std::ptr::eq(current, &top) {
+            match top.find_subcommand(&s) {
+                Some(sub) => {
+                    current = sub;
+                    i += 1;
+                }
+                None => break,
+            }
+        } else {
+            break;
+        }
+    }
+    args
 }
 
 /// Whether the command line names create, run or exec (found as the lean
@@ -892,6 +955,15 @@ mod tests {
         // A cause whose last word happens to end the context is kept.
         let e = anyhow::anyhow!("prestart hook /bin/false: exit status: 1").context("create c-81");
         assert_eq!(error_chain(&e), "create c-81: prestart hook /bin/false: exit status: 1");
+    }
+
+    #[test]
+    fn go_style_long_flags_are_taken_as_go_takes_them() {
+        let got = go_style_flags(argv("strata -root /r restore -no-subreaper -pid-file=/p -d -work-path /w -x --bundle b id -detach"));
+        assert_eq!(got, argv("strata --root /r restore --no-subreaper --pid-file=/p -d --work-path /w -x --bundle b id -detach"));
+        assert_eq!(go_style_flags(argv("strata update --cpu-quota -100 id")), argv("strata update --cpu-quota -100 id"));
+        // A container process's own arguments are never touched.
+        assert_eq!(go_style_flags(argv("strata exec -u 0 id ps -format x")), argv("strata exec -u 0 id ps -format x"));
     }
 
     #[test]

@@ -19,6 +19,12 @@ impl Containerd {
     /// (through the runc shim) as the default runtime and the test's pause
     /// image as the sandbox image; without, the CRI plugin is off.
     pub(super) fn start(base: PathBuf, cri: bool) -> Containerd {
+        Containerd::start_with_path(base, cri, None)
+    }
+
+    /// `start`, with `path_first` put first on the daemon's PATH (and so
+    /// the shims' and the runtime's: where a working CRIU is).
+    pub(super) fn start_with_path(base: PathBuf, cri: bool, path_first: Option<PathBuf>) -> Containerd {
         let made_run_dir = !Path::new("/run/containerd").exists();
         let b = base.display();
         let runtime = runtime();
@@ -78,7 +84,11 @@ disabled_plugins = [{cri_off}"io.containerd.snapshotter.v1.aufs", "io.containerd
         std::fs::write(base.join("config.toml"), config).unwrap();
         std::fs::create_dir_all(base.join("fifo")).unwrap();
         let log = std::fs::File::create(base.join("containerd.log")).unwrap();
-        let daemon = Command::new("containerd")
+        let mut daemon = Command::new("containerd");
+        if let Some(dir) = &path_first {
+            daemon.env("PATH", format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default()));
+        }
+        let daemon = daemon
             .current_dir(&base)
             .arg("--config")
             .arg(base.join("config.toml"))
@@ -458,5 +468,85 @@ fn containerd_drives_the_runtime() {
     });
     drop(bg);
     drop(d);
+    c.finish();
+}
+
+/// containerd's checkpoint and restore through the runc shim and the
+/// runtime: `ctr containers checkpoint --task --rw` of a running task, the
+/// task and container removed, then `ctr containers restore --live --rw`
+/// from the checkpoint image: the process goes on, with its files.
+#[test]
+fn containerd_checkpoints_and_restores_through_the_runtime() {
+    need_root!();
+    need_bins!("containerd", "ctr", "containerd-shim-runc-v2", "podman");
+    let criu = match crate::common::working_criu() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let base = temp_base("ctd-cr");
+    if let Err(e) = make_image(&base.join("img")) {
+        let _ = std::fs::remove_dir_all(&base);
+        panic!("hack/mkimage-clients: {e}");
+    }
+    let dir = criu.canonicalize().ok().and_then(|c| c.parent().map(Path::to_path_buf));
+    let d = Containerd::start_with_path(base.clone(), false, dir);
+    let mut c = Checks::new("containerd checkpoint");
+    // The pause image: the same busybox files, as root (CRIU reads the
+    // rlimits of each task, which root without CAP_SYS_RESOURCE, as on this
+    // host, may not do for another uid; ctr has no --user).
+    ok(&d.ctr(&["image", "import", base.join("img/pause.docker.tar").to_str().unwrap()]));
+    let id = "crsvc";
+    let count = |d: &Containerd, n: &str| -> u64 {
+        stdout(&d.ctr(&["task", "exec", "--exec-id", n, id, "cat", "/tmp/count"])).trim().parse().unwrap_or(0)
+    };
+    let past = |d: &Containerd, n: u64| {
+        for i in 0..200 {
+            let now = count(d, &format!("c{i}"));
+            if now > n {
+                return now;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the counter stays at {n}");
+    };
+    let script = "echo kept > /tmp/written; i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done";
+    let v = d.run_args(id, &["-d", "--null-io", PAUSE_IMAGE, id, "sh", "-c", script]);
+    ok(&d.ctr(&v.iter().map(String::as_str).collect::<Vec<_>>()));
+    let mut at = past(&d, 0);
+
+    c.check("containers checkpoint --task --rw; delete; containers restore --live --rw", || {
+        let o = d.ctr(&["containers", "checkpoint", "--task", "--rw", id, "localhost/crsvc-checkpoint:1"]);
+        if !o.status.success() {
+            let log = Command::new("sh")
+                .arg("-c")
+                .arg(format!("cat $(find {} -name criu-dump.log) | grep -B3 Error", d.base.display()))
+                .output()
+                .unwrap();
+            panic!("checkpoint: {}\nCRIU's log: {}", show(&o), stdout(&log));
+        }
+        assert_eq!(d.task_status(id), "RUNNING", "the task stops running after a checkpoint");
+        ok(&d.ctr(&["task", "kill", "-s", "KILL", id]));
+        poll("task stopped", Duration::from_secs(10), || if d.task_status(id) == "STOPPED" { Ok(()) } else { Err(d.task_status(id)) });
+        ok(&d.ctr(&["task", "delete", id]));
+        ok(&d.ctr(&["containers", "delete", id]));
+        ok(&d.ctr(&["containers", "restore", "--live", "--rw", id, "localhost/crsvc-checkpoint:1"]));
+        assert_eq!(d.task_status(id), "RUNNING");
+        let now = past(&d, at);
+        assert!(now < at + 1000, "the counter started again: {at} -> {now}");
+        at = now;
+        assert_eq!(ok(&d.ctr(&["task", "exec", "--exec-id", "w", id, "cat", "/tmp/written"])), "kept\n");
+    });
+
+    c.check("nothing left: tasks, containers, runtime state, cgroups, mounts, processes", || {
+        let _ = d.ctr(&["task", "kill", "-s", "KILL", id]);
+        poll("task stopped", Duration::from_secs(10), || if d.task_status(id) != "RUNNING" { Ok(()) } else { Err(d.task_status(id)) });
+        let _ = d.ctr(&["task", "delete", id]);
+        let _ = d.ctr(&["containers", "delete", id]);
+        let left = d.leftovers();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    });
     c.finish();
 }
