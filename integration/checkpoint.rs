@@ -163,6 +163,11 @@ impl Ctl<'_> {
         self.strata().args(["state", &self.id]).stdin(Stdio::null()).output_within().status.success()
     }
 
+    fn status(&self) -> String {
+        let out = self.strata().args(["state", &self.id]).stdin(Stdio::null()).output_within();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()["status"].as_str().unwrap_or("absent").to_string()
+    }
+
     fn state_pid(&self) -> i32 {
         let out = self.strata().args(["state", &self.id]).stdin(Stdio::null()).output_within();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -364,4 +369,81 @@ fn copy_dir(from: &Path, to: &Path) {
     for e in std::fs::read_dir(from).unwrap().flatten() {
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
+}
+
+/// strata killed at many moments of a checkpoint and of a restore: a
+/// killed checkpoint leaves the container running (CRIU lets its tasks go
+/// on) or, once the dump is done, gone; a killed restore leaves at most a
+/// stopped container that `delete` removes; nothing is left after that,
+/// and the id restores afterwards.
+#[test]
+fn strata_killed_during_checkpoint_or_restore_leaves_nothing() {
+    need_root!();
+    let criu = need_criu!();
+    let b = bundle_with("crkill");
+    let ctl = Ctl { criu: &criu, root: b.root.clone(), store: None, id: b.id.clone() };
+    let mut pipes = Pipes::new();
+    let base = b.dir.parent().unwrap().to_path_buf();
+    run_detached(&ctl, &mut pipes, &b.dir);
+    let good = base.join("good");
+    ctl.checkpoint(&mut pipes, &good, &["--leave-running"]);
+    let kill_after = |mut c: Command, ms: u64, pipes: &mut Pipes| {
+        let mut child = c
+            .stdin(Stdio::from(pipes.in_r.try_clone().unwrap()))
+            .stdout(Stdio::from(pipes.out_w.try_clone().unwrap()))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    };
+    for ms in [2, 10, 30, 60, 100] {
+        let mut c = ctl.strata();
+        c.arg("checkpoint").arg("--leave-running").arg("--image-path").arg(base.join(format!("k{ms}"))).arg(&b.id);
+        kill_after(c, ms, &mut pipes);
+        wait_criu_gone();
+        // --leave-running: whatever moment, the container goes on.
+        eprintln!("checkpoint killed after {ms} ms: the container is {}", ctl.status());
+        ctl.state_pid();
+        let n = ctl.count();
+        ctl.count_past(n);
+    }
+    let out = ctl.strata().args(["delete", "-f", &b.id]).stdin(Stdio::null()).output_within();
+    assert!(out.status.success());
+    for ms in [2, 10, 30, 60, 100, 200] {
+        let mut c = ctl.strata();
+        c.args(["restore", "-d", "--bundle"]).arg(&b.dir).arg("--image-path").arg(&good).arg(&b.id);
+        kill_after(c, ms, &mut pipes);
+        wait_criu_gone();
+        // A restore that got through before the kill is a running container;
+        // one that did not is stopped, or absent. delete removes either.
+        let _ = ctl.strata().args(["delete", "-f", &b.id]).stdin(Stdio::null()).output_within();
+        assert!(!ctl.exists(), "restore killed after {ms} ms: the container is still there after delete");
+        assert!(cgroup_dirs(&b.id).is_empty(), "restore killed after {ms} ms: cgroups left: {:?}", cgroup_dirs(&b.id));
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains("criu-root"), "restore killed after {ms} ms: a criu-root mount is left");
+    }
+    let (ok, err) = ctl.restore(&mut pipes, &b.dir, &good);
+    assert!(ok, "restore after the killed ones: {err}");
+    pipes.ping("alive", "ponG alive");
+}
+
+/// Waits until no `criu swrk` runs, nor the CRIU it became (a CRIU whose strata was killed
+/// finishes or fails on its own); another test's CRIU only makes this wait
+/// a little longer.
+fn wait_criu_gone() {
+    for _ in 0..1000 {
+        let busy = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            // At work CRIU renames itself ("criu: dump --rpc -t PID").
+            let mut args = cmd.split(|b| *b == 0);
+            cmd.starts_with(b"criu: ") || args.next().is_some_and(|a| a.ends_with(b"criu")) && args.next() == Some(b"swrk")
+        });
+        if !busy {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("a CRIU is still at work after 10 s");
 }
