@@ -447,3 +447,96 @@ fn wait_criu_gone() {
     }
     panic!("a CRIU is still at work after 10 s");
 }
+
+/// A network namespace made for the test (`ip netns add`, loopback up),
+/// deleted on drop.
+struct NetNs(String);
+
+impl NetNs {
+    fn new(name: &str) -> NetNs {
+        let name = format!("{name}-{}", std::process::id());
+        let ok = |args: &[&str]| {
+            let o = Command::new("ip").args(args).stdin(Stdio::null()).output_within();
+            assert!(o.status.success(), "ip {args:?}: {}", stderr(&o));
+        };
+        ok(&["netns", "add", &name]);
+        let ns = NetNs(name);
+        ok(&["-n", &ns.0, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// A server in a network namespace joined by path (as podman's and CRI's
+/// are), with a client connected from outside the container: after
+/// `checkpoint --tcp-established` and `restore --tcp-established` the same
+/// connection carries on, and the server still listens for new ones.
+#[test]
+fn an_established_tcp_connection_survives_checkpoint_and_restore() {
+    need_root!();
+    let criu = need_criu!();
+    if Command::new("ip").arg("-V").output().is_err() {
+        eprintln!("skipped: needs ip (iproute2)");
+        return;
+    }
+    let ns = NetNs::new("strata-cr");
+    let mut b = Bundle::sh("crtcp", "");
+    b.config["process"]["args"] = json!(["nc", "-ll", "-p", "7777", "-e", "cat"]);
+    for n in b.config["linux"]["namespaces"].as_array_mut().unwrap() {
+        if n["type"] == "network" {
+            n["path"] = json!(ns.path());
+        }
+    }
+    b.write_config();
+    let ctl = Ctl { criu: &criu, root: b.root.clone(), store: None, id: b.id.clone() };
+    let mut pipes = Pipes::new();
+    run_detached(&ctl, &mut pipes, &b.dir);
+    let client = || {
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0, "/bin/busybox", "nc", "127.0.0.1", "7777"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let talk = |c: &mut std::process::Child, line: &str| {
+        writeln!(c.stdin.as_mut().unwrap(), "{line}").unwrap();
+        let mut buf = vec![0u8; line.len() + 1];
+        c.stdout.as_mut().unwrap().read_exact(&mut buf).unwrap();
+        assert_eq!(String::from_utf8_lossy(&buf), format!("{line}\n"));
+    };
+    let mut conn = None;
+    for _ in 0..100 {
+        let mut c = client();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if c.try_wait().unwrap().is_none() {
+            conn = Some(c);
+            break;
+        }
+    }
+    let mut conn = conn.expect("the server never listened");
+    talk(&mut conn, "before");
+    let image = b.dir.parent().unwrap().join("image");
+    ctl.checkpoint(&mut pipes, &image, &["--tcp-established"]);
+    let mut c = ctl.strata();
+    c.args(["restore", "-d", "--tcp-established", "--bundle"]).arg(&b.dir).arg("--image-path").arg(&image).arg(&b.id);
+    let (ok, err) = pipes.run(c);
+    assert!(ok, "restore --tcp-established: {err}");
+    talk(&mut conn, "after the restore");
+    let mut second = client();
+    talk(&mut second, "a new connection");
+    for mut c in [conn, second] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
