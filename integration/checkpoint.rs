@@ -540,3 +540,39 @@ fn an_established_tcp_connection_survives_checkpoint_and_restore() {
         let _ = c.wait();
     }
 }
+
+/// A user-namespaced container restores into a user namespace with the
+/// same maps, its counter going on; the checkpoint's files, lent to the
+/// container's root for the restore (its tasks read some images
+/// themselves), are root's again afterwards.
+#[test]
+fn a_user_namespaced_container_restores_with_the_same_maps() {
+    need_root!();
+    let criu = need_criu!();
+    let mut b = Bundle::sh("cruserns", WORKLOAD);
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.write_config();
+    let status = Command::new("chown").args(["-R", "100000:100000"]).arg(b.dir.join("rootfs")).status_within();
+    assert!(status.success());
+    let ctl = Ctl { criu: &criu, root: b.root.clone(), store: None, id: b.id.clone() };
+    let mut pipes = Pipes::new();
+    run_detached(&ctl, &mut pipes, &b.dir);
+    let maps = ctl.exec("cat /proc/self/uid_map /proc/self/gid_map");
+    let before = ctl.count();
+    let image = b.dir.parent().unwrap().join("image");
+    ctl.checkpoint(&mut pipes, &image, &[]);
+    let (ok, err) = ctl.restore(&mut pipes, &b.dir, &image);
+    assert!(ok, "restore: {err}");
+    assert_eq!(ctl.exec("cat /proc/self/uid_map /proc/self/gid_map"), maps);
+    let pid = ctl.state_pid();
+    let host_map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    assert_eq!(host_map.split_whitespace().collect::<Vec<_>>(), ["0", "100000", "65536"]);
+    assert!(ctl.count_past(before) > before);
+    use std::os::unix::fs::MetadataExt;
+    for e in std::fs::read_dir(&image).unwrap().flatten() {
+        assert_eq!(e.metadata().unwrap().uid(), 0, "{} is not root's after the restore", e.path().display());
+    }
+    pipes.ping("mapped", "ponG mapped");
+}

@@ -249,6 +249,12 @@ pub fn restore(root: &Root, o: &RestoreOpts) -> Result<i32> {
         r.path = Some(path);
         opts.cg_root.push(r);
     }
+    // In a user namespace the restored tasks read some images themselves,
+    // as the container's root: lent to it for the restore, then taken back.
+    let lent = match plan::has_namespace(&bundle.spec, LinuxNamespaceType::User) {
+        true => Some(LentImages::lend(&image_dir, &crate::linux::usermaps::IdMaps::from_spec(&linux))?),
+        false => None,
+    };
     let mut inherit = vec![checkpoint.dir.as_fd()];
     inherit.extend(work.iter().map(|w| w.as_fd()));
     inherit.extend(ns_files.iter().map(|f| f.as_fd()));
@@ -282,6 +288,7 @@ pub fn restore(root: &Root, o: &RestoreOpts) -> Result<i32> {
             Ok(())
         },
     );
+    drop(lent);
     let _ = nix::mount::umount2(&criu_root, nix::mount::MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir(&criu_root);
     if let Err(e) = restored {
@@ -454,4 +461,38 @@ fn prepare_mountpoints(criu_root: &Path, spec: &oci_spec::runtime::Spec, bundle:
         let _ = nix::mount::umount2(at, nix::mount::MntFlags::MNT_DETACH);
     }
     result
+}
+
+/// The checkpoint's files, owned by the container's root (its host ids)
+/// while a user-namespaced container is restored, and given back to their
+/// owners when dropped.
+struct LentImages {
+    owners: Vec<(PathBuf, u32, u32)>,
+}
+
+impl LentImages {
+    fn lend(dir: &Path, maps: &crate::linux::usermaps::IdMaps) -> Result<LentImages> {
+        use std::os::unix::fs::MetadataExt;
+        let (uid, gid) = (crate::linux::usermaps::IdMaps::root_of(&maps.uid), crate::linux::usermaps::IdMaps::root_of(&maps.gid));
+        let mut lent = LentImages { owners: Vec::new() };
+        let entries = std::fs::read_dir(dir).map_err(sys::io_err("readdir", dir))?;
+        let paths = std::iter::once(dir.to_path_buf()).chain(entries.flatten().map(|e| e.path()));
+        for p in paths {
+            let md = std::fs::symlink_metadata(&p).map_err(sys::io_err("stat", &p))?;
+            if !(md.is_dir() || md.is_file()) {
+                continue;
+            }
+            std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).map_err(sys::io_err("chown", &p))?;
+            lent.owners.push((p, md.uid(), md.gid()));
+        }
+        Ok(lent)
+    }
+}
+
+impl Drop for LentImages {
+    fn drop(&mut self) {
+        for (p, uid, gid) in &self.owners {
+            let _ = std::os::unix::fs::lchown(p, Some(*uid), Some(*gid));
+        }
+    }
 }
