@@ -166,6 +166,48 @@ class Bench:
         return created, total, cpu, peak, failed
 
 
+def working_criu():
+    """A CRIU whose `criu check` passes: BENCH_CRIU, or criu on PATH."""
+    path = os.environ.get("BENCH_CRIU") or shutil.which("criu")
+    if not path:
+        return None
+    ok = subprocess.run([path, "check"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    return path if ok else None
+
+
+def checkpoint_restore(b, rts, bundle, criu):
+    """checkpoint, then restore -d, of a running `sleep` container, for the
+    runtimes that have both commands and take --criu (strata, runc), with
+    the same CRIU. Its stdio is /dev/null, which both make the container's
+    own, so nothing of the host's is open inside."""
+    names = [n for n in ("strata", "runc") if n in rts]
+    cids = {}
+    for rt in names:
+        cids[rt] = b.cid(rt)
+        subprocess.run(b.rt(rt, "run", "-d", "--bundle", bundle, cids[rt]), check=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seq = [0]
+
+    def once(rt):
+        seq[0] += 1
+        img = os.path.join(b.base, f"ckpt-{rt}-{seq[0]}")
+        c = run([rts[rt], "--root", b.root(rt), "--criu", criu, "checkpoint", "--image-path", img, cids[rt]])
+        r = run([rts[rt], "--root", b.root(rt), "--criu", criu, "restore", "-d", "--bundle", bundle, "--image-path", img, cids[rt]])
+        shutil.rmtree(img, ignore_errors=True)
+        return c[0] + r[0], c[1] + r[1], max(c[2], r[2])
+
+    sub = Bench({n: rts[n] for n in names}, b.base)
+    sub.seq = b.seq + 1000
+    try:
+        sub.interleave("checkpoint+restore (CRIU)", once)
+    finally:
+        for rt in names:
+            subprocess.run(b.rt(rt, "delete", "--force", cids[rt]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for wl, per in sub.results.items():
+        b.results[wl] = per
+    b.failures.update(sub.failures)
+
+
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -191,6 +233,11 @@ def main():
         finally:
             for rt in rts:
                 subprocess.run(b.rt(rt, "delete", "--force", long[rt]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        criu = working_criu()
+        if criu:
+            checkpoint_restore(b, rts, sleep_bundle, criu)
+        else:
+            print("  checkpoint+restore: skipped (no working CRIU: set BENCH_CRIU to a CRIU 4.1 or newer)", file=sys.stderr)
         conc = {rt: b.concurrent(rt, sleep_bundle) for rt in rts}
         report(b, rts, conc)
     finally:
@@ -224,8 +271,10 @@ def report(b, rts, conc):
     for wl, per in b.results.items():
         for mi, (metric, unit, scale) in enumerate([("wall", "ms", 1000), ("cpu", "ms", 1000), ("peak RSS", "MiB", 1 / 1024)]):
             vals = {n: med([s[mi] for s in per.get(n, [])]) * scale for n in names}
-            ratios = [f"{vals[n] / vals['strata']:.2f}" for n in names if n != "strata"]
-            lines.append(f"| {wl} | {metric} ({unit}) | " + " | ".join(f"{vals[n]:.2f}" for n in names) + " | " + " | ".join(ratios) + " |")
+            # A runtime without the workload (no checkpoint/restore) shows a dash.
+            num = lambda v: "–" if v != v else f"{v:.2f}"
+            ratios = [num(vals[n] / vals['strata']) for n in names if n != "strata"]
+            lines.append(f"| {wl} | {metric} ({unit}) | " + " | ".join(num(vals[n]) for n in names) + " | " + " | ".join(ratios) + " |")
             if metric == "wall":
                 plot.append((wl, vals))
     if b.failures:
