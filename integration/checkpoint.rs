@@ -5,6 +5,11 @@
 //! They need a CRIU that works on this kernel (4.1 or newer from 6.13 on):
 //! `STRATA_TEST_CRIU`, or `criu` on PATH, where `criu check` passes. Without
 //! one each test says it is skipped, and why.
+//!
+//! `STRATA_CLIENT_RUNTIME=/path/to/runc` runs the same tests against that
+//! runtime, where it has the feature; the tests of strata's own additions
+//! (image-backed containers, strata's messages, the kill points) say they
+//! are skipped for it.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -16,6 +21,21 @@ use serde_json::json;
 use crate::common::{Bounded, Bundle, STRATA, alive, cgroup_dirs, stderr, stdout};
 use crate::layers::Image;
 use crate::need_root;
+
+/// The runtime under test: strata, or `STRATA_CLIENT_RUNTIME`.
+fn runtime() -> String {
+    std::env::var("STRATA_CLIENT_RUNTIME").unwrap_or_else(|_| STRATA.clone())
+}
+
+/// Skips a test of what only strata does, when another runtime is tested.
+macro_rules! strata_only {
+    ($what:expr) => {
+        if runtime() != *STRATA {
+            eprintln!("skipped: {} is strata's own (testing {})", $what, runtime());
+            return;
+        }
+    };
+}
 
 macro_rules! need_criu {
     () => {
@@ -108,8 +128,14 @@ struct Ctl<'a> {
 
 impl Ctl<'_> {
     fn strata(&self) -> Command {
-        let mut c = Command::new(&*STRATA);
-        c.arg("--root").arg(&self.root).arg("--criu").arg(self.criu);
+        let mut c = Command::new(runtime());
+        c.arg("--root").arg(&self.root);
+        if runtime() == *STRATA {
+            c.arg("--criu").arg(self.criu);
+        } else if let Some(dir) = self.criu.canonicalize().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+            // runc 1.2 and later take CRIU from PATH only.
+            c.env("PATH", format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default()));
+        }
         if let Some(s) = &self.store {
             c.arg("--store").arg(s);
         }
@@ -271,6 +297,7 @@ fn leave_running_twice_then_restore_after_delete() {
 fn an_image_backed_container_moves_to_another_store_with_its_files() {
     need_root!();
     let criu = need_criu!();
+    strata_only!("an image-backed rootfs");
     let img = Image::new("cr");
     let bundle = img.bundle("crimg", "latest", &format!("echo hello > /etc/written; rm /etc/os-release; {WORKLOAD}"));
     let id = "cr-img";
@@ -300,6 +327,7 @@ fn an_image_backed_container_moves_to_another_store_with_its_files() {
 fn bad_checkpoints_fail_with_a_reason_and_leave_nothing() {
     need_root!();
     let criu = need_criu!();
+    strata_only!("the checks of strata's messages");
     let b = bundle_with("crbad");
     let ctl = Ctl { criu: &criu, root: b.root.clone(), store: None, id: b.id.clone() };
     let mut pipes = Pipes::new();
@@ -380,6 +408,8 @@ fn copy_dir(from: &Path, to: &Path) {
 fn strata_killed_during_checkpoint_or_restore_leaves_nothing() {
     need_root!();
     let criu = need_criu!();
+    // runc 1.5.1 killed mid-restore leaves the container's cgroups.
+    strata_only!("leaving nothing when killed mid-restore");
     let b = bundle_with("crkill");
     let ctl = Ctl { criu: &criu, root: b.root.clone(), store: None, id: b.id.clone() };
     let mut pipes = Pipes::new();
@@ -549,6 +579,8 @@ fn an_established_tcp_connection_survives_checkpoint_and_restore() {
 fn a_user_namespaced_container_restores_with_the_same_maps() {
     need_root!();
     let criu = need_criu!();
+    // runc 1.5.1 fails here: its restored tasks may not read the images.
+    strata_only!("restoring a user-namespaced container");
     let mut b = Bundle::sh("cruserns", WORKLOAD);
     b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
     b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
