@@ -465,9 +465,14 @@ fn prepare_mountpoints(criu_root: &Path, spec: &oci_spec::runtime::Spec, bundle:
 
 /// The checkpoint's files, owned by the container's root (its host ids)
 /// while a user-namespaced container is restored, and given back to their
-/// owners when dropped.
+/// owners (and modes) when dropped.
+///
+/// CRIU 4.2's restored init reads its time namespace's image before its
+/// user namespace has maps, with unmapped (overflow) ids: for that one
+/// read the directory is searchable and `timens-*.img` (clock offsets,
+/// nothing secret) readable by others too.
 struct LentImages {
-    owners: Vec<(PathBuf, u32, u32)>,
+    owners: Vec<(PathBuf, u32, u32, u32)>,
 }
 
 impl LentImages {
@@ -483,7 +488,20 @@ impl LentImages {
                 continue;
             }
             std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).map_err(sys::io_err("chown", &p))?;
-            lent.owners.push((p, md.uid(), md.gid()));
+            lent.owners.push((p.clone(), md.uid(), md.gid(), md.mode() & 0o7777));
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let extra = if md.is_dir() {
+                0o001
+            } else if name.starts_with("timens-") {
+                0o004
+            } else {
+                0
+            };
+            if extra != 0 {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(md.mode() & 0o7777 | extra))
+                    .map_err(sys::io_err("chmod", &p))?;
+            }
         }
         Ok(lent)
     }
@@ -491,8 +509,10 @@ impl LentImages {
 
 impl Drop for LentImages {
     fn drop(&mut self) {
-        for (p, uid, gid) in &self.owners {
+        use std::os::unix::fs::PermissionsExt;
+        for (p, uid, gid, mode) in &self.owners {
             let _ = std::os::unix::fs::lchown(p, Some(*uid), Some(*gid));
+            let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(*mode));
         }
     }
 }
