@@ -317,6 +317,22 @@ fn an_image_backed_container_moves_to_another_store_with_its_files() {
     assert!(ok, "restore into a second store: {err}");
     assert!(there.count_past(before) > before);
     assert_eq!(there.exec("cat /etc/written; test -e /etc/os-release || echo whited-out"), "hello\nwhited-out");
+    // The checkpoint of a container of another image: refused, naming both.
+    let other = img.base.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    for e in std::fs::read_dir(&image).unwrap().flatten() {
+        std::fs::copy(e.path(), other.join(e.file_name())).unwrap();
+    }
+    let meta = other.join("strata.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    m["image"]["chain_ids"][0] = json!(format!("sha256:{}", "0".repeat(64)));
+    m["image"]["manifest"] = json!(format!("sha256:{}", "1".repeat(64)));
+    std::fs::write(&meta, serde_json::to_vec(&m).unwrap()).unwrap();
+    let third = Ctl { criu: &criu, root: img.base.join("state3"), store: Some(img.base.join("store3")), id: "cr-other".into() };
+    let (ok, err) = third.restore(&mut pipes, &bundle, &other);
+    assert!(!ok && err.contains(&"1".repeat(64)) && err.contains("the bundle's image is"), "restore of another image's checkpoint: {err}");
+    assert!(!third.exists());
+    assert_eq!(std::fs::read_dir(img.base.join("store3/containers")).map(|d| d.count()).unwrap_or(0), 0, "a refused restore left layers");
     pipes.ping("moved", "ponG moved");
     let out = there.strata().args(["delete", "-f", id]).stdin(Stdio::null()).output_within();
     assert!(out.status.success(), "delete: {}", stderr(&out));
@@ -344,6 +360,32 @@ fn bad_checkpoints_fail_with_a_reason_and_leave_nothing() {
     expect_fail(&mut pipes, &base.join("empty"), "no inventory.img");
 
     run_detached(&ctl, &mut pipes, &b.dir);
+    // A dump CRIU fails (a process of the container's tree, reparented to
+    // its init, holds a host file the container cannot reach): the
+    // container goes on, with --leave-running and without.
+    let hostfile = base.join("host-file");
+    std::fs::write(&hostfile, "x").unwrap();
+    let line = format!(
+        "exec 3<'{}'; exec '{}' --root '{}' exec -d --preserve-fds 1 '{}' sh -c 'sleep 1000 <&3 & exit 0'",
+        hostfile.display(),
+        runtime(),
+        b.root.display(),
+        b.id
+    );
+    assert!(Command::new("sh").arg("-c").arg(&line).stdin(Stdio::null()).status_within().success(), "{line}");
+    let pid = ctl.state_pid();
+    for flags in [&["--leave-running"][..], &[][..]] {
+        let mut c = ctl.strata();
+        c.arg("checkpoint").arg("--image-path").arg(base.join("failing")).args(flags).arg(&b.id);
+        let (ok, err) = pipes.run(c);
+        assert!(!ok && err.contains("criu failed"), "checkpoint {flags:?} of a process holding a host file: {err}");
+        assert_eq!(ctl.state_pid(), pid, "a failed checkpoint {flags:?} did not leave the container running");
+        let n = ctl.count();
+        ctl.count_past(n);
+    }
+    // Once that process is gone, the dump works.
+    // (every sleep: the counter's own only ends early)
+    ctl.exec("killall sleep; true");
     let image = base.join("image");
     ctl.checkpoint(&mut pipes, &image, &["--leave-running"]);
     // The same id, running: refused, and the running one is untouched.
