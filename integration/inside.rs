@@ -786,3 +786,42 @@ fn a_host_dev_null_on_stdio_becomes_the_containers_own() {
     use std::os::unix::fs::MetadataExt;
     assert_ne!(lines[0], format!("{} {}", host.dev(), host.ino()), "stdin is still the host's /dev/null");
 }
+
+/// A container that joins another's user namespace by path and has a pid
+/// namespace of its own: the pid namespace is made after the join (owned by
+/// that user namespace, as runc's nsexec makes it), so the container's init
+/// is its pid 1 and may mount its procfs; its exit status reaches `run`.
+#[test]
+fn a_joined_user_namespace_owns_a_new_pid_namespace() {
+    need_root!();
+    let userns = |mut b: Bundle| {
+        b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        let st = Command::new("chown").args(["-R", "100000:100000"]).arg(b.dir.join("rootfs")).status_within();
+        assert!(st.success());
+        b
+    };
+    let target = userns(Bundle::sh("usertarget", "sleep 1000"));
+    target.write_config();
+    let out = target.detached(&["run".as_ref(), "-d".as_ref(), "--bundle".as_ref(), target.dir.as_os_str(), target.id.as_ref()]);
+    assert!(out.status.success(), "run -d: {}", crate::common::stderr(&out));
+    let pid = target.state()["pid"].as_i64().unwrap();
+    let mut b = userns(Bundle::sh("userjoin", "echo $$; cat /proc/self/uid_map; readlink /proc/self/ns/user; exit 3"));
+    for n in b.config["linux"]["namespaces"].as_array_mut().unwrap() {
+        if n["type"] == "user" {
+            n["path"] = json!(format!("/proc/{pid}/ns/user"));
+        }
+    }
+    b.config["linux"].as_object_mut().unwrap().remove("uidMappings");
+    b.config["linux"].as_object_mut().unwrap().remove("gidMappings");
+    let out = b.run();
+    assert_eq!(out.status.code(), Some(3), "{}", crate::common::stderr(&out));
+    let text = crate::common::stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "1", "init is not pid 1 of its namespace: {text}");
+    assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["0", "100000", "65536"]);
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    assert_eq!(lines[2], theirs.to_string_lossy(), "not the joined user namespace");
+    b.assert_gone();
+}

@@ -94,6 +94,10 @@ pub struct Plan {
     /// Namespaces init joins, in order (user last).
     pub init_joins: Vec<(Kind, PathBuf)>,
     pub new: Vec<Kind>,
+    /// A new pid namespace with a joined user namespace: init unshares it
+    /// after the join (so that the joined user namespace owns it) and a
+    /// child of init's becomes the container's pid 1 (`process::init`).
+    pub pid_after_join: bool,
 }
 
 impl Default for Plan {
@@ -105,6 +109,7 @@ impl Default for Plan {
             parent_joins: Vec::new(),
             init_joins: Vec::new(),
             new: Vec::new(),
+            pid_after_join: false,
         }
     }
 }
@@ -145,7 +150,9 @@ pub fn plan(linux: Option<&Linux>) -> Plan {
             Kind::Time => p.new_time = true,
             Kind::Cgroup => p.unshare_in_init |= k.flag(),
             // Namespaces created after joining a user namespace must be
-            // owned by it, so with a joined user namespace init unshares them.
+            // owned by it, so with a joined user namespace init unshares
+            // them (the pid one for a child of its own, see Plan).
+            Kind::Pid if joined_user => p.pid_after_join = true,
             Kind::Pid => p.clone_flags |= k.flag(),
             _ if joined_user => p.unshare_in_init |= k.flag(),
             _ => p.clone_flags |= k.flag(),
@@ -260,6 +267,16 @@ mod tests {
         assert_eq!(p.parent_joins, vec![(Kind::Pid, PathBuf::from("/proc/1/ns/pid"))]);
         assert_eq!(p.unshare_in_init, CloneFlags::CLONE_NEWUTS);
         assert!(p.clone_flags.is_empty());
+        assert!(!p.pid_after_join);
+    }
+
+    #[test]
+    fn a_new_pid_namespace_with_a_joined_user_one_is_made_after_the_join() {
+        let l = linux(r#"{"namespaces":[{"type":"user","path":"/proc/1/ns/user"},{"type":"pid"},{"type":"mount"}]}"#);
+        let p = plan(Some(&l));
+        assert!(p.pid_after_join && p.has_new(Kind::Pid));
+        assert!(p.clone_flags.is_empty(), "{:?}", p.clone_flags);
+        assert_eq!(p.unshare_in_init, CloneFlags::CLONE_NEWNS);
     }
 
     #[test]

@@ -126,6 +126,9 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
         ))?;
     }
     namespaces::unshare_flags(ctx.ns.unshare_in_init)?;
+    if ctx.ns.pid_after_join {
+        enter_pid_namespace(chan)?;
+    }
     nix::unistd::setsid().map_err(sys::err("setsid", "", ""))?;
     if !ctx.no_new_keyring {
         // Kernels or user namespaces without keyring support: go on without one, as runc does.
@@ -352,6 +355,23 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
             start_hooks,
         },
     )
+}
+
+/// With a joined user namespace the new pid namespace must be owned by
+/// it, so it is unshared here, after the join, as runc's nsexec does; a pid
+/// namespace takes its first process at the next fork. That child, made a
+/// child of the parent (CLONE_PARENT) so that the parent still reaps the
+/// container's init, goes on as init; this first stage says its pid and
+/// exits. Single-threaded caller (see `sys`): init has no other thread.
+fn enter_pid_namespace(chan: &Channel) -> Result<()> {
+    namespaces::unshare_flags(nix::sched::CloneFlags::CLONE_NEWPID)?;
+    match sys::clone_process(libc::CLONE_PARENT as u64, None)? {
+        sys::Forked::Child => Ok(()),
+        sys::Forked::Parent(pid) => {
+            chan.send(&Msg::InitPid { pid: pid.as_raw() })?;
+            sys::exit_now(0)
+        }
+    }
 }
 
 fn join_namespaces(plan: &namespaces::Plan) -> Result<()> {

@@ -333,6 +333,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     }
     crate::logging::debug(|| format!("create {}: id maps and mounts handed over, init proceeds", opts.id));
     parent_chan.send(&Msg::Proceed)?;
+    let pid = if ns.pid_after_join { adopt_init(&parent_chan, pid, &mut undo, &mut st)? } else { pid };
     parent_chan.expect(Msg::RuntimeHooks, "RuntimeHooks")?;
     cgroups::apply_devices(&placement, linux.resources().as_ref(), &extra_allow)?;
     // Init is in its network namespace now (made at clone, or joined).
@@ -369,6 +370,25 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     }
     undo.armed = false;
     Ok(Created { state: st, pid, pty_master })
+}
+
+/// With a joined user namespace and a new pid namespace, init's first
+/// stage makes the real init in it and exits (`init::enter_pid_namespace`):
+/// the first is reaped, and the second is the container's init from here.
+fn adopt_init(chan: &sync::Channel, first: Pid, undo: &mut Undo<'_>, st: &mut State) -> Result<Pid> {
+    let pid = match chan.recv()? {
+        (Msg::InitPid { pid }, _) => Pid::from_raw(pid),
+        (Msg::Error { msg }, _) => return Err(SyncError::Init(msg).into()),
+        (got, _) => return Err(SyncError::Unexpected { want: "InitPid", got }.into()),
+    };
+    let _ = waitpid(first, None);
+    undo.child = Some(pid);
+    st.pid = pid.as_raw();
+    st.init_start_time = state::proc_stat(pid.as_raw())
+        .map(|s| s.start_time)
+        .ok_or_else(|| CreateError::Invalid(format!("container {}: init (pid {pid}) is gone", st.id)))?;
+    crate::logging::debug(|| format!("create {}: init is pid {pid} in its pid namespace (first stage {first} reaped)", st.id));
+    Ok(pid)
 }
 
 /// A bundle made by `strata bundle --image` names its image in annotations:

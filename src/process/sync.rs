@@ -16,6 +16,11 @@
 //!   userns: the other binds, open_tree
 //!          ──── MountTree { index } [fd] ─────▶   (one per such mount; kept)
 //!          ──── Proceed ─────────────────────▶    join namespaces, unshare cgroupns,
+//!                                                 (joined userns + new pidns: unshare
+//!                                                 it, clone(CLONE_PARENT) the real
+//!                                                 init, which goes on from here)
+//!          ◀─── InitPid { pid } ─────────────     (that case only; the first exits)
+//!   reap the first, adopt pid as init
 //!                                                 setsid, hostname, mounts, devices
 //!          ◀─── RuntimeHooks ────────────────     (waits)
 //!   run prestart + createRuntime hooks
@@ -52,6 +57,12 @@ pub enum Msg {
     /// as a detached overlay of idmapped layers (sent before Proceed).
     Rootfs,
     Proceed,
+    /// With a joined user namespace and a new pid namespace: the pid of
+    /// the child that is the container's init from here on (the sender, its
+    /// first stage, exits).
+    InitPid {
+        pid: i32,
+    },
     RuntimeHooks,
     /// The runtime hooks ran; `state` is the state JSON for init's own hooks.
     HooksDone {
@@ -71,6 +82,7 @@ impl Msg {
             Msg::MountTree { .. } => "MountTree",
             Msg::Rootfs => "Rootfs",
             Msg::Proceed => "Proceed",
+            Msg::InitPid { .. } => "InitPid",
             Msg::RuntimeHooks => "RuntimeHooks",
             Msg::HooksDone { .. } => "HooksDone",
             Msg::PtyMaster => "PtyMaster",

@@ -19,7 +19,9 @@
 //!   that the kernel counts one thread in the process, and refuses
 //!   otherwise (`clone3 ... the caller has N threads`). With no other
 //!   thread no lock can be held, and the child may then use glibc freely.
-//!   Sites: init (`process::parent`), exec's child (`process::exec`), the
+//!   Sites: init (`process::parent`), init's second stage with a joined
+//!   user namespace and a new pid namespace (`process::init`), exec's
+//!   child (`process::exec`), the
 //!   idmap throwaway namespace (`linux::idmap`, whose child only calls
 //!   `prctl` and `pause`).
 //! - **glibc's fork** (`fork_process`): for work that must run in a child
@@ -126,7 +128,10 @@ pub fn clone_process(ns_flags: u64, cgroup: Option<BorrowedFd<'_>>) -> Result<Fo
             errno: Errno::EDEADLK,
         });
     }
-    let mut args = CloneArgs { flags: ns_flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    // With CLONE_PARENT clone3 takes no exit signal: the child gets the
+    // caller's (SIGCHLD, to the caller's parent).
+    let exit_signal = if ns_flags & libc::CLONE_PARENT as u64 != 0 { 0 } else { libc::SIGCHLD as u64 };
+    let mut args = CloneArgs { flags: ns_flags, exit_signal, ..Default::default() };
     if let Some(fd) = cgroup {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = fd.as_raw_fd() as u64;
