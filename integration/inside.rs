@@ -807,7 +807,13 @@ fn a_joined_user_namespace_owns_a_new_pid_namespace() {
     let out = target.detached(&["run".as_ref(), "-d".as_ref(), "--bundle".as_ref(), target.dir.as_os_str(), target.id.as_ref()]);
     assert!(out.status.success(), "run -d: {}", crate::common::stderr(&out));
     let pid = target.state()["pid"].as_i64().unwrap();
-    let mut b = userns(Bundle::sh("userjoin", "echo $$; cat /proc/self/uid_map; readlink /proc/self/ns/user; exit 3"));
+    let mut b = userns(Bundle::sh("userjoin", "echo $$; cat /proc/self/uid_map; readlink /proc/self/ns/user; stat -c %u /idm/f; exit 3"));
+    // An idmapped mount without maps of its own takes the joined namespace's:
+    // a file of the host's root is root's inside.
+    let host = b.dir.parent().unwrap().join("idm");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "x").unwrap();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"source": host, "destination": "/idm", "options": ["bind", "idmap"]}));
     for n in b.config["linux"]["namespaces"].as_array_mut().unwrap() {
         if n["type"] == "user" {
             n["path"] = json!(format!("/proc/{pid}/ns/user"));
@@ -823,5 +829,6 @@ fn a_joined_user_namespace_owns_a_new_pid_namespace() {
     assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["0", "100000", "65536"]);
     let theirs = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
     assert_eq!(lines[2], theirs.to_string_lossy(), "not the joined user namespace");
+    assert_eq!(lines[3], "0", "the idmapped mount does not map through the joined user namespace");
     b.assert_gone();
 }

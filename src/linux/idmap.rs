@@ -87,9 +87,10 @@ pub fn plan(mounts: &[Mount], bundle: &Path, container_userns: bool) -> Result<V
     Ok(out)
 }
 
-/// Makes each idmapped mount, detached; `init` is the container's init
-/// (its user namespace serves mounts without mappings of their own).
-pub fn prepare(plan: &[IdmapMount], init: Pid) -> Result<Vec<(usize, OwnedFd)>, SysError> {
+/// Makes each idmapped mount, detached; `container_userns` is the
+/// container's user namespace file (it serves mounts without mappings of
+/// their own).
+pub fn prepare(plan: &[IdmapMount], container_userns: &Path) -> Result<Vec<(usize, OwnedFd)>, SysError> {
     let mut out = Vec::new();
     for m in plan {
         let what = format!("{} -> {}", m.source.display(), m.dest.display());
@@ -97,10 +98,11 @@ pub fn prepare(plan: &[IdmapMount], init: Pid) -> Result<Vec<(usize, OwnedFd)>, 
         let tree = mount_api::clone_tree_rec(src.as_fd(), m.rbind, &what)?;
         let userns = match &m.maps {
             Some((uid, gid)) => userns_with(uid, gid)?,
-            None => {
-                let p = format!("/proc/{init}/ns/user");
-                open(Path::new(&p), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err("open", &p, "O_RDONLY"))?
-            }
+            None => open(container_userns, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err(
+                "open",
+                container_userns.display(),
+                "O_RDONLY",
+            ))?,
         };
         sys::mount_setattr_idmap(tree.as_fd(), userns.as_fd(), m.recursive, &what)?;
         out.push((m.index, tree));

@@ -323,7 +323,13 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         parent_chan.send_with_fd(&Msg::Rootfs, Some(&tree))?;
     }
     // After the id maps: a mount without maps of its own takes init's.
-    for (index, tree) in idmap::prepare(&idmaps, pid)? {
+    // The container's user namespace: the one it joins (init joins it only
+    // after Proceed), or the one init was made in.
+    let userns_file = match ns.init_joins.iter().find(|(k, _)| *k == namespaces::Kind::User) {
+        Some((_, path)) => path.clone(),
+        None => PathBuf::from(format!("/proc/{pid}/ns/user")),
+    };
+    for (index, tree) in idmap::prepare(&idmaps, &userns_file)? {
         parent_chan.send_with_fd(&Msg::MountTree { index }, Some(&tree))?;
     }
     if ns.userns() && usermaps::host_root() {
