@@ -147,104 +147,6 @@ struct CreateArgs {
     id: String,
 }
 
-#[derive(clap::Args)]
-struct ExecArgs {
-    /// A process.json (runtime-spec `process`) instead of ARGS.
-    #[arg(short, long)]
-    process: Option<PathBuf>,
-    #[arg(short, long)]
-    tty: bool,
-    #[arg(long = "console-socket")]
-    console_socket: Option<PathBuf>,
-    /// Unix socket that receives a pidfd of the new process.
-    #[arg(long = "pidfd-socket")]
-    pidfd_socket: Option<PathBuf>,
-    #[arg(short, long)]
-    detach: bool,
-    #[arg(long = "pid-file")]
-    pid_file: Option<PathBuf>,
-    #[arg(long)]
-    cwd: Option<PathBuf>,
-    /// KEY=VALUE, may repeat.
-    #[arg(short, long)]
-    env: Vec<String>,
-    /// UID[:GID]
-    #[arg(short, long)]
-    user: Option<String>,
-    #[arg(short = 'g', long = "additional-gids")]
-    additional_gids: Vec<u32>,
-    /// Add a capability, may repeat.
-    #[arg(short, long)]
-    cap: Vec<String>,
-    #[arg(long = "no-new-privs")]
-    no_new_privs: bool,
-    #[arg(long = "preserve-fds", default_value_t = 0)]
-    preserve_fds: u32,
-    /// Exec into a paused container (the new process starts frozen too).
-    #[arg(long = "ignore-paused")]
-    ignore_paused: bool,
-    /// Join a sub-cgroup of the container's: [controller[,controller]:]path (may repeat).
-    #[arg(long = "cgroup")]
-    cgroup: Vec<String>,
-    /// Refused when given: strata applies no SELinux labels.
-    #[arg(long = "process-label")]
-    process_label: Option<String>,
-    /// Refused when given: strata applies no AppArmor profiles.
-    #[arg(long)]
-    apparmor: Option<String>,
-    id: String,
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<String>,
-}
-
-/// runc 1.5's `update` flags. Values are taken as text and parsed as runc
-/// parses them (`-1` is "unlimited" for the memory values).
-#[derive(clap::Args)]
-struct UpdateArgs {
-    /// Resources as JSON (runtime-spec linux.resources), from FILE or - for stdin.
-    #[arg(short, long)]
-    resources: Option<PathBuf>,
-    #[arg(long = "blkio-weight")]
-    blkio_weight: Option<u16>,
-    #[arg(long = "cpu-period")]
-    cpu_period: Option<String>,
-    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
-    cpu_quota: Option<String>,
-    #[arg(long = "cpu-burst")]
-    cpu_burst: Option<String>,
-    #[arg(long = "cpu-share", alias = "cpu-shares")]
-    cpu_share: Option<String>,
-    #[arg(long = "cpu-rt-period")]
-    cpu_rt_period: Option<String>,
-    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
-    cpu_rt_runtime: Option<String>,
-    #[arg(long = "cpuset-cpus")]
-    cpuset_cpus: Option<String>,
-    #[arg(long = "cpuset-mems")]
-    cpuset_mems: Option<String>,
-    #[arg(long = "cpu-idle")]
-    cpu_idle: Option<String>,
-    /// Obsolete (ignored, with a warning, as by runc).
-    #[arg(long = "kernel-memory", hide = true, allow_hyphen_values = true)]
-    kernel_memory: Option<String>,
-    #[arg(long = "kernel-memory-tcp", hide = true, allow_hyphen_values = true)]
-    kernel_memory_tcp: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    memory: Option<String>,
-    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
-    memory_reservation: Option<String>,
-    /// Memory plus swap; -1 for unlimited swap.
-    #[arg(long = "memory-swap", allow_hyphen_values = true)]
-    memory_swap: Option<String>,
-    #[arg(long = "pids-limit", allow_negative_numbers = true)]
-    pids_limit: Option<i64>,
-    #[arg(long = "l3-cache-schema")]
-    l3_cache_schema: Option<String>,
-    #[arg(long = "mem-bw-schema")]
-    mem_bw_schema: Option<String>,
-    id: String,
-}
-
 #[derive(Subcommand)]
 enum LayersCmd {
     /// Remove layers no container uses.
@@ -258,7 +160,7 @@ enum Cmd {
     /// Start a created container.
     Start(IdArg),
     /// Run a new process inside a running container.
-    Exec(ExecArgs),
+    Exec(cli::exec::ExecArgs),
     /// Create, start and wait for a container; exits with its status.
     Run(RunArgs),
     /// Print the container's state as JSON.
@@ -287,7 +189,7 @@ enum Cmd {
         ps_args: Vec<String>,
     },
     /// Change the resource limits of a running container.
-    Update(UpdateArgs),
+    Update(cli::update::UpdateArgs),
     /// Print container events: stats, OOM.
     Events {
         /// Print one stats record and exit.
@@ -335,7 +237,7 @@ enum Cmd {
 /// and time at each start. Anything else, any error and any --help goes
 /// through the whole tree, so messages and help are always complete.
 fn parse_cli() -> Cli {
-    let args = go_style_flags(std::env::args_os().collect());
+    let args = cli::args::go_style_flags(std::env::args_os().collect(), <Cli as clap::CommandFactory>::command);
     if let Some(cli) = parse_lean(&args) {
         return cli;
     }
@@ -386,69 +288,6 @@ fn version_text() -> String {
     )
 }
 
-/// runc parses flags as Go does, where `-name` is `--name`, and clients
-/// pass that form (containerd's go-runc gives `restore -no-subreaper`).
-/// Among the flags (before the first positional argument after the
-/// command, so never in a container process's own arguments), `-name` or
-/// `-name=value` becomes `--name...` when `--name` is a long flag of the
-/// command or a global one. The command tree is built only when an
-/// argument of that form is there.
-fn go_style_flags(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let go_style = |a: &std::ffi::OsString| -> Option<String> {
-        let rest = a.to_str()?.strip_prefix('-').filter(|r| !r.starts_with('-'))?;
-        let name = rest.split('=').next().unwrap_or("");
-        (name.len() >= 2 && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')).then(|| name.to_string())
-    };
-    if !args.iter().skip(1).any(|a| go_style(a).is_some()) {
-        return args;
-    }
-    let top = <Cli as clap::CommandFactory>::command();
-    let mut current = &top;
-    let find = |cmd: &clap::Command, long: &str| -> Option<bool> {
-        [cmd, &top].iter().find_map(|c| {
-            c.get_arguments()
-                .find(|a| a.get_long() == Some(long) || a.get_all_aliases().is_some_and(|al| al.contains(&long)))
-                .map(|a| a.get_action().takes_values())
-        })
-    };
-    let short_takes_value = |cmd: &clap::Command, c: char| -> bool {
-        [cmd, &top].iter().any(|x| x.get_arguments().any(|a| a.get_short() == Some(c) && a.get_action().takes_values()))
-    };
-    let mut i = 1;
-    while i < args.len() {
-        let Some(s) = args[i].to_str().map(String::from) else { break };
-        if s == "--" {
-            break;
-        }
-        if let Some(rest) = s.strip_prefix("--") {
-            let name = rest.split('=').next().unwrap_or("");
-            i += if !rest.contains('=') && find(current, name) == Some(true) { 2 } else { 1 };
-        } else if let Some(name) = go_style(&args[i]) {
-            match find(current, &name) {
-                Some(takes) => {
-                    args[i] = format!("-{s}").into();
-                    i += if takes && !s.contains('=') { 2 } else { 1 };
-                }
-                None => i += 1,
-            }
-        } else if s.len() > 1 && s.starts_with('-') {
-            let last = s.chars().last().unwrap_or('-');
-            i += if s.len() == 2 && short_takes_value(current, last) { 2 } else { 1 };
-        } else if std::ptr::eq(current, &top) {
-            match top.find_subcommand(&s) {
-                Some(sub) => {
-                    current = sub;
-                    i += 1;
-                }
-                None => break,
-            }
-        } else {
-            break;
-        }
-    }
-    args
-}
-
 /// Whether the command line names create, run or exec (found as the lean
 /// parse finds its command), the commands that run from a sealed binary.
 fn seals(args: &[std::ffi::OsString]) -> bool {
@@ -489,7 +328,7 @@ fn lean_subcommand(args: &[std::ffi::OsString], i: usize) -> Option<clap::Comman
         "resume" => ("resume", IdArg::augment_args),
         "kill" => ("kill", KillArgs::augment_args),
         "delete" => ("delete", DeleteArgs::augment_args),
-        "exec" => ("exec", ExecArgs::augment_args),
+        "exec" => ("exec", cli::exec::ExecArgs::augment_args),
         _ => return None,
     };
     Some(augment(clap::Command::new(name)))
@@ -562,7 +401,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Cmd::Start(IdArg { id }) => container::start(&root, &id).with_context(|| format!("start {id}"))?,
         Cmd::Exec(a) => {
             let id = a.id.clone();
-            let code = exec_cmd(&root, a).with_context(|| format!("exec {id}"))?;
+            let code = cli::exec::exec_cmd(&root, a).with_context(|| format!("exec {id}"))?;
             return Ok(code.clamp(0, 255) as u8);
         }
         Cmd::Run(RunArgs { args, detach, keep }) => {
@@ -585,11 +424,11 @@ fn dispatch(cli: Cli) -> Result<u8> {
         },
         Cmd::Update(a) => {
             let id = a.id.clone();
-            let patch = update_patch(&a)?;
+            let patch = cli::update::update_patch(&a)?;
             container::update(&root, &id, &patch).with_context(|| format!("update {id}"))?;
         }
         Cmd::Events { stats, interval, id } => {
-            let every = parse_go_duration(&interval).with_context(|| format!("events: bad --interval {interval:?}"))?;
+            let every = cli::args::parse_go_duration(&interval).with_context(|| format!("events: bad --interval {interval:?}"))?;
             let mut out = std::io::stdout();
             container::events(&root, &id, stats, every.max(std::time::Duration::from_millis(10)), &mut out)
                 .with_context(|| format!("events {id}"))?;
@@ -600,11 +439,11 @@ fn dispatch(cli: Cli) -> Result<u8> {
             if g.root.is_some() && !root.dir.exists() {
                 bail!("list: stat {}: no such file or directory", root.dir.display());
             }
-            list(&root, &format, quiet)?
+            cli::listing::list(&root, &format, quiet)?
         }
         Cmd::Pause(IdArg { id }) => container::pause(&root, &id, true).with_context(|| format!("pause {id}"))?,
         Cmd::Resume(IdArg { id }) => container::pause(&root, &id, false).with_context(|| format!("resume {id}"))?,
-        Cmd::Ps { format, id, ps_args } => ps(&root, &id, &format, &ps_args)?,
+        Cmd::Ps { format, id, ps_args } => cli::listing::ps(&root, &id, &format, &ps_args)?,
         Cmd::Spec { bundle } => {
             let path = bundle.join("config.json");
             if path.exists() {
@@ -673,167 +512,6 @@ fn dispatch(cli: Cli) -> Result<u8> {
     Ok(0)
 }
 
-fn exec_cmd(root: &Root, a: ExecArgs) -> Result<i32> {
-    use strata::process::exec::{self, ExecOpts, ExecProcess, Overrides};
-    let given = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
-    if given(&a.apparmor) {
-        bail!("--apparmor: strata applies no AppArmor profiles");
-    }
-    if given(&a.process_label) {
-        bail!("--process-label: strata applies no SELinux labels");
-    }
-    let process = match &a.process {
-        Some(path) => {
-            let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-            let p = strata::spec::parse_process(&text).map_err(|e| anyhow::anyhow!("parse {}: {e}", path.display()))?;
-            if given(p.apparmor_profile()) || given(p.selinux_label()) {
-                bail!("{}: apparmorProfile/selinuxLabel: strata applies no AppArmor profiles or SELinux labels", path.display());
-            }
-            ExecProcess::Given(Box::new(p))
-        }
-        None => ExecProcess::Overrides(Overrides {
-            args: a.args.clone(),
-            env: a.env.clone(),
-            cwd: a.cwd.clone(),
-            user: a.user.clone(),
-            additional_gids: a.additional_gids.clone(),
-            caps: a.cap.clone(),
-            no_new_privs: a.no_new_privs,
-            tty: a.tty,
-        }),
-    };
-    let opts = ExecOpts {
-        id: a.id,
-        process,
-        console_socket: a.console_socket,
-        detach: a.detach,
-        pid_file: a.pid_file,
-        pidfd_socket: a.pidfd_socket,
-        preserve_fds: a.preserve_fds,
-        ignore_paused: a.ignore_paused,
-        cgroups: a.cgroup.clone(),
-    };
-    Ok(exec::exec(root, &opts)?)
-}
-
-/// Parses sizes like runc does: bytes, or with a k/m/g/t suffix (base 1024); -1 is unlimited.
-fn parse_size(s: &str) -> Result<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    if t == "-1" {
-        return Ok(-1);
-    }
-    let t = t.trim_end_matches('b');
-    let (num, mul) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num.parse().with_context(|| format!("bad size {s:?}"))?;
-    Ok((n * mul as f64) as i64)
-}
-
-/// A Go duration, as runc's flags take them: `100ms`, `1s`, `1m30s`,
-/// `1.5h`, or a plain number of seconds.
-fn parse_go_duration(s: &str) -> Result<std::time::Duration> {
-    if let Ok(secs) = s.parse::<f64>() {
-        return Ok(std::time::Duration::from_secs_f64(secs.max(0.0)));
-    }
-    let units = [("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0)];
-    let mut rest = s;
-    let mut total = 0.0;
-    while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let value: f64 = rest[..n].parse().map_err(|_| anyhow::anyhow!("not a duration (say 100ms, 5s, 1m)"))?;
-        rest = &rest[n..];
-        let (unit, scale) = units
-            .iter()
-            .filter(|(u, _)| rest.starts_with(u))
-            .max_by_key(|(u, _)| u.len())
-            .ok_or_else(|| anyhow::anyhow!("missing or unknown unit (ns, us, ms, s, m, h)"))?;
-        total += value * scale;
-        rest = &rest[unit.len()..];
-    }
-    Ok(std::time::Duration::from_secs_f64(total))
-}
-
-fn update_patch(a: &UpdateArgs) -> Result<serde_json::Value> {
-    let mut v = match &a.resources {
-        Some(p) => {
-            let text = if p.as_os_str() == "-" {
-                let mut s = String::new();
-                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
-                s
-            } else {
-                std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?
-            };
-            serde_json::from_str(&text).context("--resources: not runtime-spec linux.resources JSON")?
-        }
-        None => serde_json::json!({}),
-    };
-    let mut set = |path: &[&str], val: serde_json::Value| {
-        let mut cur = &mut v;
-        for k in &path[..path.len() - 1] {
-            cur = &mut cur[*k];
-        }
-        cur[path[path.len() - 1]] = val;
-    };
-    let uint = |flag: &str, v: &str| v.parse::<u64>().map_err(|e| anyhow::anyhow!("invalid value for {flag}: {e}"));
-    let int = |flag: &str, v: &str| v.parse::<i64>().map_err(|e| anyhow::anyhow!("invalid value for {flag}: {e}"));
-    let size = |flag: &str, v: &str| parse_size(v).with_context(|| format!("invalid value for {flag}"));
-    if let Some(x) = a.blkio_weight.filter(|w| *w != 0) {
-        set(&["blockIO", "weight"], x.into());
-    }
-    for (val, key) in [(&a.cpuset_cpus, "cpus"), (&a.cpuset_mems, "mems")] {
-        if let Some(x) = val.as_deref().filter(|x| !x.is_empty()) {
-            set(&["cpu", key], x.into());
-        }
-    }
-    if let Some(x) = &a.cpu_idle {
-        set(&["cpu", "idle"], int("cpu-idle", x)?.into());
-    }
-    for (flag, val, key) in [
-        ("cpu-burst", &a.cpu_burst, "burst"),
-        ("cpu-period", &a.cpu_period, "period"),
-        ("cpu-rt-period", &a.cpu_rt_period, "realtimePeriod"),
-        ("cpu-share", &a.cpu_share, "shares"),
-    ] {
-        if let Some(x) = val {
-            set(&["cpu", key], uint(flag, x)?.into());
-        }
-    }
-    for (flag, val, key) in [("cpu-quota", &a.cpu_quota, "quota"), ("cpu-rt-runtime", &a.cpu_rt_runtime, "realtimeRuntime")] {
-        if let Some(x) = val {
-            set(&["cpu", key], int(flag, x)?.into());
-        }
-    }
-    for (flag, val, key) in [
-        ("memory", &a.memory, "limit"),
-        ("memory-swap", &a.memory_swap, "swap"),
-        ("memory-reservation", &a.memory_reservation, "reservation"),
-    ] {
-        if let Some(x) = val {
-            set(&["memory", key], size(flag, x)?.into());
-        }
-    }
-    if a.kernel_memory.is_some() || a.kernel_memory_tcp.is_some() {
-        logging::emit("warning", "Kernel memory settings are ignored and will be removed");
-    }
-    if let Some(x) = a.pids_limit {
-        set(&["pids", "limit"], x.into());
-    }
-    if a.l3_cache_schema.is_some() || a.mem_bw_schema.is_some() {
-        bail!("--l3-cache-schema, --mem-bw-schema: updating Intel RDT schemata is not supported by strata");
-    }
-    // runc: an unlimited memory limit without a swap value lifts swap too
-    // ("unable to set swap limit without memory limit" otherwise).
-    if v.pointer("/memory/limit").and_then(|l| l.as_i64()) == Some(-1) && v.pointer("/memory/swap").is_none() {
-        v["memory"]["swap"] = 0.into();
-    }
-    Ok(v)
-}
-
 fn create_opts(a: &CreateArgs, foreground: bool, g: &Global) -> CreateOpts {
     CreateOpts {
         no_new_keyring: a.no_new_keyring,
@@ -849,60 +527,6 @@ fn create_opts(a: &CreateArgs, foreground: bool, g: &Global) -> CreateOpts {
         systemd_cgroup: g.systemd_cgroup,
         rootless: g.rootless().unwrap_or(false),
     }
-}
-
-fn list(root: &Root, format: &str, quiet: bool) -> Result<()> {
-    let mut rows = Vec::new();
-    for id in root.ids()? {
-        if let Ok((st, s)) = container::load(root, &id) {
-            rows.push((st, s));
-        }
-    }
-    if quiet {
-        rows.iter().for_each(|(st, _)| println!("{}", st.id));
-        return Ok(());
-    }
-    match format {
-        "json" => {
-            let v: Vec<_> = rows.iter().map(|(st, s)| st.cli(*s)).collect();
-            println!("{}", serde_json::to_string(&v)?);
-        }
-        "table" => {
-            println!("{:<12} {:<8} {:<10} {:<40} {:<32} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
-            for (st, s) in &rows {
-                let c = st.cli(*s);
-                println!("{:<12} {:<8} {:<10} {:<40} {:<32} {}", c.id, c.pid, c.status, c.bundle.display(), c.created, c.owner);
-            }
-        }
-        other => bail!("list: unknown format {other:?} (table or json)"),
-    }
-    Ok(())
-}
-
-fn ps(root: &Root, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
-    let (st, _) = container::load(root, id).with_context(|| format!("ps {id}"))?;
-    let pids = strata::container::processes(&st);
-    match format {
-        "json" => println!("{}", serde_json::to_string(&pids)?),
-        "table" => {
-            let args = if ps_args.is_empty() { vec!["-ef".to_string()] } else { ps_args.to_vec() };
-            let out = std::process::Command::new("ps").args(&args).output().context("ps: run ps(1)")?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            let mut lines = text.lines();
-            let header = lines.next().unwrap_or_default();
-            let pid_col = header.split_whitespace().position(|h| h == "PID").context("ps: no PID column in ps output")?;
-            println!("{header}");
-            for l in lines {
-                if let Some(p) = l.split_whitespace().nth(pid_col).and_then(|p| p.parse::<i32>().ok())
-                    && pids.contains(&p)
-                {
-                    println!("{l}");
-                }
-            }
-        }
-        other => bail!("ps: unknown format {other:?} (table or json)"),
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -948,6 +572,16 @@ mod tests {
     }
 
     #[test]
+    fn go_style_long_flags_are_taken_as_go_takes_them() {
+        let go = |s: &str| cli::args::go_style_flags(argv(s), <Cli as clap::CommandFactory>::command);
+        let got = go("strata -root /r restore -no-subreaper -pid-file=/p -d -work-path /w -x --bundle b id -detach");
+        assert_eq!(got, argv("strata --root /r restore --no-subreaper --pid-file=/p -d --work-path /w -x --bundle b id -detach"));
+        assert_eq!(go("strata update --cpu-quota -100 id"), argv("strata update --cpu-quota -100 id"));
+        // A container process's own arguments are never touched.
+        assert_eq!(go("strata exec -u 0 id ps -format x"), argv("strata exec -u 0 id ps -format x"));
+    }
+
+    #[test]
     fn error_chains_drop_only_repeats() {
         let sys = strata::sys::err("mount", "/x", "MS_BIND")(nix::errno::Errno::EIO);
         let e = anyhow::Error::from(sys).context("create c1");
@@ -955,21 +589,5 @@ mod tests {
         // A cause whose last word happens to end the context is kept.
         let e = anyhow::anyhow!("prestart hook /bin/false: exit status: 1").context("create c-81");
         assert_eq!(error_chain(&e), "create c-81: prestart hook /bin/false: exit status: 1");
-    }
-
-    #[test]
-    fn go_style_long_flags_are_taken_as_go_takes_them() {
-        let got = go_style_flags(argv("strata -root /r restore -no-subreaper -pid-file=/p -d -work-path /w -x --bundle b id -detach"));
-        assert_eq!(got, argv("strata --root /r restore --no-subreaper --pid-file=/p -d --work-path /w -x --bundle b id -detach"));
-        assert_eq!(go_style_flags(argv("strata update --cpu-quota -100 id")), argv("strata update --cpu-quota -100 id"));
-        // A container process's own arguments are never touched.
-        assert_eq!(go_style_flags(argv("strata exec -u 0 id ps -format x")), argv("strata exec -u 0 id ps -format x"));
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
-        assert_eq!(parse_size("-1").unwrap(), -1);
-        assert!(parse_size("lots").is_err());
     }
 }
