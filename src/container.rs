@@ -266,7 +266,7 @@ pub fn update(root: &Root, id: &str, patch: &serde_json::Value) -> Result<()> {
     let mut config: serde_json::Value = serde_json::from_str(st.config.get()).unwrap_or_default();
     // New device rules keep runc's defaults after them, as at create.
     let extra_allow = match serde_json::from_value::<oci_spec::runtime::Linux>(config["linux"].clone()) {
-        Ok(linux) if res.devices().is_some() && crate::linux::usermaps::host_root() => cgroups::default_device_rules(&linux),
+        Ok(linux) if res.devices().is_some() && crate::userns::host_root() => cgroups::default_device_rules(&linux),
         _ => Vec::new(),
     };
     cgroups::update(&placement, &res, &extra_allow)?;

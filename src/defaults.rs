@@ -77,20 +77,20 @@ pub fn spec(rootless: bool) -> Value {
 /// 1 on (as podman does), so that image files owned by other users than
 /// root keep their owners. Without subordinate ids, only the caller's own.
 pub fn rootless_image_spec() -> Value {
-    use crate::linux::usermaps;
+    use crate::userns;
     let mut s = spec(true);
     let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
     let name = nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_default();
     let group = nix::unistd::Group::from_gid(gid).ok().flatten().map(|g| g.name).unwrap_or_default();
-    let sub = |file: &str, name: &str, id: u32| usermaps::subordinate_ranges(&std::fs::read_to_string(file).unwrap_or_default(), name, id);
-    let maps = usermaps::rootless_default(
+    let sub = |file: &str, name: &str, id: u32| userns::subordinate_ranges(&std::fs::read_to_string(file).unwrap_or_default(), name, id);
+    let maps = userns::rootless_default(
         uid.as_raw(),
         gid.as_raw(),
         &sub("/etc/subuid", &name, uid.as_raw()),
         // Debian's /etc/subgid names the user, not its group.
         &[sub("/etc/subgid", &name, uid.as_raw()), sub("/etc/subgid", &group, gid.as_raw())].concat(),
     );
-    let json_maps = |r: &[usermaps::Range]| -> Value {
+    let json_maps = |r: &[userns::Range]| -> Value {
         r.iter().map(|r| json!({"containerID": r.inside, "hostID": r.outside, "size": r.count})).collect()
     };
     s["linux"]["uidMappings"] = json_maps(&maps.uid);

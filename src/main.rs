@@ -71,7 +71,7 @@ impl Global {
         // Read once per command: auto reads /proc/self/uid_map as root.
         static AUTO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         match self.rootless.as_deref() {
-            None | Some("auto") => Ok(*AUTO.get_or_init(|| !strata::linux::usermaps::host_root())),
+            None | Some("auto") => Ok(*AUTO.get_or_init(|| !strata::userns::host_root())),
             Some("true") => Ok(true),
             Some("false") => Ok(false),
             Some(other) => anyhow::bail!("--rootless={other}: expected auto, true or false"),

@@ -184,7 +184,7 @@ pub fn restore(root: &Root, o: &RestoreOpts) -> Result<i32> {
         layers: None,
         armed: true,
     };
-    let extra_allow = if crate::linux::usermaps::host_root() { cgroups::default_device_rules(&linux) } else { Vec::new() };
+    let extra_allow = if crate::userns::host_root() { cgroups::default_device_rules(&linux) } else { Vec::new() };
     cgroups::check_usable(&placement)?;
     undo.cgroup_dirs = cgroups::create(&placement, linux.resources().as_ref(), &extra_allow)?;
     undo.cgroup_dirs.extend(placement.dirs.iter().filter(|d| !undo.cgroup_dirs.contains(d)).cloned().collect::<Vec<_>>());
@@ -252,7 +252,7 @@ pub fn restore(root: &Root, o: &RestoreOpts) -> Result<i32> {
     // In a user namespace the restored tasks read some images themselves,
     // as the container's root: lent to it for the restore, then taken back.
     let lent = match plan::has_namespace(&bundle.spec, LinuxNamespaceType::User) {
-        true => Some(LentImages::lend(&image_dir, &crate::linux::usermaps::IdMaps::from_spec(&linux))?),
+        true => Some(LentImages::lend(&image_dir, &crate::userns::IdMaps::from_spec(&linux))?),
         false => None,
     };
     let mut inherit = vec![checkpoint.dir.as_fd()];
@@ -476,9 +476,9 @@ struct LentImages {
 }
 
 impl LentImages {
-    fn lend(dir: &Path, maps: &crate::linux::usermaps::IdMaps) -> Result<LentImages> {
+    fn lend(dir: &Path, maps: &crate::userns::IdMaps) -> Result<LentImages> {
         use std::os::unix::fs::MetadataExt;
-        let (uid, gid) = (crate::linux::usermaps::IdMaps::root_of(&maps.uid), crate::linux::usermaps::IdMaps::root_of(&maps.gid));
+        let (uid, gid) = (crate::userns::IdMaps::root_of(&maps.uid), crate::userns::IdMaps::root_of(&maps.gid));
         let mut lent = LentImages { owners: Vec::new() };
         let entries = std::fs::read_dir(dir).map_err(sys::io_err("readdir", dir))?;
         let paths = std::iter::once(dir.to_path_buf()).chain(entries.flatten().map(|e| e.path()));

@@ -400,7 +400,7 @@ pub enum Unpacker {
     /// own; opaque dirs as `trusted.overlay.opaque`.
     HostRoot,
     /// Root of a user namespace (a rootless store, see
-    /// `linux::usermaps::run_as_root`): owners as the namespace maps them;
+    /// `userns::run_as_root`): owners as the namespace maps them;
     /// `user.*` and `security.capability` xattrs only (the others need the
     /// host's CAP_SYS_ADMIN); opaque dirs as `user.overlay.opaque`. Device
     /// nodes are skipped, as containers-storage does: mknod needs the
@@ -414,7 +414,7 @@ impl Unpacker {
     pub fn current() -> Unpacker {
         if !nix::unistd::geteuid().is_root() {
             Unpacker::Unprivileged
-        } else if crate::linux::usermaps::in_user_namespace() {
+        } else if crate::userns::in_user_namespace() {
             Unpacker::UserNsRoot
         } else {
             Unpacker::HostRoot

@@ -377,8 +377,8 @@ fn unprivileged_apply_skips_owners() {
 /// the image (which would steer the mount) dropped in both namespaces.
 #[test]
 fn a_user_namespace_unpack_keeps_what_a_rootless_overlay_can_use() {
-    use crate::linux::usermaps::{self, IdMaps, Range};
-    if !usermaps::host_root() {
+    use crate::userns::{self, IdMaps, Range};
+    if !userns::host_root() {
         return;
     }
     let mut tar = Tar::new();
@@ -398,7 +398,7 @@ fn a_user_namespace_unpack_keeps_what_a_rootless_overlay_can_use() {
     };
     std::os::unix::fs::chown(&dest, Some(200_000), Some(300_000)).unwrap();
     let b = gz_blob(&tar);
-    usermaps::run_as_root(&maps, || {
+    userns::run_as_root(&maps, || {
         // No assert here: a panic would unwind in the forked child.
         if Unpacker::current() != Unpacker::UserNsRoot {
             return Err(format!("unpacking as {:?}", Unpacker::current()));

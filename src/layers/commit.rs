@@ -28,7 +28,7 @@ const MT_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar
 /// or is empty). Returns the new manifest's digest.
 pub fn commit(store: &Store, container_id: &str, upper_dir: &Path, layout: &Path, new_ref: &str) -> Result<String> {
     match store.user_maps()? {
-        Some(maps) if !nix::unistd::geteuid().is_root() => Ok(crate::linux::usermaps::run_as_root_with_output(&maps, || {
+        Some(maps) if !nix::unistd::geteuid().is_root() => Ok(crate::userns::run_as_root_with_output(&maps, || {
             commit_here(store, container_id, upper_dir, layout, new_ref).map_err(|e| e.to_string())
         })?),
         _ => commit_here(store, container_id, upper_dir, layout, new_ref),

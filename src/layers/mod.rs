@@ -34,8 +34,8 @@ pub use digest::Digest;
 pub use overlay::{OverlayPlan, mount_idmapped, unmount};
 pub use store::{LayerInfo, Store};
 
-use crate::linux::usermaps::{self, IdMaps};
 use crate::sys::SysError;
+use crate::userns::{self, IdMaps};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
@@ -44,7 +44,7 @@ pub enum LayerError {
     #[error(transparent)]
     Sys(#[from] SysError),
     #[error(transparent)]
-    UserNs(#[from] crate::linux::usermaps::UserMapError),
+    UserNs(#[from] crate::userns::UserMapError),
     #[error("parse {path}: {msg}")]
     Parse { path: PathBuf, msg: String },
     #[error("image layout {layout}: {msg}")]
@@ -169,7 +169,7 @@ pub fn prepare_rootfs(
         present.iter().try_for_each(|i| ensure(*i))?;
         match rootless {
             Some(maps) if !missing.is_empty() => {
-                usermaps::run_as_root(maps, || unpack_all(&missing, jobs, ensure).map_err(|e| e.to_string()))?;
+                userns::run_as_root(maps, || unpack_all(&missing, jobs, ensure).map_err(|e| e.to_string()))?;
             }
             _ => unpack_all(&missing, jobs, ensure)?,
         }

@@ -15,7 +15,7 @@
 //! opaque dirs are marked `user.overlay.opaque`, and its overlays are
 //! mounted with `userxattr` by the container's init. Only root of a user
 //! namespace with those maps may remove what it holds, so its removals run
-//! there (`usermaps::run_as_root`).
+//! there (`userns::run_as_root`).
 //!
 //! A layer appears under `layers/` only by a rename of a complete temp dir,
 //! so a crash or a bad blob never leaves half a layer. `ensure_layer` holds
@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use super::LayerError;
 use super::digest::{Digest, short_id};
-use crate::linux::usermaps::{self, IdMaps};
+use crate::userns::{self, IdMaps};
 
 const USERNS_FILE: &str = "userns.json";
 
@@ -375,7 +375,7 @@ impl Store {
             Ok(())
         };
         match self.user_maps()? {
-            Some(maps) if !nix::unistd::geteuid().is_root() => Ok(usermaps::run_as_root(&maps, || remove().map_err(|e| e.to_string()))?),
+            Some(maps) if !nix::unistd::geteuid().is_root() => Ok(userns::run_as_root(&maps, || remove().map_err(|e| e.to_string()))?),
             _ => remove(),
         }
     }

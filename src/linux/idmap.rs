@@ -157,7 +157,7 @@ fn userns_with(uid_map: &str, gid_map: &str) -> Result<OwnedFd, SysError> {
     }
     let _reap = Reap(pid);
     // Through the checked procfs handle, as every map strata writes.
-    let proc = super::procfs::ProcFs::mounted()?;
+    let proc = crate::procfs::ProcFs::mounted()?;
     proc.write(&format!("{pid}/uid_map"), uid_map.as_bytes())?;
     proc.write(&format!("{pid}/gid_map"), gid_map.as_bytes())?;
     let p = format!("/proc/{pid}/ns/user");

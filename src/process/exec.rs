@@ -159,8 +159,8 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     // Only a joined user namespace can deny setgroups. Read from the host's
     // checked procfs, before the child is anywhere the container could plant
     // a file over /proc/self/setgroups.
-    let setgroups_denied = in_userns
-        && crate::linux::procfs::ProcFs::mounted()?.read_to_string(&format!("{}/setgroups", st.pid)).is_ok_and(|s| s.trim() == "deny");
+    let setgroups_denied =
+        in_userns && crate::procfs::ProcFs::mounted()?.read_to_string(&format!("{}/setgroups", st.pid)).is_ok_and(|s| s.trim() == "deny");
     let join_dirs = if opts.cgroups.is_empty() {
         st.cgroup_paths.clone()
     } else {

@@ -14,8 +14,8 @@ use super::finish::{self, InitError};
 use super::sync::{Channel, Msg, SyncError};
 use crate::cgroups::Hierarchy;
 use crate::hooks;
-use crate::linux::procfs::{self, ProcFs};
 use crate::linux::{caps, mounts, namespaces, rlimits, rootfs, seccomp};
+use crate::procfs::{self, ProcFs};
 use crate::spec::Bundle;
 use crate::sys;
 

@@ -22,10 +22,10 @@ use crate::linux::idmap;
 use crate::linux::namespaces::{self, ChildrenNs};
 use crate::linux::netdev::{self, NetDevError};
 use crate::linux::resctrl;
-use crate::linux::usermaps::{self, IdMaps, UserMapError};
 use crate::spec::{self, SpecError};
 use crate::state::{self, Root, State, StateError, Status};
 use crate::sys::{self, Forked, SysError};
+use crate::userns::{self, IdMaps, UserMapError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
@@ -313,7 +313,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     drop(console);
 
     if ns.has_new(namespaces::Kind::User) {
-        usermaps::write(pid, &maps)?;
+        userns::write(pid, &maps)?;
     }
     if let Some(plan) = &userns_overlay {
         let p = format!("/proc/{pid}/ns/user");
@@ -332,7 +332,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     for (index, tree) in idmap::prepare(&idmaps, &userns_file)? {
         parent_chan.send_with_fd(&Msg::MountTree { index }, Some(&tree))?;
     }
-    if ns.userns() && usermaps::host_root() {
+    if ns.userns() && userns::host_root() {
         for (index, tree) in idmap::clone_sources(bundle.spec.mounts().as_deref().unwrap_or(&[]), &bundle.dir, &bundle.rootfs, &idmaps)? {
             parent_chan.send_with_fd(&Msg::MountTree { index }, Some(&tree))?;
         }
@@ -473,7 +473,7 @@ fn asks_for_limits(res: Option<&oci_spec::runtime::LinuxResources>) -> bool {
 /// of the host only: in a user namespace the cgroup's devices are not the
 /// runtime's to set (runc skips them too).
 fn default_device_rules(linux: &oci_spec::runtime::Linux) -> Vec<String> {
-    if !usermaps::host_root() {
+    if !userns::host_root() {
         return Vec::new();
     }
     cgroups::default_device_rules(linux)

@@ -25,7 +25,7 @@
 //!   idmap throwaway namespace (`linux::idmap`, whose child only calls
 //!   `prctl` and `pause`).
 //! - **glibc's fork** (`fork_process`): for work that must run in a child
-//!   whatever threads the caller has (`linux::usermaps::run_as_root`, which the
+//!   whatever threads the caller has (`userns::run_as_root`, which the
 //!   layer store calls and tests call from a threaded harness). The child
 //!   then unshares what it needs itself.
 

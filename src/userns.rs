@@ -1,4 +1,7 @@
-//! A user namespace's id maps, and work done as the root of one.
+//! A user namespace's id maps, and work done as the root of one: a
+//! mechanism below both the layer store (rootless unpack, prune, commit)
+//! and the container's setup (`process`), so it lives on a floor of its
+//! own, above only `sys`.
 //!
 //! - `write`: the maps of a namespace another process made (the container's
 //!   init). Root writes them to procfs itself. A rootless caller mapping
@@ -36,7 +39,7 @@ use nix::sched::CloneFlags;
 use nix::unistd::{Gid, Pid, Uid};
 use serde::{Deserialize, Serialize};
 
-use super::procfs::ProcFs;
+use crate::procfs::ProcFs;
 use crate::sys::{self, Forked, SysError};
 
 /// One id map line: `count` ids from `inside` on map to `outside` on.
@@ -294,7 +297,7 @@ mod tests {
         if !host_root() {
             return;
         }
-        let dir = std::env::temp_dir().join(format!("strata-usermaps-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("strata-userns-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let maps = IdMaps {
             uid: vec![Range { inside: 0, outside: 70000, count: 100 }],
