@@ -832,3 +832,49 @@ fn a_joined_user_namespace_owns_a_new_pid_namespace() {
     assert_eq!(lines[3], "0", "the idmapped mount does not map through the joined user namespace");
     b.assert_gone();
 }
+
+/// An idmapped mount whose source is in the container's own tree, made by
+/// the config's earlier mounts (runc's "mount order, container idmap
+/// source"): it is made from the container's mount namespace when its turn
+/// comes, so it shows what the earlier bind put there, idmapped. A source
+/// that is a symlink out of the rootfs is resolved inside it, never to the
+/// host's file.
+#[test]
+fn an_idmapped_mount_of_the_containers_own_tree() {
+    need_root!();
+    let mut b = Bundle::sh("idmapown", "stat -c %u /mnt/f /final/f");
+    let host = b.dir.parent().unwrap().join("src");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "x").unwrap();
+    std::fs::create_dir_all(b.dir.join("rootfs/final")).unwrap();
+    let rootfs = b.dir.join("rootfs");
+    let idmapped = |source: &std::path::Path| {
+        json!({"source": source, "destination": "/final", "options": ["rbind", "idmap"],
+               "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+               "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]})
+    };
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(json!({"source": host, "destination": "/mnt", "options": ["rbind"]}));
+    mounts.push(idmapped(&rootfs.join("mnt")));
+    let out = b.run_ok();
+    // Root's file, through the mount's maps (0 -> 1000), is 1000's.
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["0", "1000"], "the idmapped clone of /mnt is not the earlier bind, idmapped");
+
+    // A symlink in the rootfs pointing at a host path: resolved in the rootfs.
+    std::os::unix::fs::symlink("/usr/share/doc", rootfs.join("escape")).unwrap();
+    let last = b.config["mounts"].as_array().unwrap().len() - 1;
+    b.config["mounts"][last] = idmapped(&rootfs.join("escape"));
+    b.config["process"]["args"] = json!(["sh", "-c", "ls /final | head -3"]);
+    let out = b.run();
+    assert!(
+        !out.status.success(),
+        "an idmapped mount through a symlink out of the rootfs reached the host: {}",
+        crate::common::stdout(&out)
+    );
+    assert!(
+        crate::common::stderr(&out).contains("escape") || crate::common::stderr(&out).contains("No such file"),
+        "{}",
+        crate::common::stderr(&out)
+    );
+    b.assert_gone();
+}

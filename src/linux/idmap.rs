@@ -89,25 +89,99 @@ pub fn plan(mounts: &[Mount], bundle: &Path, container_userns: bool) -> Result<V
 
 /// Makes each idmapped mount, detached; `container_userns` is the
 /// container's user namespace file (it serves mounts without mappings of
-/// their own).
-pub fn prepare(plan: &[IdmapMount], container_userns: &Path) -> Result<Vec<(usize, OwnedFd)>, SysError> {
+/// their own). A mount whose source lies inside `rootfs` is left out: it
+/// is of the container's own tree, which earlier mounts make, so init asks
+/// for it when its turn comes (`prepare_in_container`).
+pub fn prepare(plan: &[IdmapMount], container_userns: &Path, rootfs: &Path) -> Result<Vec<(usize, OwnedFd)>, SysError> {
     let mut out = Vec::new();
-    for m in plan {
+    for m in plan.iter().filter(|m| !m.source.starts_with(rootfs)) {
         let what = format!("{} -> {}", m.source.display(), m.dest.display());
         let src = open(&m.source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err("open", &what, "O_PATH"))?;
         let tree = mount_api::clone_tree_rec(src.as_fd(), m.rbind, &what)?;
-        let userns = match &m.maps {
-            Some((uid, gid)) => userns_with(uid, gid)?,
-            None => open(container_userns, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err(
-                "open",
-                container_userns.display(),
-                "O_RDONLY",
-            ))?,
-        };
+        let userns = userns_of(m, container_userns)?;
         sys::mount_setattr_idmap(tree.as_fd(), userns.as_fd(), m.recursive, &what)?;
         out.push((m.index, tree));
     }
     Ok(out)
+}
+
+fn userns_of(m: &IdmapMount, container_userns: &Path) -> Result<OwnedFd, SysError> {
+    match &m.maps {
+        Some((uid, gid)) => userns_with(uid, gid),
+        None => open(container_userns, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err(
+            "open",
+            container_userns.display(),
+            "O_RDONLY",
+        )),
+    }
+}
+
+/// The idmapped mount number `index` whose source lies inside `rootfs`,
+/// made from init's mount namespace as it is now (the config's earlier
+/// mounts done): a child of the parent joins that namespace, staying root
+/// of the host (open_tree clones only mounts of the caller's namespace, and
+/// idmapping needs the host's privilege over the namespace of the maps),
+/// opens the source inside the rootfs without leaving it (a symlink there
+/// cannot lead to the host's files), clones and idmaps it, and hands the
+/// detached mount back. glibc's fork (see `sys`): the child may allocate.
+pub fn prepare_in_container(
+    plan: &[IdmapMount],
+    index: usize,
+    init: Pid,
+    container_userns: &Path,
+    rootfs: &Path,
+) -> Result<OwnedFd, SysError> {
+    use std::os::unix::net::UnixDatagram;
+    let m = plan.iter().find(|m| m.index == index && m.source.starts_with(rootfs)).ok_or_else(|| {
+        sys::err("idmap", format!("mount {index}"), "not an idmapped mount with a source in the rootfs")(nix::errno::Errno::EINVAL)
+    })?;
+    let what = format!("{} -> {}", m.source.display(), m.dest.display());
+    let userns = userns_of(m, container_userns)?;
+    let mntns_path = format!("/proc/{init}/ns/mnt");
+    let mntns = open(Path::new(&mntns_path), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err(
+        "open",
+        &mntns_path,
+        "O_RDONLY",
+    ))?;
+    let (ours, theirs) = UnixDatagram::pair().map_err(sys::io_err("socketpair", Path::new("idmap helper")))?;
+    let rel = m.source.strip_prefix(rootfs).unwrap_or(Path::new("")).to_path_buf();
+    match sys::fork_process()? {
+        Forked::Child => {
+            drop(ours);
+            let made = (|| -> Result<OwnedFd, SysError> {
+                nix::sched::setns(mntns.as_fd(), CloneFlags::CLONE_NEWNS).map_err(sys::err("setns", &mntns_path, "CLONE_NEWNS"))?;
+                let root = open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err(
+                    "open",
+                    rootfs.display(),
+                    "O_PATH|O_DIRECTORY",
+                ))?;
+                let src = super::resolve::open_file_in_root(root.as_fd(), &rel, OFlag::O_PATH | OFlag::O_CLOEXEC)?;
+                let tree = mount_api::clone_tree_rec(src.as_fd(), m.rbind, &what)?;
+                sys::mount_setattr_idmap(tree.as_fd(), userns.as_fd(), m.recursive, &what)?;
+                Ok(tree)
+            })();
+            let code = match made {
+                Ok(tree) => send_tree(&theirs, &tree).map_or(1, |_| 0),
+                Err(e) => {
+                    let _ = theirs.send(e.to_string().as_bytes());
+                    1
+                }
+            };
+            sys::exit_now(code)
+        }
+        Forked::Parent(pid) => {
+            drop(theirs);
+            let got = recv_tree(&ours);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            match got {
+                Ok((Some(fd), _)) => Ok(fd),
+                Ok((None, msg)) => {
+                    Err(sys::err("idmap", format!("{what} ({msg})"), "in the container's mount namespace")(nix::errno::Errno::EPERM))
+                }
+                Err(e) => Err(e),
+            }
+        }
+    }
 }
 
 /// The bind mounts of a user-namespaced container that are not idmapped,
@@ -137,6 +211,38 @@ pub fn clone_sources(mounts: &[Mount], bundle: &Path, rootfs: &Path, idmapped: &
 }
 
 /// A user namespace with these maps, held by the returned fd.
+/// A detached mount, as the single SCM_RIGHTS fd of a one-word datagram.
+fn send_tree(sock: &std::os::unix::net::UnixDatagram, tree: &OwnedFd) -> Result<(), SysError> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let fds = [tree.as_raw_fd()];
+    sendmsg::<()>(sock.as_raw_fd(), &[std::io::IoSlice::new(b"tree")], &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
+        .map(drop)
+        .map_err(sys::err("sendmsg", "idmap helper", "SCM_RIGHTS"))
+}
+
+/// The helper's answer: the mount, or the text of its error.
+fn recv_tree(sock: &std::os::unix::net::UnixDatagram) -> Result<(Option<OwnedFd>, String), SysError> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::AsRawFd;
+    let mut buf = vec![0u8; 4096];
+    let mut space = nix::cmsg_space!(std::os::fd::RawFd);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).map_err(sys::err(
+        "recvmsg",
+        "idmap helper",
+        "MSG_CMSG_CLOEXEC",
+    ))?;
+    let mut fd = None;
+    for c in msg.cmsgs().map_err(sys::err("recvmsg", "idmap helper", "cmsgs"))? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            fd = raw.first().map(|r| sys::owned_from_received(*r));
+        }
+    }
+    let n = msg.bytes;
+    Ok((fd, String::from_utf8_lossy(&buf[..n]).into_owned()))
+}
+
 fn userns_with(uid_map: &str, gid_map: &str) -> Result<OwnedFd, SysError> {
     let pid = match sys::clone_process(CloneFlags::CLONE_NEWUSER.bits() as u64, None)? {
         Forked::Child => {

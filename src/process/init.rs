@@ -192,9 +192,15 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
         if op.fstype == "cgroup" || op.fstype == "cgroup2" {
             mount_cgroups(root.as_fd(), &op, &ctx.hierarchies, &ctx.cgroup_dirs, ctx.ns.has_new(namespaces::Kind::Cgroup))?;
         } else {
-            let tree = trees.remove(&i);
+            let mut tree = trees.remove(&i);
             if op.idmap.is_some() && tree.is_none() {
-                return Err(InitError::Other(format!("mount {}: the idmapped mount did not come from the parent", op.dest.display())));
+                // Its source is in the container's tree, made by the mounts
+                // before it: the parent makes it now, from this namespace.
+                chan.send(&Msg::MountSource { index: i })?;
+                tree = match chan.recv()? {
+                    (Msg::MountTree { index }, Some(t)) if index == i => Some(t),
+                    (got, _) => return Err(SyncError::Unexpected { want: "MountTree", got }.into()),
+                };
             }
             mounts::apply(root.as_fd(), &op, tree, ctx.ns.userns())?;
         }

@@ -329,7 +329,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         Some((_, path)) => path.clone(),
         None => PathBuf::from(format!("/proc/{pid}/ns/user")),
     };
-    for (index, tree) in idmap::prepare(&idmaps, &userns_file)? {
+    for (index, tree) in idmap::prepare(&idmaps, &userns_file, &bundle.rootfs)? {
         parent_chan.send_with_fd(&Msg::MountTree { index }, Some(&tree))?;
     }
     if ns.userns() && userns::host_root() {
@@ -340,7 +340,19 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     crate::logging::debug(|| format!("create {}: id maps and mounts handed over, init proceeds", opts.id));
     parent_chan.send(&Msg::Proceed)?;
     let pid = if ns.pid_after_join { adopt_init(&parent_chan, pid, &mut undo, &mut st)? } else { pid };
-    parent_chan.expect(Msg::RuntimeHooks, "RuntimeHooks")?;
+    // Idmapped mounts whose source is in the container's own tree come when
+    // init reaches them, before it asks for the runtime hooks.
+    loop {
+        match parent_chan.recv()? {
+            (Msg::RuntimeHooks, _) => break,
+            (Msg::MountSource { index }, _) => {
+                let tree = idmap::prepare_in_container(&idmaps, index, pid, &userns_file, &bundle.rootfs)?;
+                parent_chan.send_with_fd(&Msg::MountTree { index }, Some(&tree))?;
+            }
+            (Msg::Error { msg }, _) => return Err(SyncError::Init(msg).into()),
+            (got, _) => return Err(SyncError::Unexpected { want: "RuntimeHooks", got }.into()),
+        }
+    }
     cgroups::apply_devices(&placement, linux.resources().as_ref(), &extra_allow)?;
     // Init is in its network namespace now (made at clone, or joined).
     if !net_devices.is_empty() {

@@ -22,6 +22,9 @@
 //!          ◀─── InitPid { pid } ─────────────     (that case only; the first exits)
 //!   reap the first, adopt pid as init
 //!                                                 setsid, hostname, mounts, devices
+//!          ◀─── MountSource { index } ───────     (an idmapped mount whose source is in
+//!   make it in init's mount namespace              the container's tree, when its turn
+//!          ──── MountTree { index } [fd] ─────▶    comes; 0..n times)
 //!          ◀─── RuntimeHooks ────────────────     (waits)
 //!   run prestart + createRuntime hooks
 //!          ──── HooksDone { state } ─────────▶    createContainer hooks, pivot_root,
@@ -57,6 +60,12 @@ pub enum Msg {
     /// as a detached overlay of idmapped layers (sent before Proceed).
     Rootfs,
     Proceed,
+    /// Init asks for the idmapped mount number `index`, whose source is in
+    /// the container's own tree (made by its earlier mounts): answered
+    /// with a MountTree.
+    MountSource {
+        index: usize,
+    },
     /// With a joined user namespace and a new pid namespace: the pid of
     /// the child that is the container's init from here on (the sender, its
     /// first stage, exits).
@@ -82,6 +91,7 @@ impl Msg {
             Msg::MountTree { .. } => "MountTree",
             Msg::Rootfs => "Rootfs",
             Msg::Proceed => "Proceed",
+            Msg::MountSource { .. } => "MountSource",
             Msg::InitPid { .. } => "InitPid",
             Msg::RuntimeHooks => "RuntimeHooks",
             Msg::HooksDone { .. } => "HooksDone",
