@@ -672,3 +672,42 @@ fn a_user_namespaced_container_restores_with_the_same_maps() {
     assert!(now.iter().all(|n| n.1 == 0), "{now:?}");
     pipes.ping("mapped", "ponG mapped");
 }
+
+/// The flags of `checkpoint` and `restore` are checked before CRIU is
+/// started (these run without one): each bad one fails, naming itself, and
+/// the container is left as it was.
+#[test]
+fn bad_checkpoint_and_restore_flags_are_refused_by_name() {
+    need_root!();
+    strata_only!("strata's messages");
+    let b = Bundle::sh("crflags", "sleep 1000");
+    b.write_config();
+    let nocriu = PathBuf::from("/nonexistent/criu");
+    let ctl = Ctl { criu: &nocriu, root: b.root.clone(), store: None, id: b.id.clone() };
+    let out = b.create();
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let refused = |args: &[&str], want: &str| {
+        let out = ctl.strata().args(args).stdin(Stdio::null()).output_within();
+        assert!(!out.status.success(), "{args:?} passed");
+        assert!(stderr(&out).contains(want), "{args:?}: {:?} does not say {want:?}", stderr(&out));
+    };
+    let image = b.dir.parent().unwrap().join("image");
+    let img = image.to_str().unwrap();
+    refused(&["checkpoint", "--image-path", img, &b.id], "Container cannot be checkpointed in created state");
+    let out = b.start();
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    refused(&["checkpoint", "--image-path", img, "--manage-cgroups-mode", "bogus", &b.id], "manage-cgroups-mode");
+    refused(&["checkpoint", "--image-path", img, "--empty-ns", "pid", &b.id], "--empty-ns");
+    refused(&["checkpoint", "--image-path", img, "--parent-path", "/abs", &b.id], "--parent-path must be relative");
+    refused(&["checkpoint", "--image-path", img, "--parent-path", "nope", &b.id], "invalid --parent-path");
+    refused(&["checkpoint", "--image-path", img, "--page-server", "nocolon", &b.id], "--page-server ADDRESS:PORT");
+    // With good flags the missing CRIU is what fails, by its path.
+    refused(&["checkpoint", "--image-path", img, &b.id], "/nonexistent/criu");
+    assert_eq!(b.status(), "running");
+    let bundle = b.dir.to_str().unwrap();
+    refused(&["restore", "-d", "--bundle", bundle, "--image-path", img, "--lsm-profile", "apparmor:x", "other"], "--lsm-profile");
+    refused(&["restore", "-d", "--bundle", bundle, "--image-path", img, "--lsm-mount-context", "ctx", "other"], "--lsm-mount-context");
+    refused(&["restore", "-d", "--bundle", bundle, "--image-path", img, "--manage-cgroups-mode", "bogus", "other"], "manage-cgroups-mode");
+    refused(&["restore", "-d", "--bundle", bundle, "--image-path", img, "--empty-ns", "ipc", "other"], "--empty-ns");
+    assert!(!ctl.root.join("other").exists(), "a refused restore left state");
+}

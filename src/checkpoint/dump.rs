@@ -40,14 +40,16 @@ pub fn checkpoint(root: &Root, id: &str, o: &CheckpointOpts) -> Result<()> {
         return Err(CheckpointError::Invalid(format!("Container cannot be checkpointed in {} state", status.as_str())));
     }
     let spec: Spec = serde_json::from_str(st.config.get()).map_err(|e| CheckpointError::Invalid(format!("container {id}: config: {e}")))?;
-    let criu = Criu::new(o.criu.criu.as_deref());
-    let version = criu.version()?;
+    // The flags first: a bad one is refused before CRIU is started.
     let cg_mode = o.criu.cg_mode()?;
+    let empty_ns = o.criu.empty_ns()?;
+    let page_server = o.page_server.as_deref().map(parse_page_server).transpose()?;
     let image_dir = o.criu.image_dir();
     mkdir(&image_dir)?;
     let images = open_dir(&image_dir)?;
     let parent = parent_path(&image_dir, o.parent_path.as_deref())?;
-    let page_server = o.page_server.as_deref().map(parse_page_server).transpose()?;
+    let criu = Criu::new(o.criu.criu.as_deref());
+    let version = criu.version()?;
     if o.pre_dump {
         want(
             &criu,
@@ -85,7 +87,7 @@ pub fn checkpoint(root: &Root, id: &str, o: &CheckpointOpts) -> Result<()> {
     opts.link_remap = Some(o.link_remap);
     opts.ext_unix_sk = Some(o.criu.ext_unix_sk);
     opts.file_locks = Some(o.criu.file_locks);
-    opts.empty_ns = Some(o.criu.empty_ns()?);
+    opts.empty_ns = Some(empty_ns);
     opts.orphan_pts_master = Some(true);
     opts.auto_dedup = Some(o.criu.auto_dedup);
     opts.lazy_pages = Some(o.criu.lazy_pages);

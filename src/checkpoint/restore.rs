@@ -99,6 +99,8 @@ pub fn restore(root: &Root, o: &RestoreOpts) -> Result<i32> {
     sys::close_from(3)?;
     refuse_given("--lsm-profile", &o.lsm_profile)?;
     refuse_given("--lsm-mount-context", &o.lsm_mount_context)?;
+    let cg_mode = o.criu.cg_mode()?;
+    let empty_ns = o.criu.empty_ns()?;
     if o.systemd_cgroup {
         return Err(CheckpointError::Invalid("restore --systemd-cgroup: not supported yet; restore with cgroupfs paths".into()));
     }
@@ -141,8 +143,6 @@ pub fn restore(root: &Root, o: &RestoreOpts) -> Result<i32> {
         }
         _ => {}
     }
-    let cg_mode = o.criu.cg_mode()?;
-    let empty_ns = o.criu.empty_ns()?;
     let linux = bundle.spec.linux().clone().unwrap_or_default();
 
     let foreground = !o.detach;
