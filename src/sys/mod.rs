@@ -21,13 +21,16 @@
 //!   thread no lock can be held, and the child may then use glibc freely.
 //!   Sites: init (`process::parent`), init's second stage with a joined
 //!   user namespace and a new pid namespace (`process::init`), exec's
-//!   child (`process::exec`), the
-//!   idmap throwaway namespace (`linux::idmap`, whose child only calls
-//!   `prctl` and `pause`).
+//!   child (`process::exec`), the idmap throwaway namespace
+//!   (`linux::idmap`, whose child only calls `prctl` and `pause`).
 //! - **glibc's fork** (`fork_process`): for work that must run in a child
 //!   whatever threads the caller has (`userns::run_as_root`, which the
-//!   layer store calls and tests call from a threaded harness). The child
-//!   then unshares what it needs itself.
+//!   layer store calls and tests call from a threaded harness; the idmap
+//!   helper that joins init's mount namespace, `linux::idmap`). The child
+//!   then unshares or joins what it needs itself.
+//!
+//! CRIU (`checkpoint::criu`) and hooks are started with std's `Command`
+//! (fork or vfork, then exec at once): no Rust code runs in those children.
 
 pub mod mount_api;
 pub mod xattr;
