@@ -30,7 +30,8 @@
 //!   then unshares or joins what it needs itself.
 //!
 //! CRIU (`checkpoint::criu`) and hooks are started with std's `Command`
-//! (fork or vfork, then exec at once): no Rust code runs in those children.
+//! (posix_spawn, or fork and then only std's async-signal-safe fd and
+//! signal setup before exec): none of strata's code runs in those children.
 
 pub mod mount_api;
 pub mod xattr;
