@@ -21,12 +21,11 @@
 //! inheritable just before the spawn and closed just after it: strata is
 //! single-threaded here, so no other spawn can catch them.
 
-use std::io::IoSliceMut;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
-use nix::sys::socket::{AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, socketpair};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use protobuf::Message;
 use rust_criu::rust_criu_protobuf::rpc::{Criu_features, Criu_opts, Criu_req, Criu_req_type, Criu_resp};
 
@@ -173,23 +172,7 @@ impl Criu {
 
     fn recv(&self, sock: BorrowedFd<'_>) -> Result<(Criu_resp, Option<OwnedFd>)> {
         let mut buf = vec![0u8; 64 * 1024];
-        let mut space = nix::cmsg_space!(RawFd);
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).map_err(sys::err(
-            "recvmsg",
-            "criu swrk socket",
-            "MSG_CMSG_CLOEXEC",
-        ))?;
-        let mut fd = None;
-        for c in msg.cmsgs().map_err(sys::err("recvmsg", "criu swrk socket", "cmsgs"))? {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                for raw in fds {
-                    // The kernel just installed these fds in this process: strata owns them.
-                    fd = Some(sys::owned_from_received(raw));
-                }
-            }
-        }
-        let n = msg.bytes;
+        let (n, fd) = sys::recv_with_fd(sock, &mut buf, "criu swrk socket")?;
         if n == 0 {
             return Err(self.protocol("it closed the socket without an answer (it crashed or was killed; see its log)"));
         }

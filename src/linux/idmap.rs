@@ -223,23 +223,8 @@ fn send_tree(sock: &std::os::unix::net::UnixDatagram, tree: &OwnedFd) -> Result<
 
 /// The helper's answer: the mount, or the text of its error.
 fn recv_tree(sock: &std::os::unix::net::UnixDatagram) -> Result<(Option<OwnedFd>, String), SysError> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    use std::os::fd::AsRawFd;
     let mut buf = vec![0u8; 4096];
-    let mut space = nix::cmsg_space!(std::os::fd::RawFd);
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).map_err(sys::err(
-        "recvmsg",
-        "idmap helper",
-        "MSG_CMSG_CLOEXEC",
-    ))?;
-    let mut fd = None;
-    for c in msg.cmsgs().map_err(sys::err("recvmsg", "idmap helper", "cmsgs"))? {
-        if let ControlMessageOwned::ScmRights(raw) = c {
-            fd = raw.first().map(|r| sys::owned_from_received(*r));
-        }
-    }
-    let n = msg.bytes;
+    let (n, fd) = sys::recv_with_fd(sock.as_fd(), &mut buf, "idmap helper")?;
     Ok((fd, String::from_utf8_lossy(&buf[..n]).into_owned()))
 }
 

@@ -40,10 +40,10 @@
 //!          ◀─── Error { msg } ───────────────     and exit(1)
 //! ```
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use nix::sys::socket::{AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, sendmsg, socketpair};
+use nix::sys::socket::{AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sendmsg, socketpair};
 use serde::{Deserialize, Serialize};
 
 use crate::sys::{self, SysError};
@@ -149,21 +149,7 @@ impl Channel {
     /// Receives one message (and an fd, if one came with it).
     pub fn recv(&self) -> Result<(Msg, Option<OwnedFd>), SyncError> {
         let mut buf = vec![0u8; 64 * 1024];
-        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let (n, fd) = loop {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
-                Ok(r) => {
-                    let fd = r.cmsgs().ok().into_iter().flatten().find_map(|c| match c {
-                        ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-                        _ => None,
-                    });
-                    break (r.bytes, fd.map(sys::owned_from_received));
-                }
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(sys::err("recvmsg", "sync socket", "")(e).into()),
-            }
-        };
+        let (n, fd) = sys::recv_with_fd(self.fd.as_fd(), &mut buf, "sync socket")?;
         if n == 0 {
             return Err(SyncError::Closed);
         }

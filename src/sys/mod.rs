@@ -358,6 +358,29 @@ pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> Result<()> {
     Errno::result(r).map(drop).map_err(err("dup2", format!("fd {}", fd.as_raw_fd()), format!("-> {target}")))
 }
 
+/// Receives one datagram from the socket `sock` into `buf`, with the fd it
+/// carries (SCM_RIGHTS, made CLOEXEC), retrying on EINTR. Returns the
+/// bytes received (0: the peer closed) and the fd. `what` names the
+/// socket in an error.
+pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8], what: &str) -> Result<(usize, Option<OwnedFd>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    loop {
+        let mut iov = [std::io::IoSliceMut::new(buf)];
+        match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Ok(r) => {
+                let fd = r.cmsgs().ok().into_iter().flatten().find_map(|c| match c {
+                    ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                    _ => None,
+                });
+                return Ok((r.bytes, fd.map(owned_from_received)));
+            }
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(err("recvmsg", what, "MSG_CMSG_CLOEXEC")(e)),
+        }
+    }
+}
+
 /// Takes ownership of a raw fd received from the kernel (SCM_RIGHTS).
 pub fn owned_from_received(fd: RawFd) -> OwnedFd {
     // SAFETY: the fd was just installed in our table by recvmsg and nothing
