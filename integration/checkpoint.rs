@@ -210,8 +210,16 @@ impl Ctl<'_> {
     }
 }
 
+/// A bundle whose cleanup (`delete --force` on drop) uses the runtime
+/// under test, which alone can read its own state.
+fn bundle_for(name: &str, script: &str) -> Bundle {
+    let mut b = Bundle::sh(name, script);
+    b.bin = runtime();
+    b
+}
+
 fn bundle_with(name: &str) -> Bundle {
-    let b = Bundle::sh(name, WORKLOAD);
+    let b = bundle_for(name, WORKLOAD);
     b.write_config();
     b
 }
@@ -563,7 +571,7 @@ fn an_established_tcp_connection_survives_checkpoint_and_restore() {
         return;
     }
     let ns = NetNs::new("strata-cr");
-    let mut b = Bundle::sh("crtcp", "");
+    let mut b = bundle_for("crtcp", "");
     b.config["process"]["args"] = json!(["nc", "-ll", "-p", "7777", "-e", "cat"]);
     for n in b.config["linux"]["namespaces"].as_array_mut().unwrap() {
         if n["type"] == "network" {
@@ -625,7 +633,7 @@ fn a_user_namespaced_container_restores_with_the_same_maps() {
     let criu = need_criu!();
     // runc 1.5.1 fails here: its restored tasks may not read the images.
     strata_only!("restoring a user-namespaced container");
-    let mut b = Bundle::sh("cruserns", WORKLOAD);
+    let mut b = bundle_for("cruserns", WORKLOAD);
     b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
     b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
@@ -680,7 +688,7 @@ fn a_user_namespaced_container_restores_with_the_same_maps() {
 fn bad_checkpoint_and_restore_flags_are_refused_by_name() {
     need_root!();
     strata_only!("strata's messages");
-    let b = Bundle::sh("crflags", "sleep 1000");
+    let b = bundle_for("crflags", "sleep 1000");
     b.write_config();
     let nocriu = PathBuf::from("/nonexistent/criu");
     let ctl = Ctl { criu: &nocriu, root: b.root.clone(), store: None, id: b.id.clone() };
