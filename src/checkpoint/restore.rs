@@ -26,7 +26,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxNamespaceType;
-use rust_criu::rust_criu_protobuf::rpc::{Cgroup_root, Criu_opts, Criu_req_type, Inherit_fd, Join_namespace};
+use rust_criu::rust_criu_protobuf::rpc::{Cgroup_root, Criu_cg_mode, Criu_opts, Criu_req_type, Inherit_fd, Join_namespace};
 
 use super::dump::{ext_mount, mkdir, open_dir, raw, with_log};
 use super::{CheckpointError, Criu, CriuError, CriuFlags, DESCRIPTORS_FILE, Meta, Result, plan, rootfs};
@@ -97,6 +97,50 @@ impl Drop for Undo<'_> {
 /// Restores the container; returns its exit code (0 with `--detach`).
 pub fn restore(root: &Root, o: &RestoreOpts) -> Result<i32> {
     sys::close_from(3)?;
+    let c = check(o)?;
+    let signals = caller_signals(o)?;
+    let linux = c.bundle.spec.linux().clone().unwrap_or_default();
+    let hier = crate::process::parent::read_hierarchies();
+    let placement = cgroups::placement(&hier, linux.cgroups_path().as_deref(), &o.id)?;
+    let mut st = new_state(o, &c, &placement)?;
+    let dir = root.reserve(&st)?;
+    let mut undo = Undo {
+        root,
+        id: o.id.clone(),
+        pid: None,
+        cgroup_dirs: Vec::new(),
+        cgroup_paths: placement.dirs.clone(),
+        layers: None,
+        armed: true,
+    };
+    make_cgroups(&placement, &linux, &mut undo)?;
+    let criu_root = make_rootfs(&dir, o, &c, &mut undo)?;
+    let pid = run_criu(o, &c, &st, &criu_root, &hier, &placement)?;
+    finish(root, o, &mut st, &mut undo, pid)?;
+    crate::logging::debug(|| format!("restore {}: running, pid {pid}, CRIU {}", o.id, super::version_text(c.version)));
+    if o.detach {
+        return Ok(0);
+    }
+    wait(root, &o.id, &signals, pid)
+}
+
+/// What restore checked before it made anything.
+struct Checked {
+    bundle: spec::Bundle,
+    checkpoint: Checkpoint,
+    image_dir: PathBuf,
+    criu: Criu,
+    version: u32,
+    cg_mode: Criu_cg_mode,
+    empty_ns: u32,
+    /// An image-backed container's saved writable layer.
+    saved: Option<rootfs::SavedRootfs>,
+}
+
+/// The flags, the bundle, the checkpoint and the CRIU that will read it,
+/// each refused with a reason before anything is made. The mount namespace
+/// of this process becomes its own first (see `private_mounts`).
+fn check(o: &RestoreOpts) -> Result<Checked> {
     refuse_given("--lsm-profile", &o.lsm_profile)?;
     refuse_given("--lsm-mount-context", &o.lsm_mount_context)?;
     let cg_mode = o.criu.cg_mode()?;
@@ -123,149 +167,180 @@ pub fn restore(root: &Root, o: &RestoreOpts) -> Result<i32> {
             super::version_text(m.criu_version)
         )));
     }
-    let ann = bundle.spec.annotations().clone().unwrap_or_default();
-    let image_backed = ann.contains_key(layers::bundle::ANN_LAYOUT);
+    let image_backed = bundle.spec.annotations().as_ref().is_some_and(|a| a.contains_key(layers::bundle::ANN_LAYOUT));
     let saved = checkpoint.meta.as_ref().and_then(|m| m.image.clone());
     match (image_backed, &saved) {
-        (true, None) => {
-            return Err(CheckpointError::Invalid(format!(
-                "the bundle {} is image-backed, but the checkpoint in {} holds no writable layer: it is of a container with a plain rootfs",
-                bundle.dir.display(),
-                image_dir.display()
-            )));
-        }
-        (false, Some(_)) => {
-            return Err(CheckpointError::Invalid(format!(
-                "the checkpoint in {} is of an image-backed container, but the bundle {} has a plain rootfs: restore it with the bundle made by `strata bundle --image`",
-                image_dir.display(),
-                bundle.dir.display()
-            )));
-        }
-        _ => {}
+        (true, None) => Err(CheckpointError::Invalid(format!(
+            "the bundle {} is image-backed, but the checkpoint in {} holds no writable layer: it is of a container with a plain rootfs",
+            bundle.dir.display(),
+            image_dir.display()
+        ))),
+        (false, Some(_)) => Err(CheckpointError::Invalid(format!(
+            "the checkpoint in {} is of an image-backed container, but the bundle {} has a plain rootfs: restore it with the bundle made by `strata bundle --image`",
+            image_dir.display(),
+            bundle.dir.display()
+        ))),
+        _ => Ok(Checked { bundle, checkpoint, image_dir, criu, version, cg_mode, empty_ns, saved }),
     }
-    let linux = bundle.spec.linux().clone().unwrap_or_default();
+}
 
-    let foreground = !o.detach;
+/// In the foreground, as `run`: the signals to forward blocked (before
+/// anything can be restored), and this process the subreaper.
+fn caller_signals(o: &RestoreOpts) -> Result<SigSet> {
     let mut set = SigSet::empty();
-    if foreground {
+    if !o.detach {
         crate::process::run::FORWARDED.iter().for_each(|s| set.add(*s));
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(sys::err("sigprocmask", "", "SIG_BLOCK"))?;
         if !o.no_subreaper {
             nix::sys::prctl::set_child_subreaper(true).map_err(sys::err("prctl", "", "PR_SET_CHILD_SUBREAPER"))?;
         }
     }
+    Ok(set)
+}
 
-    let hier = crate::process::parent::read_hierarchies();
-    let placement = cgroups::placement(&hier, linux.cgroups_path().as_deref(), &o.id)?;
-    let mut st = State {
+/// The container's record, `creating` until CRIU has restored it.
+fn new_state(o: &RestoreOpts, c: &Checked, placement: &cgroups::Placement) -> Result<State> {
+    Ok(State {
         id: o.id.clone(),
         pid: 0,
         init_start_time: 0,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
+        bundle: c.bundle.dir.clone(),
+        rootfs: c.bundle.rootfs.clone(),
         created: state::now_rfc3339(),
-        config: State::new_config(&bundle.spec).map_err(|e| CheckpointError::Invalid(format!("config: {e}")))?,
-        cgroup_dirs: cgroups::missing_dirs(&placement),
+        config: State::new_config(&c.bundle.spec).map_err(|e| CheckpointError::Invalid(format!("config: {e}")))?,
+        cgroup_dirs: cgroups::missing_dirs(placement),
         cgroup_paths: placement.dirs.clone(),
         systemd_unit: None,
         host_mounts: Vec::new(),
         resctrl_dirs: Vec::new(),
         owner: nix::unistd::geteuid().as_raw(),
-        store: image_backed.then(|| o.store.clone()),
+        store: c.saved.is_some().then(|| o.store.clone()),
         creating: Some(state::Creator::current().map_err(|e| sys::io_err("read", Path::new("/proc/self/stat"))(e))?),
-    };
-    let dir = root.reserve(&st)?;
-    let mut undo = Undo {
-        root,
-        id: o.id.clone(),
-        pid: None,
-        cgroup_dirs: Vec::new(),
-        cgroup_paths: placement.dirs.clone(),
-        layers: None,
-        armed: true,
-    };
-    let extra_allow = if crate::userns::host_root() { cgroups::default_device_rules(&linux) } else { Vec::new() };
-    cgroups::check_usable(&placement)?;
-    undo.cgroup_dirs = cgroups::create(&placement, linux.resources().as_ref(), &extra_allow)?;
-    undo.cgroup_dirs.extend(placement.dirs.iter().filter(|d| !undo.cgroup_dirs.contains(d)).cloned().collect::<Vec<_>>());
-    cgroups::apply_devices(&placement, linux.resources().as_ref(), &extra_allow)?;
+    })
+}
 
-    // CRIU's root must be a mount point whose parent is not overmounted.
+/// The container's cgroups, made and limited as `create` makes them.
+fn make_cgroups(placement: &cgroups::Placement, linux: &oci_spec::runtime::Linux, undo: &mut Undo<'_>) -> Result<()> {
+    let extra_allow = if crate::userns::host_root() { cgroups::default_device_rules(linux) } else { Vec::new() };
+    cgroups::check_usable(placement)?;
+    undo.cgroup_dirs = cgroups::create(placement, linux.resources().as_ref(), &extra_allow)?;
+    undo.cgroup_dirs.extend(placement.dirs.iter().filter(|d| !undo.cgroup_dirs.contains(d)).cloned().collect::<Vec<_>>());
+    cgroups::apply_devices(placement, linux.resources().as_ref(), &extra_allow)?;
+    Ok(())
+}
+
+/// CRIU's root, `<state>/criu-root` (a mount point whose parent is not
+/// overmounted, as CRIU needs): the bundle's rootfs bound there, or the
+/// image-backed container's overlay rebuilt from the layer store.
+fn make_rootfs(dir: &Path, o: &RestoreOpts, c: &Checked, undo: &mut Undo<'_>) -> Result<PathBuf> {
     let criu_root = dir.join(CRIU_ROOT);
     mkdir(&criu_root)?;
-    if let Some(saved) = &saved {
+    if let Some(saved) = &c.saved {
         let store = Store::open(&o.store)?;
-        let hostname = bundle.spec.hostname().as_deref();
-        let made = rootfs::rebuild(&store, &ann, hostname, &o.id, saved, &image_dir, criu_root.clone());
+        let ann = c.bundle.spec.annotations().clone().unwrap_or_default();
+        let hostname = c.bundle.spec.hostname().as_deref();
+        let made = rootfs::rebuild(&store, &ann, hostname, &o.id, saved, &c.image_dir, criu_root.clone());
         undo.layers = Some(store);
         layers::mount_overlay(&made?)?;
     } else {
-        mount(Some(&bundle.rootfs), &criu_root, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(sys::err(
+        let rootfs = &c.bundle.rootfs;
+        mount(Some(rootfs), &criu_root, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(sys::err(
             "mount",
-            format!("{} on {}", bundle.rootfs.display(), criu_root.display()),
+            format!("{} on {}", rootfs.display(), criu_root.display()),
             "MS_BIND|MS_REC",
         ))?;
     }
+    prepare_mountpoints(&criu_root, &c.bundle.spec, &c.bundle.dir)?;
+    Ok(criu_root)
+}
 
-    let work = o.criu.work_path.as_ref().map(|w| mkdir(w).and_then(|()| open_dir(w))).transpose()?;
-    let log = o.criu.work_path.clone().unwrap_or_else(|| image_dir.clone()).join(LOG_FILE);
+/// CRIU's RESTORE request for this container, and the fds it must inherit
+/// besides the image directory (the work directory, joined namespaces).
+fn criu_opts(
+    o: &RestoreOpts,
+    c: &Checked,
+    criu_root: &Path,
+    hier: &[cgroups::Hierarchy],
+    placement: &cgroups::Placement,
+) -> Result<(Criu_opts, Vec<OwnedFd>)> {
+    let spec = &c.bundle.spec;
+    let mut fds = Vec::new();
     let mut opts = Criu_opts::new();
-    opts.images_dir_fd = Some(raw(&checkpoint.dir));
-    opts.work_dir_fd = work.as_ref().map(raw);
+    opts.images_dir_fd = Some(raw(&c.checkpoint.dir));
+    if let Some(w) = &o.criu.work_path {
+        mkdir(w)?;
+        let fd = open_dir(w)?;
+        opts.work_dir_fd = Some(raw(&fd));
+        fds.push(fd);
+    }
     opts.evasive_devices = Some(true);
     opts.log_level = Some(4);
     opts.log_file = Some(LOG_FILE.into());
     opts.rst_sibling = Some(true);
     opts.root = Some(criu_root.display().to_string());
     opts.manage_cgroups = Some(true);
-    opts.manage_cgroups_mode = Some(cg_mode.into());
+    opts.manage_cgroups_mode = Some(c.cg_mode.into());
     opts.notify_scripts = Some(true);
     opts.shell_job = Some(o.criu.shell_job);
     opts.ext_unix_sk = Some(o.criu.ext_unix_sk);
     opts.tcp_established = Some(o.criu.tcp_established);
     opts.file_locks = Some(o.criu.file_locks);
-    opts.empty_ns = Some(empty_ns);
+    opts.empty_ns = Some(c.empty_ns);
     opts.orphan_pts_master = Some(true);
     opts.auto_dedup = Some(o.criu.auto_dedup);
     opts.lazy_pages = Some(o.criu.lazy_pages);
-    opts.config_file = plan::config_file(&bundle.spec);
-    prepare_mountpoints(&criu_root, &bundle.spec, &bundle.dir)?;
-    for e in plan::external_mounts(&bundle.spec, &bundle.dir, &hier, &placement.dirs, &|p| super::resolve_in(&criu_root, p)) {
+    opts.config_file = plan::config_file(spec);
+    for e in plan::external_mounts(spec, &c.bundle.dir, hier, &placement.dirs, &|p| super::resolve_in(criu_root, p)) {
         opts.ext_mnt.push(ext_mount(&e.key, &e.source.display().to_string()));
     }
-    if linux.masked_paths().as_ref().is_some_and(|m| !m.is_empty()) {
+    if spec.linux().as_ref().and_then(|l| l.masked_paths().as_ref()).is_some_and(|m| !m.is_empty()) {
         opts.ext_mnt.push(ext_mount("/dev/null", "/dev/null"));
     }
-    let ns_files = joined_namespaces(&bundle.spec, &mut opts)?;
-    for (key, fd) in plan::inherited_pipes(&checkpoint.descriptors) {
+    fds.extend(joined_namespaces(spec, &mut opts)?);
+    for (key, fd) in plan::inherited_pipes(&c.checkpoint.descriptors) {
         let mut i = Inherit_fd::new();
         i.key = Some(key);
         i.fd = Some(fd);
         opts.inherit_fd.push(i);
     }
-    for (ctrl, path) in plan::cgroup_roots(&hier, &placement.dirs) {
+    for (ctrl, path) in plan::cgroup_roots(hier, &placement.dirs) {
         let mut r = Cgroup_root::new();
         r.ctrl = ctrl;
         r.path = Some(path);
         opts.cg_root.push(r);
     }
+    Ok((opts, fds))
+}
+
+/// Sends the RESTORE request and answers CRIU's notifications (the
+/// runtime hooks, the console, the restored init's pid); returns that pid.
+/// `criu_root` is unmounted after CRIU's answer, whatever it is.
+fn run_criu(
+    o: &RestoreOpts,
+    c: &Checked,
+    st: &State,
+    criu_root: &Path,
+    hier: &[cgroups::Hierarchy],
+    placement: &cgroups::Placement,
+) -> Result<i32> {
+    let spec = &c.bundle.spec;
+    let log = o.criu.work_path.clone().unwrap_or_else(|| c.image_dir.clone()).join(LOG_FILE);
+    let (opts, fds) = criu_opts(o, c, criu_root, hier, placement)?;
     // In a user namespace the restored tasks read some images themselves,
     // as the container's root: lent to it for the restore, then taken back.
-    let lent = match plan::has_namespace(&bundle.spec, LinuxNamespaceType::User) {
-        true => Some(LentImages::lend(&image_dir, &crate::userns::IdMaps::from_spec(&linux))?),
+    let lent = match plan::has_namespace(spec, LinuxNamespaceType::User) {
+        true => Some(LentImages::lend(&c.image_dir, &crate::userns::IdMaps::from_spec(&spec.linux().clone().unwrap_or_default()))?),
         false => None,
     };
-    let mut inherit = vec![checkpoint.dir.as_fd()];
-    inherit.extend(work.iter().map(|w| w.as_fd()));
-    inherit.extend(ns_files.iter().map(|f| f.as_fd()));
-
+    let mut inherit = vec![c.checkpoint.dir.as_fd()];
+    inherit.extend(fds.iter().map(|f| f.as_fd()));
     let mut pid = None;
     let hooks_state = |pid: i32| {
         let mut s = st.clone();
         s.pid = pid;
         serde_json::to_vec(&s.oci(Status::Created)).unwrap_or_default()
     };
-    let restored = criu.request(
+    let restored = c.criu.request(
         Criu_req_type::RESTORE,
         Some(opts),
         &inherit,
@@ -274,9 +349,10 @@ pub fn restore(root: &Root, o: &RestoreOpts) -> Result<i32> {
             crate::logging::debug(|| format!("restore {}: CRIU notifies {} (pid {})", o.id, n.script, n.pid));
             match n.script {
                 "setup-namespaces" => {
-                    if let Some(h) = bundle.spec.hooks() {
+                    if let Some(h) = spec.hooks() {
                         let json = hooks_state(n.pid);
-                        let run = |kind, list: &Option<Vec<_>>| hooks::run_all_in(kind, list.as_deref().unwrap_or(&[]), &json, &bundle.dir);
+                        let run =
+                            |kind, list: &Option<Vec<_>>| hooks::run_all_in(kind, list.as_deref().unwrap_or(&[]), &json, &c.bundle.dir);
                         run("prestart", h.prestart()).map_err(|e| notify_err(n.script, e))?;
                         run("createRuntime", h.create_runtime()).map_err(|e| notify_err(n.script, e))?;
                     }
@@ -289,12 +365,17 @@ pub fn restore(root: &Root, o: &RestoreOpts) -> Result<i32> {
         },
     );
     drop(lent);
-    let _ = nix::mount::umount2(&criu_root, nix::mount::MntFlags::MNT_DETACH);
-    let _ = std::fs::remove_dir(&criu_root);
+    let _ = nix::mount::umount2(criu_root, nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir(criu_root);
     if let Err(e) = restored {
         return Err(with_log(e.into(), &log));
     }
-    let pid = pid.ok_or_else(|| CheckpointError::Invalid("CRIU restored the container but never said its pid (no post-restore)".into()))?;
+    pid.ok_or_else(|| CheckpointError::Invalid("CRIU restored the container but never said its pid (no post-restore)".into()))
+}
+
+/// The container is running: its state saved (no longer `creating`), the
+/// pid file written, and nothing left to undo.
+fn finish(root: &Root, o: &RestoreOpts, st: &mut State, undo: &mut Undo<'_>, pid: i32) -> Result<()> {
     undo.pid = Some(pid);
     st.pid = pid;
     st.init_start_time = state::proc_stat(pid)
@@ -302,24 +383,26 @@ pub fn restore(root: &Root, o: &RestoreOpts) -> Result<i32> {
         .ok_or_else(|| CheckpointError::Invalid(format!("restored init (pid {pid}) is gone")))?;
     st.cgroup_dirs = undo.cgroup_dirs.clone();
     st.creating = None;
-    root.save(&st)?;
+    root.save(st)?;
     if let Some(pf) = &o.pid_file {
         crate::process::parent::write_pid_file(pf, pid).map_err(|e| CheckpointError::Invalid(e.to_string()))?;
     }
     undo.armed = false;
-    crate::logging::debug(|| format!("restore {}: running, pid {pid}, CRIU {}", o.id, super::version_text(version)));
-    if o.detach {
-        return Ok(0);
-    }
-    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).map_err(sys::err("signalfd", "", "SFD_CLOEXEC"))?;
+    Ok(())
+}
+
+/// In the foreground: waits for the restored init as `run` waits for its
+/// own, forwarding signals, then removes the container.
+fn wait(root: &Root, id: &str, signals: &SigSet, pid: i32) -> Result<i32> {
+    let sfd = SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC).map_err(sys::err("signalfd", "", "SFD_CLOEXEC"))?;
     let code = match crate::process::run::wait_loop(Pid::from_raw(pid), &sfd, None) {
         Ok(c) => c,
         Err(e) => {
-            let _ = container::delete(root, &o.id, true);
+            let _ = container::delete(root, id, true);
             return Err(e.into());
         }
     };
-    container::destroy(root, &root.load(&o.id)?)?;
+    container::destroy(root, &root.load(id)?)?;
     Ok(code)
 }
 
