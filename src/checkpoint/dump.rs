@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
-use rust_criu::rust_criu_protobuf::rpc::{Criu_features, Criu_opts, Criu_page_server_info, Criu_req_type, Ext_mount_map};
+use rust_criu::rust_criu_protobuf::rpc::{Criu_cg_mode, Criu_features, Criu_opts, Criu_page_server_info, Criu_req_type, Ext_mount_map};
 
 use super::{CheckpointError, Criu, CriuFlags, DESCRIPTORS_FILE, META_FILE, Meta, Result, plan, rootfs};
 use crate::container;
@@ -41,96 +41,34 @@ pub fn checkpoint(root: &Root, id: &str, o: &CheckpointOpts) -> Result<()> {
     }
     let spec: Spec = serde_json::from_str(st.config.get()).map_err(|e| CheckpointError::Invalid(format!("container {id}: config: {e}")))?;
     // The flags first: a bad one is refused before CRIU is started.
-    let cg_mode = o.criu.cg_mode()?;
-    let empty_ns = o.criu.empty_ns()?;
-    let page_server = o.page_server.as_deref().map(parse_page_server).transpose()?;
+    let flags = Flags {
+        cg_mode: o.criu.cg_mode()?,
+        empty_ns: o.criu.empty_ns()?,
+        page_server: o.page_server.as_deref().map(parse_page_server).transpose()?,
+        parent: None,
+    };
     let image_dir = o.criu.image_dir();
     mkdir(&image_dir)?;
     let images = open_dir(&image_dir)?;
-    let parent = parent_path(&image_dir, o.parent_path.as_deref())?;
+    let flags = Flags { parent: parent_path(&image_dir, o.parent_path.as_deref())?, ..flags };
     let criu = Criu::new(o.criu.criu.as_deref());
     let version = criu.version()?;
-    if o.pre_dump {
-        want(
-            &criu,
-            Criu_features { mem_track: Some(true), ..Default::default() },
-            "--pre-dump",
-            "track memory changes (the kernel lacks soft-dirty page tracking)",
-        )?;
-    }
-    if o.criu.lazy_pages {
-        want(
-            &criu,
-            Criu_features { lazy_pages: Some(true), ..Default::default() },
-            "--lazy-pages",
-            "restore pages lazily (the kernel lacks userfaultfd)",
-        )?;
-    }
+    check_features(&criu, o)?;
     let work = o.criu.work_path.as_ref().map(|w| mkdir(w).and_then(|()| open_dir(w))).transpose()?;
-    let log_dir = o.criu.work_path.clone().unwrap_or_else(|| image_dir.clone());
-
-    let hier = crate::process::parent::read_hierarchies();
-    let mut opts = Criu_opts::new();
+    let log = o.criu.work_path.clone().unwrap_or_else(|| image_dir.clone()).join(LOG_FILE);
+    let mut opts = dump_opts(o, &st, &spec, &flags)?;
     opts.images_dir_fd = Some(raw(&images));
     opts.work_dir_fd = work.as_ref().map(raw);
-    opts.log_level = Some(4);
-    opts.log_file = Some(LOG_FILE.into());
-    opts.root = Some(st.rootfs.display().to_string());
-    opts.manage_cgroups = Some(true);
-    opts.manage_cgroups_mode = Some(cg_mode.into());
-    opts.notify_scripts = Some(true);
-    opts.pid = Some(st.pid);
-    opts.shell_job = Some(o.criu.shell_job);
-    opts.leave_running = Some(o.leave_running);
-    opts.tcp_established = Some(o.criu.tcp_established);
-    opts.tcp_skip_in_flight = Some(o.tcp_skip_in_flight);
-    opts.link_remap = Some(o.link_remap);
-    opts.ext_unix_sk = Some(o.criu.ext_unix_sk);
-    opts.file_locks = Some(o.criu.file_locks);
-    opts.empty_ns = Some(empty_ns);
-    opts.orphan_pts_master = Some(true);
-    opts.auto_dedup = Some(o.criu.auto_dedup);
-    opts.lazy_pages = Some(o.criu.lazy_pages);
-    opts.config_file = plan::config_file(&spec);
-    opts.freeze_cgroup = plan::freezer(&hier, &st.cgroup_paths).map(|p| p.display().to_string());
-    if let Some(fd) = o.status_fd.filter(|_| o.criu.lazy_pages) {
-        opts.status_fd = Some(fd);
-    }
-    if let Some((address, port)) = page_server {
-        let mut ps = Criu_page_server_info::new();
-        ps.address = Some(address);
-        ps.port = Some(port);
-        opts.ps = protobuf::MessageField::some(ps);
-    }
-    if let Some(p) = &parent {
-        opts.parent_img = Some(p.display().to_string());
-        opts.track_mem = Some(true);
-    }
-    // Namespaces joined by path stay outside the image: restore joins them again.
-    for (kind, path) in plan::joined_namespaces(&spec) {
-        if matches!(kind, LinuxNamespaceType::Network | LinuxNamespaceType::Pid) {
-            let ino = std::fs::metadata(&path).map_err(sys::io_err("stat", &path))?;
-            opts.external.push(format!("{}[{}]:{}", plan::ns_name(kind), std::os::unix::fs::MetadataExt::ino(&ino), plan::ns_key(kind)));
-        }
-    }
     let kind = if o.pre_dump { Criu_req_type::PRE_DUMP } else { Criu_req_type::DUMP };
-    let mut saved = None;
     if !o.pre_dump {
-        let live_root = PathBuf::from(format!("/proc/{}/root", st.pid));
-        for e in plan::external_mounts(&spec, &st.bundle, &hier, &st.cgroup_paths, &|p| super::resolve_in(&live_root, p)) {
-            opts.ext_mnt.push(ext_mount(&e.key, &e.key));
-        }
-        let descriptors: Vec<String> = (0..3)
-            .map(|fd| std::fs::read_link(format!("/proc/{}/fd/{fd}", st.pid)).map(|p| p.display().to_string()).unwrap_or_default())
-            .collect();
-        let json = serde_json::to_vec(&descriptors).unwrap_or_default();
-        state::write_atomic(&image_dir.join(DESCRIPTORS_FILE), &json)?;
+        write_descriptors(&image_dir, st.pid)?;
     }
     crate::logging::debug(|| {
         format!("checkpoint {id}: CRIU {} {kind:?} of pid {} into {}", super::version_text(version), st.pid, image_dir.display())
     });
     let mut inherit = vec![images.as_fd()];
     inherit.extend(work.iter().map(|w| w.as_fd()));
+    let mut saved = None;
     let dumped = criu.request(
         kind,
         Some(opts),
@@ -150,7 +88,7 @@ pub fn checkpoint(root: &Root, id: &str, o: &CheckpointOpts) -> Result<()> {
         },
     );
     if let Err(e) = dumped {
-        return Err(with_log(e.into(), &log_dir.join(LOG_FILE)));
+        return Err(with_log(e.into(), &log));
     }
     if o.pre_dump {
         return Ok(());
@@ -164,6 +102,96 @@ pub fn checkpoint(root: &Root, id: &str, o: &CheckpointOpts) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The flags as CRIU takes them, checked.
+struct Flags {
+    cg_mode: Criu_cg_mode,
+    empty_ns: u32,
+    page_server: Option<(String, i32)>,
+    parent: Option<PathBuf>,
+}
+
+/// `--pre-dump` and `--lazy-pages` need what this CRIU and kernel may lack.
+fn check_features(criu: &Criu, o: &CheckpointOpts) -> Result<()> {
+    if o.pre_dump {
+        want(
+            criu,
+            Criu_features { mem_track: Some(true), ..Default::default() },
+            "--pre-dump",
+            "track memory changes (the kernel lacks soft-dirty page tracking)",
+        )?;
+    }
+    if o.criu.lazy_pages {
+        want(
+            criu,
+            Criu_features { lazy_pages: Some(true), ..Default::default() },
+            "--lazy-pages",
+            "restore pages lazily (the kernel lacks userfaultfd)",
+        )?;
+    }
+    Ok(())
+}
+
+/// CRIU's DUMP (or PRE_DUMP) request for container `st`, but for the fds.
+fn dump_opts(o: &CheckpointOpts, st: &crate::state::State, spec: &Spec, f: &Flags) -> Result<Criu_opts> {
+    let hier = crate::process::parent::read_hierarchies();
+    let mut opts = Criu_opts::new();
+    opts.log_level = Some(4);
+    opts.log_file = Some(LOG_FILE.into());
+    opts.root = Some(st.rootfs.display().to_string());
+    opts.manage_cgroups = Some(true);
+    opts.manage_cgroups_mode = Some(f.cg_mode.into());
+    opts.notify_scripts = Some(true);
+    opts.pid = Some(st.pid);
+    opts.shell_job = Some(o.criu.shell_job);
+    opts.leave_running = Some(o.leave_running);
+    opts.tcp_established = Some(o.criu.tcp_established);
+    opts.tcp_skip_in_flight = Some(o.tcp_skip_in_flight);
+    opts.link_remap = Some(o.link_remap);
+    opts.ext_unix_sk = Some(o.criu.ext_unix_sk);
+    opts.file_locks = Some(o.criu.file_locks);
+    opts.empty_ns = Some(f.empty_ns);
+    opts.orphan_pts_master = Some(true);
+    opts.auto_dedup = Some(o.criu.auto_dedup);
+    opts.lazy_pages = Some(o.criu.lazy_pages);
+    opts.config_file = plan::config_file(spec);
+    opts.freeze_cgroup = plan::freezer(&hier, &st.cgroup_paths).map(|p| p.display().to_string());
+    if let Some(fd) = o.status_fd.filter(|_| o.criu.lazy_pages) {
+        opts.status_fd = Some(fd);
+    }
+    if let Some((address, port)) = &f.page_server {
+        let mut ps = Criu_page_server_info::new();
+        ps.address = Some(address.clone());
+        ps.port = Some(*port);
+        opts.ps = protobuf::MessageField::some(ps);
+    }
+    if let Some(p) = &f.parent {
+        opts.parent_img = Some(p.display().to_string());
+        opts.track_mem = Some(true);
+    }
+    // Namespaces joined by path stay outside the image: restore joins them again.
+    for (kind, path) in plan::joined_namespaces(spec) {
+        if matches!(kind, LinuxNamespaceType::Network | LinuxNamespaceType::Pid) {
+            let ino = std::fs::metadata(&path).map_err(sys::io_err("stat", &path))?;
+            opts.external.push(format!("{}[{}]:{}", plan::ns_name(kind), std::os::unix::fs::MetadataExt::ino(&ino), plan::ns_key(kind)));
+        }
+    }
+    if !o.pre_dump {
+        let live_root = PathBuf::from(format!("/proc/{}/root", st.pid));
+        for e in plan::external_mounts(spec, &st.bundle, &hier, &st.cgroup_paths, &|p| super::resolve_in(&live_root, p)) {
+            opts.ext_mnt.push(ext_mount(&e.key, &e.key));
+        }
+    }
+    Ok(opts)
+}
+
+/// `descriptors.json`: the container's stdio as it is at the dump.
+fn write_descriptors(image_dir: &Path, pid: i32) -> Result<()> {
+    let descriptors: Vec<String> =
+        (0..3).map(|fd| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).map(|p| p.display().to_string()).unwrap_or_default()).collect();
+    let json = serde_json::to_vec(&descriptors).unwrap_or_default();
+    Ok(state::write_atomic(&image_dir.join(DESCRIPTORS_FILE), &json)?)
 }
 
 fn want(criu: &Criu, f: Criu_features, flag: &str, what: &str) -> Result<()> {
