@@ -20,7 +20,7 @@ use serde_json::json;
 
 use crate::common::{Bounded, Bundle, STRATA, alive, cgroup_dirs, stderr, stdout};
 use crate::layers::Image;
-use crate::need_root;
+use crate::{need_criu, need_root};
 
 /// The runtime under test: strata, or `STRATA_CLIENT_RUNTIME`.
 fn runtime() -> String {
@@ -33,18 +33,6 @@ macro_rules! strata_only {
         if runtime() != *STRATA {
             eprintln!("skipped: {} is strata's own (testing {})", $what, runtime());
             return;
-        }
-    };
-}
-
-macro_rules! need_criu {
-    () => {
-        match crate::common::working_criu() {
-            Ok(p) => p,
-            Err(why) => {
-                eprintln!("skipped: {why}");
-                return;
-            }
         }
     };
 }

@@ -528,3 +528,20 @@ fn runcs_command_line_surface() {
     b.assert_gone();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An exec'd process leads a session of its own, terminal or not, as
+/// runc's does (so that a container with one can be checkpointed: CRIU
+/// refuses a task whose session leader is outside the container).
+#[test]
+fn an_execd_process_leads_its_own_session() {
+    need_root!();
+    let b = Bundle::sh("execsid", "sleep 30");
+    assert!(b.create().status.success());
+    assert!(b.start().status.success());
+    let out = b.cmd(&["exec", &b.id, "sh", "-c", "set -- $(cat /proc/$$/stat); echo $1 $6"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let f: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(f.len(), 2, "{text}");
+    assert_eq!(f[0], f[1], "the exec'd process (pid {}) is not its session's leader (session {})", f[0], f[1]);
+}

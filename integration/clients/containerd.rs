@@ -479,13 +479,7 @@ fn containerd_drives_the_runtime() {
 fn containerd_checkpoints_and_restores_through_the_runtime() {
     need_root!();
     need_bins!("containerd", "ctr", "containerd-shim-runc-v2", "podman");
-    let criu = match crate::common::working_criu() {
-        Ok(c) => c,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
-    };
+    let criu = crate::need_criu!();
     let base = temp_base("ctd-cr");
     if let Err(e) = make_image(&base.join("img")) {
         let _ = std::fs::remove_dir_all(&base);

@@ -519,13 +519,7 @@ fn rootless_podman_drives_the_runtime() {
 fn podman_checkpoints_and_restores_through_the_runtime() {
     need_root!();
     need_bins!("podman", "conmon");
-    let criu = match crate::common::working_criu() {
-        Ok(c) => c,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
-    };
+    let criu = crate::need_criu!();
     let base = temp_base("podman-cr");
     if let Err(e) = make_image(&base.join("img")) {
         let _ = std::fs::remove_dir_all(&base);

@@ -348,6 +348,21 @@ pub fn recv_fd(sock: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
     panic!("no fd received");
 }
 
+/// The path of a working CRIU (`working_criu`), or the test says it is
+/// skipped, and why, and returns.
+#[macro_export]
+macro_rules! need_criu {
+    () => {
+        match $crate::common::working_criu() {
+            Ok(p) => p,
+            Err(why) => {
+                eprintln!("skipped: {why}");
+                return;
+            }
+        }
+    };
+}
+
 /// A CRIU whose `criu check` passes (`STRATA_TEST_CRIU`, or `criu` on
 /// PATH), or why there is none: the checkpoint tests skip, saying so.
 pub fn working_criu() -> Result<PathBuf, String> {

@@ -41,16 +41,13 @@ pub fn checkpoint(root: &Root, id: &str, o: &CheckpointOpts) -> Result<()> {
     }
     let spec: Spec = serde_json::from_str(st.config.get()).map_err(|e| CheckpointError::Invalid(format!("container {id}: config: {e}")))?;
     // The flags first: a bad one is refused before CRIU is started.
-    let flags = Flags {
-        cg_mode: o.criu.cg_mode()?,
-        empty_ns: o.criu.empty_ns()?,
-        page_server: o.page_server.as_deref().map(parse_page_server).transpose()?,
-        parent: None,
-    };
+    let (cg_mode, empty_ns) = (o.criu.cg_mode()?, o.criu.empty_ns()?);
+    let page_server = o.page_server.as_deref().map(parse_page_server).transpose()?;
     let image_dir = o.criu.image_dir();
     mkdir(&image_dir)?;
     let images = open_dir(&image_dir)?;
-    let flags = Flags { parent: parent_path(&image_dir, o.parent_path.as_deref())?, ..flags };
+    let parent = parent_path(&image_dir, o.parent_path.as_deref())?;
+    let flags = Flags { cg_mode, empty_ns, page_server, parent };
     let criu = Criu::new(o.criu.criu.as_deref());
     let version = criu.version()?;
     check_features(&criu, o)?;
