@@ -117,6 +117,10 @@ struct Ctl<'a> {
 impl Ctl<'_> {
     fn strata(&self) -> Command {
         let mut c = Command::new(runtime());
+        // In the test's own directory: runc leaves a CRIU log in its cwd.
+        if let Some(dir) = self.root.parent() {
+            c.current_dir(dir);
+        }
         c.arg("--root").arg(&self.root);
         if runtime() == *STRATA {
             c.arg("--criu").arg(self.criu);
