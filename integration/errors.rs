@@ -57,6 +57,18 @@ fn failed_setup_leaves_nothing() {
     b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/x", "type": "bind", "source": "/nonexistent/src"}));
     let out = b.create();
     assert_one_line_error(&out, "/nonexistent/src");
+    // runc's chain of steps, which its users and clients' logs read, with
+    // Go's lowercase errno text; the name is the one strata was run by.
+    assert_one_line_error(
+        &out,
+        r#"strata create failed: unable to start container process: error during container init: error mounting \"/nonexistent/src\" to rootfs at \"/x\": "#,
+    );
+    assert_one_line_error(&out, "no such file or directory");
+    b.assert_gone();
+    let runc = b.dir.parent().unwrap().join("runc");
+    std::os::unix::fs::symlink(&b.bin, &runc).unwrap();
+    let out = std::process::Command::new(&runc).arg("--root").arg(&b.root).args(["run", "--bundle"]).arg(&b.dir).arg(&b.id).output_within();
+    assert_one_line_error(&out, r#"level=error msg="runc run failed: unable to start container process: error during container init: error mounting"#);
     b.assert_gone();
 
     let mut b = Bundle::sh("noexe", "true");

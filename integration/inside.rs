@@ -873,6 +873,6 @@ fn an_idmapped_mount_of_the_containers_own_tree() {
     let out = b.run();
     assert!(!crate::common::stdout(&out).contains("marker"), "an idmapped mount through a symlink reached the host's directory");
     assert!(!out.status.success(), "a source resolved in the rootfs does not exist there: {}", crate::common::stdout(&out));
-    assert!(crate::common::stderr(&out).contains("No such file"), "{}", crate::common::stderr(&out));
+    assert!(crate::common::stderr(&out).to_lowercase().contains("no such file"), "{}", crate::common::stderr(&out));
     b.assert_gone();
 }

@@ -30,6 +30,62 @@ fn seccomp_errno_is_seen_inside() {
     b.assert_gone();
 }
 
+/// A syscall newer than every syscall a profile names gets ENOSYS, so that
+/// libc falls back to an older one (glibc: clone3 → clone); an older one the
+/// profile leaves out gets the default errno. Seen by a static program in
+/// the container that makes the raw syscalls.
+#[test]
+fn syscalls_newer_than_the_profile_get_enosys() {
+    need_root!();
+    let probe = r#"
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+static void show(const char *name, long nr) {
+    long r = syscall(nr, 0, 0, 0, 0, 0, 0);
+    printf("%s=%ld/%d\n", name, r, r < 0 ? errno : 0);
+}
+int main(void) {
+    show("clone3", SYS_clone3);
+    show("nr1000", 1000);
+    show("getppid", SYS_getppid);
+    show("getpid", SYS_getpid);
+    return 0;
+}
+"#;
+    let mut b = Bundle::sh("enosys", "true");
+    let src = b.dir.join("probe.c");
+    std::fs::write(&src, probe).unwrap();
+    let cc = std::process::Command::new("cc").args(["-static", "-O1", "-o"]).arg(b.dir.join("rootfs/probe")).arg(&src).output();
+    match cc {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => return eprintln!("skipped: cc -static failed ({})", String::from_utf8_lossy(&o.stderr).trim()),
+        Err(e) => return eprintln!("skipped: no C compiler for the probe ({e})"),
+    }
+    // Every syscall up to rseq (334) but getppid; clone3 (435) is newer.
+    let names: Vec<String> = (0..=334)
+        .filter(|&n| n != libc::SYS_getppid as i32)
+        .filter_map(|n| libseccomp::ScmpSyscall::from(n).get_name().ok())
+        .collect();
+    b.config["process"]["args"] = json!(["/probe"]);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]
+    });
+    let out = b.run_ok();
+    assert!(out.contains("clone3=-1/38\n"), "clone3 is newer than the profile: ENOSYS\n{out}");
+    assert!(out.contains("nr1000=-1/38\n"), "{out}");
+    assert!(out.contains("getppid=-1/1\n"), "an older syscall left out: the default EPERM\n{out}");
+    assert!(out.contains("getpid=") && !out.contains("getpid=-1"), "{out}");
+    // Another default errno: older syscalls get it, newer ones still ENOSYS.
+    b.config["linux"]["seccomp"]["defaultErrnoRet"] = json!(libc::ENXIO);
+    let out = b.run_ok();
+    assert!(out.contains("clone3=-1/38\n") && out.contains("getppid=-1/6\n"), "{out}");
+    b.assert_gone();
+}
+
 #[test]
 fn seccomp_bad_profile_fails_create() {
     need_root!();

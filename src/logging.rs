@@ -37,12 +37,21 @@ pub fn debug_enabled() -> bool {
     CONFIG.get().is_some_and(|c| c.debug)
 }
 
-/// Formats one log line.
-pub fn format_line(json: bool, level: &str, msg: &str, time: &str) -> String {
+/// Formats one log line; `fields` follow the message, as logrus writes a
+/// line's fields (`id=c1`).
+pub fn format_line(json: bool, level: &str, msg: &str, time: &str, fields: &[(&str, &str)]) -> String {
     if json {
-        serde_json::json!({ "level": level, "msg": msg, "time": time }).to_string() + "\n"
+        let mut v = serde_json::json!({ "level": level, "msg": msg, "time": time });
+        for (k, val) in fields {
+            v[*k] = serde_json::Value::from(*val);
+        }
+        v.to_string() + "\n"
     } else {
-        format!("time=\"{time}\" level={level} msg={msg:?}\n")
+        let mut line = format!("time=\"{time}\" level={level} msg={msg:?}");
+        for (k, val) in fields {
+            line += &format!(" {k}={val:?}");
+        }
+        line + "\n"
     }
 }
 
@@ -55,11 +64,17 @@ pub fn debug(msg: impl FnOnce() -> String) {
 }
 
 pub fn emit(level: &str, msg: &str) {
+    emit_with(level, msg, &[]);
+}
+
+/// A line with fields after the message (`strata run`'s error names its
+/// container this way, since runc's words for it do not).
+pub fn emit_with(level: &str, msg: &str, fields: &[(&str, &str)]) {
     let cfg = CONFIG.get().cloned().unwrap_or_default();
     if level == "debug" && !cfg.debug {
         return;
     }
-    let line = format_line(cfg.json, level, msg, &crate::state::now_rfc3339());
+    let line = format_line(cfg.json, level, msg, &crate::state::now_rfc3339(), fields);
     match &cfg.file {
         Some(p) if !IN_CONTAINER.load(std::sync::atomic::Ordering::Relaxed) => {
             if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(p) {
@@ -76,10 +91,13 @@ pub fn emit(level: &str, msg: &str) {
 mod tests {
     #[test]
     fn json_lines_are_what_containerd_parses() {
-        let l = super::format_line(true, "error", "boom \"x\"", "T");
+        let l = super::format_line(true, "error", "boom \"x\"", "T", &[("id", "c1")]);
         let v: serde_json::Value = serde_json::from_str(&l).unwrap();
         assert_eq!(v["level"], "error");
         assert_eq!(v["msg"], "boom \"x\"");
         assert_eq!(v["time"], "T");
+        assert_eq!(v["id"], "c1");
+        let l = super::format_line(false, "error", "boom", "T", &[("id", "c1")]);
+        assert_eq!(l, "time=\"T\" level=error msg=\"boom\" id=\"c1\"\n");
     }
 }

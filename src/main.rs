@@ -345,11 +345,20 @@ fn main() -> ExitCode {
     // runc: an exec that fails before its process runs exits 255, so that
     // a caller tells it from the process's own exit codes.
     let failure = if matches!(cli.cmd, Some(Cmd::Exec(_))) { 255 } else { 1 };
+    // create's and run's errors are in runc's words, which do not name
+    // the container: the line names it as a field.
+    let id = match &cli.cmd {
+        Some(Cmd::Create(a)) | Some(Cmd::Run(RunArgs { args: a, .. })) => Some(a.id.clone()),
+        _ => None,
+    };
     match sealed.map_err(anyhow::Error::from).and_then(|()| dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let msg = error_chain(&e);
-            logging::emit("error", &msg);
+            match &id {
+                Some(id) => logging::emit_with("error", &msg, &[("id", id)]),
+                None => logging::emit("error", &msg),
+            }
             // With --log, the caller may not read the file: say it on stderr too, as runc does.
             if std::env::args().any(|a| a == "--log" || a.starts_with("--log=")) {
                 let _ = writeln!(std::io::stderr(), "strata: {msg}");
@@ -359,6 +368,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// The name strata was started by (`runc` where it is installed as runc):
+/// create's and run's errors begin `<name> create failed: ` as runc's do,
+/// and, as there, go on with the steps that failed (`unable to start
+/// container process: error during container init: error mounting ...`).
+fn prog_name() -> String {
+    let arg0 = std::env::args_os().next().unwrap_or_default();
+    Path::new(&arg0).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "strata".into())
+}
+
 /// `context: error: cause`, without repeating a cause an error already
 /// printed (a syscall error ends with its errno's text; the errno, as the
 /// source, would say it again as `EIO: I/O error`).
@@ -366,7 +384,7 @@ fn error_chain(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        let errno_echo = cause.downcast_ref::<nix::errno::Errno>().is_some_and(|e| out.ends_with(e.desc()));
+        let errno_echo = cause.downcast_ref::<nix::errno::Errno>().is_some_and(|e| out.ends_with(&strata::sys::errno_text(*e)));
         if out.ends_with(&text) || errno_echo {
             continue;
         }
@@ -396,17 +414,17 @@ fn dispatch(cli: Cli) -> Result<u8> {
     match cmd {
         Cmd::Create(a) => {
             let opts = create_opts(&a, false, g);
-            parent::create(&root, &opts).with_context(|| format!("create {}", a.id))?;
+            parent::create(&root, &opts).with_context(|| format!("{} create failed", prog_name()))?;
         }
         Cmd::Start(IdArg { id }) => container::start(&root, &id).with_context(|| format!("start {id}"))?,
         Cmd::Exec(a) => {
             let id = a.id.clone();
-            let code = cli::exec::exec_cmd(&root, a).with_context(|| format!("exec {id}"))?;
+            let code = cli::exec::exec_cmd(&root, a).with_context(|| format!("exec {id} failed"))?;
             return Ok(code.clamp(0, 255) as u8);
         }
         Cmd::Run(RunArgs { args, detach, keep }) => {
             let opts = create_opts(&args, !detach, g);
-            let code = run::run(&root, &opts, detach, keep).with_context(|| format!("run {}", args.id))?;
+            let code = run::run(&root, &opts, detach, keep).with_context(|| format!("{} run failed", prog_name()))?;
             return Ok(code.clamp(0, 255) as u8);
         }
         Cmd::State(IdArg { id }) => {

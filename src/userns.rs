@@ -204,7 +204,7 @@ fn child(ready: OwnedFd, go: OwnedFd, result: OwnedFd, work: impl FnOnce() -> Re
     };
     if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWUSER) {
         drop(ready);
-        report(format!("err:unshare CLONE_NEWUSER: {}", e.desc()));
+        report(format!("err:unshare CLONE_NEWUSER: {}", crate::sys::errno_text(e)));
         return 1;
     }
     if std::fs::File::from(ready).write_all(b"r").is_err() {
@@ -216,7 +216,7 @@ fn child(ready: OwnedFd, go: OwnedFd, result: OwnedFd, work: impl FnOnce() -> Re
     }
     let outcome = nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
         .and_then(|()| nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)))
-        .map_err(|e| format!("become root of the user namespace (setresgid/setresuid 0): {}", e.desc()))
+        .map_err(|e| format!("become root of the user namespace (setresgid/setresuid 0): {}", crate::sys::errno_text(e)))
         .and_then(|()| work());
     let code = i32::from(outcome.is_err());
     report(match outcome {

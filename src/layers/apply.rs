@@ -479,7 +479,7 @@ impl<'a> Writer<'a> {
     fn sys<'e>(&'e self, op: &'static str, entry: &'e [u8], flags: &'static str) -> impl FnOnce(Errno) -> LayerError + 'e {
         move |e| {
             let flags = if flags.is_empty() { String::new() } else { format!(" ({flags})") };
-            self.refuse(entry, format!("{op}{flags}: {}", e.desc()))
+            self.refuse(entry, format!("{op}{flags}: {}", crate::sys::errno_text(e)))
         }
     }
 

@@ -65,7 +65,7 @@ impl Walker<'_> {
     }
 
     fn sys<'e>(&'e self, op: &'static str, path: &'e [u8]) -> impl FnOnce(Errno) -> LayerError + 'e {
-        move |e| self.fail(path, format!("{op}: {}", e.desc()))
+        move |e| self.fail(path, format!("{op}: {}", crate::sys::errno_text(e)))
     }
 
     /// Archives the contents of `dir` (whose path in the layer is `prefix`,

@@ -2,6 +2,7 @@
 //! over plain data computed beforehand; `process::init` runs them in order.
 
 pub mod caps;
+pub mod enosys;
 pub mod idmap;
 pub mod mempolicy;
 pub mod mounts;

@@ -42,7 +42,7 @@ pub enum ExecError {
     Op(#[from] OpError),
     #[error(transparent)]
     Sys(#[from] SysError),
-    #[error(transparent)]
+    #[error("unable to start container process: {0}")]
     Sync(#[from] SyncError),
     #[error(transparent)]
     Cgroup(#[from] cgroups::CgroupError),

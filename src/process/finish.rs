@@ -33,15 +33,13 @@ pub enum InitError {
     Cgroup(#[from] crate::cgroups::CgroupError),
     #[error("{0}")]
     Other(String),
+    /// A spec mount that failed, in runc's words.
+    #[error("error mounting {src:?} to rootfs at {dest:?}: {err}")]
+    Mount { src: String, dest: String, err: Box<InitError> },
     /// runc's words for a failed execve (`exec /run.sh: no such file or
     /// directory`), which podman reads to tell 127 from 126.
-    #[error("exec {path}: {}", lowercase_first(errno.desc()))]
+    #[error("exec {path}: {}", crate::sys::errno_text(*errno))]
     Exec { path: String, errno: nix::errno::Errno },
-}
-
-fn lowercase_first(s: &str) -> String {
-    let mut c = s.chars();
-    c.next().map(|f| f.to_lowercase().chain(c).collect()).unwrap_or_default()
 }
 
 type Result<T> = std::result::Result<T, InitError>;

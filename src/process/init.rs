@@ -189,9 +189,10 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
             op.flags.remove(nix::mount::MsFlags::MS_RDONLY);
             dev_ro = Some(op.flags);
         }
-        if op.fstype == "cgroup" || op.fstype == "cgroup2" {
-            mount_cgroups(root.as_fd(), &op, &ctx.hierarchies, &ctx.cgroup_dirs, ctx.ns.has_new(namespaces::Kind::Cgroup))?;
-        } else {
+        let mut make = || -> Result<()> {
+            if op.fstype == "cgroup" || op.fstype == "cgroup2" {
+                return mount_cgroups(root.as_fd(), &op, &ctx.hierarchies, &ctx.cgroup_dirs, ctx.ns.has_new(namespaces::Kind::Cgroup));
+            }
             let mut tree = trees.remove(&i);
             if op.idmap.is_some() && tree.is_none() {
                 // Its source is in the container's tree, made by the mounts
@@ -202,8 +203,14 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
                     (got, _) => return Err(SyncError::Unexpected { want: "MountTree", got }.into()),
                 };
             }
-            mounts::apply(root.as_fd(), &op, tree, ctx.ns.userns())?;
-        }
+            Ok(mounts::apply(root.as_fd(), &op, tree, ctx.ns.userns())?)
+        };
+        // runc's words, which its users and its suite read.
+        make().map_err(|e| InitError::Mount {
+            src: m.source().as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            dest: m.destination().display().to_string(),
+            err: Box::new(e),
+        })?;
     }
     if !dev_is_bind {
         for d in rootfs::device_list(linux.devices().as_deref().unwrap_or(&[])) {

@@ -35,7 +35,8 @@ pub enum CreateError {
     State(#[from] StateError),
     #[error(transparent)]
     Sys(#[from] SysError),
-    #[error(transparent)]
+    /// runc's words, which its users, clients' logs and its suite read.
+    #[error("unable to start container process: {}", match .0 { SyncError::Init(m) => format!("error during container init: {m}"), e => e.to_string() })]
     Sync(#[from] SyncError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),

@@ -112,7 +112,8 @@ pub enum SyncError {
     Unexpected { want: &'static str, got: Msg },
     #[error("sync: bad message: {0}")]
     Decode(String),
-    #[error("in the container: {0}")]
+    /// What init (or exec's child) reported before it died.
+    #[error("{0}")]
     Init(String),
 }
 

@@ -61,7 +61,19 @@ impl fmt::Display for SysError {
         if !self.flags.is_empty() {
             write!(f, " ({})", self.flags)?;
         }
-        write!(f, ": {}", self.errno.desc())
+        write!(f, ": {}", errno_text(self.errno))
+    }
+}
+
+/// An errno's text as Go (and so runc) writes it: "operation not
+/// permitted". Clients match these words in a runtime's errors (podman:
+/// "permission denied", "no such file or directory").
+pub fn errno_text(e: Errno) -> String {
+    let d = e.desc();
+    // "I/O error" keeps its capitals: only a capitalised word is lowered.
+    match d.chars().nth(1) {
+        Some(second) if second.is_lowercase() => d[..1].to_lowercase() + &d[1..],
+        _ => d.to_string(),
     }
 }
 
@@ -506,4 +518,35 @@ pub fn join_session_keyring(name: &str) -> Result<()> {
     // SAFETY: a valid NUL-terminated name pointer for the duration of the call.
     let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, c.as_ptr()) };
     Errno::result(r).map(drop).map_err(err("keyctl", name, "KEYCTL_JOIN_SESSION_KEYRING"))
+}
+
+/// One classic BPF instruction, laid out as the kernel's `struct sock_filter`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SockFilter {
+    pub code: u16,
+    pub jt: u8,
+    pub jf: u8,
+    pub k: u32,
+}
+
+/// seccomp(SECCOMP_SET_MODE_FILTER, flags, prog): installs a classic BPF
+/// program. With SECCOMP_FILTER_FLAG_NEW_LISTENER, the kernel returns the
+/// notify fd.
+pub fn seccomp_set_filter(prog: &[SockFilter], flags: u32, flag_names: &str) -> Result<Option<OwnedFd>> {
+    let what = format!("{} insns", prog.len());
+    let len = u16::try_from(prog.len()).map_err(|_| err("seccomp", &what, "too long for SECCOMP_SET_MODE_FILTER")(Errno::E2BIG))?;
+    let fprog = libc::sock_fprog { len, filter: prog.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: SockFilter is repr(C) with sock_filter's fields in order, and
+    // fprog points at `prog`, alive for the call; the kernel copies it.
+    let r = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags as libc::c_ulong, &fprog) };
+    if r < 0 {
+        let flags = if flag_names.is_empty() { "SECCOMP_SET_MODE_FILTER".to_string() } else { format!("SECCOMP_SET_MODE_FILTER, {flag_names}") };
+        return Err(err("seccomp", what, flags)(Errno::last()));
+    }
+    if flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32 == 0 {
+        return Ok(None);
+    }
+    // SAFETY: with NEW_LISTENER the kernel returned a new fd nothing else owns.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(r as RawFd) }))
 }
