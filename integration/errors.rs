@@ -68,7 +68,10 @@ fn failed_setup_leaves_nothing() {
     let runc = b.dir.parent().unwrap().join("runc");
     std::os::unix::fs::symlink(&b.bin, &runc).unwrap();
     let out = std::process::Command::new(&runc).arg("--root").arg(&b.root).args(["run", "--bundle"]).arg(&b.dir).arg(&b.id).output_within();
-    assert_one_line_error(&out, r#"level=error msg="runc run failed: unable to start container process: error during container init: error mounting"#);
+    assert_one_line_error(
+        &out,
+        r#"level=error msg="runc run failed: unable to start container process: error during container init: error mounting"#,
+    );
     b.assert_gone();
 
     let mut b = Bundle::sh("noexe", "true");

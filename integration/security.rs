@@ -64,10 +64,8 @@ int main(void) {
         Err(e) => return eprintln!("skipped: no C compiler for the probe ({e})"),
     }
     // Every syscall up to rseq (334) but getppid; clone3 (435) is newer.
-    let names: Vec<String> = (0..=334)
-        .filter(|&n| n != libc::SYS_getppid as i32)
-        .filter_map(|n| libseccomp::ScmpSyscall::from(n).get_name().ok())
-        .collect();
+    let names: Vec<String> =
+        (0..=334).filter(|&n| n != libc::SYS_getppid as i32).filter_map(|n| libseccomp::ScmpSyscall::from(n).get_name().ok()).collect();
     b.config["process"]["args"] = json!(["/probe"]);
     b.config["linux"]["seccomp"] = json!({
         "defaultAction": "SCMP_ACT_ERRNO",

@@ -11,9 +11,9 @@
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::str::FromStr;
 
-use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 use super::enosys::{self, ArchCheck, Insn};
 use crate::sys;
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction as A, LinuxSeccompFilterFlag as F, LinuxSeccompOperator as Op};
 
@@ -221,7 +221,6 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
     Ok(Filter { ctx, notify, stub, flags })
 }
 
-
 impl Filter {
     /// Loads the filter into the calling thread. With notify rules, sends
     /// the listener fd to `listener` together with `state_json`.
@@ -263,8 +262,8 @@ impl Filter {
     /// libseccomp's program for the profile, as instructions.
     fn program(&self) -> Result<Vec<Insn>> {
         use std::io::{Read, Seek};
-        let mem: OwnedFd = memfd_create(c"strata-seccomp", MFdFlags::MFD_CLOEXEC)
-            .map_err(sys::err("memfd_create", "strata-seccomp", "MFD_CLOEXEC"))?;
+        let mem: OwnedFd =
+            memfd_create(c"strata-seccomp", MFdFlags::MFD_CLOEXEC).map_err(sys::err("memfd_create", "strata-seccomp", "MFD_CLOEXEC"))?;
         self.ctx.export_bpf(&mem).map_err(fail("export"))?;
         let mut file = std::fs::File::from(mem);
         let mut bytes = Vec::new();
@@ -272,12 +271,7 @@ impl Filter {
         read.map_err(|e| SeccompError::Filter { op: "export", msg: format!("read the program back: {e}") })?;
         Ok(bytes
             .chunks_exact(8)
-            .map(|c| Insn {
-                code: u16::from_ne_bytes([c[0], c[1]]),
-                jt: c[2],
-                jf: c[3],
-                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-            })
+            .map(|c| Insn { code: u16::from_ne_bytes([c[0], c[1]]), jt: c[2], jf: c[3], k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]) })
             .collect())
     }
 }

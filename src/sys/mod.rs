@@ -541,7 +541,8 @@ pub fn seccomp_set_filter(prog: &[SockFilter], flags: u32, flag_names: &str) -> 
     // fprog points at `prog`, alive for the call; the kernel copies it.
     let r = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags as libc::c_ulong, &fprog) };
     if r < 0 {
-        let flags = if flag_names.is_empty() { "SECCOMP_SET_MODE_FILTER".to_string() } else { format!("SECCOMP_SET_MODE_FILTER, {flag_names}") };
+        let flags =
+            if flag_names.is_empty() { "SECCOMP_SET_MODE_FILTER".to_string() } else { format!("SECCOMP_SET_MODE_FILTER, {flag_names}") };
         return Err(err("seccomp", what, flags)(Errno::last()));
     }
     if flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32 == 0 {
