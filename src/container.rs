@@ -257,7 +257,7 @@ pub fn update(root: &Root, id: &str, patch: &serde_json::Value) -> Result<()> {
     }
     let res: oci_spec::runtime::LinuxResources =
         serde_json::from_value(patch.clone()).map_err(|e| status_err(&st, format!("resources: {e}")))?;
-    let placement = cgroups::placement_of(&crate::process::parent::read_hierarchies(), &st.cgroup_paths);
+    let placement = cgroups::placement_of(&cgroups::read_hierarchies(), &st.cgroup_paths);
     if let Some(unit) = &st.systemd_unit {
         // systemd learns the new limits too, or a reload would undo them.
         let props = cgroups::systemd::resource_properties(Some(&res), placement.v2);

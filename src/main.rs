@@ -504,7 +504,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             }
         }
         Cmd::Commit { id, target } => {
-            let (layout, reference) = strata::layers::layout::split_ref(&target);
+            let (layout, reference) = strata::image::source::split_ref(&target);
             let reference = reference.context("commit: give the new image as LAYOUT:REF")?;
             let (st, s) = container::load(&root, &id).with_context(|| format!("commit {id}"))?;
             if s == Status::Running {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata::layers::archive::Archive;
+use strata::image::archive::Archive;
 
 fuzz_target!(|data: &[u8]| {
     let path = std::env::temp_dir().join(format!("strata-fuzz-archive-{}", std::process::id()));

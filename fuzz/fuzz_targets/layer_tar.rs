@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use strata::layers::apply::{BlobCheck, apply_layer};
 use strata::layers::Digest;
-use strata::layers::layout::BlobSource;
+use strata::image::source::BlobSource;
 
 fuzz_target!(|data: &[u8]| {
     let base = std::env::temp_dir().join(format!("strata-fuzz-{}", std::process::id()));

@@ -47,6 +47,13 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Cg
     move |source| CgroupError::Io { op, path: path.to_path_buf(), source }
 }
 
+/// The cgroup hierarchies mounted here and this process's place in each.
+pub fn read_hierarchies() -> Vec<Hierarchy> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    mounted_hierarchies(&mi, &own)
+}
+
 /// Creates the directories of `p` (recording those it made), writes the
 /// resource limits and returns the list of created dirs, deepest last.
 pub fn create(p: &Placement, res: Option<&LinuxResources>, extra_allow: &[String]) -> Result<Vec<PathBuf>> {

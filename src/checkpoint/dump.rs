@@ -132,7 +132,7 @@ fn check_features(criu: &Criu, o: &CheckpointOpts) -> Result<()> {
 
 /// CRIU's DUMP (or PRE_DUMP) request for container `st`, but for the fds.
 fn dump_opts(o: &CheckpointOpts, st: &crate::state::State, spec: &Spec, f: &Flags) -> Result<Criu_opts> {
-    let hier = crate::process::parent::read_hierarchies();
+    let hier = crate::cgroups::read_hierarchies();
     let mut opts = Criu_opts::new();
     opts.log_level = Some(4);
     opts.log_file = Some(LOG_FILE.into());

@@ -42,6 +42,8 @@ pub enum CheckpointError {
     #[error(transparent)]
     Layers(#[from] crate::layers::LayerError),
     #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error(transparent)]
     Cgroup(#[from] crate::cgroups::CgroupError),
     #[error(transparent)]
     Hook(#[from] crate::hooks::HookError),

@@ -100,7 +100,7 @@ pub fn restore(root: &Root, o: &RestoreOpts) -> Result<i32> {
     let c = check(o)?;
     let signals = caller_signals(o)?;
     let linux = c.bundle.spec.linux().clone().unwrap_or_default();
-    let hier = crate::process::parent::read_hierarchies();
+    let hier = crate::cgroups::read_hierarchies();
     let placement = cgroups::placement(&hier, linux.cgroups_path().as_deref(), &o.id)?;
     let mut st = new_state(o, &c, &placement)?;
     let dir = root.reserve(&st)?;

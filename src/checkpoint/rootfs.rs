@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{CheckpointError, Result};
+use crate::image::source::BlobSource;
 use crate::layers::apply::{self, BlobCheck};
 use crate::layers::bundle::{ANN_LAYOUT, ANN_REF};
-use crate::layers::layout::BlobSource;
 use crate::layers::{self, Digest, OverlayPlan, Store};
 
 pub const DIFF_FILE: &str = "rootfs-diff.tar.gz";

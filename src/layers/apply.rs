@@ -18,7 +18,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -32,100 +32,16 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
 
 use super::LayerError;
-use super::digest::{Digest, HashReader};
-use super::guard;
-use super::layout::BlobSource;
+use super::stream::{Stream, open_decoder};
+use super::unpacker::Unpacker;
+use crate::image::digest::{Digest, HashReader};
+use crate::image::guard;
+use crate::image::guard::clean_path;
+use crate::image::source::BlobSource;
 use crate::sys::xattr as sysxattr;
 
-pub use super::difftar::{DiffTar, diff_to_tar};
-
-pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
-/// The opaque marker of an overlay mounted with `userxattr`.
-pub const USER_OPAQUE_XATTR: &str = "user.overlay.opaque";
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
-const READ_BUF: usize = 1 << 20;
-
-/// How a layer blob is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    /// From the media type; an unknown or generic one falls back to the
-    /// blob's first bytes.
-    pub fn detect(media_type: &str, head: &[u8]) -> Compression {
-        if media_type.ends_with("+gzip") || media_type.ends_with(".gzip") {
-            Compression::Gzip
-        } else if media_type.ends_with("+zstd") || media_type.ends_with(".zstd") {
-            Compression::Zstd
-        } else if media_type.ends_with(".tar") {
-            Compression::None
-        } else if head.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-}
-
-type Compressed = BufReader<HashReader<std::io::Take<File>>>;
-
-// One per layer being read: the size difference does not matter.
-#[allow(clippy::large_enum_variant)]
-enum Decoder {
-    None(Compressed),
-    Gzip(flate2::bufread::MultiGzDecoder<Compressed>),
-    Zstd(zstd::stream::read::Decoder<'static, Compressed>),
-}
-
-impl Decoder {
-    fn new(kind: Compression, r: Compressed) -> io::Result<Decoder> {
-        Ok(match kind {
-            Compression::None => Decoder::None(r),
-            Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(r)),
-            Compression::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(r)?),
-        })
-    }
-
-    fn into_inner(self) -> Compressed {
-        match self {
-            Decoder::None(r) => r,
-            Decoder::Gzip(d) => d.into_inner(),
-            Decoder::Zstd(d) => d.finish(),
-        }
-    }
-}
-
-impl Read for Decoder {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Decoder::None(r) => r.read(buf),
-            Decoder::Gzip(d) => d.read(buf),
-            Decoder::Zstd(d) => d.read(buf),
-        }
-    }
-}
-
-/// The blob's decompressed stream, read through `guard::capped`: at most
-/// `size` + 1 bytes of the blob file.
-fn open_decoder(file: File, media_type: &str, limit: u64) -> io::Result<Decoder> {
-    let mut compressed = BufReader::with_capacity(READ_BUF, HashReader::new(file.take(limit)));
-    let kind = Compression::detect(media_type, compressed.fill_buf()?);
-    Decoder::new(kind, compressed)
-}
-
-/// The uncompressed tar stream of a layer blob (no digest checks: for
-/// reading a few files, as `bundle` does).
-pub fn open_layer_stream(blob: &BlobSource, media_type: &str, size: Option<u64>) -> io::Result<impl Read + use<>> {
-    let (file, _) = blob.open()?;
-    Ok(guard::TarGuard::new(open_decoder(file, media_type, blob.read_limit(size))?))
-}
 
 /// What unpacking a layer produced.
 #[derive(Debug, Clone, Copy, Default)]
@@ -200,137 +116,6 @@ pub fn apply_layer_with(blob: BlobCheck<'_>, dest: &Path, readahead: bool) -> Re
     Ok(Applied { size: w.size, entries: w.entries })
 }
 
-/// The uncompressed, guarded, hashed tar stream of a blob: read in place,
-/// or inflated ahead on a thread of its own (`readahead`), a few chunks
-/// ahead of the tar reader (bounded: 4 chunks of 256 KiB).
-// One per layer being read: the size difference does not matter.
-#[allow(clippy::large_enum_variant)]
-enum Stream {
-    Here(HashReader<guard::TarGuard<Decoder>>),
-    Ahead(Ahead),
-}
-
-struct Ahead {
-    rx: Option<std::sync::mpsc::Receiver<io::Result<Vec<u8>>>>,
-    chunk: Vec<u8>,
-    at: usize,
-    done: Option<std::thread::JoinHandle<io::Result<Digests>>>,
-}
-
-/// (diff_id, uncompressed size) and (digest, blob size).
-type Digests = ((Digest, u64), (Digest, u64));
-
-const AHEAD_CHUNK: usize = 256 << 10;
-
-fn finish_hashes(r: HashReader<guard::TarGuard<Decoder>>) -> io::Result<Digests> {
-    let (guarded, diff_id, n) = r.finish()?;
-    let (_, digest, size) = guarded.into_inner().into_inner().into_inner().finish()?;
-    Ok(((diff_id, n), (digest, size)))
-}
-
-impl Stream {
-    fn new(r: HashReader<guard::TarGuard<Decoder>>, readahead: bool) -> Stream {
-        if !readahead {
-            return Stream::Here(r);
-        }
-        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
-        let done = std::thread::spawn(move || {
-            let mut r = r;
-            loop {
-                let mut chunk = vec![0u8; AHEAD_CHUNK];
-                match r.read(&mut chunk) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        chunk.truncate(n);
-                        if tx.send(Ok(chunk)).is_err() {
-                            // The reader stopped (an error there): so do we.
-                            return Err(io::Error::other("the tar reader stopped"));
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let (kind, msg) = (e.kind(), e.to_string());
-                        let _ = tx.send(Err(e));
-                        return Err(io::Error::new(kind, msg));
-                    }
-                }
-            }
-            finish_hashes(r)
-        });
-        Stream::Ahead(Ahead { rx: Some(rx), chunk: Vec::new(), at: 0, done: Some(done) })
-    }
-
-    /// Reads the rest (the tar reader stops at the end-of-archive blocks;
-    /// the digests cover the whole blob) and returns the digests.
-    fn finish(self) -> io::Result<Digests> {
-        match self {
-            Stream::Here(r) => finish_hashes(r),
-            Stream::Ahead(mut a) => {
-                for chunk in a.rx.take().into_iter().flat_map(|r| r.into_iter()) {
-                    chunk?;
-                }
-                let handle = a.done.take().expect("joined once");
-                handle.join().unwrap_or_else(|_| Err(io::Error::other("the inflating thread panicked")))
-            }
-        }
-    }
-}
-
-impl Drop for Ahead {
-    /// A reader that stopped early (an error) stops the inflating thread:
-    /// its next send fails once the channel is gone. It is joined, so no
-    /// thread outlives the unpack.
-    fn drop(&mut self) {
-        drop(self.rx.take());
-        if let Some(h) = self.done.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Here(r) => r.read(buf),
-            Stream::Ahead(a) => {
-                if a.at == a.chunk.len() {
-                    let Some(rx) = &a.rx else { return Ok(0) };
-                    match rx.recv() {
-                        Ok(next) => {
-                            a.chunk = next?;
-                            a.at = 0;
-                        }
-                        Err(_) => return Ok(0),
-                    }
-                }
-                let n = buf.len().min(a.chunk.len() - a.at);
-                buf[..n].copy_from_slice(&a.chunk[a.at..a.at + n]);
-                a.at += n;
-                Ok(n)
-            }
-        }
-    }
-}
-
-/// Cleans a tar path: leading `/` and `.` components dropped, `..` refused.
-/// The root itself is the empty path.
-pub fn clean_path(raw: &[u8]) -> Result<Vec<u8>, &'static str> {
-    let mut out = Vec::with_capacity(raw.len());
-    for part in raw.split(|&b| b == b'/') {
-        match part {
-            b"" | b"." => {}
-            b".." => return Err("path has a `..` component"),
-            p => {
-                if !out.is_empty() {
-                    out.push(b'/');
-                }
-                out.extend_from_slice(p);
-            }
-        }
-    }
-    Ok(out)
-}
-
 fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
     match path.iter().rposition(|&b| b == b'/') {
         Some(i) => (&path[..i], &path[i + 1..]),
@@ -393,56 +178,6 @@ fn parse_pax_time(v: &[u8]) -> Option<TimeSpec> {
     Some(TimeSpec::new(secs, if secs < 0 { -nanos } else { nanos }))
 }
 
-/// Who unpacks a layer, which decides what of its metadata is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unpacker {
-    /// Root of the host: owners, device nodes and every xattr but overlay's
-    /// own; opaque dirs as `trusted.overlay.opaque`.
-    HostRoot,
-    /// Root of a user namespace (a rootless store, see
-    /// `userns::run_as_root`): owners as the namespace maps them;
-    /// `user.*` and `security.capability` xattrs only (the others need the
-    /// host's CAP_SYS_ADMIN); opaque dirs as `user.overlay.opaque`. Device
-    /// nodes are skipped, as containers-storage does: mknod needs the
-    /// host's CAP_MKNOD, and the runtime gives a container its devices.
-    UserNsRoot,
-    /// Neither: files stay the caller's, and only `user.*` xattrs are kept.
-    Unprivileged,
-}
-
-impl Unpacker {
-    pub fn current() -> Unpacker {
-        if !nix::unistd::geteuid().is_root() {
-            Unpacker::Unprivileged
-        } else if crate::userns::in_user_namespace() {
-            Unpacker::UserNsRoot
-        } else {
-            Unpacker::HostRoot
-        }
-    }
-
-    pub fn opaque_xattr(self) -> &'static str {
-        match self {
-            Unpacker::HostRoot => OPAQUE_XATTR,
-            Unpacker::UserNsRoot | Unpacker::Unprivileged => USER_OPAQUE_XATTR,
-        }
-    }
-
-    /// Overlay's own xattrs (origin, redirect, metacopy... in either
-    /// namespace) are never taken from an image: they would steer the
-    /// overlay mount.
-    fn keeps_xattr(self, name: &str) -> bool {
-        if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") {
-            return false;
-        }
-        match self {
-            Unpacker::HostRoot => true,
-            Unpacker::UserNsRoot => name.starts_with("user.") || name == "security.capability",
-            Unpacker::Unprivileged => name.starts_with("user."),
-        }
-    }
-}
-
 /// Writes entries under one layer root.
 struct Writer<'a> {
     root: OwnedFd,
@@ -466,7 +201,7 @@ impl<'a> Writer<'a> {
             unpacker: Unpacker::current(),
             cached: None,
             dir_times: Vec::new(),
-            buf: vec![0; READ_BUF],
+            buf: vec![0; super::stream::READ_BUF],
             size: 0,
             entries: 0,
         }

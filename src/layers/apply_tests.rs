@@ -3,8 +3,12 @@
 //! path with every entry kind, then a round trip through `diff_to_tar`.
 
 use super::*;
+use crate::image::guard::clean_path;
+use crate::layers::difftar::diff_to_tar;
 use crate::layers::store::tests::tmp_store;
+use crate::layers::stream::Compression;
 use crate::layers::unique_name;
+use crate::layers::unpacker::{OPAQUE_XATTR, Unpacker};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 
@@ -94,7 +98,7 @@ pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
 /// A blob written to a temp file, with its true digest and diff_id.
 pub(crate) struct Blob {
     pub path: PathBuf,
-    pub source: crate::layers::layout::BlobSource,
+    pub source: crate::image::source::BlobSource,
     pub media_type: &'static str,
     pub digest: Digest,
     pub diff_id: Digest,
@@ -110,7 +114,7 @@ pub(crate) fn blob(tar: &[u8], media_type: &'static str, compressed: Vec<u8>) ->
     let path = std::env::temp_dir().join(format!("strata-blob-{}", unique_name()));
     std::fs::write(&path, &compressed).unwrap();
     Blob {
-        source: crate::layers::layout::BlobSource::File(path.clone()),
+        source: crate::image::source::BlobSource::File(path.clone()),
         path,
         media_type,
         digest: Digest::of(&compressed),

@@ -12,19 +12,19 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::layout::{self, Image};
-use super::{LayerError, Result, apply};
+use super::{LayerError, Result, stream};
+use crate::image::types::Image;
 
 pub const ANN_LAYOUT: &str = "dev.strata.image.layout";
 pub const ANN_REF: &str = "dev.strata.image.ref";
 const MAX_FILE: u64 = 4 << 20;
 
-/// `image` is a reference in transport syntax (see `layout::Source::open`):
+/// `image` is a reference in transport syntax (see `crate::image::source::Source::open`):
 /// `[oci:]DIR[:REF]`, `oci-archive:FILE[:REF]` or
 /// `docker-archive:FILE[:NAME:TAG]`.
 pub fn bundle_from_image(image: &str, bundle_dir: &Path, base_spec: Value) -> Result<()> {
-    let (source, reference) = layout::Source::open(image)?;
-    let image = layout::resolve_in(source, reference.as_deref())?;
+    let (source, reference) = crate::image::source::Source::open(image)?;
+    let image = crate::image::resolve(source, reference.as_deref())?;
     let spec = image_spec(&image, base_spec)?;
     let io = |op, path: &Path| {
         let path = path.to_path_buf();
@@ -33,7 +33,7 @@ pub fn bundle_from_image(image: &str, bundle_dir: &Path, base_spec: Value) -> Re
     let rootfs = bundle_dir.join("rootfs");
     std::fs::create_dir_all(&rootfs).map_err(io("mkdir", &rootfs))?;
     let data = serde_json::to_vec_pretty(&spec).expect("json value serializes");
-    layout::write_atomic(&bundle_dir.join("config.json"), &data)
+    Ok(crate::image::write::write_atomic(&bundle_dir.join("config.json"), &data)?)
 }
 
 /// The base spec with the image's settings applied.
@@ -159,12 +159,12 @@ pub fn read_image_files(image: &Image, wanted: &[&str]) -> Result<HashMap<String
         let label = layer.label();
         let err = |e: std::io::Error| LayerError::Blob { digest: label.clone(), msg: format!("read: {e}") };
         let size = (layer.size > 0).then_some(layer.size);
-        let stream = apply::open_layer_stream(&layer.blob, &layer.media_type, size).map_err(err)?;
+        let stream = stream::open_layer_stream(&layer.blob, &layer.media_type, size).map_err(err)?;
         let mut archive = tar::Archive::new(stream);
         let mut hidden = vec![false; wanted.len()];
         for entry in archive.entries().map_err(err)? {
             let mut entry = entry.map_err(err)?;
-            let Ok(path) = apply::clean_path(&entry.path_bytes()) else {
+            let Ok(path) = crate::image::guard::clean_path(&entry.path_bytes()) else {
                 continue;
             };
             let path = String::from_utf8_lossy(&path).into_owned();

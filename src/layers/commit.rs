@@ -16,10 +16,11 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::apply::diff_to_tar;
-use super::digest::Digest;
-use super::layout::{self, Descriptor, MT_LAYER_GZIP, MT_MANIFEST};
+use super::difftar::diff_to_tar;
 use super::{LayerError, Result, Store};
+use crate::image::digest::Digest;
+use crate::image::layout;
+use crate::image::types::{Descriptor, MT_LAYER_GZIP, MT_MANIFEST};
 
 const MT_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
@@ -46,20 +47,20 @@ fn commit_here(store: &Store, container_id: &str, upper_dir: &Path, layout: &Pat
             refs.layout.display()
         )));
     }
-    layout::init_if_missing(layout)?;
+    crate::image::write::init_if_missing(layout)?;
     let mut manifest: Value = layout::parse_json_blob(&refs.layout, &Digest::parse(&refs.manifest)?)?;
     let mut config: Value = layout::parse_json_blob(&refs.layout, &Digest::parse(&refs.config)?)?;
     if !same_dir(&refs.layout, layout) {
         copy_layer_blobs(&manifest, &refs.layout, layout)?;
     }
 
-    let (diff, _, _) = layout::write_blob_with(layout, |w| diff_to_tar(upper_dir, w).map(|(_, d)| d))?;
+    let (diff, _, _) = crate::image::write::write_blob_with(layout, |w| diff_to_tar(upper_dir, w).map(|(_, d)| d))?;
     let now = rfc3339(std::time::SystemTime::now());
     push(&mut config, "/rootfs/diff_ids", json!(diff.diff_id.to_string()));
     push(&mut config, "/history", json!({"created": now, "created_by": "strata commit", "comment": format!("container {container_id}")}));
     config["created"] = json!(now);
     let config_bytes = serde_json::to_vec(&config).expect("json value serializes");
-    let (config_digest, config_size) = layout::write_blob(layout, &config_bytes)?;
+    let (config_digest, config_size) = crate::image::write::write_blob(layout, &config_bytes)?;
 
     let docker = manifest.get("mediaType").and_then(Value::as_str).is_some_and(|m| m.contains("docker"));
     let layer_type = if docker { MT_DOCKER_LAYER_GZIP } else { MT_LAYER_GZIP };
@@ -67,10 +68,11 @@ fn commit_here(store: &Store, container_id: &str, upper_dir: &Path, layout: &Pat
     manifest["config"]["digest"] = json!(config_digest.to_string());
     manifest["config"]["size"] = json!(config_size);
     let media_type = manifest.get("mediaType").and_then(Value::as_str).unwrap_or(MT_MANIFEST).to_string();
-    let (manifest_digest, manifest_size) = layout::write_blob(layout, &serde_json::to_vec(&manifest).expect("json value serializes"))?;
+    let (manifest_digest, manifest_size) =
+        crate::image::write::write_blob(layout, &serde_json::to_vec(&manifest).expect("json value serializes"))?;
 
     let desc = Descriptor { media_type, digest: manifest_digest.to_string(), size: manifest_size, annotations: None, platform: None };
-    layout::set_ref(layout, desc, new_ref)?;
+    crate::image::write::set_ref(layout, desc, new_ref)?;
     Ok(manifest_digest.to_string())
 }
 
@@ -96,12 +98,12 @@ fn copy_layer_blobs(manifest: &Value, from: &Path, to: &Path) -> Result<()> {
     let layers = manifest.get("layers").and_then(Value::as_array).cloned().unwrap_or_default();
     for l in layers {
         let digest = Digest::parse(l.get("digest").and_then(Value::as_str).unwrap_or_default())?;
-        if layout::blob_path(to, &digest).exists() {
+        if crate::image::source::blob_path(to, &digest).exists() {
             continue;
         }
-        let src = layout::blob_path(from, &digest);
+        let src = crate::image::source::blob_path(from, &digest);
         let mut file = std::fs::File::open(&src).map_err(|source| LayerError::Io { op: "open", path: src.clone(), source })?;
-        let ((), copied, _) = layout::write_blob_with(to, |w| {
+        let ((), copied, _) = crate::image::write::write_blob_with(to, |w| {
             std::io::copy(&mut file, w).map(drop).map_err(|source| LayerError::Io { op: "copy", path: src.clone(), source })
         })?;
         if copied != digest {

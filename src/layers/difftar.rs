@@ -21,8 +21,8 @@ use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
 use nix::sys::stat::{FileStat, Mode, fstatat, major, minor};
 
 use super::LayerError;
-use super::apply::Unpacker;
-use super::digest::{Digest, HashWriter};
+use super::unpacker::Unpacker;
+use crate::image::digest::{Digest, HashWriter};
 use crate::sys::xattr as sysxattr;
 
 /// What `diff_to_tar` wrote.

@@ -1,44 +1,51 @@
-//! The image side: OCI image layouts, the layer store, layer unpacking, the
-//! per-container init layer and the overlay plan for a container's rootfs.
+//! The layer store and what it makes: layers unpacked once, by chain id,
+//! and shared; a container's init layer, its upper and work dirs, and the
+//! overlay plan for its rootfs; a container's changes as a layer again
+//! (`commit`).
 //!
 //! `strata create` calls `prepare_rootfs`, which returns an `OverlayPlan`
 //! and mounts nothing; the caller decides where and when to mount it
 //! (`mount_overlay`). `delete` calls `unmount` and `remove_container`.
 //!
-//! Files, one job each: `layout` (reading/writing the image layout),
-//! `digest` (content addresses, chain ids), `store` (layers on disk, locks,
-//! references, prune), `apply` (tar -> layer dir), `difftar` (upper dir ->
-//! tar), `init` (the init layer table), `overlay` (the plan and the mount),
-//! `bundle` (`strata bundle --image`, user lookup in the layers), `commit`.
-//! The raw syscalls they need (xattrs, the new mount API) are in `sys/`.
+//! Files, one job each: `store` (layers on disk, locks, references,
+//! prune), `stream` (a blob as its tar stream: decompressed, bounded,
+//! hashed), `apply` (tar -> layer dir), `unpacker` (who unpacks, which
+//! decides the metadata kept), `difftar` (upper dir -> tar), `init` (the
+//! init layer table), `overlay` (the plan and the mount), `bundle`
+//! (`strata bundle --image`, user lookup in the layers), `commit`.
+//!
+//! May use: `image` (images are read only through it; its errors are
+//! wrapped in `LayerError::Image`), `userns` (work done as root of a
+//! rootless store's user namespace), `state`, and `sys` (xattrs, the new
+//! mount API). Never `process`, `linux` or `cgroups`.
 
 pub mod apply;
-pub mod archive;
 pub mod bundle;
 pub mod commit;
 pub mod difftar;
-pub mod digest;
-pub mod docker_archive;
-pub mod guard;
 pub mod init;
-pub mod layout;
 pub mod overlay;
 pub mod store;
+pub mod stream;
+pub mod unpacker;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+pub use crate::image::Digest;
 pub use bundle::bundle_from_image;
 pub use commit::commit;
-pub use digest::Digest;
 pub use overlay::{OverlayPlan, mount_idmapped, unmount};
 pub use store::{LayerInfo, Store};
 
+use crate::image::{self, ImageError};
 use crate::sys::SysError;
 use crate::userns::{self, IdMaps};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
     #[error("{op} {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error(transparent)]
@@ -47,8 +54,6 @@ pub enum LayerError {
     UserNs(#[from] crate::userns::UserMapError),
     #[error("parse {path}: {msg}")]
     Parse { path: PathBuf, msg: String },
-    #[error("image layout {layout}: {msg}")]
-    Layout { layout: PathBuf, msg: String },
     #[error("blob {digest}: {msg}")]
     Blob { digest: String, msg: String },
     #[error("invalid digest {0:?}: only sha256:<64 hex> is accepted")]
@@ -73,13 +78,7 @@ pub enum LayerError {
 
 pub type Result<T> = std::result::Result<T, LayerError>;
 
-/// A name for temp files and dirs that no other process or thread picks.
-pub(crate) fn unique_name() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{}-{nanos:x}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
-}
+pub(crate) use crate::image::unique_name;
 
 /// What `prepare_rootfs` made: the mount to do, and what it stacks.
 #[derive(Debug, Clone)]
@@ -91,7 +90,7 @@ pub struct PreparedRootfs {
     pub chain_ids: Vec<Digest>,
     pub manifest_digest: Digest,
     /// The image config's `config` (entrypoint, env...), if it has one.
-    pub image_config: Option<layout::ContainerConfig>,
+    pub image_config: Option<crate::image::types::ContainerConfig>,
 }
 
 /// Resolves the image, unpacks its missing layers, writes the container's
@@ -112,8 +111,8 @@ pub fn prepare_rootfs(
 ) -> Result<PreparedRootfs> {
     store::check_id(container_id)?;
     // The bundle names its image by source (`Source::name`) and digest.
-    let (source, _) = layout::Source::open(source)?;
-    let image = layout::resolve_in(source, reference)?;
+    let (source, _) = crate::image::source::Source::open(source)?;
+    let image = crate::image::resolve(source, reference)?;
     if image.layers.len() + 1 > overlay::MAX_LOWERS {
         return Err(LayerError::Plan(format!(
             "image has {} layers; overlay stacks at most {}",
@@ -122,7 +121,7 @@ pub fn prepare_rootfs(
         )));
     }
     let diff_ids: Vec<Digest> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
-    let chain_ids = digest::chain_ids(&diff_ids);
+    let chain_ids = image::digest::chain_ids(&diff_ids);
     let held = store.shared_lock()?;
     match rootless {
         Some(maps) => store.claim_user_maps(maps)?,

@@ -23,7 +23,7 @@
 //!   init, root of the container's user namespace, which may not use
 //!   `trusted.*` xattrs; overlay then reads and writes its opaque markers
 //!   as `user.overlay.*`, as the store's unpacker wrote them
-//!   (`apply::Unpacker::UserNsRoot`).
+//!   (`unpacker::Unpacker::UserNsRoot`).
 
 use std::path::{Path, PathBuf};
 

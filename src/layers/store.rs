@@ -37,7 +37,7 @@ use nix::sys::stat::{Mode, fstatat};
 use serde::{Deserialize, Serialize};
 
 use super::LayerError;
-use super::digest::{Digest, short_id};
+use crate::image::digest::{Digest, short_id};
 use crate::userns::{self, IdMaps};
 
 const USERNS_FILE: &str = "userns.json";
@@ -288,7 +288,7 @@ impl Store {
 
     pub fn write_refs(&self, id: &str, refs: &ContainerRefs) -> Result<(), LayerError> {
         let path = self.container_dirs(id)?.dir.join("layers.json");
-        super::layout::write_atomic(&path, &serde_json::to_vec_pretty(refs).expect("refs serialize"))
+        Ok(crate::image::write::write_atomic(&path, &serde_json::to_vec_pretty(refs).expect("refs serialize"))?)
     }
 
     pub fn read_refs(&self, id: &str) -> Result<Option<ContainerRefs>, LayerError> {

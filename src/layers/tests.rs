@@ -2,10 +2,11 @@
 //! memory: prepare, mount (as root), commit, bundle, remove, prune.
 
 use super::apply::tests::{Tar, gzip};
-use super::layout::tests::TestLayout;
-use super::layout::{MT_CONFIG, MT_LAYER_GZIP, MT_MANIFEST, REF_NAME, host_platform, write_blob};
 use super::store::tests::tmp_store;
 use super::*;
+use crate::image::layout::{self, tests::TestLayout};
+use crate::image::types::{MT_CONFIG, MT_LAYER_GZIP, MT_MANIFEST, REF_NAME, host_platform};
+use crate::image::write::write_blob;
 use serde_json::json;
 
 /// base: /etc/passwd, /etc/group, /data/a, /opq/old; mid: /data/b;

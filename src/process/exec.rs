@@ -164,7 +164,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32, ExecError> {
     let join_dirs = if opts.cgroups.is_empty() {
         st.cgroup_paths.clone()
     } else {
-        cgroups::sub_cgroups(&super::parent::read_hierarchies(), &st.cgroup_paths, &opts.cgroups)?
+        cgroups::sub_cgroups(&cgroups::read_hierarchies(), &st.cgroup_paths, &opts.cgroups)?
     };
     let joiner = cgroups::prepare_join(&join_dirs)?;
     let (parent_chan, child_chan) = sync::pair()?;

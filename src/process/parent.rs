@@ -152,7 +152,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     // Everything the container will own is planned first, and recorded
     // (status `creating`) before any of it is made: a create killed at any
     // later moment leaves a state that `delete` can undo.
-    let hier = read_hierarchies();
+    let hier = cgroups::read_hierarchies();
     let unit = match opts.systemd_cgroup {
         true => Some(Unit::parse(linux.cgroups_path().as_deref().map(|p| p.to_string_lossy()).as_deref(), &opts.id)?),
         false => None,
@@ -466,12 +466,6 @@ fn systemd_scope(
         return Err(e.into());
     }
     Ok(created)
-}
-
-pub fn read_hierarchies() -> Vec<cgroups::Hierarchy> {
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    cgroups::mounted_hierarchies(&mi, &own)
 }
 
 /// Whether `linux.resources` sets anything but device rules.

@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 
 use sha2::{Digest as _, Sha256};
 
-use super::LayerError;
+use super::ImageError;
 
 /// A checked `sha256:<64 lowercase hex>` digest. Digests come from
 /// untrusted manifests and name files (`blobs/sha256/<hex>`,
@@ -16,10 +16,10 @@ use super::LayerError;
 pub struct Digest(String);
 
 impl Digest {
-    pub fn parse(s: &str) -> Result<Digest, LayerError> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| LayerError::BadDigest(s.to_string()))?;
+    pub fn parse(s: &str) -> Result<Digest, ImageError> {
+        let hex = s.strip_prefix("sha256:").ok_or_else(|| ImageError::BadDigest(s.to_string()))?;
         let ok = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if ok { Ok(Digest(s.to_string())) } else { Err(LayerError::BadDigest(s.to_string())) }
+        if ok { Ok(Digest(s.to_string())) } else { Err(ImageError::BadDigest(s.to_string())) }
     }
 
     /// The digest of `data`.

@@ -133,6 +133,25 @@ fn header_kind_and_size(h: &[u8; BLOCK]) -> (u8, u64) {
     (h[156], size)
 }
 
+/// Cleans a tar path: leading `/` and `.` components dropped, `..` refused.
+/// The root itself is the empty path.
+pub fn clean_path(raw: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let mut out = Vec::with_capacity(raw.len());
+    for part in raw.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => return Err("path has a `..` component"),
+            p => {
+                if !out.is_empty() {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(p);
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,9 +13,9 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::LayerError;
-use super::apply::clean_path;
+use super::ImageError;
 use super::guard;
+use super::guard::clean_path;
 
 /// More members than any image has; a bigger index is refused.
 const MAX_MEMBERS: usize = 1 << 20;
@@ -32,12 +32,12 @@ impl Archive {
     /// Headers are read one by one and the data between them is seeked
     /// over. Long names (PAX `path`, GNU `L`) are read, up to 1 MiB each,
     /// as Go's archive/tar allows; other special entries are skipped.
-    pub fn index(path: &Path) -> Result<Archive, LayerError> {
+    pub fn index(path: &Path) -> Result<Archive, ImageError> {
         let io_err = |op: &'static str| {
             let path = path.to_path_buf();
-            move |source| LayerError::Io { op, path, source }
+            move |source| ImageError::Io { op, path, source }
         };
-        let bad = |msg: String| LayerError::Layout { layout: path.to_path_buf(), msg };
+        let bad = |msg: String| ImageError::Layout { layout: path.to_path_buf(), msg };
         let mut file = guard::open_blob(path).map_err(io_err("open"))?;
         let total = file.metadata().map_err(io_err("stat"))?.len();
         let mut members = HashMap::new();
@@ -101,27 +101,27 @@ impl Archive {
     }
 
     /// The member's byte range, or an error naming it.
-    pub fn member(&self, name: &str) -> Result<(u64, u64), LayerError> {
+    pub fn member(&self, name: &str) -> Result<(u64, u64), ImageError> {
         self.members
             .get(name)
             .copied()
-            .ok_or_else(|| LayerError::Layout { layout: self.path.clone(), msg: format!("no member {name:?} in the archive") })
+            .ok_or_else(|| ImageError::Layout { layout: self.path.clone(), msg: format!("no member {name:?} in the archive") })
     }
 
     /// The member's bytes, refusing more than `limit`.
-    pub fn read(&self, name: &str, limit: u64) -> Result<Vec<u8>, LayerError> {
+    pub fn read(&self, name: &str, limit: u64) -> Result<Vec<u8>, ImageError> {
         let (offset, len) = self.member(name)?;
         if len > limit {
-            return Err(LayerError::Parse { path: self.path.join(name), msg: format!("larger than {limit} bytes") });
+            return Err(ImageError::Parse { path: self.path.join(name), msg: format!("larger than {limit} bytes") });
         }
         let mut data = Vec::with_capacity(len as usize);
-        open_range(&self.path, offset).and_then(|f| f.take(len).read_to_end(&mut data)).map_err(|source| LayerError::Io {
+        open_range(&self.path, offset).and_then(|f| f.take(len).read_to_end(&mut data)).map_err(|source| ImageError::Io {
             op: "read",
             path: self.path.join(name),
             source,
         })?;
         if data.len() as u64 != len {
-            return Err(LayerError::Parse { path: self.path.join(name), msg: "the archive ends inside this member".into() });
+            return Err(ImageError::Parse { path: self.path.join(name), msg: "the archive ends inside this member".into() });
         }
         Ok(data)
     }
@@ -190,7 +190,7 @@ pub fn open_range(path: &Path, offset: u64) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::layout::tests::TestLayout;
+    use crate::image::layout::tests::TestLayout;
 
     fn archive(members: &[(&str, &[u8])]) -> (TestLayout, PathBuf) {
         let dir = TestLayout::new("archive");

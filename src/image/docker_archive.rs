@@ -8,10 +8,11 @@
 
 use serde::Deserialize;
 
-use super::LayerError;
+use super::ImageError;
 use super::archive::Archive;
 use super::digest::Digest;
-use super::layout::{BlobSource, Image, ImageConfig, LayerRef, Source, check_platform, parse_verified};
+use super::source::{BlobSource, Source};
+use super::types::{Image, ImageConfig, LayerRef, check_platform, parse_verified};
 
 /// manifest.json is small; a bigger one is refused.
 const MAX_MANIFEST: u64 = 4 << 20;
@@ -25,8 +26,8 @@ struct Entry {
     layers: Vec<String>,
 }
 
-pub fn resolve(source: Source, archive: &Archive, reference: Option<&str>) -> Result<Image, LayerError> {
-    let bad = |msg: String| LayerError::Layout { layout: archive.path.clone(), msg };
+pub fn resolve(source: Source, archive: &Archive, reference: Option<&str>) -> Result<Image, ImageError> {
+    let bad = |msg: String| ImageError::Layout { layout: archive.path.clone(), msg };
     if !archive.has("manifest.json") {
         return Err(bad("no manifest.json: not a docker-archive (docker save / podman save output)".into()));
     }
