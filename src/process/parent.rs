@@ -98,6 +98,22 @@ struct Undo<'a> {
     armed: bool,
 }
 
+impl<'a> Undo<'a> {
+    fn new(root: &'a Root, id: &str, host_mounts: Vec<PathBuf>) -> Undo<'a> {
+        Undo {
+            root,
+            id: id.to_string(),
+            child: None,
+            cgroup_dirs: Vec::new(),
+            scope: None,
+            host_mounts,
+            layers: None,
+            resctrl_dirs: Vec::new(),
+            armed: true,
+        }
+    }
+}
+
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
         if !self.armed {
@@ -122,6 +138,55 @@ impl Drop for Undo<'_> {
     }
 }
 
+/// What `create` decides before it makes anything: read off the bundle,
+/// the options and the host.
+struct Plan {
+    terminal: bool,
+    linux: oci_spec::runtime::Linux,
+    ns: namespaces::Plan,
+    own_mount_ns: bool,
+    /// Without a mount namespace (runc allows it) the container's mounts
+    /// are made in the host's namespace under the rootfs and detached at
+    /// delete.
+    host_mounts: Vec<PathBuf>,
+    net_devices: Vec<netdev::Move>,
+    idmaps: Vec<idmap::IdmapMount>,
+    rdt: Option<resctrl::Plan>,
+    hier: Vec<cgroups::Hierarchy>,
+    unit: Option<Unit>,
+    placement: cgroups::Placement,
+    /// runc's default device rules, root of the host only.
+    extra_allow: Vec<String>,
+    maps: IdMaps,
+    /// Unprivileged: what the user may not do itself, root of a user
+    /// namespace does for it (layers, id maps through the uidmap helpers).
+    unprivileged: bool,
+}
+
+/// The rootfs of an image-backed bundle: mounted by init (`for_init`), or,
+/// in a user namespace, made by the parent from idmapped layers once init's
+/// namespace has its id maps (`by_parent`).
+struct ImageRootfs {
+    for_init: Option<crate::layers::OverlayPlan>,
+    by_parent: Option<crate::layers::OverlayPlan>,
+}
+
+/// The container's cgroups as init needs them: where it is born, and what
+/// it joins itself; with the systemd driver, the bus that starts its scope.
+struct CgroupSetup {
+    joiner: cgroups::Joiner,
+    systemd: Option<Systemd>,
+}
+
+/// What init's side of the clone takes (its half of the sync pair, the
+/// fifo, the console socket), handed over whole.
+struct ForInit {
+    chan: sync::Channel,
+    fifo: OwnedFd,
+    console: Option<OwnedFd>,
+    overlay: Option<crate::layers::OverlayPlan>,
+}
+
 pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     // The caller's other fds are not the container's: init would hold them
     // (CLOEXEC) until its exec. Nothing of strata's is open yet.
@@ -129,6 +194,49 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     state::validate_id(&opts.id)?;
     let bundle = spec::load(&opts.bundle)?;
     crate::logging::debug(|| format!("create {}: bundle {} checked, rootfs {}", opts.id, bundle.dir.display(), bundle.rootfs.display()));
+    let plan = plan(&bundle, opts)?;
+    // Everything the container will own is planned first, and recorded
+    // (status `creating`) before any of it is made: a create killed at any
+    // later moment leaves a state that `delete` can undo.
+    let mut st = new_state(&bundle, opts, &plan)?;
+    let dir = root.reserve(&st)?;
+    let mut undo = Undo::new(root, &opts.id, plan.host_mounts.clone());
+    let rootfs = image_rootfs(&bundle, opts, &plan, &mut undo)?;
+    let fifo = open_exec_fifo(&dir)?;
+    let cgroup = make_cgroups(&plan, &mut undo)?;
+    let console = connect_console(opts, plan.terminal)?;
+    let (parent_chan, child_chan) = sync::pair()?;
+    let for_init = ForInit { chan: child_chan, fifo, console, overlay: rootfs.for_init };
+    let pid = spawn_init(&bundle, opts, &plan, cgroup.joiner, for_init)?;
+    undo.child = Some(pid);
+    record_init(&mut st, pid)?;
+    place_init(&plan, cgroup.systemd, pid, &opts.id, &st, &mut undo)?;
+    hand_over(&parent_chan, &bundle, &plan, pid, rootfs.by_parent.as_ref())?;
+    crate::logging::debug(|| format!("create {}: id maps and mounts handed over, init proceeds", opts.id));
+    let pid = if plan.ns.pid_after_join { adopt_init(&parent_chan, pid, &mut undo, &mut st)? } else { pid };
+    serve_mount_sources(&parent_chan, &bundle, &plan, pid)?;
+    cgroups::apply_devices(&plan.placement, plan.linux.resources().as_ref(), &plan.extra_allow)?;
+    move_net_devices(&plan, pid)?;
+    run_runtime_hooks(&parent_chan, &bundle, &st)?;
+    let pty_master = wait_created(&parent_chan)?;
+    st.cgroup_dirs = undo.cgroup_dirs.clone();
+    st.creating = None;
+    root.save(&st)?;
+    crate::logging::debug(|| format!("create {}: created, state saved in {}", opts.id, root.dir.display()));
+    if let Some(pf) = &opts.pid_file {
+        write_pid_file(pf, pid.as_raw())?;
+    }
+    if let Some(sock) = &opts.pidfd_socket {
+        sync::send_pidfd(sock, pid.as_raw())?;
+    }
+    undo.armed = false;
+    Ok(Created { state: st, pid, pty_master })
+}
+
+/// Decides what the container gets: its namespaces, cgroups (rootless
+/// without a writable cgroup: none, with a warning, as runc), devices,
+/// idmapped mounts, network devices and resctrl group.
+fn plan(bundle: &spec::Bundle, opts: &CreateOpts) -> Result<Plan> {
     let process = bundle.spec.process().clone().unwrap_or_default();
     let terminal = process.terminal() == Some(true);
     if terminal && opts.console_socket.is_none() && !opts.foreground {
@@ -136,8 +244,6 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     }
     let linux = bundle.spec.linux().clone().unwrap_or_default();
     let ns = namespaces::plan(Some(&linux));
-    // Without a mount namespace (runc allows it) the container's mounts are
-    // made in the host's namespace under the rootfs and detached at delete.
     let own_mount_ns = ns.has_new(namespaces::Kind::Mount) || ns.joins(namespaces::Kind::Mount);
     let host_mounts = if own_mount_ns { Vec::new() } else { vec![bundle.rootfs.clone()] };
     let own_netns = ns.has_new(namespaces::Kind::Net) || ns.joins(namespaces::Kind::Net);
@@ -148,10 +254,6 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
             .map_err(CreateError::Invalid)?,
         None => None,
     };
-
-    // Everything the container will own is planned first, and recorded
-    // (status `creating`) before any of it is made: a create killed at any
-    // later moment leaves a state that `delete` can undo.
     let hier = cgroups::read_hierarchies();
     let unit = match opts.systemd_cgroup {
         true => Some(Unit::parse(linux.cgroups_path().as_deref().map(|p| p.to_string_lossy()).as_deref(), &opts.id)?),
@@ -178,8 +280,31 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         }
         placement = cgroups::Placement::none(placement.v2);
     }
+    let extra_allow = default_device_rules(&linux);
+    let maps = IdMaps::from_spec(&linux);
+    let unprivileged = !nix::unistd::geteuid().is_root();
+    Ok(Plan {
+        terminal,
+        linux,
+        ns,
+        own_mount_ns,
+        host_mounts,
+        net_devices,
+        idmaps,
+        rdt,
+        hier,
+        unit,
+        placement,
+        extra_allow,
+        maps,
+        unprivileged,
+    })
+}
+
+/// The `creating` record of everything the plan will make.
+fn new_state(bundle: &spec::Bundle, opts: &CreateOpts, plan: &Plan) -> Result<State> {
     let image_backed = bundle.spec.annotations().as_ref().is_some_and(|a| a.contains_key(crate::layers::bundle::ANN_LAYOUT));
-    let mut st = State {
+    Ok(State {
         id: opts.id.clone(),
         pid: 0,
         init_start_time: 0,
@@ -187,208 +312,229 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         rootfs: bundle.rootfs.clone(),
         created: state::now_rfc3339(),
         config: State::new_config(&bundle.spec).map_err(|e| CreateError::Invalid(format!("config: {e}")))?,
-        cgroup_dirs: cgroups::missing_dirs(&placement),
-        cgroup_paths: placement.dirs.clone(),
-        systemd_unit: unit.as_ref().map(|u| u.name.clone()),
-        host_mounts: host_mounts.clone(),
-        resctrl_dirs: rdt.as_ref().map(resctrl::Plan::missing_dirs).unwrap_or_default(),
+        cgroup_dirs: cgroups::missing_dirs(&plan.placement),
+        cgroup_paths: plan.placement.dirs.clone(),
+        systemd_unit: plan.unit.as_ref().map(|u| u.name.clone()),
+        host_mounts: plan.host_mounts.clone(),
+        resctrl_dirs: plan.rdt.as_ref().map(resctrl::Plan::missing_dirs).unwrap_or_default(),
         owner: nix::unistd::geteuid().as_raw(),
         store: image_backed.then(|| opts.store.clone()),
         creating: Some(state::Creator::current().map_err(|e| sys::io_err("read", Path::new("/proc/self/stat"))(e))?),
-    };
-    let dir = root.reserve(&st)?;
-    let mut undo = Undo {
-        root,
-        id: opts.id.clone(),
-        child: None,
-        cgroup_dirs: Vec::new(),
-        scope: None,
-        host_mounts,
-        layers: None,
-        resctrl_dirs: Vec::new(),
-        armed: true,
-    };
-    // Unprivileged: what the user may not do itself, root of a user
-    // namespace does for it (layers, id maps through the uidmap helpers).
-    let unprivileged = !nix::unistd::geteuid().is_root();
-    let maps = IdMaps::from_spec(&linux);
-    let mut overlay = image_rootfs(&bundle, &opts.id, &opts.store, unprivileged.then_some(&maps), &mut undo)?;
-    // In a user namespace root's overlay is made by the parent (idmapped
-    // layers), once init's namespace has its id maps. A rootless overlay is
-    // mounted by init, root of its user namespace.
-    let userns_overlay = if ns.userns() && !unprivileged { overlay.take() } else { None };
+    })
+}
 
+/// exec.fifo, opened here: in a user namespace init could no longer open
+/// it (the state dir is root's, 0700).
+fn open_exec_fifo(dir: &Path) -> Result<OwnedFd> {
     let fifo = dir.join(state::EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).map_err(sys::err("mkfifo", fifo.display(), "0600"))?;
-    // Opened here: in a user namespace init could no longer open it (the state dir is root's, 0700).
-    let fifo_fd = nix::fcntl::open(&fifo, nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err(
+    Ok(nix::fcntl::open(&fifo, nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty()).map_err(sys::err(
         "open",
         fifo.display(),
         "O_RDWR",
-    ))?;
+    ))?)
+}
 
-    let extra_allow = default_device_rules(&linux);
-    let systemd = if unit.is_some() { Some(Systemd::connect()?) } else { None };
-    let joiner = if systemd.is_some() {
-        // systemd moves init into its scope once init exists (below).
-        cgroups::Joiner::default()
-    } else {
-        cgroups::check_usable(&placement)?;
-        undo.cgroup_dirs = cgroups::create(&placement, linux.resources().as_ref(), &extra_allow)?;
-        // The container's own cgroups are its to remove at delete, also one
-        // that was made for it beforehand (empty, as just checked), as with
-        // runc; ancestors that existed stay.
-        let made_before: Vec<PathBuf> = placement.dirs.iter().filter(|d| !undo.cgroup_dirs.contains(d)).cloned().collect();
-        undo.cgroup_dirs.extend(made_before);
-        // Born into its cgroup2 cgroup, init moves itself into the v1 ones.
-        cgroups::prepare_join(&placement.dirs)?
-    };
+/// The container's cgroups, made and limited (with systemd: once init
+/// exists, `place_init`), and what init needs to be born in them.
+fn make_cgroups(plan: &Plan, undo: &mut Undo<'_>) -> Result<CgroupSetup> {
+    if plan.unit.is_some() {
+        // systemd moves init into its scope once init exists.
+        return Ok(CgroupSetup { joiner: cgroups::Joiner::default(), systemd: Some(Systemd::connect()?) });
+    }
+    cgroups::check_usable(&plan.placement)?;
+    undo.cgroup_dirs = cgroups::create(&plan.placement, plan.linux.resources().as_ref(), &plan.extra_allow)?;
+    // The container's own cgroups are its to remove at delete, also one
+    // that was made for it beforehand (empty, as just checked), as with
+    // runc; ancestors that existed stay.
+    let made_before: Vec<PathBuf> = plan.placement.dirs.iter().filter(|d| !undo.cgroup_dirs.contains(d)).cloned().collect();
+    undo.cgroup_dirs.extend(made_before);
+    // Born into its cgroup2 cgroup, init moves itself into the v1 ones.
+    Ok(CgroupSetup { joiner: cgroups::prepare_join(&plan.placement.dirs)?, systemd: None })
+}
 
-    let console = match &opts.console_socket {
-        Some(p) if terminal => Some(OwnedFd::from(UnixStream::connect(p).map_err(sys::io_err("connect", p))?)),
-        _ => None,
-    };
-    let (parent_chan, child_chan) = sync::pair()?;
+fn connect_console(opts: &CreateOpts, terminal: bool) -> Result<Option<OwnedFd>> {
+    match &opts.console_socket {
+        Some(p) if terminal => Ok(Some(OwnedFd::from(UnixStream::connect(p).map_err(sys::io_err("connect", p))?))),
+        _ => Ok(None),
+    }
+}
 
-    let time_offsets: Vec<(String, i64, u32)> =
-        linux.time_offsets().iter().flatten().map(|(clock, o)| (clock.clone(), o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0))).collect();
-    let children_ns = ChildrenNs::enter(&ns, &time_offsets)?;
-    let forked = sys::clone_process(ns.clone_flags.bits() as u64, joiner.into.as_ref().map(|f| f.as_fd()));
-    let pid = match forked {
+/// Clones init into its namespaces (and its cgroup2 cgroup). The child
+/// never returns: `init::run` execs or exits.
+fn spawn_init(bundle: &spec::Bundle, opts: &CreateOpts, plan: &Plan, joiner: cgroups::Joiner, for_init: ForInit) -> Result<Pid> {
+    let time_offsets: Vec<(String, i64, u32)> = plan
+        .linux
+        .time_offsets()
+        .iter()
+        .flatten()
+        .map(|(clock, o)| (clock.clone(), o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)))
+        .collect();
+    let children_ns = ChildrenNs::enter(&plan.ns, &time_offsets)?;
+    let forked = sys::clone_process(plan.ns.clone_flags.bits() as u64, joiner.into.as_ref().map(|f| f.as_fd()));
+    match forked {
         Err(e) => {
             children_ns.restore()?;
-            return Err(e.into());
+            Err(e.into())
         }
         Ok(Forked::Child) => {
-            // The child never returns into the caller's code: init::run execs or exits.
             std::mem::forget(children_ns);
-            drop(parent_chan);
             let ctx = InitContext {
-                bundle,
-                ns,
-                chan: Some(child_chan),
-                fifo: fifo_fd,
-                own_mount_ns,
-                console_socket: console,
-                pty_to_parent: terminal && opts.console_socket.is_none(),
+                bundle: bundle.clone(),
+                ns: plan.ns.clone(),
+                chan: Some(for_init.chan),
+                fifo: for_init.fifo,
+                own_mount_ns: plan.own_mount_ns,
+                console_socket: for_init.console,
+                pty_to_parent: plan.terminal && opts.console_socket.is_none(),
                 no_pivot: opts.no_pivot,
                 no_new_keyring: opts.no_new_keyring,
                 id: opts.id.clone(),
                 preserve_fds: opts.preserve_fds,
-                hierarchies: hier,
-                cgroup_dirs: placement.dirs.clone(),
+                hierarchies: plan.hier.clone(),
+                cgroup_dirs: plan.placement.dirs.clone(),
                 cgroup_join: joiner,
-                overlay,
+                overlay: for_init.overlay,
                 rootless: opts.rootless,
             };
             init::run(ctx)
         }
         Ok(Forked::Parent(pid)) => {
             children_ns.restore()?;
-            pid
+            crate::logging::debug(|| {
+                format!(
+                    "create {}: init is pid {pid} (clone flags {:#x}), cgroups {:?}",
+                    opts.id,
+                    plan.ns.clone_flags.bits(),
+                    plan.placement.dirs
+                )
+            });
+            // Init's half of the pair, the fifo, the console and the
+            // joiner's fds are dropped here, in the parent, on return.
+            Ok(pid)
         }
-    };
-    undo.child = Some(pid);
-    crate::logging::debug(|| {
-        format!("create {}: init is pid {pid} (clone flags {:#x}), cgroups {:?}", opts.id, ns.clone_flags.bits(), placement.dirs)
-    });
-    // Init needs no record of its own until `Created`: before that it exits
-    // as soon as this process dies (its sync socket closes), and from the
-    // first thing it does it is in the container's cgroup, where `delete`
-    // finds and kills it.
+    }
+}
+
+/// Init needs no record of its own until `Created`: before that it exits
+/// as soon as this process dies (its sync socket closes), and from the
+/// first thing it does it is in the container's cgroup, where `delete`
+/// finds and kills it.
+fn record_init(st: &mut State, pid: Pid) -> Result<()> {
     st.pid = pid.as_raw();
     st.init_start_time = state::proc_stat(pid.as_raw())
         .map(|s| s.start_time)
-        .ok_or_else(|| CreateError::Invalid(format!("container {}: init (pid {pid}) is gone", opts.id)))?;
-    if let (Some(sd), Some(unit)) = (systemd, &unit) {
+        .ok_or_else(|| CreateError::Invalid(format!("container {}: init (pid {pid}) is gone", st.id)))?;
+    Ok(())
+}
+
+/// Puts init where only its pid can: the systemd scope, the resctrl group.
+fn place_init(plan: &Plan, systemd: Option<Systemd>, pid: Pid, id: &str, st: &State, undo: &mut Undo<'_>) -> Result<()> {
+    if let (Some(sd), Some(unit)) = (systemd, &plan.unit) {
         let sd = &undo.scope.insert((sd, unit.name.clone())).0;
-        undo.cgroup_dirs = systemd_scope(sd, unit, &opts.id, pid, &placement, &linux, &extra_allow)?;
+        undo.cgroup_dirs = systemd_scope(sd, unit, id, pid, &plan.placement, &plan.linux, &plan.extra_allow)?;
     }
-    if let Some(rdt) = &rdt {
+    if let Some(rdt) = &plan.rdt {
         undo.resctrl_dirs = st.resctrl_dirs.clone();
         resctrl::apply(rdt, pid.as_raw())?;
     }
-    drop(joiner);
-    drop(child_chan);
-    drop(fifo_fd);
-    drop(console);
+    Ok(())
+}
 
-    if ns.has_new(namespaces::Kind::User) {
-        userns::write(pid, &maps)?;
+/// Gives init what only the parent can make: its id maps, the idmapped
+/// rootfs and bind mounts (detached trees sent over the channel), then
+/// lets it proceed.
+fn hand_over(
+    chan: &sync::Channel,
+    bundle: &spec::Bundle,
+    plan: &Plan,
+    pid: Pid,
+    rootfs: Option<&crate::layers::OverlayPlan>,
+) -> Result<()> {
+    if plan.ns.has_new(namespaces::Kind::User) {
+        userns::write(pid, &plan.maps)?;
     }
-    if let Some(plan) = &userns_overlay {
-        let p = format!("/proc/{pid}/ns/user");
-        let userns = namespaces::open_ns(Path::new(&p))?;
-        let root_ids = (IdMaps::root_of(&maps.uid), IdMaps::root_of(&maps.gid));
-        let tree = crate::layers::mount_idmapped(plan, userns.as_fd(), root_ids)?;
-        parent_chan.send_with_fd(&Msg::Rootfs, Some(&tree))?;
+    if let Some(overlay) = rootfs {
+        let userns = namespaces::open_ns(Path::new(&format!("/proc/{pid}/ns/user")))?;
+        let root_ids = (IdMaps::root_of(&plan.maps.uid), IdMaps::root_of(&plan.maps.gid));
+        let tree = crate::layers::mount_idmapped(overlay, userns.as_fd(), root_ids)?;
+        chan.send_with_fd(&Msg::Rootfs, Some(&tree))?;
     }
     // After the id maps: a mount without maps of its own takes init's.
-    // The container's user namespace: the one it joins (init joins it only
-    // after Proceed), or the one init was made in.
-    let userns_file = match ns.init_joins.iter().find(|(k, _)| *k == namespaces::Kind::User) {
-        Some((_, path)) => path.clone(),
-        None => PathBuf::from(format!("/proc/{pid}/ns/user")),
-    };
-    for (index, tree) in idmap::prepare(&idmaps, &userns_file, &bundle.rootfs)? {
-        parent_chan.send_with_fd(&Msg::MountTree { index }, Some(&tree))?;
+    let userns_file = container_userns(plan, pid);
+    for (index, tree) in idmap::prepare(&plan.idmaps, &userns_file, &bundle.rootfs)? {
+        chan.send_with_fd(&Msg::MountTree { index }, Some(&tree))?;
     }
-    if ns.userns() && userns::host_root() {
-        for (index, tree) in idmap::clone_sources(bundle.spec.mounts().as_deref().unwrap_or(&[]), &bundle.dir, &bundle.rootfs, &idmaps)? {
-            parent_chan.send_with_fd(&Msg::MountTree { index }, Some(&tree))?;
+    if plan.ns.userns() && userns::host_root() {
+        for (index, tree) in
+            idmap::clone_sources(bundle.spec.mounts().as_deref().unwrap_or(&[]), &bundle.dir, &bundle.rootfs, &plan.idmaps)?
+        {
+            chan.send_with_fd(&Msg::MountTree { index }, Some(&tree))?;
         }
     }
-    crate::logging::debug(|| format!("create {}: id maps and mounts handed over, init proceeds", opts.id));
-    parent_chan.send(&Msg::Proceed)?;
-    let pid = if ns.pid_after_join { adopt_init(&parent_chan, pid, &mut undo, &mut st)? } else { pid };
-    // Idmapped mounts whose source is in the container's own tree come when
-    // init reaches them, before it asks for the runtime hooks.
+    chan.send(&Msg::Proceed)?;
+    Ok(())
+}
+
+/// The container's user namespace: the one it joins (init joins it only
+/// after Proceed), or the one init was made in.
+fn container_userns(plan: &Plan, pid: Pid) -> PathBuf {
+    match plan.ns.init_joins.iter().find(|(k, _)| *k == namespaces::Kind::User) {
+        Some((_, path)) => path.clone(),
+        None => PathBuf::from(format!("/proc/{pid}/ns/user")),
+    }
+}
+
+/// Idmapped mounts whose source is in the container's own tree come when
+/// init reaches them, before it asks for the runtime hooks.
+fn serve_mount_sources(chan: &sync::Channel, bundle: &spec::Bundle, plan: &Plan, pid: Pid) -> Result<()> {
+    let userns_file = container_userns(plan, pid);
     loop {
-        match parent_chan.recv()? {
-            (Msg::RuntimeHooks, _) => break,
+        match chan.recv()? {
+            (Msg::RuntimeHooks, _) => return Ok(()),
             (Msg::MountSource { index }, _) => {
-                let tree = idmap::prepare_in_container(&idmaps, index, pid, &userns_file, &bundle.rootfs)?;
-                parent_chan.send_with_fd(&Msg::MountTree { index }, Some(&tree))?;
+                let tree = idmap::prepare_in_container(&plan.idmaps, index, pid, &userns_file, &bundle.rootfs)?;
+                chan.send_with_fd(&Msg::MountTree { index }, Some(&tree))?;
             }
             (Msg::Error { msg }, _) => return Err(SyncError::Init(msg).into()),
             (got, _) => return Err(SyncError::Unexpected { want: "RuntimeHooks", got }.into()),
         }
     }
-    cgroups::apply_devices(&placement, linux.resources().as_ref(), &extra_allow)?;
-    // Init is in its network namespace now (made at clone, or joined).
-    if !net_devices.is_empty() {
-        let netns = namespaces::open_ns(Path::new(&format!("/proc/{pid}/ns/net")))?;
-        netdev::apply(&net_devices, netns.as_fd())?;
-    }
+}
 
-    // The hooks see the container as `created`: its namespaces and cgroup exist.
+/// Init is in its network namespace now (made at clone, or joined).
+fn move_net_devices(plan: &Plan, pid: Pid) -> Result<()> {
+    if !plan.net_devices.is_empty() {
+        let netns = namespaces::open_ns(Path::new(&format!("/proc/{pid}/ns/net")))?;
+        netdev::apply(&plan.net_devices, netns.as_fd())?;
+    }
+    Ok(())
+}
+
+/// The prestart and createRuntime hooks, which see the container as
+/// `created` (its namespaces and cgroup exist); init gets the state for
+/// its own hooks.
+fn run_runtime_hooks(chan: &sync::Channel, bundle: &spec::Bundle, st: &State) -> Result<()> {
     let creating = serde_json::to_vec(&st.oci(Status::Created)).unwrap_or_default();
     if let Some(h) = bundle.spec.hooks() {
         hooks::run_all_in("prestart", h.prestart().as_deref().unwrap_or(&[]), &creating, &bundle.dir)?;
         hooks::run_all_in("createRuntime", h.create_runtime().as_deref().unwrap_or(&[]), &creating, &bundle.dir)?;
     }
-    parent_chan.send(&Msg::HooksDone { state: String::from_utf8_lossy(&creating).into_owned() })?;
-    let pty_master = match parent_chan.recv()? {
+    chan.send(&Msg::HooksDone { state: String::from_utf8_lossy(&creating).into_owned() })?;
+    Ok(())
+}
+
+/// Init's `Created` (after the pty master, for `run -t` without a socket).
+fn wait_created(chan: &sync::Channel) -> Result<Option<OwnedFd>> {
+    match chan.recv()? {
         (Msg::PtyMaster, fd) => {
-            parent_chan.expect(Msg::Created, "Created")?;
-            fd
+            chan.expect(Msg::Created, "Created")?;
+            Ok(fd)
         }
-        (Msg::Created, _) => None,
-        (Msg::Error { msg }, _) => return Err(SyncError::Init(msg).into()),
-        (got, _) => return Err(SyncError::Unexpected { want: "Created", got }.into()),
-    };
-    st.cgroup_dirs = undo.cgroup_dirs.clone();
-    st.creating = None;
-    root.save(&st)?;
-    crate::logging::debug(|| format!("create {}: created, state saved in {}", opts.id, root.dir.display()));
-    if let Some(pf) = &opts.pid_file {
-        write_pid_file(pf, pid.as_raw())?;
+        (Msg::Created, _) => Ok(None),
+        (Msg::Error { msg }, _) => Err(SyncError::Init(msg).into()),
+        (got, _) => Err(SyncError::Unexpected { want: "Created", got }.into()),
     }
-    if let Some(sock) = &opts.pidfd_socket {
-        sync::send_pidfd(sock, pid.as_raw())?;
-    }
-    undo.armed = false;
-    Ok(Created { state: st, pid, pty_master })
 }
 
 /// With a joined user namespace and a new pid namespace, init's first
@@ -417,26 +563,28 @@ fn adopt_init(chan: &sync::Channel, first: Pid, undo: &mut Undo<'_>, st: &mut St
 /// it (idmapped layers, see `layers::mount_idmapped`) and hands it to init.
 /// A rootless caller's layers come from its rootless store (`rootless`: the
 /// container's id maps).
-fn image_rootfs(
-    bundle: &spec::Bundle,
-    id: &str,
-    store_dir: &Path,
-    rootless: Option<&IdMaps>,
-    undo: &mut Undo<'_>,
-) -> Result<Option<crate::layers::OverlayPlan>> {
+fn image_rootfs(bundle: &spec::Bundle, opts: &CreateOpts, plan: &Plan, undo: &mut Undo<'_>) -> Result<ImageRootfs> {
     use crate::layers::{
         self,
         bundle::{ANN_LAYOUT, ANN_REF},
     };
+    let none = ImageRootfs { for_init: None, by_parent: None };
     let ann = bundle.spec.annotations().clone().unwrap_or_default();
-    let Some(layout) = ann.get(ANN_LAYOUT) else { return Ok(None) };
-    let store = layers::Store::open(store_dir)?;
+    let Some(layout) = ann.get(ANN_LAYOUT) else { return Ok(none) };
+    let store = layers::Store::open(&opts.store)?;
     let hostname = bundle.spec.hostname().as_deref();
-    let prepared = layers::prepare_rootfs(&store, layout, ann.get(ANN_REF).map(String::as_str), id, hostname, &ann, rootless);
+    let rootless = plan.unprivileged.then_some(&plan.maps);
+    let prepared = layers::prepare_rootfs(&store, layout, ann.get(ANN_REF).map(String::as_str), &opts.id, hostname, &ann, rootless);
     undo.layers = Some(store);
-    let mut plan = prepared?.plan;
-    plan.target = bundle.rootfs.clone();
-    Ok(Some(plan))
+    let mut overlay = prepared?.plan;
+    overlay.target = bundle.rootfs.clone();
+    // In a user namespace root's overlay is made by the parent (idmapped
+    // layers), once init's namespace has its id maps. A rootless overlay
+    // is mounted by init, root of its user namespace.
+    Ok(match plan.ns.userns() && !plan.unprivileged {
+        true => ImageRootfs { for_init: None, by_parent: Some(overlay) },
+        false => ImageRootfs { for_init: Some(overlay), by_parent: None },
+    })
 }
 
 /// With the systemd driver: systemd starts the scope holding init; strata
