@@ -17,6 +17,7 @@
 mod dbus;
 pub mod devices_v1;
 pub mod devices_v2;
+mod placement;
 mod plan;
 pub mod stats;
 pub mod systemd;
@@ -29,7 +30,8 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxResources;
 
-pub use plan::{Hierarchy, Placement, Write, mounted_hierarchies, placement, resource_writes};
+pub use placement::{Hierarchy, Placement, mounted_hierarchies, placement};
+pub use plan::{Write, resource_writes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
