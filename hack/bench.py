@@ -26,6 +26,9 @@ ROOT = os.path.dirname(HERE)
 N = int(os.environ.get("BENCH_N", "30"))
 WARM = int(os.environ.get("BENCH_WARMUP", "3"))
 CONCURRENT = int(os.environ.get("BENCH_CONCURRENT", "100"))
+# The shell-loop workload: LOOP_ROUNDS batches of LOOP_N containers each.
+LOOP_N = int(os.environ.get("BENCH_LOOP_N", "30"))
+LOOP_ROUNDS = int(os.environ.get("BENCH_LOOP_ROUNDS", "5"))
 TIMEOUT = float(os.environ.get("BENCH_TIMEOUT", "30"))
 
 
@@ -36,6 +39,9 @@ def runtimes():
         "crun": ["/usr/bin/crun"],
         "runc": ["/usr/sbin/runc", "/usr/bin/runc"],
         "youki": [os.environ.get("YOUKI", ""), "/opt/youki/bin/youki", os.path.expanduser("~/.cargo/bin/youki")],
+        # STRATA_BEFORE: an earlier strata build, run beside the others for
+        # a before/after figure in the same run.
+        "strata-before": [os.environ.get("STRATA_BEFORE", "")],
     }
     for name, paths in cands.items():
         for p in paths:
@@ -166,6 +172,67 @@ class Bench:
         return created, total, cpu, peak, failed
 
 
+def stock_bundle(base, strata):
+    """The bundle a user scripting runtimes starts from: `runc spec`'s
+    config (made by `strata spec`, the same document), terminal off,
+    /bin/true, the default namespaces (network included)."""
+    b = os.path.join(base, "bundle-stock")
+    subprocess.run([os.path.join(HERE, "mkbundle-busybox"), b, "/bin/true"], check=True,
+                   env=dict(os.environ, STRATA=strata), stdout=subprocess.DEVNULL)
+    os.remove(os.path.join(b, "config.json"))
+    subprocess.run([strata, "spec", "--bundle", b], check=True)
+    cfg = json.load(open(os.path.join(b, "config.json")))
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = ["/bin/true"]
+    cfg["ociVersion"] = "1.0.2-dev"  # crun 1.8.1 refuses 1.2.0
+    json.dump(cfg, open(os.path.join(b, "config.json"), "w"))
+    return b
+
+
+LOOP = r"""
+r=$1 root=$2 bundle=$3 n=$4 what=$5
+i=0
+while [ $i -lt $n ]; do
+  i=$((i + 1))
+  if [ "$what" = run ]; then
+    "$r" --root "$root" run --bundle "$bundle" c$i >/dev/null
+  else
+    "$r" --root "$root" create --bundle "$bundle" c$i >/dev/null &&
+    "$r" --root "$root" start c$i &&
+    while ! "$r" --root "$root" state c$i | grep -q '"stopped"'; do :; done &&
+    "$r" --root "$root" delete c$i
+  fi || exit 1
+done
+"""
+
+
+def shell_loop(rts, base, bundle):
+    """The harness of a user who scripts runtimes: a `sh` loop of LOOP_N
+    containers per batch, a fresh --root per batch, the runtimes
+    interleaved batch by batch. Per container: the median over batches of
+    the batch's wall time / LOOP_N, for `run` and for create, start, wait
+    for stopped, delete. The shell's own fork and exec of each command are
+    in it, as they are for such a user."""
+    res = {}
+    for what in ("run", "lifecycle"):
+        order = list(rts)
+        for k in range(LOOP_ROUNDS + 1):
+            for rt in order:
+                root = os.path.join(base, f"loop-{rt}-{what}-{k}")
+                t0 = time.perf_counter()
+                p = subprocess.run(["sh", "-c", LOOP, "loop", rts[rt], root, bundle, str(LOOP_N), what],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                per = (time.perf_counter() - t0) / LOOP_N
+                if p.returncode != 0:
+                    print(f"  shell loop {what}: {rt}: {p.stderr.decode(errors='replace').strip()[:300]}", file=sys.stderr)
+                elif k > 0:  # the first batch warms up
+                    res.setdefault(what, {}).setdefault(rt, []).append(per)
+                shutil.rmtree(root, ignore_errors=True)
+            order = order[1:] + order[:1]
+        print(f"  shell loop {what}: done", file=sys.stderr)
+    return res
+
+
 def working_criu():
     """A CRIU whose `criu check` passes: BENCH_CRIU, or criu on PATH."""
     path = os.environ.get("BENCH_CRIU") or shutil.which("criu")
@@ -239,7 +306,8 @@ def main():
         else:
             print("  checkpoint+restore: skipped (no working CRIU: set BENCH_CRIU to a CRIU 4.1 or newer)", file=sys.stderr)
         conc = {rt: b.concurrent(rt, sleep_bundle) for rt in rts}
-        report(b, rts, conc)
+        loop = shell_loop(rts, base, stock_bundle(base, rts["strata"]))
+        report(b, rts, conc, loop)
     finally:
         for rt in rts:
             r = b.root(rt)
@@ -256,7 +324,7 @@ def version(path):
         return "?"
 
 
-def report(b, rts, conc):
+def report(b, rts, conc, loop):
     names = list(rts)
     lines = []
     lines.append("# Benchmarks\n")
@@ -287,6 +355,18 @@ def report(b, rts, conc):
     for n in names:
         c = conc[n]
         lines.append(f"| {n} | {c[0]:.2f} | {c[1]:.2f} | {c[2]:.2f} | {c[3] / 1024:.1f} | {c[4]} |")
+    lines.append("")
+    lines.append(f"A shell loop, as a user who scripts runtimes runs one: `runc spec`'s bundle (terminal off, `/bin/true`, "
+                 f"the default namespaces, network included), {LOOP_N} containers per batch, a fresh `--root` per batch, "
+                 f"{LOOP_ROUNDS} batches per runtime after one warm-up, interleaved. Median per container (ms); "
+                 "the shell's fork and exec of each command are included:\n")
+    lines.append("| workload | " + " | ".join(names) + " | " + " | ".join(f"{n}/strata" for n in names if n != "strata") + " |")
+    lines.append("|---|" + "---|" * (2 * len(names) - 1))
+    for what, label in (("run", "run"), ("lifecycle", "create, start, wait, delete")):
+        vals = {n: med(loop.get(what, {}).get(n, [])) * 1000 for n in names}
+        num = lambda v: "–" if v != v else f"{v:.2f}"
+        ratios = [num(vals[n] / vals["strata"]) for n in names if n != "strata"]
+        lines.append(f"| {label} | " + " | ".join(num(vals[n]) for n in names) + " | " + " | ".join(ratios) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
     docs = os.path.join(ROOT, "docs")

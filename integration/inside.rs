@@ -768,6 +768,15 @@ fn bind_remounts_keep_a_locked_sources_flags() {
     let (out, opts) = run(json!(["bind", "nodev"]), false);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(has(&opts, "rw") && has(&opts, "nodev"), "no userns: {opts}");
+    // A locked atime mode: an option that only clears an atime flag
+    // (`diratime`) names no mode, so the source's stays, as the kernel
+    // keeps it for runc; one that names another mode is refused.
+    assert!(Command::new("mount").args(["--bind", "-o", "remount,rw,nosuid,nodiratime"]).arg(&src).status_within().success());
+    let (out, opts) = run(json!(["bind", "nosuid", "diratime"]), true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(has(&opts, "nodiratime") && has(&opts, "relatime") && has(&opts, "nosuid"), "userns, bind,nosuid,diratime: {opts}");
+    let (out, _) = run(json!(["bind", "nosuid", "strictatime"]), true);
+    assert!(!out.status.success(), "userns: another atime mode than the locked source's was accepted");
 }
 
 /// A detached container's stdin is the host's /dev/null (conmon and

@@ -84,6 +84,29 @@ int main(void) {
     b.assert_gone();
 }
 
+/// The flags strata hands seccomp(2), as its debug log reports them: the
+/// spec's, SPEC_ALLOW (4) where the spec gives none at all (runc's
+/// default), none for an empty list. The filter works either way.
+#[test]
+fn seccomp_flags_reach_the_kernel_as_runc_sets_them() {
+    need_root!();
+    let mut b = Bundle::sh("seccompflags", "mkdir /tmp/x 2>&1; grep Seccomp: /proc/self/status");
+    let profile = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]});
+    for (flags, want) in [(None, 4), (Some(json!([])), 0), (Some(json!(["SECCOMP_FILTER_FLAG_LOG"])), 2)] {
+        b.config["linux"]["seccomp"] = profile.clone();
+        if let Some(f) = flags.clone() {
+            b.config["linux"]["seccomp"]["flags"] = f;
+        }
+        b.write_config();
+        let out = b.strata().arg("--debug").args(["run", "--bundle"]).arg(&b.dir).arg(&b.id).output_within();
+        let (stdout, stderr) = (crate::common::stdout(&out), crate::common::stderr(&out));
+        assert!(out.status.success(), "{stderr}");
+        assert!(stdout.contains("Operation not permitted") && stdout.contains("Seccomp:\t2"), "the filter is on: {stdout}");
+        assert!(stderr.contains(&format!("msg=\"seccomp filter flags: {want}\"")), "flags {flags:?}: {stderr}");
+    }
+    b.assert_gone();
+}
+
 #[test]
 fn seccomp_bad_profile_fails_create() {
     need_root!();

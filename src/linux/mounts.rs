@@ -313,12 +313,42 @@ fn remount_bind(op: &MountOp, top: &std::os::fd::OwnedFd, rest: MsFlags, dest: &
         }
     }
     let src_flags = nix::sys::statvfs::fstatvfs(top).map(|st| statvfs_to_ms(st.flags())).map_err(sys::err("fstatvfs", dest, "bind"))?;
+    if locked && !changes_locked(rest, src_flags) {
+        // What the kernel lets a remount of a locked mount do: keep every
+        // locked flag (an option that only clears one, `bind,diratime`,
+        // leaves it as it was, as with runc).
+        return mount(None::<&str>, &tpath, None::<&str>, flags, None::<&str>).map_err(fail(flags));
+    }
     let atime_asked = rest & ATIME_FLAGS;
     if (src_flags & LOCKABLE).intersects(op.cleared) || (!atime_asked.is_empty() && atime_asked != src_flags & ATIME_FLAGS) {
         return Err(fail(flags)(nix::errno::Errno::EPERM));
     }
     let kept = flags | (src_flags & LOCKABLE);
     mount(None::<&str>, &tpath, None::<&str>, kept, None::<&str>).map_err(fail(kept))
+}
+
+/// Whether a bind remount with `flags` would change a flag of a locked
+/// mount with `src` (the kernel's can_change_locked_flags): drop ro,
+/// nodev, nosuid or noexec, or give another atime mode. A remount that
+/// names no atime flag keeps the mount's.
+fn changes_locked(flags: MsFlags, src: MsFlags) -> bool {
+    let bits = MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    if !flags.contains(src & bits) {
+        return true;
+    }
+    if (flags & ATIME_FLAGS).is_empty() {
+        return false;
+    }
+    // The mode mount(2) makes of the flags: relatime unless noatime or
+    // strictatime; strictatime drops noatime too.
+    let strict = flags.contains(MsFlags::MS_STRICTATIME);
+    let asked = (
+        flags.contains(MsFlags::MS_NOATIME) && !strict,
+        !flags.contains(MsFlags::MS_NOATIME) && !strict,
+        flags.contains(MsFlags::MS_NODIRATIME),
+    );
+    let have = (src.contains(MsFlags::MS_NOATIME), src.contains(MsFlags::MS_RELATIME), src.contains(MsFlags::MS_NODIRATIME));
+    asked != have
 }
 
 fn statvfs_to_ms(f: nix::sys::statvfs::FsFlags) -> MsFlags {
@@ -484,6 +514,21 @@ mod tests {
 
     fn m(json: &str) -> MountOp {
         plan(&serde_json::from_str::<Mount>(json).unwrap())
+    }
+
+    #[test]
+    fn a_remount_of_a_locked_mount_keeps_its_flags_as_the_kernel_rules() {
+        use MsFlags as F;
+        let src = F::MS_NODIRATIME | F::MS_RELATIME;
+        // `bind,diratime`: no flag named, the atime mode kept.
+        assert!(!changes_locked(F::empty(), src));
+        assert!(changes_locked(F::MS_STRICTATIME, src));
+        assert!(!changes_locked(F::MS_NODIRATIME | F::MS_RELATIME, src));
+        assert!(!changes_locked(F::MS_NODIRATIME, src), "relatime is mount(2)'s default");
+        assert!(changes_locked(F::MS_NOATIME, src));
+        // Locked bits must stay set.
+        assert!(changes_locked(F::empty(), F::MS_NODEV | F::MS_RELATIME));
+        assert!(!changes_locked(F::MS_NODEV | F::MS_RDONLY, F::MS_NODEV | F::MS_RELATIME));
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub struct Filter {
     stub: Vec<Insn>,
     /// `seccomp(2)`'s flags: the spec's, and NEW_LISTENER for notify rules.
     flags: u32,
+    /// SPEC_ALLOW was added because the spec gives no flags (runc's
+    /// default): dropped again where the kernel refuses it.
+    default_spec_allow: bool,
 }
 
 /// The kernel's `AUDIT_ARCH_*` for a libseccomp architecture; `None` for
@@ -158,12 +161,20 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
     }
     // strata loads the program itself, so the flags go to seccomp(2); the
     // ones that need a newer kernel than this fail the load, naming them.
-    let mut flags = 0;
+    // No `flags` at all (not even an empty list): SPEC_ALLOW, as runc
+    // sets it, so that a filtered process is not also slowed by the
+    // speculative store bypass mitigation the kernel turns on for it.
+    let default_spec_allow = s.flags().is_none();
+    let mut flags = if default_spec_allow { libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u32 } else { 0 };
     for f in s.flags().iter().flatten() {
         flags |= match f {
             F::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
             F::SeccompFilterFlagSpecAllow => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
-            F::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,
+            // The filter is loaded by a process of one thread (init, exec's
+            // child): every thread has it, so TSYNC has nothing to do and
+            // is not passed (as runc), which also keeps it out of the way
+            // of NEW_LISTENER.
+            F::SeccompFilterFlagTsync => 0,
             F::SeccompFilterFlagWaitKillableRecv => libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
         } as u32;
     }
@@ -212,13 +223,9 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
     }
     if notify {
         flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32;
-        if flags & libc::SECCOMP_FILTER_FLAG_TSYNC as u32 != 0 {
-            // TSYNC and a listener together: the kernel wants TSYNC_ESRCH.
-            flags |= libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH as u32;
-        }
     }
     let stub = enosys::stub(&enosys_checks(s, &archs))?;
-    Ok(Filter { ctx, notify, stub, flags })
+    Ok(Filter { ctx, notify, stub, flags, default_spec_allow })
 }
 
 impl Filter {
@@ -227,7 +234,15 @@ impl Filter {
     pub fn load(self, listener: Option<BorrowedFd<'_>>, state_json: &str, metadata: Option<&str>) -> Result<()> {
         let mut prog = self.stub.clone();
         prog.extend(self.program()?);
-        let fd = sys::seccomp_set_filter(&prog, self.flags, &flag_names(self.flags))?;
+        crate::logging::debug(|| format!("seccomp: {} instructions, {} of them the -ENOSYS stub", prog.len(), self.stub.len()));
+        crate::logging::debug(|| format!("seccomp filter flags: {}", self.flags));
+        let fd = match sys::seccomp_set_filter(&prog, self.flags, &flag_names(self.flags)) {
+            Err(e) if e.errno == nix::errno::Errno::EINVAL && self.default_spec_allow => {
+                let flags = self.flags & !(libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u32);
+                sys::seccomp_set_filter(&prog, flags, &flag_names(flags))?
+            }
+            r => r?,
+        };
         let Some(fd) = fd.filter(|_| self.notify) else {
             return Ok(());
         };
@@ -279,11 +294,9 @@ impl Filter {
 /// The flags by name, for the error of a refused load.
 fn flag_names(flags: u32) -> String {
     let names = [
-        (libc::SECCOMP_FILTER_FLAG_TSYNC, "TSYNC"),
         (libc::SECCOMP_FILTER_FLAG_LOG, "LOG"),
         (libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW, "SPEC_ALLOW"),
         (libc::SECCOMP_FILTER_FLAG_NEW_LISTENER, "NEW_LISTENER"),
-        (libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH, "TSYNC_ESRCH"),
         (libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, "WAIT_KILLABLE_RECV"),
     ];
     let set: Vec<&str> = names.iter().filter(|(f, _)| flags & *f as u32 != 0).map(|(_, n)| *n).collect();
@@ -351,6 +364,21 @@ mod tests {
         }
         let kill = seccomp(r#"{"defaultAction":"SCMP_ACT_KILL","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW"}]}"#);
         assert!(!compile(&kill).unwrap().stub.is_empty());
+    }
+
+    #[test]
+    fn no_flags_means_spec_allow_as_with_runc_and_tsync_is_not_passed() {
+        let spec_allow = libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u32;
+        let absent = seccomp(r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#);
+        assert_eq!(compile(&absent).unwrap().flags, spec_allow);
+        let empty = seccomp(r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":[]}"#);
+        assert_eq!(compile(&empty).unwrap().flags, 0);
+        let tsync_log = seccomp(r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_TSYNC","SECCOMP_FILTER_FLAG_LOG"]}"#);
+        assert_eq!(compile(&tsync_log).unwrap().flags, libc::SECCOMP_FILTER_FLAG_LOG as u32);
+        let notify = seccomp(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":[],"listenerPath":"/x","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+        );
+        assert_eq!(compile(&notify).unwrap().flags, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32);
     }
 
     #[test]
