@@ -244,9 +244,12 @@ fn more_ids_than_the_users_own_go_through_newuidmap() {
 /// container makes and `strata commit` archives.
 fn owned_image(tag: &str) -> crate::layers::Image {
     let img = crate::layers::Image::new(tag);
+    // Its own id: the two tests that make such an image run at once, and a
+    // container's cgroup is named by its id.
+    let id = format!("maker-{tag}");
     let script = "chown 1:1 /data/b && mkdir /priv && echo s > /priv/s && chown -R 65534:65534 /priv && chmod 700 /priv \
                   && mknod /data/null c 1 3";
-    let b = img.bundle("maker", "latest", script);
+    let b = img.bundle(&id, "latest", script);
     let path = b.join("config.json");
     let mut cfg: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     let caps = json!(["CAP_CHOWN", "CAP_MKNOD", "CAP_DAC_OVERRIDE", "CAP_FOWNER"]);
@@ -256,19 +259,20 @@ fn owned_image(tag: &str) -> crate::layers::Image {
     cfg["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
     std::fs::write(&path, serde_json::to_vec(&cfg).unwrap()).unwrap();
     // Detached, so that the stopped container stays for commit.
-    let out = img.strata().args(["run", "--detach", "--bundle"]).arg(&b).arg("maker").stdin(Stdio::null()).output_within();
+    let out = img.strata().args(["run", "--detach", "--bundle"]).arg(&b).arg(&id).stdin(Stdio::null()).output_within();
     assert!(out.status.success(), "{}", stderr(&out));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !stdout(&img.cmd(&["state", "maker"])).contains("stopped") {
+    while !stdout(&img.cmd(&["state", &id])).contains("stopped") {
         assert!(std::time::Instant::now() < deadline, "maker did not stop");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let out = img.cmd(&["commit", "maker", &format!("{}:owned", img.layout.display())]);
+    let out = img.cmd(&["commit", &id, &format!("{}:owned", img.layout.display())]);
     assert!(out.status.success(), "commit: {}", stderr(&out));
-    assert!(img.cmd(&["delete", "maker"]).status.success());
+    assert!(img.cmd(&["delete", &id]).status.success());
     // Root's view of the new image: the device node is in it.
-    let check = img.bundle("check", "owned", "ls /data; stat -c '%u:%g' /data/b");
-    let out = img.run(&check, "check");
+    let check_id = format!("check-{tag}");
+    let check = img.bundle(&check_id, "owned", "ls /data; stat -c '%u:%g' /data/b");
+    let out = img.run(&check, &check_id);
     assert_eq!(stdout(&out), "b\nnull\n1:1\n", "{}", stderr(&out));
     img
 }

@@ -56,8 +56,6 @@ pub enum LayerError {
     Parse { path: PathBuf, msg: String },
     #[error("blob {digest}: {msg}")]
     Blob { digest: String, msg: String },
-    #[error("invalid digest {0:?}: only sha256:<64 hex> is accepted")]
-    BadDigest(String),
     #[error("blob {blob}: {what} mismatch: expected {expected}, got {actual}")]
     Mismatch { blob: String, what: &'static str, expected: String, actual: String },
     #[error("layer {blob}: entry {entry:?}: {msg}")]

@@ -569,7 +569,7 @@ pub(crate) mod tests {
         let held = s.0.shared_lock().unwrap();
         let err = s.0.ensure_layer(&held, &d('a'), None, &d('a'), |dir| {
             std::fs::write(dir.join("half"), b"x").unwrap();
-            Err(LayerError::BadDigest("boom".into()))
+            Err(LayerError::Plan("boom".into()))
         });
         assert!(err.is_err());
         assert!(s.0.layer_meta(&d('a')).unwrap().is_none());
