@@ -13,6 +13,8 @@
 //! `Joiner`); v2 device filters (`devices_v2`) and the systemd driver
 //! (`systemd`) are strata's own. What cgroups-rs would add is the writing of
 //! the files.
+//!
+//! May use: `sys` only.
 
 mod dbus;
 pub mod devices_v1;

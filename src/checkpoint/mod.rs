@@ -15,6 +15,10 @@
 //! what that store lacks and the diff into a new upper layer), the
 //! cgroups, and the mounts from the host; CRIU restores the processes and
 //! the container's own mounts on top. See docs/checkpoint.md.
+//!
+//! May use: `process`, `container`, the steps (`cgroups`, `hooks`),
+//! `layers` and `image` (an image-backed container's rootfs), and the base.
+//! Used by the CLI only.
 
 pub mod criu;
 pub mod dump;

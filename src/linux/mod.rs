@@ -1,5 +1,8 @@
 //! Container setup steps, one file per concern. Each step is a function
 //! over plain data computed beforehand; `process::init` runs them in order.
+//!
+//! May use: `state`, `procfs`, `logging` and `sys`; never `process`,
+//! `cgroups`, `layers` or `image`.
 
 pub mod caps;
 pub mod enosys;

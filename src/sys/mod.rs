@@ -32,6 +32,8 @@
 //! CRIU (`checkpoint::criu`) and hooks are started with std's `Command`
 //! (posix_spawn, or fork and then only std's async-signal-safe fd and
 //! signal setup before exec): none of strata's code runs in those children.
+//!
+//! May use nothing of strata's: every other module uses it.
 
 pub mod mount_api;
 pub mod xattr;
