@@ -227,6 +227,10 @@ def shell_loop(rts, base, bundle):
                     print(f"  shell loop {what}: {rt}: {p.stderr.decode(errors='replace').strip()[:300]}", file=sys.stderr)
                 elif k > 0:  # the first batch warms up
                     res.setdefault(what, {}).setdefault(rt, []).append(per)
+                # A batch that failed midway leaves containers: deleted, so
+                # that no cgroup or process outlives the benchmark.
+                for cid in os.listdir(root) if os.path.isdir(root) else []:
+                    subprocess.run([rts[rt], "--root", root, "delete", "--force", cid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 shutil.rmtree(root, ignore_errors=True)
             order = order[1:] + order[:1]
         print(f"  shell loop {what}: done", file=sys.stderr)

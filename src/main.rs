@@ -355,10 +355,8 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let msg = error_chain(&e);
-            match &id {
-                Some(id) => logging::emit_with("error", &msg, &[("id", id)]),
-                None => logging::emit("error", &msg),
-            }
+            let fields: Vec<(&str, &str)> = id.iter().map(|id| ("id", id.as_str())).collect();
+            logging::emit_with("error", &msg, &fields);
             // With --log, the caller may not read the file: say it on stderr too, as runc does.
             if std::env::args().any(|a| a == "--log" || a.starts_with("--log=")) {
                 let _ = writeln!(std::io::stderr(), "strata: {msg}");

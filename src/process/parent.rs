@@ -207,7 +207,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     let console = connect_console(opts, plan.terminal)?;
     let (parent_chan, child_chan) = sync::pair()?;
     let for_init = ForInit { chan: child_chan, fifo, console, overlay: rootfs.for_init };
-    let pid = spawn_init(&bundle, opts, &plan, cgroup.joiner, for_init)?;
+    let (pid, bundle, plan) = spawn_init(bundle, opts, plan, cgroup.joiner, for_init)?;
     undo.child = Some(pid);
     record_init(&mut st, pid)?;
     place_init(&plan, cgroup.systemd, pid, &opts.id, &st, &mut undo)?;
@@ -361,8 +361,15 @@ fn connect_console(opts: &CreateOpts, terminal: bool) -> Result<Option<OwnedFd>>
 }
 
 /// Clones init into its namespaces (and its cgroup2 cgroup). The child
-/// never returns: `init::run` execs or exits.
-fn spawn_init(bundle: &spec::Bundle, opts: &CreateOpts, plan: &Plan, joiner: cgroups::Joiner, for_init: ForInit) -> Result<Pid> {
+/// never returns: `init::run` execs or exits, with the bundle and the plan
+/// moved into its context; the parent gets them back.
+fn spawn_init(
+    bundle: spec::Bundle,
+    opts: &CreateOpts,
+    plan: Plan,
+    joiner: cgroups::Joiner,
+    for_init: ForInit,
+) -> Result<(Pid, spec::Bundle, Plan)> {
     let time_offsets: Vec<(String, i64, u32)> = plan
         .linux
         .time_offsets()
@@ -380,8 +387,8 @@ fn spawn_init(bundle: &spec::Bundle, opts: &CreateOpts, plan: &Plan, joiner: cgr
         Ok(Forked::Child) => {
             std::mem::forget(children_ns);
             let ctx = InitContext {
-                bundle: bundle.clone(),
-                ns: plan.ns.clone(),
+                bundle,
+                ns: plan.ns,
                 chan: Some(for_init.chan),
                 fifo: for_init.fifo,
                 own_mount_ns: plan.own_mount_ns,
@@ -391,8 +398,8 @@ fn spawn_init(bundle: &spec::Bundle, opts: &CreateOpts, plan: &Plan, joiner: cgr
                 no_new_keyring: opts.no_new_keyring,
                 id: opts.id.clone(),
                 preserve_fds: opts.preserve_fds,
-                hierarchies: plan.hier.clone(),
-                cgroup_dirs: plan.placement.dirs.clone(),
+                hierarchies: plan.hier,
+                cgroup_dirs: plan.placement.dirs,
                 cgroup_join: joiner,
                 overlay: for_init.overlay,
                 rootless: opts.rootless,
@@ -411,7 +418,7 @@ fn spawn_init(bundle: &spec::Bundle, opts: &CreateOpts, plan: &Plan, joiner: cgr
             });
             // Init's half of the pair, the fifo, the console and the
             // joiner's fds are dropped here, in the parent, on return.
-            Ok(pid)
+            Ok((pid, bundle, plan))
         }
     }
 }
