@@ -58,6 +58,10 @@ import zlib
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 STRATA = os.environ.get("STRATA", os.path.join(ROOT, "target/release/strata"))
+# An earlier strata build, run beside this one in the same rounds (its cold
+# create in parallel and its create+delete from cached layers), for the
+# before/after of a change.
+BEFORE = os.environ.get("STRATA_BEFORE", "")
 N = int(os.environ.get("BENCH_N", "5"))
 WARM = int(os.environ.get("BENCH_WARMUP", "1"))
 CREATE_N = int(os.environ.get("BENCH_CREATE_N", "100"))
@@ -72,6 +76,7 @@ KEEP_SUB = "### Where the unpack time goes"
 
 # Cold-create tools, in the order of the tables.
 PAR, SEQ, CACHED = "strata parallel", "strata sequential", "strata cached"
+BPAR, BCACHED = "strata-before parallel", "strata-before cached"
 UMOCI, TAR = "umoci unpack", "GNU tar -xzf"
 PULL, PRUN, PODMAN = "podman pull", "podman run", "podman pull+run"
 
@@ -208,8 +213,8 @@ class Bench:
         self.seq += 1
         return f"bench-layers-{os.getpid()}-{self.seq}"
 
-    def strata(self, *args, store=None):
-        cmd = [STRATA, "--root", self.root]
+    def strata(self, *args, store=None, binary=None):
+        cmd = [binary or STRATA, "--root", self.root]
         if store:
             cmd += ["--store", store]
         return cmd + list(args)
@@ -222,31 +227,33 @@ class Bench:
         return os.path.join(self.base, f"{tag}-{self.seq}")
 
     # --- cold create ---------------------------------------------------------
-    def _strata_cold(self, img, keep, jobs):
+    def _strata_cold(self, img, keep, jobs, binary=None):
         """A fresh store, then the timed first create; with jobs None (the
-        default, parallel) also a timed create with the layers cached."""
+        default, parallel) also a timed create with the layers cached.
+        binary: STRATA_BEFORE's build instead of STRATA's."""
         env = dict(os.environ)
         env.pop("STRATA_UNPACK_JOBS", None)
         if jobs is not None:
             env["STRATA_UNPACK_JOBS"] = str(jobs)
         store, bundle = self.scratch("store"), self.scratch("bundle")
-        quiet(self.strata("bundle", "--image", img.ref, bundle, store=store))
+        st = lambda *a: self.strata(*a, store=store, binary=binary)
+        quiet(st("bundle", "--image", img.ref, bundle))
         try:
             cid = self.cid()
-            s = run(self.strata("create", "--bundle", bundle, cid, store=store), env=env, rss=True)
-            quiet(self.strata("delete", "--force", cid, store=store))
+            s = run(st("create", "--bundle", bundle, cid), env=env, rss=True)
+            quiet(st("delete", "--force", cid))
             c = None
             if jobs is None:
                 cid = self.cid()
-                c = run(self.strata("create", "--bundle", bundle, cid, store=store), env=env)
-                quiet(self.strata("delete", "--force", cid, store=store))
+                c = run(st("create", "--bundle", bundle, cid), env=env)
+                quiet(st("delete", "--force", cid))
             left = os.listdir(os.path.join(store, "containers")) + os.listdir(os.path.join(store, "tmp"))
             if left:
                 log(f"strata left in the store after delete: {left}")
             if keep:
-                self.record(f"{img.name}: {PAR if jobs is None else SEQ}", s)
+                self.record(f"{img.name}: {(BPAR if binary else PAR) if jobs is None else SEQ}", s)
                 if c:
-                    self.record(f"{img.name}: {CACHED}", c)
+                    self.record(f"{img.name}: {BCACHED if binary else CACHED}", c)
         finally:
             rmtree(store)
             rmtree(bundle)
@@ -256,6 +263,10 @@ class Bench:
 
     def c_seq(self, img, keep):
         self._strata_cold(img, keep, 1)
+
+    def c_before(self, img, keep):
+        if BEFORE:
+            self._strata_cold(img, keep, None, binary=BEFORE)
 
     def c_umoci(self, img, keep):
         d = self.scratch("umoci")
@@ -325,7 +336,7 @@ class Bench:
             self.podman_clean(d)
 
     def cold(self, imgs):
-        tools = [self.c_par, self.c_seq, self.c_umoci, self.c_tar, self.c_podman]
+        tools = [self.c_par, self.c_seq, self.c_before, self.c_umoci, self.c_tar, self.c_podman]
         t0 = time.perf_counter()
         for i in range(WARM + N):
             for img in imgs:
@@ -361,10 +372,10 @@ class Bench:
         quiet(self.strata("delete", "--force", cid, store=store))
         return ib, pb
 
-    def c_once(self, key, bundle, store, keep):
+    def c_once(self, key, bundle, store, keep, binary=None):
         cid = self.cid()
-        cw, cc, _ = run(self.strata("create", "--bundle", bundle, cid, store=store))
-        dw, dc, _ = run(self.strata("delete", "--force", cid, store=store))
+        cw, cc, _ = run(self.strata("create", "--bundle", bundle, cid, store=store, binary=binary))
+        dw, dc, _ = run(self.strata("delete", "--force", cid, store=store, binary=binary))
         if keep:
             self.record(key + " create", (cw, cc, 0))
             self.record(key + " delete", (dw, dc, 0))
@@ -375,13 +386,15 @@ class Bench:
         variants = []
         for img in imgs:
             ib, pb = self.prepare(img, store)
-            variants.append((f"{img.name} cached layers", ib))
-            variants.append((f"{img.name} prepared rootfs", pb))
+            variants.append((f"{img.name} cached layers", ib, None))
+            variants.append((f"{img.name} prepared rootfs", pb, None))
+            if BEFORE:
+                variants.append((f"{img.name} cached layers, strata-before", ib, BEFORE))
         t0 = time.perf_counter()
         warm = max(WARM, 2)
         for i in range(warm + CREATE_N):
-            for key, b in variants:
-                self.c_once(key, b, store, i >= warm)
+            for key, b, binary in variants:
+                self.c_once(key, b, store, i >= warm, binary)
             variants = variants[1:] + variants[:1]
         left = os.listdir(os.path.join(store, "containers")) + os.listdir(os.path.join(store, "tmp"))
         if left:
@@ -510,15 +523,17 @@ def report(b, imgs, bb, info):
     rows = [(PAR, "`strata create`, fresh store"), (SEQ, "`strata create`, fresh store, `STRATA_UNPACK_JOBS=1`"),
             (CACHED, "`strata create`, layers already in the store"), (UMOCI, "`umoci unpack`"),
             (TAR, "`tar -xzf` of each blob in order"), (PULL, "`podman pull oci:`, empty store"),
-            (PRUN, "`podman run --rm IMAGE true`, after the pull"), (PODMAN, "podman pull + run")]
+            (PRUN, "`podman run --rm IMAGE true`, after the pull"), (PODMAN, "podman pull + run"),
+            (BPAR, "`strata create` of the earlier build (`STRATA_BEFORE`), fresh store"),
+            (BCACHED, "`strata create` of the earlier build, layers already in the store")]
     for img in imgs:
         ref = w(f"{img.name}: {PAR}")
         for t, label in rows:
             k = f"{img.name}: {t}"
             if k not in s:
                 continue
-            rate = "" if t in (CACHED, PRUN) else fmt(img.uncompressed / MB / w(k))
-            rss = "" if t == CACHED else f"{m(k):.1f}"
+            rate = "" if t in (CACHED, BCACHED, PRUN) else fmt(img.uncompressed / MB / w(k))
+            rss = "" if t in (CACHED, BCACHED) else f"{m(k):.1f}"
             L.append(f"| {img.label} | {label} | {w(k) * 1000:.0f} | {c(k) * 1000:.0f} | {rss} | {rate} | "
                      f"{w(k) / ref:.2f} |")
     L.append("")
@@ -603,7 +618,7 @@ def report(b, imgs, bb, info):
     L.append("|---|---|---|---|---|---|---|---|")
     diffs = {}
     for img in (bb, deb):
-        for v in ("cached layers", "prepared rootfs"):
+        for v in ("cached layers", "prepared rootfs") + (("cached layers, strata-before",) if BEFORE else ()):
             k = f"{img.name} {v}"
             q1, q3 = quartiles([x[0] * 1000 for x in s.get(k + " create+delete", [])])
             L.append(f"| {img.name} | {img.uncompressed / MB:.1f} MB | {v} | {w(k + ' create') * 1000:.2f} | "
@@ -614,6 +629,23 @@ def report(b, imgs, bb, info):
     L.append("Target: create+delete from cached layers within 2 ms of a prepared rootfs, whatever the image size: " +
              "; ".join(f"{n}: {d:+.2f} ms" for n, d in diffs.items()) + ": " +
              f"**{'met' if all(abs(d) <= 2 for d in diffs.values()) else 'not met'}**.\n")
+    if BEFORE:
+        L.append("### Before and after\n")
+        L.append(f"`strata-before` is `STRATA_BEFORE` ({info['versions'].get('strata-before', '')}), an earlier "
+                 "build run in the same rounds as this one. Medians, ms; the ratio is after/before.\n")
+        L.append("| image | what | before | after | after / before |")
+        L.append("|---|---|---|---|---|")
+        pairs = []
+        for img in imgs:
+            pairs += [(img, "cold create, parallel", f"{img.name}: {BPAR}", f"{img.name}: {PAR}"),
+                      (img, "create, layers cached", f"{img.name}: {BCACHED}", f"{img.name}: {CACHED}")]
+        for img in (bb, deb):
+            pairs.append((img, "create+delete, cached layers", f"{img.name} cached layers, strata-before create+delete",
+                          f"{img.name} cached layers create+delete"))
+        for img, what, kb, ka in pairs:
+            if kb in s and ka in s:
+                L.append(f"| {img.name} | {what} | {w(kb) * 1000:.1f} | {w(ka) * 1000:.1f} | {w(ka) / w(kb):.2f} |")
+        L.append("")
     return "\n".join(L) + "\n"
 
 
@@ -712,7 +744,11 @@ def main():
         sys.exit("hack/bench-layers: run as root")
     if not os.access(GNU_TIME, os.X_OK):
         sys.exit(f"hack/bench-layers: need {GNU_TIME} (apt-get install time)")
-    base = tempfile.mkdtemp(prefix="strata-bench-layers-")
+    # Letters, digits and dashes only: podman names an `oci:` image after its
+    # path, and a path component ending in `_` (as mkdtemp's may) is not a
+    # valid reference.
+    base = os.path.join(tempfile.gettempdir(), f"strata-bench-layers-{os.getpid()}")
+    os.mkdir(base, 0o700)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6g,mode=0755", "tmpfs", base], check=True)
     b = Bench(base)
     try:
@@ -727,6 +763,11 @@ def main():
                 "debootstrap": dpkg_version("debootstrap"),
             },
         }
+        if BEFORE:
+            # STRATA_BEFORE_LABEL names the build (a commit, say): the
+            # version line of two builds of one release is the same.
+            label = os.environ.get("STRATA_BEFORE_LABEL")
+            info["versions"]["strata-before"] = first_line([BEFORE, "--version"]) + (f", {label}" if label else "")
         if b.podman:
             info["versions"].update({
                 "podman": first_line([b.podman, "--version"]),
