@@ -314,6 +314,8 @@ pub fn events(root: &Root, id: &str, stats_once: bool, interval: std::time::Dura
         let _ = writeln!(out, "{}", event("stats", id, cgroups::stats::stats(&files)));
         return Ok(());
     }
+    // This runs as long as the container does: on malloc from here.
+    crate::sys::arena::stop();
     let mut ooms = cgroups::stats::oom_kills(&files);
     let tick = std::time::Duration::from_millis(100);
     let mut since = std::time::Duration::ZERO;

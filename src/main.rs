@@ -9,6 +9,11 @@ use clap::{Args, FromArgMatches, Parser, Subcommand};
 
 mod cli;
 
+/// A bump arena for the short commands, malloc for the long phases
+/// (`strata::sys::arena`).
+#[global_allocator]
+static ALLOC: strata::sys::arena::Global = strata::sys::arena::Global;
+
 use strata::container;
 use strata::logging::{self, LogConfig};
 use strata::process::parent::{self, CreateOpts};
@@ -351,7 +356,9 @@ fn main() -> ExitCode {
         Some(Cmd::Create(a)) | Some(Cmd::Run(RunArgs { args: a, .. })) => Some(a.id.clone()),
         _ => None,
     };
-    match sealed.map_err(anyhow::Error::from).and_then(|()| dispatch(cli)) {
+    let result = sealed.map_err(anyhow::Error::from).and_then(|()| dispatch(cli));
+    logging::debug(|| format!("allocator: {} KiB of the arena used", strata::sys::arena::used() / 1024));
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let msg = error_chain(&e);

@@ -116,11 +116,22 @@ pub struct Creator {
 }
 
 impl Creator {
-    /// The calling process.
+    /// The calling process. Read once per process (`create` asks three
+    /// times), without a lock, so that a forked or cloned child may ask
+    /// too; a child, whose pid differs, reads its own.
     pub fn current() -> std::io::Result<Creator> {
+        use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+        static PID: AtomicI32 = AtomicI32::new(0);
+        static START: AtomicU64 = AtomicU64::new(0);
         let pid = std::process::id() as i32;
+        if PID.load(Ordering::Acquire) == pid {
+            return Ok(Creator { pid, start_time: START.load(Ordering::Relaxed) });
+        }
         let text = fs::read_to_string("/proc/self/stat")?;
         let st = parse_stat(&text).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "unparsable /proc/self/stat"))?;
+        // The start time before the pid that vouches for it.
+        START.store(st.start_time, Ordering::Relaxed);
+        PID.store(pid, Ordering::Release);
         Ok(Creator { pid, start_time: st.start_time })
     }
 
@@ -340,11 +351,10 @@ impl Root {
         let data = serde_json::to_vec(state).map_err(|e| StateError::Corrupt { path: tmp.clone(), msg: e.to_string() })?;
         let written = write_atomic(&tmp.join(STATE_FILE), &data);
         let renamed = written.and_then(|()| {
-            nix::fcntl::renameat2(nix::fcntl::AT_FDCWD, &tmp, nix::fcntl::AT_FDCWD, &dir, nix::fcntl::RenameFlags::RENAME_NOREPLACE)
-                .map_err(|e| match e {
-                    nix::errno::Errno::EEXIST | nix::errno::Errno::ENOTEMPTY => StateError::Exists(id.to_string()),
-                    e => StateError::Io { op: "rename", path: dir.clone(), source: e.into() },
-                })
+            crate::sys::rename_noreplace(&tmp, &dir).map_err(|e| match e {
+                nix::errno::Errno::EEXIST | nix::errno::Errno::ENOTEMPTY => StateError::Exists(id.to_string()),
+                e => StateError::Io { op: "rename", path: dir.clone(), source: e.into() },
+            })
         });
         if renamed.is_err() {
             let _ = fs::remove_dir_all(&tmp);

@@ -487,9 +487,60 @@ pub fn set_frozen(paths: &[PathBuf], frozen: bool) -> Result<()> {
     Err(CgroupError::Invalid("no freezer for this container".into()))
 }
 
+///
+/// Only the directories that can hold the freezer are read: v1's freezer
+/// hierarchy, the one under a mount named for it (`freezer`, or a comount
+/// such as `freezer,devices`), where there is one. Without such a name
+/// every directory is tried. Each file that is not there is a failing
+/// lookup in cgroupfs, and `container::load` asks at every command.
 pub fn is_frozen(paths: &[PathBuf]) -> bool {
-    paths.iter().any(|p| {
-        fs::read_to_string(p.join("cgroup.freeze")).map(|s| s.trim() == "1").unwrap_or(false)
-            || fs::read_to_string(p.join("freezer.state")).map(|s| s.trim() == "FROZEN").unwrap_or(false)
-    })
+    let freezer: Vec<&PathBuf> = paths.iter().filter(|p| under_freezer_mount(p)).collect();
+    let read = |p: &Path, file: &str, frozen: &str| fs::read_to_string(p.join(file)).is_ok_and(|s| s.trim() == frozen);
+    if freezer.is_empty() {
+        paths.iter().any(|p| read(p, "cgroup.freeze", "1") || read(p, "freezer.state", "FROZEN"))
+    } else {
+        freezer.iter().any(|p| read(p, "freezer.state", "FROZEN"))
+    }
+}
+
+/// Whether a path component names the v1 freezer (`freezer`, or a comount
+/// of it such as `freezer,devices`).
+fn under_freezer_mount(p: &Path) -> bool {
+    p.iter().any(|c| c.to_str().is_some_and(|s| s.split(',').any(|x| x == "freezer")))
+}
+
+#[cfg(test)]
+mod frozen_tests {
+    use super::*;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("strata-frozen-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn v1_reads_the_freezer_hierarchy_and_v2_cgroup_freeze() {
+        let d = dir("v1");
+        let (freezer, memory) = (d.join("freezer,devices/c1"), d.join("memory/c1"));
+        fs::create_dir_all(&freezer).unwrap();
+        fs::create_dir_all(&memory).unwrap();
+        fs::write(freezer.join("freezer.state"), "FROZEN\n").unwrap();
+        // A freezer.state outside the freezer's mount is not read.
+        fs::write(memory.join("freezer.state"), "THAWED\n").unwrap();
+        assert!(is_frozen(&[memory.clone(), freezer.clone()]));
+        fs::write(freezer.join("freezer.state"), "THAWED\n").unwrap();
+        fs::write(memory.join("freezer.state"), "FROZEN\n").unwrap();
+        assert!(!is_frozen(&[memory, freezer]));
+        fs::remove_dir_all(&d).unwrap();
+
+        let d = dir("v2");
+        let unified = d.join("c1");
+        fs::create_dir_all(&unified).unwrap();
+        fs::write(unified.join("cgroup.freeze"), "1\n").unwrap();
+        assert!(is_frozen(std::slice::from_ref(&unified)));
+        fs::write(unified.join("cgroup.freeze"), "0\n").unwrap();
+        assert!(!is_frozen(std::slice::from_ref(&unified)));
+        fs::remove_dir_all(&d).unwrap();
+    }
 }

@@ -200,6 +200,11 @@ pub fn prepare_rootfs(
 /// stop taking new layers once one has failed.
 fn unpack_all(layers: &[usize], jobs: usize, ensure: impl Fn(usize) -> Result<()> + Sync) -> Result<()> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    if layers.is_empty() {
+        return Ok(());
+    }
+    // Unpacking allocates and frees per entry, without bound: on malloc.
+    crate::sys::arena::stop();
     let workers = jobs.min(layers.len());
     if workers <= 1 {
         return layers.iter().try_for_each(|i| ensure(*i));

@@ -360,10 +360,13 @@ fn statvfs_to_ms(f: nix::sys::statvfs::FsFlags) -> MsFlags {
         (S::ST_NOEXEC, MsFlags::MS_NOEXEC),
         (S::ST_NOATIME, MsFlags::MS_NOATIME),
         (S::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (S::ST_RELATIME, MsFlags::MS_RELATIME),
     ];
     let mut out = table.iter().filter(|(s, _)| f.contains(*s)).fold(MsFlags::empty(), |a, (_, m)| a | *m);
-    // ST_NOSYMFOLLOW (0x2000, Linux 5.10) is not in every libc's table.
+    // ST_RELATIME (0x1000) and ST_NOSYMFOLLOW (0x2000, Linux 5.10) are not
+    // in every libc's table (musl has neither).
+    if f.bits() & 0x1000 != 0 {
+        out |= MsFlags::MS_RELATIME;
+    }
     if f.bits() & 0x2000 != 0 {
         out |= MS_NOSYMFOLLOW;
     }

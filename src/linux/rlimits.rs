@@ -24,7 +24,10 @@ pub fn resource(t: T) -> (u32, &'static str) {
         T::RlimitRtprio => (libc::RLIMIT_RTPRIO, "RLIMIT_RTPRIO"),
         T::RlimitRttime => (libc::RLIMIT_RTTIME, "RLIMIT_RTTIME"),
     };
-    (r.0, r.1)
+    // glibc's RLIMIT_* are u32 (a no-op cast there), musl's c_int: both
+    // small and positive.
+    #[allow(clippy::unnecessary_cast)]
+    (r.0 as u32, r.1)
 }
 
 pub fn apply(limits: &[PosixRlimit]) -> Result<(), SysError> {

@@ -281,13 +281,20 @@ pub fn find_executable(arg0: &str, env: &[String], cwd: &Path) -> Result<PathBuf
         };
     }
     let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    // As execvp and runc: a candidate that fails is skipped. The first
+    // failure that is not plain absence is named after runc's words.
+    let mut cause = None;
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let p = Path::new(dir).join(arg0);
-        if nix::unistd::access(&p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file() {
-            return Ok(p);
+        match nix::unistd::access(&p, nix::unistd::AccessFlags::X_OK) {
+            Ok(()) if p.is_file() => return Ok(p),
+            Ok(()) | Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => {}
+            Err(e) => {
+                cause.get_or_insert_with(|| format!(" (access {}: {})", p.display(), crate::sys::errno_text(e)));
+            }
         }
     }
-    Err(InitError::Other(format!("exec {arg0:?}: executable file not found in $PATH")))
+    Err(InitError::Other(format!("exec {arg0:?}: executable file not found in $PATH{}", cause.unwrap_or_default())))
 }
 
 fn io_text(e: &std::io::Error) -> String {

@@ -338,13 +338,15 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
         }
         f => (f, listener),
     };
-    chan.send(&Msg::Created)?;
-    *chan_slot = None;
-
+    // Before `Created`, so that a failure here is create's one error, not
+    // a line of init's after create has succeeded.
     {
         use nix::sys::signal::Signal as S;
         sys::exit_on_signals(&[S::SIGTERM, S::SIGINT, S::SIGHUP, S::SIGQUIT, S::SIGUSR1, S::SIGUSR2])?;
     }
+    chan.send(&Msg::Created)?;
+    *chan_slot = None;
+
     wait_for_start(&ctx.fifo)?;
     if !has_process {
         return Err(InitError::Other("process is not set in config.json".into()));

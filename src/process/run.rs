@@ -78,6 +78,8 @@ fn exit_code(ws: WaitStatus) -> Option<i32> {
 
 /// Waits for `pid`, forwarding signals and proxying the pty; returns its exit code.
 pub(crate) fn wait_loop(pid: Pid, sfd: &SignalFd, pty: Option<OwnedFd>) -> Result<i32, RunError> {
+    // This waits as long as the container runs: on malloc from here.
+    sys::arena::stop();
     let stdin = std::io::stdin();
     let stdin_fd = stdin.as_fd();
     let saved = pty.as_ref().and_then(|_| termios::tcgetattr(stdin_fd).ok());

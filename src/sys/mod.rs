@@ -35,7 +35,10 @@
 //!
 //! May use nothing of strata's: every other module uses it.
 
+pub mod arena;
 pub mod mount_api;
+#[cfg(target_env = "musl")]
+mod musl;
 pub mod xattr;
 
 use std::fmt;
@@ -218,7 +221,7 @@ pub fn exit_now(code: i32) -> ! {
 pub fn close_from(first: u32) -> Result<()> {
     // SAFETY: the caller owns no OwnedFd at or above `first` (it runs this
     // before opening any): nothing refers to the fds closed.
-    let r = unsafe { libc::close_range(first, u32::MAX, 0) };
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
     Errno::result(r).map(drop).map_err(err("close_range", first, "0"))
 }
 
@@ -247,10 +250,22 @@ pub fn signal_description(sig: i32) -> String {
     unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
+/// renameat2(from, to, RENAME_NOREPLACE): fails with EEXIST (or ENOTEMPTY)
+/// rather than replace `to`. A raw syscall: musl has no wrapper for it.
+pub fn rename_noreplace(from: &Path, to: &Path) -> std::result::Result<(), Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL);
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: two NUL-terminated paths that outlive the call.
+    let r =
+        unsafe { libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::RENAME_NOREPLACE) };
+    Errno::result(r).map(drop)
+}
+
 /// Marks every fd from `first` up CLOEXEC, so exactly 0..first survive exec.
 pub fn cloexec_from(first: u32) -> Result<()> {
     // SAFETY: close_range only changes fd flags.
-    let r = unsafe { libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     Errno::result(r).map(drop).map_err(err("close_range", first, "CLOSE_RANGE_CLOEXEC"))
 }
 
@@ -303,7 +318,8 @@ pub fn pty_peer(master: BorrowedFd<'_>) -> Result<OwnedFd> {
     const TIOCGPTPEER: libc::c_ulong = 0x5441;
     let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
     // SAFETY: TIOCGPTPEER takes open flags by value and returns a new fd or -1.
-    let r = unsafe { libc::ioctl(master.as_raw_fd(), TIOCGPTPEER, flags) };
+    // `as _`: the request is a c_ulong in glibc, a c_int in musl.
+    let r = unsafe { libc::ioctl(master.as_raw_fd(), TIOCGPTPEER as _, flags) };
     let fd = Errno::result(r).map_err(err("ioctl", format!("fd {}", master.as_raw_fd()), "TIOCGPTPEER O_RDWR|O_NOCTTY"))?;
     // SAFETY: the kernel just returned this fd and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
