@@ -102,6 +102,35 @@ fn create_killed_at_any_moment_leaves_nothing_after_delete() {
 }
 
 #[test]
+fn init_of_a_create_killed_after_the_clone_goes_by_itself() {
+    need_root!();
+    let b = Bundle::sh("killclone", "sleep 30");
+    b.write_config();
+    // strace without -f: only `create` is traced, and it dies at its first
+    // message to init, just after the clone. Init, untraced, must see the
+    // socket close and exit, with no delete to kill it. (No pipes: an init
+    // that stayed would hold them, and the wait for their end would hang.)
+    let status = Command::new("strace")
+        .args(["-qq", "-o", "/dev/null", "-e", "trace=sendmsg", "-e", "inject=sendmsg:signal=KILL:when=1"])
+        .arg(&b.bin)
+        .arg("--root")
+        .arg(&b.root)
+        .args(["create", "--bundle"])
+        .arg(&b.dir)
+        .arg(&b.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("strace (hack/setup installs it)");
+    assert!(!status.success(), "create was not killed");
+    assert_no_process(&b.id);
+    let out = b.cmd(&["delete", "--force", &b.id]);
+    assert!(out.status.success(), "delete --force: {}", stderr(&out));
+    assert_nothing_left(&b.root, &b.id, &b.dir);
+}
+
+#[test]
 fn image_create_killed_during_unpack_leaves_nothing_after_delete() {
     need_root!();
     let img = Image::new("killunpack");
@@ -367,10 +396,15 @@ fn start_killed_midway_is_finished_by_a_second_start() {
     let whole = duration_of(|| assert!(b.start().status.success()));
     assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
     let (mut again, mut already) = (0, 0);
-    // Start lets init go within its first few milliseconds, then waits for
-    // the exec and the hook: half-millisecond steps over the first 10 ms,
+    // Start lets init go within its first millisecond or so (the release
+    // binary within half of one), then waits for the exec and the hook:
+    // 50 µs steps over the first millisecond, millisecond steps to 10 ms,
     // then tenths of the whole.
-    let delays: Vec<Duration> = (0..20).map(|k| Duration::from_micros(500 * k)).chain((1..=10).map(|k| whole * k / 10)).collect();
+    let delays: Vec<Duration> = (0..20)
+        .map(|k| Duration::from_micros(50 * k))
+        .chain((1..=10).map(Duration::from_millis))
+        .chain((1..=10).map(|k| whole * k / 10))
+        .collect();
     for (k, delay) in delays.into_iter().enumerate() {
         assert!(b.create().status.success());
         let mut c = b.strata();

@@ -53,7 +53,10 @@ pub fn load(root: &Root, id: &str) -> Result<(State, Status)> {
 pub fn start(root: &Root, id: &str) -> Result<()> {
     let (st, s) = load(root, id)?;
     if s != Status::Created {
-        return Err(status_err(&st, format!("cannot start a container that is {}", s.as_str())));
+        // An init that failed while it waited says why in init.error.
+        let why = std::fs::read_to_string(root.dir.join(id).join(crate::state::INIT_ERROR)).unwrap_or_default();
+        let why = if s == Status::Stopped && !why.is_empty() { format!(": init failed: {why}") } else { String::new() };
+        return Err(status_err(&st, format!("cannot start a container that is {}{why}", s.as_str())));
     }
     // Without `process` there is nothing to start: an error, here, where the
     // caller sees it (runtime-spec; runc refuses such a config at create).

@@ -52,7 +52,16 @@ pub fn setup_propagation(requested: Option<MsFlags>) -> MsFlags {
 pub fn propagate(rootfs: &Path, prop: MsFlags) -> Result<(), SysError> {
     mount(None::<&str>, "/", None::<&str>, prop, None::<&str>).map_err(sys::err("mount", "/", format!("{prop:?}")))?;
     // pivot_root refuses a new root whose parent mount is shared.
-    make_parent_private(rootfs)
+    if leaves_a_shared_mount(prop) { make_parent_private(rootfs) } else { Ok(()) }
+}
+
+/// Whether a mount may still be shared after `/` got `prop`: not after a
+/// recursive private, slave or unbindable (the default, rslave), which
+/// takes every mount of the tree out of its peer group. Only then is
+/// mountinfo read to find the rootfs's parent mount: its size grows with
+/// the host's mounts.
+fn leaves_a_shared_mount(prop: MsFlags) -> bool {
+    !(prop.contains(MsFlags::MS_REC) && prop.intersects(MsFlags::MS_PRIVATE | MsFlags::MS_SLAVE | MsFlags::MS_UNBINDABLE))
 }
 
 /// Makes the rootfs a mount point of its own; returns an O_PATH fd of it.
@@ -434,6 +443,16 @@ mod tests {
         assert_eq!(setup_propagation(None), MsFlags::MS_SLAVE | MsFlags::MS_REC);
         assert_eq!(setup_propagation(Some(MsFlags::MS_SHARED)), MsFlags::MS_SHARED | MsFlags::MS_REC);
         assert_eq!(setup_propagation(Some(MsFlags::MS_UNBINDABLE)), MsFlags::MS_PRIVATE | MsFlags::MS_REC);
+    }
+
+    #[test]
+    fn only_a_shared_or_non_recursive_propagation_may_leave_the_rootfs_parent_shared() {
+        for mode in ["rslave", "rprivate", "runbindable"] {
+            assert!(!leaves_a_shared_mount(propagation_flags(mode).unwrap()), "{mode}");
+        }
+        for mode in ["slave", "private", "unbindable", "shared", "rshared"] {
+            assert!(leaves_a_shared_mount(propagation_flags(mode).unwrap()), "{mode}");
+        }
     }
 
     #[test]

@@ -183,6 +183,7 @@ struct CgroupSetup {
 struct ForInit {
     chan: sync::Channel,
     fifo: OwnedFd,
+    late_error: OwnedFd,
     console: Option<OwnedFd>,
     overlay: Option<crate::layers::OverlayPlan>,
 }
@@ -203,11 +204,12 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     let mut undo = Undo::new(root, &opts.id, plan.host_mounts.clone());
     let rootfs = image_rootfs(&bundle, opts, &plan, &mut undo)?;
     let fifo = open_exec_fifo(&dir)?;
+    let late_error = open_init_error(&dir)?;
     let cgroup = make_cgroups(&plan, &mut undo)?;
     let console = connect_console(opts, plan.terminal)?;
     let (parent_chan, child_chan) = sync::pair()?;
-    let for_init = ForInit { chan: child_chan, fifo, console, overlay: rootfs.for_init };
-    let (pid, bundle, plan) = spawn_init(bundle, opts, plan, cgroup.joiner, for_init)?;
+    let for_init = ForInit { chan: child_chan, fifo, late_error, console, overlay: rootfs.for_init };
+    let (pid, bundle, plan, parent_chan) = spawn_init(bundle, opts, plan, cgroup.joiner, for_init, parent_chan)?;
     undo.child = Some(pid);
     record_init(&mut st, pid)?;
     place_init(&plan, cgroup.systemd, pid, &opts.id, &st, &mut undo)?;
@@ -323,6 +325,18 @@ fn new_state(bundle: &spec::Bundle, opts: &CreateOpts, plan: &Plan) -> Result<St
     })
 }
 
+/// init.error, opened here for init (as exec.fifo is): empty unless init
+/// fails between `create` and `start`.
+fn open_init_error(dir: &Path) -> Result<OwnedFd> {
+    let path = dir.join(state::INIT_ERROR);
+    let flags = nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_EXCL | nix::fcntl::OFlag::O_CLOEXEC;
+    Ok(nix::fcntl::open(&path, flags, Mode::from_bits_truncate(0o600)).map_err(sys::err(
+        "open",
+        path.display(),
+        "O_WRONLY|O_CREAT|O_EXCL",
+    ))?)
+}
+
 /// exec.fifo, opened here: in a user namespace init could no longer open
 /// it (the state dir is root's, 0700).
 fn open_exec_fifo(dir: &Path) -> Result<OwnedFd> {
@@ -369,7 +383,8 @@ fn spawn_init(
     plan: Plan,
     joiner: cgroups::Joiner,
     for_init: ForInit,
-) -> Result<(Pid, spec::Bundle, Plan)> {
+    parent_chan: sync::Channel,
+) -> Result<(Pid, spec::Bundle, Plan, sync::Channel)> {
     let time_offsets: Vec<(String, i64, u32)> = plan
         .linux
         .time_offsets()
@@ -386,11 +401,16 @@ fn spawn_init(
         }
         Ok(Forked::Child) => {
             std::mem::forget(children_ns);
+            // The parent's half of the pair: held here too, it would keep
+            // init from seeing EOF when the parent dies (a create killed
+            // after the clone would leave init waiting for good).
+            drop(parent_chan);
             let ctx = InitContext {
                 bundle,
                 ns: plan.ns,
                 chan: Some(for_init.chan),
                 fifo: for_init.fifo,
+                late_error: Some(for_init.late_error),
                 own_mount_ns: plan.own_mount_ns,
                 console_socket: for_init.console,
                 pty_to_parent: plan.terminal && opts.console_socket.is_none(),
@@ -418,7 +438,7 @@ fn spawn_init(
             });
             // Init's half of the pair, the fifo, the console and the
             // joiner's fds are dropped here, in the parent, on return.
-            Ok((pid, bundle, plan))
+            Ok((pid, bundle, plan, parent_chan))
         }
     }
 }

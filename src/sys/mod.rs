@@ -395,9 +395,15 @@ pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> Result<()> {
 pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8], what: &str) -> Result<(usize, Option<OwnedFd>)> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let mut reset = None;
     loop {
         let mut iov = [std::io::IoSliceMut::new(buf)];
         match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+            // A peer that closed with messages of ours unread leaves
+            // ECONNRESET, which the kernel reports before the messages the
+            // peer sent first (its last words: the error it died of). The
+            // error is cleared as it is reported, so those come next.
+            Ok(r) if r.bytes == 0 && reset.is_some() => break,
             Ok(r) => {
                 let fd = r.cmsgs().ok().into_iter().flatten().find_map(|c| match c {
                     ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
@@ -406,9 +412,11 @@ pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8], what: &str) -> Result<
                 return Ok((r.bytes, fd.map(owned_from_received)));
             }
             Err(Errno::EINTR) => continue,
+            Err(Errno::ECONNRESET) if reset.is_none() => reset = Some(Errno::ECONNRESET),
             Err(e) => return Err(err("recvmsg", what, "MSG_CMSG_CLOEXEC")(e)),
         }
     }
+    Err(err("recvmsg", what, "MSG_CMSG_CLOEXEC")(Errno::ECONNRESET))
 }
 
 /// Takes ownership of a raw fd received from the kernel (SCM_RIGHTS).
@@ -568,4 +576,27 @@ pub fn seccomp_set_filter(prog: &[SockFilter], flags: u32, flag_names: &str) -> 
     }
     // SAFETY: with NEW_LISTENER the kernel returned a new fd nothing else owns.
     Ok(Some(unsafe { OwnedFd::from_raw_fd(r as RawFd) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn a_peers_last_message_survives_its_reset() {
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).unwrap();
+        // a's message is never read by b, which then says its last words and closes.
+        nix::unistd::write(&a, b"handed over").unwrap();
+        nix::unistd::write(&b, b"error: it failed").unwrap();
+        drop(b);
+        let mut buf = [0u8; 64];
+        let (n, fd) = recv_with_fd(a.as_fd(), &mut buf, "test socket").unwrap();
+        assert_eq!(&buf[..n], b"error: it failed");
+        assert!(fd.is_none());
+        // Then the end: the reset, reported once more as an error.
+        let e = recv_with_fd(a.as_fd(), &mut buf, "test socket").map(|(n, _)| n);
+        assert!(matches!(e, Ok(0) | Err(SysError { errno: Errno::ECONNRESET, .. })), "{e:?}");
+    }
 }
