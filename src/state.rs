@@ -339,11 +339,17 @@ impl Root {
     pub fn reserve(&self, state: &State) -> Result<PathBuf> {
         let id = &state.id;
         let dir = self.container_dir(id)?;
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir).map_err(|source| StateError::Io {
-            op: "mkdir",
-            path: self.dir.clone(),
-            source,
-        })?;
+        match fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir) {
+            Ok(()) => {}
+            // std says only EEXIST where the stat that tells a directory
+            // from a file failed: that failure is the one to name.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match fs::metadata(&self.dir) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(StateError::Io { op: "mkdir", path: self.dir.clone(), source: e }),
+                Err(source) => return Err(StateError::Io { op: "stat", path: self.dir.clone(), source }),
+            },
+            Err(source) => return Err(StateError::Io { op: "mkdir", path: self.dir.clone(), source }),
+        }
         if dir.exists() {
             return Err(StateError::Exists(id.to_string()));
         }

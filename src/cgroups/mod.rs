@@ -60,11 +60,22 @@ pub fn read_hierarchies() -> Vec<Hierarchy> {
 
 /// Creates the directories of `p` (recording those it made), writes the
 /// resource limits and returns the list of created dirs, deepest last.
-pub fn create(p: &Placement, res: Option<&LinuxResources>, extra_allow: &[String]) -> Result<Vec<PathBuf>> {
+///
+/// `missing` is `missing_dirs(p)`, as the creating record names them: each
+/// is made (one that appeared since is taken as it is), and nothing is
+/// looked up again.
+pub fn create(p: &Placement, res: Option<&LinuxResources>, extra_allow: &[String], missing: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut created = Vec::new();
     let r = (|| {
+        for d in missing {
+            match fs::create_dir(d) {
+                Ok(()) => created.push(d.clone()),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io("mkdir", d)(e)),
+            }
+        }
         for dir in &p.dirs {
-            mkdir_p(dir, &mut created, &p.inherit)?;
+            inherit_cpusets(dir, &p.inherit)?;
         }
         // Device rules wait for `apply_devices`: init first makes its nodes.
         let mut writes = resource_writes(p, res, extra_allow)?;
@@ -85,8 +96,9 @@ pub fn create(p: &Placement, res: Option<&LinuxResources>, extra_allow: &[String
 /// share its limits, and `delete` would kill the first one's processes)
 /// and must not be frozen (init would stop at its first step and `create`
 /// would wait forever). runc's words, which callers match.
-pub fn check_usable(p: &Placement) -> Result<()> {
-    for dir in p.dirs.iter().filter(|d| d.exists()) {
+/// `missing`: `missing_dirs(p)`; the others exist.
+pub fn check_usable(p: &Placement, missing: &[PathBuf]) -> Result<()> {
+    for dir in p.dirs.iter().filter(|d| !missing.contains(d)) {
         let procs = dir.join("cgroup.procs");
         let listed = fs::read_to_string(&procs).map_err(io("read", &procs))?;
         let n = listed.lines().filter(|l| !l.trim().is_empty()).count();
@@ -195,14 +207,7 @@ fn missing_from(dir: &Path) -> Vec<PathBuf> {
     missing
 }
 
-fn mkdir_p(dir: &Path, created: &mut Vec<PathBuf>, inherit: &[(PathBuf, Vec<&'static str>)]) -> Result<()> {
-    for d in missing_from(dir) {
-        match fs::create_dir(&d) {
-            Ok(()) => created.push(d.clone()),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io("mkdir", &d)(e)),
-        }
-    }
+fn inherit_cpusets(dir: &Path, inherit: &[(PathBuf, Vec<&'static str>)]) -> Result<()> {
     // cpuset (v1) starts empty in a new cgroup, and a task cannot join one
     // whose cpus or mems are empty: every level below the hierarchy's root
     // that is still empty (new, or made empty by whoever created it, as a
@@ -375,6 +380,10 @@ pub fn attach(dirs: &[PathBuf], pid: i32) -> Result<()> {
 /// still has processes is retried briefly (they are being killed).
 pub fn remove(created: &[PathBuf]) {
     for d in created.iter().rev() {
+        // Most often there is nothing below: one rmdir, no listing.
+        if matches!(fs::remove_dir(d), Ok(())) || !d.exists() {
+            continue;
+        }
         // Sub-cgroups made inside the container's (`exec --cgroup`, a
         // delegated subtree) go first, deepest first.
         remove_children(d);

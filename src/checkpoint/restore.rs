@@ -222,8 +222,9 @@ fn new_state(o: &RestoreOpts, c: &Checked, placement: &cgroups::Placement) -> Re
 /// The container's cgroups, made and limited as `create` makes them.
 fn make_cgroups(placement: &cgroups::Placement, linux: &oci_spec::runtime::Linux, undo: &mut Undo<'_>) -> Result<()> {
     let extra_allow = if crate::userns::host_root() { cgroups::default_device_rules(linux) } else { Vec::new() };
-    cgroups::check_usable(placement)?;
-    undo.cgroup_dirs = cgroups::create(placement, linux.resources().as_ref(), &extra_allow)?;
+    let missing = cgroups::missing_dirs(placement);
+    cgroups::check_usable(placement, &missing)?;
+    undo.cgroup_dirs = cgroups::create(placement, linux.resources().as_ref(), &extra_allow, &missing)?;
     undo.cgroup_dirs.extend(placement.dirs.iter().filter(|d| !undo.cgroup_dirs.contains(d)).cloned().collect::<Vec<_>>());
     cgroups::apply_devices(placement, linux.resources().as_ref(), &extra_allow)?;
     Ok(())

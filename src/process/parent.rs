@@ -205,7 +205,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     let rootfs = image_rootfs(&bundle, opts, &plan, &mut undo)?;
     let fifo = open_exec_fifo(&dir)?;
     let late_error = open_init_error(&dir)?;
-    let cgroup = make_cgroups(&plan, &mut undo)?;
+    let cgroup = make_cgroups(&plan, &st.cgroup_dirs, &mut undo)?;
     let console = connect_console(opts, plan.terminal)?;
     let (parent_chan, child_chan) = sync::pair()?;
     let for_init = ForInit { chan: child_chan, fifo, late_error, console, overlay: rootfs.for_init };
@@ -351,13 +351,14 @@ fn open_exec_fifo(dir: &Path) -> Result<OwnedFd> {
 
 /// The container's cgroups, made and limited (with systemd: once init
 /// exists, `place_init`), and what init needs to be born in them.
-fn make_cgroups(plan: &Plan, undo: &mut Undo<'_>) -> Result<CgroupSetup> {
+/// `missing`: the directories the creating record names, to be made.
+fn make_cgroups(plan: &Plan, missing: &[PathBuf], undo: &mut Undo<'_>) -> Result<CgroupSetup> {
     if plan.unit.is_some() {
         // systemd moves init into its scope once init exists.
         return Ok(CgroupSetup { joiner: cgroups::Joiner::default(), systemd: Some(Systemd::connect()?) });
     }
-    cgroups::check_usable(&plan.placement)?;
-    undo.cgroup_dirs = cgroups::create(&plan.placement, plan.linux.resources().as_ref(), &plan.extra_allow)?;
+    cgroups::check_usable(&plan.placement, missing)?;
+    undo.cgroup_dirs = cgroups::create(&plan.placement, plan.linux.resources().as_ref(), &plan.extra_allow, missing)?;
     // The container's own cgroups are its to remove at delete, also one
     // that was made for it beforehand (empty, as just checked), as with
     // runc; ancestors that existed stay.
@@ -635,7 +636,8 @@ fn systemd_scope(
         props.extend(systemd::device_properties(devs, extra_allow, &names).unwrap_or_default());
     }
     sd.start_scope(unit, &props)?;
-    let created = cgroups::create(placement, res, extra_allow)?;
+    // systemd has made the scope's directories: what is missing now.
+    let created = cgroups::create(placement, res, extra_allow, &cgroups::missing_dirs(placement))?;
     if let Err(e) = cgroups::attach(&placement.dirs, pid.as_raw()) {
         cgroups::remove(&created);
         return Err(e.into());

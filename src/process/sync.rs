@@ -149,7 +149,9 @@ impl Channel {
 
     /// Receives one message (and an fd, if one came with it).
     pub fn recv(&self) -> Result<(Msg, Option<OwnedFd>), SyncError> {
-        let mut buf = vec![0u8; 64 * 1024];
+        // On the stack: a heap block this big would be malloc's, mapped and
+        // unmapped again at every message (sys::arena).
+        let mut buf = [0u8; 64 * 1024];
         let (n, fd) = sys::recv_with_fd(self.fd.as_fd(), &mut buf, "sync socket")?;
         if n == 0 {
             return Err(SyncError::Closed);
