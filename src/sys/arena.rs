@@ -82,10 +82,25 @@ impl Arena {
     }
 
     /// The reservation's start, made on first use; 0 if it cannot be made.
+    /// The first caller claims the making (the top goes from 0 to 1), maps,
+    /// sets the top and then publishes the base; any other caller waits
+    /// for the base (or for the stop of a failed mapping).
     fn reservation(&self) -> usize {
         let base = self.base.load(Ordering::Acquire);
         if base != 0 {
             return base;
+        }
+        if self.top.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            loop {
+                let base = self.base.load(Ordering::Acquire);
+                if base != 0 {
+                    return base;
+                }
+                if self.stopped.load(Ordering::Acquire) {
+                    return 0;
+                }
+                std::hint::spin_loop();
+            }
         }
         // SAFETY: a fresh anonymous mapping; nothing else refers to it.
         let p = unsafe {
@@ -99,22 +114,14 @@ impl Arena {
             )
         };
         if p == libc::MAP_FAILED {
-            self.stop();
+            self.stopped.store(true, Ordering::Release);
             return 0;
         }
         let p = p as usize;
-        // top first: a thread that sees base also sees a valid top.
+        // The top before the base: whoever sees the base sees the top.
         self.top.store(p, Ordering::Relaxed);
-        match self.base.compare_exchange(0, p, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => p,
-            Err(other) => {
-                // Another thread reserved first (only possible if threads
-                // allocate before the main thread ever did): use theirs.
-                // SAFETY: our own mapping, never handed out.
-                unsafe { libc::munmap(p as *mut libc::c_void, self.reserve) };
-                other
-            }
-        }
+        self.base.store(p, Ordering::Release);
+        p
     }
 
     /// A block from the arena, or None (stopped, too big, or full).
@@ -291,12 +298,22 @@ mod tests {
 
     #[test]
     fn threads_get_disjoint_blocks() {
+        // Fresh arenas, the threads let go at once: their first blocks
+        // race for the reservation too.
+        for _ in 0..20 {
+            threads_on_a_fresh_arena();
+        }
+    }
+
+    fn threads_on_a_fresh_arena() {
         let a = Arena::new(8 << 20);
         let blocks = std::sync::Mutex::new(Vec::new());
+        let go = std::sync::Barrier::new(4);
         std::thread::scope(|s| {
             for t in 0..4u8 {
-                let (a, blocks) = (&a, &blocks);
+                let (a, blocks, go) = (&a, &blocks, &go);
                 s.spawn(move || {
+                    go.wait();
                     for _ in 0..1000 {
                         let p = unsafe { a.alloc(lay(24, 8)) };
                         unsafe { p.write_bytes(t, 24) };
@@ -309,5 +326,8 @@ mod tests {
         b.sort();
         assert!(b.windows(2).all(|w| w[0].0 + 24 <= w[1].0), "no two blocks overlap");
         assert!(b.iter().all(|(p, t)| unsafe { std::slice::from_raw_parts(*p as *const u8, 24) }.iter().all(|x| x == t)));
+        assert!(b.iter().all(|(p, _)| a.owns(*p as *mut u8)), "every block in the one reservation");
+        // SAFETY: the test's own mapping, no block of it used any more.
+        unsafe { libc::munmap(a.base.load(Ordering::Relaxed) as *mut libc::c_void, a.reserve) };
     }
 }
