@@ -381,8 +381,10 @@ pub fn attach(dirs: &[PathBuf], pid: i32) -> Result<()> {
 pub fn remove(created: &[PathBuf]) {
     for d in created.iter().rev() {
         // Most often there is nothing below: one rmdir, no listing.
-        if matches!(fs::remove_dir(d), Ok(())) || !d.exists() {
-            continue;
+        match fs::remove_dir(d) {
+            Ok(()) => continue,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(_) => {}
         }
         // Sub-cgroups made inside the container's (`exec --cgroup`, a
         // delegated subtree) go first, deepest first.
@@ -496,6 +498,7 @@ pub fn set_frozen(paths: &[PathBuf], frozen: bool) -> Result<()> {
     Err(CgroupError::Invalid("no freezer for this container".into()))
 }
 
+/// Whether the container's cgroup is frozen.
 ///
 /// Only the directories that can hold the freezer are read: v1's freezer
 /// hierarchy, the one under a mount named for it (`freezer`, or a comount

@@ -395,7 +395,7 @@ pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> Result<()> {
 pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8], what: &str) -> Result<(usize, Option<OwnedFd>)> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let mut reset = None;
+    let mut reset = false;
     loop {
         let mut iov = [std::io::IoSliceMut::new(buf)];
         match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
@@ -403,7 +403,7 @@ pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8], what: &str) -> Result<
             // ECONNRESET, which the kernel reports before the messages the
             // peer sent first (its last words: the error it died of). The
             // error is cleared as it is reported, so those come next.
-            Ok(r) if r.bytes == 0 && reset.is_some() => break,
+            Ok(r) if r.bytes == 0 && reset => break,
             Ok(r) => {
                 let fd = r.cmsgs().ok().into_iter().flatten().find_map(|c| match c {
                     ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
@@ -412,7 +412,7 @@ pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8], what: &str) -> Result<
                 return Ok((r.bytes, fd.map(owned_from_received)));
             }
             Err(Errno::EINTR) => continue,
-            Err(Errno::ECONNRESET) if reset.is_none() => reset = Some(Errno::ECONNRESET),
+            Err(Errno::ECONNRESET) if !reset => reset = true,
             Err(e) => return Err(err("recvmsg", what, "MSG_CMSG_CLOEXEC")(e)),
         }
     }
