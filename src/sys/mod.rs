@@ -36,6 +36,8 @@
 //! May use nothing of strata's: every other module uses it.
 
 pub mod arena;
+#[cfg(target_arch = "x86_64")]
+mod memcpy;
 pub mod mount_api;
 #[cfg(target_env = "musl")]
 mod musl;
@@ -253,12 +255,21 @@ pub fn signal_description(sig: i32) -> String {
 /// renameat2(from, to, RENAME_NOREPLACE): fails with EEXIST (or ENOTEMPTY)
 /// rather than replace `to`. A raw syscall: musl has no wrapper for it.
 pub fn rename_noreplace(from: &Path, to: &Path) -> std::result::Result<(), Errno> {
+    renameat2(from, to, libc::RENAME_NOREPLACE)
+}
+
+/// Swaps two existing names in one step (`renameat2` with
+/// `RENAME_EXCHANGE`).
+pub fn rename_exchange(a: &Path, b: &Path) -> std::result::Result<(), Errno> {
+    renameat2(a, b, libc::RENAME_EXCHANGE)
+}
+
+fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::result::Result<(), Errno> {
     use std::os::unix::ffi::OsStrExt;
     let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL);
     let (from, to) = (c(from)?, c(to)?);
     // SAFETY: two NUL-terminated paths that outlive the call.
-    let r =
-        unsafe { libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::RENAME_NOREPLACE) };
+    let r = unsafe { libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), flags) };
     Errno::result(r).map(drop)
 }
 
