@@ -58,15 +58,23 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         let why = if s == Status::Stopped && !why.is_empty() { format!(": init failed: {why}") } else { String::new() };
         return Err(status_err(&st, format!("cannot start a container that is {}{why}", s.as_str())));
     }
+    start_created(root, &st)
+}
+
+/// `start` of a container this process has just created (`run`), whose
+/// state it holds: not read again. An init that died since is told by
+/// its exec fifo, which no one then reads.
+pub fn start_created(root: &Root, st: &State) -> Result<()> {
+    let id = st.id.as_str();
     // Without `process` there is nothing to start: an error, here, where the
     // caller sees it (runtime-spec; runc refuses such a config at create).
-    if !st.has_process().map_err(|e| status_err(&st, e.to_string()))? {
-        return Err(status_err(&st, "cannot start: config.json has no process"));
+    if !st.has_process().map_err(|e| status_err(st, e.to_string()))? {
+        return Err(status_err(st, "cannot start: config.json has no process"));
     }
     let fifo = root.container_dir(id)?.join(state::EXEC_FIFO);
     let fd = match open(&fifo, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty()) {
         Ok(fd) => fd,
-        Err(Errno::ENXIO) => return Err(status_err(&st, "init is not waiting (it died)")),
+        Err(Errno::ENXIO) => return Err(status_err(st, "init is not waiting (it died)")),
         Err(e) => return Err(sys::err("open", fifo.display(), "O_WRONLY|O_NONBLOCK")(e).into()),
     };
     nix::unistd::write(&fd, b"0").map_err(sys::err("write", fifo.display(), ""))?;
@@ -87,7 +95,7 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         // A failing poststart hook stops the container, and the later ones
         // do not run (runtime-spec 1.2, as runc does).
         if let Err(e) = hooks::run_all("poststart", &h, &json) {
-            kill_and_wait(&st);
+            kill_and_wait(st);
             return Err(e.into());
         }
     }

@@ -130,7 +130,7 @@ impl Creator {
         if PID.load(Ordering::Acquire) == pid {
             return Ok(Creator { pid, start_time: START.load(Ordering::Relaxed) });
         }
-        let text = fs::read_to_string("/proc/self/stat")?;
+        let text = crate::sys::read_small("/proc/self/stat")?;
         let st = parse_stat(&text).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "unparsable /proc/self/stat"))?;
         // The start time before the pid that vouches for it.
         START.store(st.start_time, Ordering::Relaxed);
@@ -482,7 +482,7 @@ pub struct ProcStat {
 }
 
 pub fn proc_stat(pid: i32) -> Option<ProcStat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let text = crate::sys::read_small(format!("/proc/{pid}/stat")).ok()?;
     parse_stat(&text)
 }
 

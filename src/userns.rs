@@ -229,7 +229,7 @@ fn child(ready: OwnedFd, go: OwnedFd, result: OwnedFd, work: impl FnOnce() -> Re
 /// Whether this process runs in a user namespace other than the initial
 /// one (its uid map is not the identity over all ids).
 pub fn in_user_namespace() -> bool {
-    match std::fs::read_to_string("/proc/self/uid_map") {
+    match crate::sys::read_small("/proc/self/uid_map") {
         Ok(text) => text.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"],
         Err(_) => false,
     }

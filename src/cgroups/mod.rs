@@ -53,8 +53,8 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Cg
 
 /// The cgroup hierarchies mounted here and this process's place in each.
 pub fn read_hierarchies() -> Vec<Hierarchy> {
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mi = crate::sys::read_small("/proc/self/mountinfo").unwrap_or_default();
+    let own = crate::sys::read_small("/proc/self/cgroup").unwrap_or_default();
     mounted_hierarchies(&mi, &own)
 }
 
@@ -100,12 +100,12 @@ pub fn create(p: &Placement, res: Option<&LinuxResources>, extra_allow: &[String
 pub fn check_usable(p: &Placement, missing: &[PathBuf]) -> Result<()> {
     for dir in p.dirs.iter().filter(|d| !missing.contains(d)) {
         let procs = dir.join("cgroup.procs");
-        let listed = fs::read_to_string(&procs).map_err(io("read", &procs))?;
+        let listed = crate::sys::read_small(&procs).map_err(io("read", &procs))?;
         let n = listed.lines().filter(|l| !l.trim().is_empty()).count();
         if n > 0 {
             return Err(CgroupError::Invalid(format!("container's cgroup is not empty: {n} process(es) found in {}", dir.display())));
         }
-        if is_frozen(std::slice::from_ref(dir)) || fs::read_to_string(dir.join("freezer.state")).is_ok_and(|s| s.trim() == "FREEZING") {
+        if is_frozen(std::slice::from_ref(dir)) || crate::sys::read_small(dir.join("freezer.state")).is_ok_and(|s| s.trim() == "FREEZING") {
             return Err(CgroupError::Invalid(format!("container's cgroup unexpectedly frozen: {}", dir.display())));
         }
     }
@@ -172,7 +172,7 @@ fn apply_device_rules_v1(writes: &[Write]) -> Result<()> {
             .map(|w| (if w.path.ends_with("devices.allow") { "devices.allow" } else { "devices.deny" }, w.value.clone()))
             .collect();
         let list = dir.join("devices.list");
-        let now = devices_v1::Rules::parse_list(&fs::read_to_string(&list).map_err(io("read", &list))?);
+        let now = devices_v1::Rules::parse_list(&crate::sys::read_small(&list).map_err(io("read", &list))?);
         for (file, rule) in now.transition(&devices_v1::target(&spec)) {
             write_file(&dir.join(file), &rule)?;
         }
@@ -218,9 +218,9 @@ fn inherit_cpusets(dir: &Path, inherit: &[(PathBuf, Vec<&'static str>)]) -> Resu
         for d in levels {
             for f in files {
                 let mine = d.join(f);
-                if fs::read_to_string(&mine).map(|s| s.trim().is_empty()).unwrap_or(true) {
+                if crate::sys::read_small(&mine).map(|s| s.trim().is_empty()).unwrap_or(true) {
                     let parent = d.parent().unwrap_or(hier).join(f);
-                    let v = fs::read_to_string(&parent).map_err(io("read", &parent))?;
+                    let v = crate::sys::read_small(&parent).map_err(io("read", &parent))?;
                     write_file(&mine, v.trim())?;
                 }
             }
@@ -303,7 +303,7 @@ pub fn update(p: &Placement, res: &LinuxResources, extra_allow: &[String]) -> Re
 fn order_memory(writes: &mut [Write]) {
     let named = |writes: &[Write], name: &str| writes.iter().position(|w| w.path.file_name().is_some_and(|n| n == name));
     let (Some(l), Some(s)) = (named(writes, "memory.limit_in_bytes"), named(writes, "memory.memsw.limit_in_bytes")) else { return };
-    let current = fs::read_to_string(&writes[l].path).ok().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(u64::MAX);
+    let current = crate::sys::read_small(&writes[l].path).ok().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(u64::MAX);
     let new_memsw = writes[s].value.trim().parse::<i64>().unwrap_or(-1);
     if plan::memsw_first(current, new_memsw) != (s < l) {
         writes.swap(l, s);
@@ -330,9 +330,23 @@ pub struct Joiner {
 /// Opens what `Joiner` needs for the directories `dirs` (one per hierarchy;
 /// a cgroup2 directory is told apart by its `cgroup.controllers`).
 pub fn prepare_join(dirs: &[PathBuf]) -> Result<Joiner> {
+    join_with(dirs.iter().map(|d| (d.as_path(), d.join("cgroup.controllers").exists())))
+}
+
+/// `prepare_join` for the directories of a placement, whose hierarchies
+/// say which is cgroup2: no lookup is made.
+pub fn prepare_join_placement(p: &Placement) -> Result<Joiner> {
+    if p.hierarchies.len() != p.dirs.len() {
+        return prepare_join(&p.dirs);
+    }
+    join_with(p.dirs.iter().zip(&p.hierarchies).map(|(d, h)| (d.as_path(), h.v2)))
+}
+
+/// Opens the joiner's fds for each directory, told whether it is cgroup2.
+fn join_with<'a>(dirs: impl Iterator<Item = (&'a Path, bool)>) -> Result<Joiner> {
     let mut j = Joiner::default();
-    for dir in dirs {
-        if dir.join("cgroup.controllers").exists() {
+    for (dir, v2) in dirs {
+        if v2 {
             let f = fs::OpenOptions::new()
                 .read(true)
                 .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
@@ -367,7 +381,7 @@ impl Joiner {
 pub fn attach(dirs: &[PathBuf], pid: i32) -> Result<()> {
     for dir in dirs {
         let procs = dir.join("cgroup.procs");
-        let listed = fs::read_to_string(&procs).map_err(io("read", &procs))?;
+        let listed = crate::sys::read_small(&procs).map_err(io("read", &procs))?;
         if listed.lines().any(|l| l.trim() == pid.to_string()) {
             continue;
         }
@@ -458,7 +472,7 @@ pub fn sub_cgroups(hier: &[Hierarchy], dirs: &[PathBuf], specs: &[String]) -> Re
 /// Pids in the container's cgroup (from the first hierarchy that has it).
 pub fn pids(paths: &[PathBuf]) -> Vec<i32> {
     for p in paths {
-        if let Ok(s) = fs::read_to_string(p.join("cgroup.procs")) {
+        if let Ok(s) = crate::sys::read_small(p.join("cgroup.procs")) {
             return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
         }
     }
@@ -474,7 +488,7 @@ pub fn set_frozen(paths: &[PathBuf], frozen: bool) -> Result<()> {
             // Freezing completes asynchronously: cgroup.events says when.
             let want = if frozen { "frozen 1" } else { "frozen 0" };
             for _ in 0..1000 {
-                if fs::read_to_string(p.join("cgroup.events")).is_ok_and(|e| e.lines().any(|l| l == want)) {
+                if crate::sys::read_small(p.join("cgroup.events")).is_ok_and(|e| e.lines().any(|l| l == want)) {
                     return Ok(());
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));
@@ -486,7 +500,7 @@ pub fn set_frozen(paths: &[PathBuf], frozen: bool) -> Result<()> {
             write_file(&v1, if frozen { "FROZEN" } else { "THAWED" })?;
             // v1 freezing is asynchronous: wait until it settles.
             for _ in 0..1000 {
-                let s = fs::read_to_string(&v1).unwrap_or_default();
+                let s = crate::sys::read_small(&v1).unwrap_or_default();
                 if s.trim() == if frozen { "FROZEN" } else { "THAWED" } {
                     return Ok(());
                 }
@@ -507,7 +521,7 @@ pub fn set_frozen(paths: &[PathBuf], frozen: bool) -> Result<()> {
 /// lookup in cgroupfs, and `container::load` asks at every command.
 pub fn is_frozen(paths: &[PathBuf]) -> bool {
     let freezer: Vec<&PathBuf> = paths.iter().filter(|p| under_freezer_mount(p)).collect();
-    let read = |p: &Path, file: &str, frozen: &str| fs::read_to_string(p.join(file)).is_ok_and(|s| s.trim() == frozen);
+    let read = |p: &Path, file: &str, frozen: &str| crate::sys::read_small(p.join(file)).is_ok_and(|s| s.trim() == frozen);
     if freezer.is_empty() {
         paths.iter().any(|p| read(p, "cgroup.freeze", "1") || read(p, "freezer.state", "FROZEN"))
     } else {

@@ -15,7 +15,7 @@ pub struct Files<'a> {
 impl Files<'_> {
     /// The first of the dirs that has `name`, read.
     pub fn read(&self, name: &str) -> Option<String> {
-        self.dirs.iter().find_map(|d| std::fs::read_to_string(d.join(name)).ok())
+        self.dirs.iter().find_map(|d| crate::sys::read_small(d.join(name)).ok())
     }
 
     pub fn num(&self, name: &str) -> Option<u64> {

@@ -70,12 +70,15 @@ pub fn check_available(plan: &CapPlan) -> Result<(), CapsError> {
     if missing.is_empty() { Ok(()) } else { Err(CapsError::Unavailable { caps: missing.join(", ") }) }
 }
 
-/// Drops every capability the kernel knows that is not in the bounding set.
+/// Drops every capability the kernel knows that is not in the bounding set
+/// (one the kernel does not know, it refuses to drop, and it cannot be held).
 pub fn drop_bounding(plan: &CapPlan) -> Result<(), CapsError> {
-    for cap in caps::runtime::thread_all_supported() {
-        if !plan.bounding.contains(&cap) {
-            caps::drop(None, CapSet::Bounding, cap).map_err(fail("drop", CapSet::Bounding))?;
-        }
+    for cap in caps::all().into_iter().filter(|c| !plan.bounding.contains(c)) {
+        crate::sys::capbset_drop(cap.index(), cap).map_err(|e| CapsError::Apply {
+            op: "drop",
+            set: CapSet::Bounding,
+            msg: e.to_string(),
+        })?;
     }
     Ok(())
 }

@@ -71,9 +71,9 @@ fn open_in_root_depth(root: BorrowedFd<'_>, path: &Path, last: Create, depth: u3
         r => return r.map_err(sys::err("openat2", display, "O_PATH|RESOLVE_IN_ROOT")),
     }
     if last == Create::Dir {
-        // mkdir_all follows a dangling symlink inside the root, too.
-        mkdir_all(root, &rel)?;
-        return openat2(root, &rel, how(OFlag::O_PATH)).map_err(sys::err("openat2", display, "O_PATH|RESOLVE_IN_ROOT"));
+        // mkdir_all follows a dangling symlink inside the root, too, and
+        // returns the directory as this would open it.
+        return mkdir_all(root, &rel);
     }
     let parent_rel = rel.parent().unwrap_or(Path::new(""));
     let parent = mkdir_all(root, parent_rel)?;
@@ -116,28 +116,48 @@ fn mkdir_all_depth(root: BorrowedFd<'_>, rel: &Path, depth: u32) -> Result<Owned
     if depth > 16 {
         return Err(sys::err("mkdir", rel.display(), "too many levels of symlinks")(Errno::ELOOP));
     }
-    let mut cur = openat2(root, ".", how(OFlag::O_PATH | OFlag::O_DIRECTORY)).map_err(sys::err("openat2", "/", "O_PATH"))?;
-    let mut sofar = PathBuf::from("/");
-    for part in relative(rel).components() {
-        let name = part.as_os_str();
+    let clean = relative(rel);
+    let parts: Vec<&OsStr> = clean.components().map(|c| c.as_os_str()).collect();
+    let prefix = |n: usize| -> PathBuf { if n == 0 { PathBuf::from(".") } else { parts[..n].iter().collect() } };
+    // Each step is resolved from the root again, so that a symlink
+    // component is followed inside the root, never outside; so the walk may
+    // as well start at the longest prefix that exists (usually the parent).
+    // Any answer but ENOENT starts it at the root, where it is met in turn.
+    let dir = |n: usize| openat2(root, prefix(n).as_path(), how(OFlag::O_PATH | OFlag::O_DIRECTORY));
+    let mut found = None;
+    let mut missing = None; // the shortest prefix seen missing
+    for n in (1..=parts.len()).rev() {
+        match dir(n) {
+            Ok(fd) => {
+                found = Some((fd, n));
+                break;
+            }
+            Err(Errno::ENOENT) => missing = Some(n),
+            Err(_) => {
+                missing = None;
+                break;
+            }
+        }
+    }
+    let (mut cur, start) = match found {
+        Some(f) => f,
+        None => (dir(0).map_err(sys::err("openat2", "/", "O_PATH"))?, 0),
+    };
+    let mut sofar: PathBuf = Path::new("/").join(parts[..start].iter().collect::<PathBuf>());
+    for (i, name) in parts.iter().enumerate().skip(start) {
         sofar.push(name);
-        // Resolve each step from the root again, so a symlink component is
-        // followed inside the root, never outside.
-        match openat2(root, relative(&sofar).as_path(), how(OFlag::O_PATH | OFlag::O_DIRECTORY)) {
+        let step = if missing == Some(i + 1) { Err(Errno::ENOENT) } else { dir(i + 1) };
+        match step {
             Ok(fd) => cur = fd,
             Err(Errno::ENOENT) => {
-                if let Ok(target) = nix::fcntl::readlinkat(cur.as_fd(), name) {
+                if let Ok(target) = nix::fcntl::readlinkat(cur.as_fd(), *name) {
                     // A dangling symlink: create its target, resolved inside the root.
                     let parent = sofar.parent().unwrap_or(Path::new("/"));
                     mkdir_all_depth(root, &parent.join(Path::new(&target)), depth + 1)?;
                 } else {
                     create_at(cur.as_fd(), name, Create::Dir, &sofar.display().to_string())?;
                 }
-                cur = openat2(root, relative(&sofar).as_path(), how(OFlag::O_PATH | OFlag::O_DIRECTORY)).map_err(sys::err(
-                    "openat2",
-                    sofar.display(),
-                    "O_PATH|O_DIRECTORY",
-                ))?;
+                cur = dir(i + 1).map_err(sys::err("openat2", sofar.display(), "O_PATH|O_DIRECTORY"))?;
             }
             Err(e) => return Err(sys::err("openat2", sofar.display(), "O_PATH|O_DIRECTORY")(e)),
         }

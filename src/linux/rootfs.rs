@@ -80,7 +80,7 @@ pub fn bind_rootfs(rootfs: &Path) -> Result<OwnedFd, SysError> {
 }
 
 fn make_parent_private(rootfs: &Path) -> Result<(), SysError> {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").map_err(sys::io_err("read", Path::new("/proc/self/mountinfo")))?;
+    let mounts = crate::sys::read_small("/proc/self/mountinfo").map_err(sys::io_err("read", Path::new("/proc/self/mountinfo")))?;
     let mountpoint = mounts
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
@@ -103,7 +103,7 @@ fn make_parent_private(rootfs: &Path) -> Result<(), SysError> {
 }
 
 fn hide_host_kernel_fs(rootfs: &Path) -> Result<(), SysError> {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").map_err(sys::io_err("read", Path::new("/proc/self/mountinfo")))?;
+    let mounts = crate::sys::read_small("/proc/self/mountinfo").map_err(sys::io_err("read", Path::new("/proc/self/mountinfo")))?;
     let mut targets: Vec<String> = mounts
         .lines()
         .filter_map(|l| {

@@ -252,7 +252,7 @@ fn plan(bundle: &spec::Bundle, opts: &CreateOpts) -> Result<Plan> {
     let net_devices = netdev::plan(linux.net_devices().as_ref(), own_netns)?;
     let idmaps = idmap::plan(bundle.spec.mounts().as_deref().unwrap_or(&[]), &bundle.dir, ns.userns()).map_err(CreateError::Invalid)?;
     let rdt = match linux.intel_rdt() {
-        Some(r) => resctrl::plan(Some(r), &opts.id, &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+        Some(r) => resctrl::plan(Some(r), &opts.id, &crate::sys::read_small("/proc/self/mountinfo").unwrap_or_default())
             .map_err(CreateError::Invalid)?,
         None => None,
     };
@@ -365,7 +365,7 @@ fn make_cgroups(plan: &Plan, missing: &[PathBuf], undo: &mut Undo<'_>) -> Result
     let made_before: Vec<PathBuf> = plan.placement.dirs.iter().filter(|d| !undo.cgroup_dirs.contains(d)).cloned().collect();
     undo.cgroup_dirs.extend(made_before);
     // Born into its cgroup2 cgroup, init moves itself into the v1 ones.
-    Ok(CgroupSetup { joiner: cgroups::prepare_join(&plan.placement.dirs)?, systemd: None })
+    Ok(CgroupSetup { joiner: cgroups::prepare_join_placement(&plan.placement)?, systemd: None })
 }
 
 fn connect_console(opts: &CreateOpts, terminal: bool) -> Result<Option<OwnedFd>> {

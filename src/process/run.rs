@@ -42,7 +42,7 @@ pub fn run(root: &Root, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(sys::err("sigprocmask", "", "SIG_BLOCK"))?;
     }
     let created = parent::create(root, &CreateOpts { foreground: !detach, ..opts.clone() })?;
-    if let Err(e) = container::start(root, &opts.id) {
+    if let Err(e) = container::start_created(root, &created.state) {
         let _ = container::delete(root, &opts.id, true);
         return Err(e.into());
     }
@@ -62,8 +62,7 @@ pub fn run(root: &Root, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i
         }
     };
     if !keep {
-        let st = root.load(&opts.id).map_err(OpError::from)?;
-        container::destroy(root, &st)?;
+        container::destroy(root, &created.state)?;
     }
     Ok(code)
 }

@@ -149,14 +149,11 @@ impl Channel {
 
     /// Receives one message (and an fd, if one came with it).
     pub fn recv(&self) -> Result<(Msg, Option<OwnedFd>), SyncError> {
-        // On the stack: a heap block this big would be malloc's, mapped and
-        // unmapped again at every message (sys::arena).
-        let mut buf = [0u8; 64 * 1024];
-        let (n, fd) = sys::recv_with_fd(self.fd.as_fd(), &mut buf, "sync socket")?;
-        if n == 0 {
+        let (buf, fd) = sys::recv_datagram(self.fd.as_fd(), "sync socket")?;
+        if buf.is_empty() {
             return Err(SyncError::Closed);
         }
-        let msg = serde_json::from_slice(&buf[..n]).map_err(|e| SyncError::Decode(e.to_string()))?;
+        let msg = serde_json::from_slice(&buf).map_err(|e| SyncError::Decode(e.to_string()))?;
         Ok((msg, fd))
     }
 

@@ -173,10 +173,21 @@ pub fn clone_process(ns_flags: u64, cgroup: Option<BorrowedFd<'_>>) -> Result<Fo
     }
 }
 
+/// Reads a file of procfs, cgroupfs or sysfs (or any small file) whole.
+/// `fs::read_to_string` asks such a file its size first (they say 0), then
+/// reads 32 bytes and doubles: 7 reads of a host's `/proc/self/mountinfo`.
+/// This reads a page at a time, with no fstat: usually two reads.
+pub fn read_small(path: impl AsRef<Path>) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(4096);
+    std::fs::File::open(path)?.read_to_end(&mut buf)?;
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 /// The number of threads the kernel counts in this process (`Threads:` of
 /// /proc/self/status); 0 where it cannot be read.
 pub fn thread_count() -> usize {
-    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let text = read_small("/proc/self/status").unwrap_or_default();
     text.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
 }
 
@@ -430,6 +441,55 @@ pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8], what: &str) -> Result<
     Err(err("recvmsg", what, "MSG_CMSG_CLOEXEC")(Errno::ECONNRESET))
 }
 
+/// Receives one datagram from the SOCK_SEQPACKET socket `sock`, whatever
+/// its size, with the fd it carries (as `recv_with_fd`). The datagram's
+/// length is asked first (`MSG_PEEK | MSG_TRUNC`, which takes nothing and
+/// installs no fd), so that the buffer is that long: a fixed buffer would
+/// be zeroed and faulted in whole at every message, and would cut a longer
+/// one. An empty result: the peer closed.
+pub fn recv_datagram(sock: BorrowedFd<'_>, what: &str) -> Result<(Vec<u8>, Option<OwnedFd>)> {
+    use nix::sys::socket::{MsgFlags, recv};
+    let mut reset = false;
+    loop {
+        // ECONNRESET: as in `recv_with_fd`, the peer's last messages follow.
+        let len = match recv(sock.as_raw_fd(), &mut [], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
+            Ok(0) if reset => break,
+            Ok(0) => return Ok((Vec::new(), None)),
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::ECONNRESET) if !reset => {
+                reset = true;
+                continue;
+            }
+            Err(e) => return Err(err("recv", what, "MSG_PEEK|MSG_TRUNC")(e)),
+        };
+        let mut buf = vec![0u8; len];
+        match recv_with_fd(sock, &mut buf, what) {
+            Ok((0, _)) if reset => break,
+            Ok((n, fd)) => {
+                buf.truncate(n);
+                return Ok((buf, fd));
+            }
+            Err(e) if e.errno == Errno::ECONNRESET && !reset => reset = true,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(err("recvmsg", what, "MSG_CMSG_CLOEXEC")(Errno::ECONNRESET))
+}
+
+/// Drops `cap` (its number) from the calling thread's bounding set.
+/// Returns false where the kernel does not know the capability (EINVAL):
+/// it cannot be held, so there is nothing to drop. Asking first whether
+/// each one is known (`PR_CAPBSET_READ`) would double the calls.
+pub fn capbset_drop(cap: u8, name: impl fmt::Display) -> Result<bool> {
+    // SAFETY: prctl with integer arguments only.
+    match unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) } {
+        0 => Ok(true),
+        _ if Errno::last() == Errno::EINVAL => Ok(false),
+        _ => Err(err("prctl PR_CAPBSET_DROP", name, "")(Errno::last())),
+    }
+}
+
 /// Takes ownership of a raw fd received from the kernel (SCM_RIGHTS).
 pub fn owned_from_received(fd: RawFd) -> OwnedFd {
     // SAFETY: the fd was just installed in our table by recvmsg and nothing
@@ -609,5 +669,32 @@ mod tests {
         // Then the end: the reset, reported once more as an error.
         let e = recv_with_fd(a.as_fd(), &mut buf, "test socket").map(|(n, _)| n);
         assert!(matches!(e, Ok(0) | Err(SysError { errno: Errno::ECONNRESET, .. })), "{e:?}");
+    }
+
+    #[test]
+    fn recv_datagram_takes_any_size_with_its_fd_and_the_last_words_after_a_reset() {
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).unwrap();
+        // Longer than the 64 KiB the sync socket's buffer had.
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        nix::unistd::write(&b, &big).unwrap();
+        let sent = std::fs::File::open("/dev/null").unwrap();
+        let raw = [sent.as_raw_fd()];
+        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
+        nix::sys::socket::sendmsg::<()>(b.as_raw_fd(), &[std::io::IoSlice::new(b"x")], &cmsg, nix::sys::socket::MsgFlags::empty(), None)
+            .unwrap();
+        let (got, fd) = recv_datagram(a.as_fd(), "test socket").unwrap();
+        assert!(got == big && fd.is_none(), "{} bytes, fd {fd:?}", got.len());
+        let (got, fd) = recv_datagram(a.as_fd(), "test socket").unwrap();
+        assert_eq!(got, b"x");
+        let fd = fd.expect("the fd came with its message");
+        assert_eq!(std::fs::read_link(fd_path(&fd)).unwrap(), Path::new("/dev/null"));
+        // As recv_with_fd: a's unread message resets the socket, and b's
+        // last words still come, then the end.
+        nix::unistd::write(&a, b"handed over").unwrap();
+        nix::unistd::write(&b, b"error: it failed").unwrap();
+        drop(b);
+        assert_eq!(recv_datagram(a.as_fd(), "test socket").unwrap().0, b"error: it failed");
+        let e = recv_datagram(a.as_fd(), "test socket").map(|(m, _)| m);
+        assert!(matches!(&e, Ok(m) if m.is_empty()) || matches!(e, Err(SysError { errno: Errno::ECONNRESET, .. })), "{e:?}");
     }
 }
