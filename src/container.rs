@@ -53,12 +53,31 @@ pub fn load(root: &Root, id: &str) -> Result<(State, Status)> {
 pub fn start(root: &Root, id: &str) -> Result<()> {
     let (st, s) = load(root, id)?;
     if s != Status::Created {
-        // An init that failed while it waited says why in init.error.
-        let why = std::fs::read_to_string(root.dir.join(id).join(crate::state::INIT_ERROR)).unwrap_or_default();
-        let why = if s == Status::Stopped && !why.is_empty() { format!(": init failed: {why}") } else { String::new() };
+        let why = if s == Status::Stopped { init_failure(root, id) } else { None };
+        let why = why.map(|w| format!(": init failed: {w}")).unwrap_or_default();
         return Err(status_err(&st, format!("cannot start a container that is {}{why}", s.as_str())));
     }
     start_created(root, &st)
+}
+
+/// What init wrote into init.error when it failed while it waited for
+/// `start` (empty, and so `None`, while it waits or after it has let go).
+fn init_failure(root: &Root, id: &str) -> Option<String> {
+    let path = root.dir.join(id).join(state::INIT_ERROR);
+    // One stat in the common case: the file is empty.
+    if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) == 0 {
+        return None;
+    }
+    sys::read_small(&path).ok().filter(|w| !w.is_empty())
+}
+
+/// The error of a start whose init died instead of letting go: what init
+/// said, else that it is gone.
+fn died_waiting(root: &Root, st: &State) -> OpError {
+    match init_failure(root, &st.id) {
+        Some(why) => status_err(st, format!("cannot start a container that is stopped: init failed: {why}")),
+        None => status_err(st, "init is not waiting (it died)"),
+    }
 }
 
 /// `start` of a container this process has just created (`run`), whose
@@ -74,7 +93,7 @@ pub fn start_created(root: &Root, st: &State) -> Result<()> {
     let fifo = root.container_dir(id)?.join(state::EXEC_FIFO);
     let fd = match open(&fifo, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty()) {
         Ok(fd) => fd,
-        Err(Errno::ENXIO) => return Err(status_err(st, "init is not waiting (it died)")),
+        Err(Errno::ENXIO) => return Err(died_waiting(root, st)),
         Err(e) => return Err(sys::err("open", fifo.display(), "O_WRONLY|O_NONBLOCK")(e).into()),
     };
     nix::unistd::write(&fd, b"0").map_err(sys::err("write", fifo.display(), ""))?;
@@ -89,6 +108,11 @@ pub fn start_created(root: &Root, st: &State) -> Result<()> {
             Err(e) => return Err(sys::err("poll", fifo.display(), "")(e).into()),
             Ok(_) => break,
         }
+    }
+    // Init may have held the fifo when we wrote, then failed before it
+    // read (its fd closes either way): only init.error tells.
+    if init_failure(root, id).is_some() {
+        return Err(died_waiting(root, st));
     }
     if let Some(h) = st.hooks()?.and_then(|h| h.poststart().clone()) {
         let json = serde_json::to_vec(&st.oci(Status::Running)).unwrap_or_default();
