@@ -79,7 +79,8 @@ fn denied_device_cannot_be_opened() {
 #[test]
 fn update_changes_a_live_limit_and_events_report_memory() {
     need_root!();
-    let mut b = Bundle::sh("update", &hog(0, "system(\"sleep 30\")"));
+    // Ended by delete --force, not by time (the emulated VM is slow).
+    let mut b = Bundle::sh("update", &hog(0, "system(\"sleep 600\")"));
     b.config["linux"]["resources"]["memory"] = json!({"limit": 256 << 20});
     assert!(b.create().status.success());
     assert!(b.start().status.success());
@@ -105,7 +106,7 @@ fn update_changes_a_live_limit_and_events_report_memory() {
         b.id.as_ref(),
         "sh".as_ref(),
         "-c".as_ref(),
-        hog(64, "system(\"sleep 30\")").as_ref(),
+        hog(64, "system(\"sleep 600\")").as_ref(),
     ]);
     assert!(out.status.success());
     let mut grew = 0;

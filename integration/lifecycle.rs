@@ -12,7 +12,7 @@ use crate::need_root;
 #[test]
 fn create_start_state_delete() {
     need_root!();
-    let mut b = Bundle::sh("life", "echo started > /tmp/mark; sleep 30");
+    let mut b = Bundle::sh("life", "echo started > /tmp/mark; sleep 600");
     b.config["annotations"] = serde_json::json!({"org.example.k": "v"});
     let pid_file = b.dir.parent().unwrap().join("pid");
     b.write_config();
@@ -51,7 +51,13 @@ fn create_start_state_delete() {
 
     assert!(b.cmd(&["start", &b.id]).status.success());
     assert_eq!(b.status(), "running");
-    assert!(b.dir.join("rootfs/tmp/mark").exists());
+    // start returns once the process runs; its first command may still be
+    // on its way (in the emulated VM, for a while).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !b.dir.join("rootfs/tmp/mark").exists() {
+        assert!(std::time::Instant::now() < deadline, "the started process never wrote its mark");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     // start again is an error: not created.
     let again = b.cmd(&["start", &b.id]);
     assert!(!again.status.success());
@@ -293,7 +299,9 @@ fn pause_and_resume_freeze_the_container() {
 #[test]
 fn exec_joins_the_container() {
     need_root!();
-    let mut b = Bundle::sh("exec", "sleep 30");
+    // Ended by the test (kill), not by time: its many execs take tens of
+    // seconds in the emulated cgroup v2 VM.
+    let mut b = Bundle::sh("exec", "sleep 600");
     b.config["linux"]["resources"]["pids"] = json!({"limit": 50});
     assert!(b.create().status.success());
     assert!(b.start().status.success());
