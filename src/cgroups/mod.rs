@@ -173,8 +173,24 @@ fn apply_device_rules_v1(writes: &[Write]) -> Result<()> {
             .collect();
         let list = dir.join("devices.list");
         let now = devices_v1::Rules::parse_list(&crate::sys::read_small(&list).map_err(io("read", &list))?);
+        // Each rule is one write(2) of its own (the kernel takes one rule
+        // a write); the two files are opened once, not once a rule.
+        let mut open: Vec<(&str, fs::File)> = Vec::new();
         for (file, rule) in now.transition(&devices_v1::target(&spec)) {
-            write_file(&dir.join(file), &rule)?;
+            let path = dir.join(file);
+            let f = match open.iter().position(|(n, _)| *n == file) {
+                Some(k) => &open[k].1,
+                None => {
+                    let f = fs::OpenOptions::new().write(true).open(&path).map_err(io("open", &path))?;
+                    open.push((file, f));
+                    &open[open.len() - 1].1
+                }
+            };
+            use std::io::Write as _;
+            let n = (&*f).write(rule.as_bytes()).map_err(io("write", &path))?;
+            if n != rule.len() {
+                return Err(CgroupError::Invalid(format!("{}: short write of {rule:?}", path.display())));
+            }
         }
     }
     Ok(())

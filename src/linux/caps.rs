@@ -58,7 +58,9 @@ fn fail(op: &'static str, set: CapSet) -> impl FnOnce(caps::errors::CapsError) -
 /// list itself only takes away, so it may name more.
 pub fn check_available(plan: &CapPlan) -> Result<(), CapsError> {
     let mut missing = Vec::new();
-    for cap in [&plan.effective, &plan.permitted, &plan.inheritable, &plan.ambient].into_iter().flatten() {
+    // Each capability read once, whichever sets name it.
+    let named: CapsHashSet = [&plan.effective, &plan.permitted, &plan.inheritable, &plan.ambient].into_iter().flatten().copied().collect();
+    for cap in &named {
         // has_cap passes a failing PR_CAPBSET_READ on (caps::read would
         // take it for a missing capability).
         if !caps::has_cap(None, CapSet::Bounding, *cap).map_err(fail("read", CapSet::Bounding))? {
@@ -85,6 +87,15 @@ pub fn drop_bounding(plan: &CapPlan) -> Result<(), CapsError> {
 
 /// Sets inheritable, permitted and effective, then raises the ambient caps.
 pub fn apply_sets(plan: &CapPlan) -> Result<(), CapsError> {
+    let mask = |set: &CapsHashSet| set.iter().fold(0u64, |m, c| m | c.bitmask());
+    // One capset where the kernel takes all three at once; where it does
+    // not (an effective cap not permitted), the steps below, each of which
+    // names the set that failed.
+    if plan.effective.is_subset(&plan.permitted)
+        && crate::sys::capset(mask(&plan.effective), mask(&plan.permitted), mask(&plan.inheritable)).is_ok()
+    {
+        return raise_ambient(plan);
+    }
     // Effective must stay a subset of permitted while we lower them.
     caps::set(None, CapSet::Effective, &plan.effective.intersection(&plan.permitted).copied().collect())
         .or_else(|_| caps::clear(None, CapSet::Effective))
@@ -95,6 +106,11 @@ pub fn apply_sets(plan: &CapPlan) -> Result<(), CapsError> {
     caps::set(None, CapSet::Inheritable, &plan.inheritable).map_err(fail("set", CapSet::Inheritable))?;
     caps::set(None, CapSet::Permitted, &plan.permitted).map_err(fail("set", CapSet::Permitted))?;
     caps::set(None, CapSet::Effective, &plan.effective).map_err(fail("set", CapSet::Effective))?;
+    raise_ambient(plan)
+}
+
+/// Clears the ambient set, then raises the plan's ambient caps.
+fn raise_ambient(plan: &CapPlan) -> Result<(), CapsError> {
     caps::clear(None, CapSet::Ambient).map_err(fail("clear", CapSet::Ambient))?;
     let mut ambient: Vec<&Capability> = plan.ambient.iter().collect();
     ambient.sort_by_key(|c| c.index());

@@ -412,9 +412,13 @@ pub fn apply(root: BorrowedFd<'_>, op: &MountOp, tree: Option<std::os::fd::Owned
     };
     // A tmpfs takes the mode of a directory that was there (runc's rule);
     // on one made now, its own default (1777).
-    let existed = op.fstype == "tmpfs" && resolve::open_in_root(root, &op.dest, Create::Nothing).is_ok();
+    let found = if op.fstype == "tmpfs" { resolve::open_in_root(root, &op.dest, Create::Nothing).ok() } else { None };
+    let existed = found.is_some();
     let target = if is_kernel_fs(&op.fstype) && !op.is_bind() {
         resolve::open_plain_dir(root, &op.dest)?
+    } else if let Some(fd) = found {
+        // What open_in_root would open again: the same path, found.
+        fd
     } else {
         resolve::open_in_root(root, &op.dest, create)?
     };

@@ -72,8 +72,9 @@ fn open_in_root_depth(root: BorrowedFd<'_>, path: &Path, last: Create, depth: u3
     }
     if last == Create::Dir {
         // mkdir_all follows a dangling symlink inside the root, too, and
-        // returns the directory as this would open it.
-        return mkdir_all(root, &rel);
+        // returns the directory as this would open it; the whole path it
+        // need not try again (ENOENT, just now).
+        return mkdir_all_depth(root, &rel, 0, true);
     }
     let parent_rel = rel.parent().unwrap_or(Path::new(""));
     let parent = mkdir_all(root, parent_rel)?;
@@ -109,10 +110,12 @@ fn create_at(dir: BorrowedFd<'_>, name: &OsStr, what: Create, display: &str) -> 
 /// A dangling symlink on the way is followed (inside the root) and its
 /// target created, as a user of `ln -s /run /var/run` would expect.
 pub fn mkdir_all(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd, SysError> {
-    mkdir_all_depth(root, rel, 0)
+    mkdir_all_depth(root, rel, 0, false)
 }
 
-fn mkdir_all_depth(root: BorrowedFd<'_>, rel: &Path, depth: u32) -> Result<OwnedFd, SysError> {
+/// `mkdir_all`; `gone`: the caller has just been told the whole path is
+/// missing, so the walk back starts at its parent.
+fn mkdir_all_depth(root: BorrowedFd<'_>, rel: &Path, depth: u32, gone: bool) -> Result<OwnedFd, SysError> {
     if depth > 16 {
         return Err(sys::err("mkdir", rel.display(), "too many levels of symlinks")(Errno::ELOOP));
     }
@@ -126,7 +129,13 @@ fn mkdir_all_depth(root: BorrowedFd<'_>, rel: &Path, depth: u32) -> Result<Owned
     let dir = |n: usize| openat2(root, prefix(n).as_path(), how(OFlag::O_PATH | OFlag::O_DIRECTORY));
     let mut found = None;
     let mut missing = None; // the shortest prefix seen missing
-    for n in (1..=parts.len()).rev() {
+    let longest = if gone && !parts.is_empty() {
+        missing = Some(parts.len());
+        parts.len() - 1
+    } else {
+        parts.len()
+    };
+    for n in (1..=longest).rev() {
         match dir(n) {
             Ok(fd) => {
                 found = Some((fd, n));
@@ -153,7 +162,7 @@ fn mkdir_all_depth(root: BorrowedFd<'_>, rel: &Path, depth: u32) -> Result<Owned
                 if let Ok(target) = nix::fcntl::readlinkat(cur.as_fd(), *name) {
                     // A dangling symlink: create its target, resolved inside the root.
                     let parent = sofar.parent().unwrap_or(Path::new("/"));
-                    mkdir_all_depth(root, &parent.join(Path::new(&target)), depth + 1)?;
+                    mkdir_all_depth(root, &parent.join(Path::new(&target)), depth + 1, false)?;
                 } else {
                     create_at(cur.as_fd(), name, Create::Dir, &sofar.display().to_string())?;
                 }

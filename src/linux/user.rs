@@ -46,7 +46,8 @@ fn read_passwd() -> Option<String> {
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return None;
     }
-    let mut text = String::new();
+    // Room for the whole file: one read and the one that finds its end.
+    let mut text = String::with_capacity((st.st_size as usize).min(1 << 20) + 1);
     std::fs::File::from(fd).take(1 << 20).read_to_string(&mut text).ok()?;
     Some(text)
 }

@@ -445,10 +445,18 @@ fn mount_cgroups(
     let ro = base.flags.contains(nix::mount::MsFlags::MS_RDONLY);
     base.flags.remove(nix::mount::MsFlags::MS_RDONLY);
     mounts::apply(root, &base, None, false)?;
+    // The tmpfs is new and empty: each hierarchy's directory is made in it
+    // by name, not resolved from the root as a missing path would be.
+    let top = crate::linux::resolve::open_in_root(root, &op.dest, crate::linux::resolve::Create::Nothing)?;
     for h in hier {
         let name = h.mountpoint.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut sub = op.clone();
         sub.dest = op.dest.join(&name);
+        nix::sys::stat::mkdirat(top.as_fd(), name.as_str(), nix::sys::stat::Mode::from_bits_truncate(0o755)).map_err(sys::err(
+            "mkdirat",
+            sub.dest.display(),
+            "0755 (cgroup tmpfs)",
+        ))?;
         if cgroupns && h.v2 {
             // A hybrid host's cgroup2 (no controllers), beside the v1 ones.
             sub.fstype = "cgroup2".into();
@@ -469,7 +477,6 @@ fn mount_cgroups(
         mounts::apply(root, &sub, None, false)?;
     }
     if ro {
-        let top = crate::linux::resolve::open_in_root(root, &op.dest, crate::linux::resolve::Create::Nothing)?;
         let flags = nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY | nix::mount::MsFlags::MS_BIND;
         nix::mount::mount(None::<&str>, &sys::fd_path(&top), None::<&str>, flags, None::<&str>).map_err(sys::err(
             "remount",

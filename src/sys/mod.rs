@@ -176,11 +176,25 @@ pub fn clone_process(ns_flags: u64, cgroup: Option<BorrowedFd<'_>>) -> Result<Fo
 /// Reads a file of procfs, cgroupfs or sysfs (or any small file) whole.
 /// `fs::read_to_string` asks such a file its size first (they say 0), then
 /// reads 32 bytes and doubles: 7 reads of a host's `/proc/self/mountinfo`.
-/// This reads a page at a time, with no fstat: usually two reads.
+/// This reads a page at a time, with no fstat and no lseek (which
+/// `File::read_to_end` makes for its size hint): usually two reads.
 pub fn read_small(path: impl AsRef<Path>) -> std::io::Result<String> {
     use std::io::Read;
-    let mut buf = Vec::with_capacity(4096);
-    std::fs::File::open(path)?.read_to_end(&mut buf)?;
+    let file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match (&file).read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
     String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
@@ -490,6 +504,37 @@ pub fn capbset_drop(cap: u8, name: impl fmt::Display) -> Result<bool> {
     }
 }
 
+/// One `capset(2)` of the calling thread's effective, permitted and
+/// inheritable sets (bit masks of capability numbers), as runc makes it:
+/// the kernel checks all three against the sets as they were before.
+pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let half = |m: u64, hi: bool| if hi { (m >> 32) as u32 } else { m as u32 };
+    let data: [Data; 2] =
+        [false, true].map(|hi| Data { effective: half(effective, hi), permitted: half(permitted, hi), inheritable: half(inheritable, hi) });
+    let mut header = Header { version: VERSION_3, pid: 0 };
+    // SAFETY: a v3 header and the two data structs v3 takes, both alive
+    // for the call; the kernel only reads the data.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
+    Errno::result(r).map(drop).map_err(err(
+        "capset",
+        "",
+        format!("effective {effective:#x} permitted {permitted:#x} inheritable {inheritable:#x}"),
+    ))
+}
+
 /// Takes ownership of a raw fd received from the kernel (SCM_RIGHTS).
 pub fn owned_from_received(fd: RawFd) -> OwnedFd {
     // SAFETY: the fd was just installed in our table by recvmsg and nothing
@@ -654,6 +699,25 @@ mod tests {
     use super::*;
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
     use std::os::fd::AsFd;
+
+    #[test]
+    fn read_small_reads_files_of_any_length_whole() {
+        let dir = std::env::temp_dir().join(format!("strata-read-small-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in [0usize, 1, 4095, 4096, 4097, 20_000] {
+            let text: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            let f = dir.join(format!("f{n}"));
+            std::fs::write(&f, &text).unwrap();
+            assert_eq!(read_small(&f).unwrap(), text, "{n} bytes");
+        }
+        // procfs says 0 for its size: the whole text all the same.
+        let maps = read_small("/proc/self/maps").unwrap();
+        assert!(maps.ends_with('\n') && maps.lines().count() > 3, "{maps}");
+        std::fs::write(dir.join("bad"), [0xffu8, 0xfe]).unwrap();
+        assert_eq!(read_small(dir.join("bad")).unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+        assert_eq!(read_small(dir.join("none")).unwrap_err().kind(), std::io::ErrorKind::NotFound);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_peers_last_message_survives_its_reset() {
