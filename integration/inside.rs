@@ -633,6 +633,26 @@ fn capability_sets_as_runc_applies_them() {
     b.assert_gone();
 }
 
+/// An effective capability that is not permitted: the kernel refuses it
+/// (one capset cannot take it), and the error names the set that failed;
+/// the process never runs.
+#[test]
+fn an_effective_capability_not_permitted_fails_naming_the_set() {
+    need_root!();
+    let mut b = Bundle::sh("capeff", "echo ran");
+    b.config["process"]["capabilities"] = json!({
+        "bounding": ["CAP_KILL", "CAP_CHOWN"],
+        "permitted": ["CAP_KILL"],
+        "effective": ["CAP_KILL", "CAP_CHOWN"]
+    });
+    let out = b.run();
+    let (text, err) = (crate::common::stdout(&out), crate::common::stderr(&out));
+    assert!(!out.status.success(), "ran with an effective cap it was not permitted: {text}");
+    assert!(!text.contains("ran"), "{text}");
+    assert!(err.contains("Effective"), "the error does not name the set: {err}");
+    b.assert_gone();
+}
+
 /// The CPU affinity strata was started with is not the container's: init
 /// and exec'd processes get every CPU their cgroup allows, as with runc.
 #[test]

@@ -53,9 +53,10 @@ pub fn load(root: &Root, id: &str) -> Result<(State, Status)> {
 pub fn start(root: &Root, id: &str) -> Result<()> {
     let (st, s) = load(root, id)?;
     if s != Status::Created {
-        let why = if s == Status::Stopped { init_failure(root, id) } else { None };
-        let why = why.map(|w| format!(": init failed: {w}")).unwrap_or_default();
-        return Err(status_err(&st, format!("cannot start a container that is {}{why}", s.as_str())));
+        if let Some(why) = (s == Status::Stopped).then(|| init_failure(root, id)).flatten() {
+            return Err(init_failed(&st, &why));
+        }
+        return Err(status_err(&st, format!("cannot start a container that is {}", s.as_str())));
     }
     start_created(root, &st)
 }
@@ -71,13 +72,9 @@ fn init_failure(root: &Root, id: &str) -> Option<String> {
     sys::read_small(&path).ok().filter(|w| !w.is_empty())
 }
 
-/// The error of a start whose init died instead of letting go: what init
-/// said, else that it is gone.
-fn died_waiting(root: &Root, st: &State) -> OpError {
-    match init_failure(root, &st.id) {
-        Some(why) => status_err(st, format!("cannot start a container that is stopped: init failed: {why}")),
-        None => status_err(st, "init is not waiting (it died)"),
-    }
+/// The error of a start whose init failed while it waited, in its words.
+fn init_failed(st: &State, why: &str) -> OpError {
+    status_err(st, format!("cannot start a container that is stopped: init failed: {why}"))
 }
 
 /// `start` of a container this process has just created (`run`), whose
@@ -93,7 +90,12 @@ pub fn start_created(root: &Root, st: &State) -> Result<()> {
     let fifo = root.container_dir(id)?.join(state::EXEC_FIFO);
     let fd = match open(&fifo, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty()) {
         Ok(fd) => fd,
-        Err(Errno::ENXIO) => return Err(died_waiting(root, st)),
+        Err(Errno::ENXIO) => {
+            return Err(match init_failure(root, id) {
+                Some(why) => init_failed(st, &why),
+                None => status_err(st, "init is not waiting (it died)"),
+            });
+        }
         Err(e) => return Err(sys::err("open", fifo.display(), "O_WRONLY|O_NONBLOCK")(e).into()),
     };
     nix::unistd::write(&fd, b"0").map_err(sys::err("write", fifo.display(), ""))?;
@@ -111,8 +113,8 @@ pub fn start_created(root: &Root, st: &State) -> Result<()> {
     }
     // Init may have held the fifo when we wrote, then failed before it
     // read (its fd closes either way): only init.error tells.
-    if init_failure(root, id).is_some() {
-        return Err(died_waiting(root, st));
+    if let Some(why) = init_failure(root, id) {
+        return Err(init_failed(st, &why));
     }
     if let Some(h) = st.hooks()?.and_then(|h| h.poststart().clone()) {
         let json = serde_json::to_vec(&st.oci(Status::Running)).unwrap_or_default();
