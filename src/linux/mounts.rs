@@ -26,6 +26,34 @@ pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
 pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
 pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 
+/// The mount_setattr(2) `(attr_set, attr_clr)` that give a bind mount the
+/// per-mount flags of `flags` (what a `MS_REMOUNT|MS_BIND` would set).
+pub fn bind_attrs(flags: MsFlags) -> (u64, u64) {
+    let mut set = 0;
+    for (f, a) in [
+        (MsFlags::MS_RDONLY, MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, MOUNT_ATTR_NOEXEC),
+        (MsFlags::MS_NODIRATIME, MOUNT_ATTR_NODIRATIME),
+    ] {
+        if flags.contains(f) {
+            set |= a;
+        }
+    }
+    let atime = [
+        (MsFlags::MS_NOATIME, MOUNT_ATTR_NOATIME),
+        (MsFlags::MS_STRICTATIME, MOUNT_ATTR_STRICTATIME),
+        (MsFlags::MS_RELATIME, MOUNT_ATTR_RELATIME),
+    ]
+    .into_iter()
+    .find(|(f, _)| flags.contains(*f));
+    match atime {
+        Some((_, mode)) => (set | mode, MOUNT_ATTR__ATIME),
+        None => (set, 0),
+    }
+}
+
 /// One mount, fully decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountOp {
@@ -579,6 +607,17 @@ mod tests {
             let op = m(&format!(r#"{{"destination":"/x","type":"tmpfs","source":"tmpfs","options":["{o}"]}}"#));
             assert_eq!(op.data, "", "{o} is listed but not applied");
         }
+    }
+
+    #[test]
+    fn bind_attrs_are_the_remount_flags() {
+        let f = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME;
+        assert_eq!(bind_attrs(f), (MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, MOUNT_ATTR__ATIME));
+        assert_eq!(
+            bind_attrs(MsFlags::MS_NOATIME | MsFlags::MS_NODIRATIME),
+            (MOUNT_ATTR_NOATIME | MOUNT_ATTR_NODIRATIME, MOUNT_ATTR__ATIME)
+        );
+        assert_eq!(bind_attrs(MsFlags::MS_BIND), (0, 0));
     }
 
     #[test]

@@ -204,22 +204,37 @@ pub fn open_plain_dir(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, SysE
         };
         sys::err("mount destination", path.display(), why)(errno)
     };
-    let mut cur = openat2(root, ".", strict(OFlag::O_PATH | OFlag::O_DIRECTORY)).map_err(refuse)?;
-    for part in relative(path).components() {
+    let how = || strict(OFlag::O_PATH | OFlag::O_DIRECTORY);
+    let rel = relative(path);
+    // Usually the directory is there (the image's /proc, /sys): one call,
+    // which refuses a symlink or a file anywhere on the path as the walk
+    // below would.
+    match openat2(root, if rel.as_os_str().is_empty() { Path::new(".") } else { rel.as_path() }, how()) {
+        Ok(fd) => return Ok(fd),
+        Err(Errno::ENOENT) => {}
+        Err(e) => return Err(refuse(e)),
+    }
+    let mut cur: Option<OwnedFd> = None;
+    for part in rel.components() {
         let name = part.as_os_str();
-        cur = match openat2(cur.as_fd(), name, strict(OFlag::O_PATH | OFlag::O_DIRECTORY)) {
+        let at = cur.as_ref().map_or(root, |f| f.as_fd());
+        let next = match openat2(at, name, how()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
-                match mkdirat(cur.as_fd(), name, Mode::from_bits_truncate(0o755)) {
+                match mkdirat(at, name, Mode::from_bits_truncate(0o755)) {
                     Ok(()) | Err(Errno::EEXIST) => {}
                     Err(e) => return Err(sys::err("mkdirat", path.display(), "0755")(e)),
                 }
-                openat2(cur.as_fd(), name, strict(OFlag::O_PATH | OFlag::O_DIRECTORY)).map_err(refuse)?
+                openat2(at, name, how()).map_err(refuse)?
             }
             Err(e) => return Err(refuse(e)),
         };
+        cur = Some(next);
     }
-    Ok(cur)
+    match cur {
+        Some(fd) => Ok(fd),
+        None => openat2(root, ".", how()).map_err(refuse),
+    }
 }
 
 /// The path of an fd as the kernel sees it now (for messages and checks).

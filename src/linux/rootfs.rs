@@ -206,38 +206,50 @@ pub fn device_list(spec_devices: &[LinuxDevice]) -> Vec<Device> {
     list
 }
 
-/// Creates a device node (or, in a user namespace, bind-mounts the host's).
-pub fn create_device(root: BorrowedFd<'_>, dev: &Device, in_userns: bool) -> Result<(), SysError> {
-    let path = Path::new(&dev.path);
+/// Creates the device nodes (or, in a user namespace, bind-mounts the
+/// host's). Their directory (nearly always /dev) is opened once for all.
+pub fn create_devices(root: BorrowedFd<'_>, devs: &[Device], in_userns: bool) -> Result<(), SysError> {
     if in_userns {
-        let target = resolve::open_in_root(root, path, Create::File)?;
-        return mount(Some(path), &sys::fd_path(&target), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys::err(
-            "mount",
-            format!("{} (device bind)", dev.path),
-            "MS_BIND",
-        ));
+        for dev in devs {
+            let path = Path::new(&dev.path);
+            let target = resolve::open_in_root(root, path, Create::File)?;
+            mount(Some(path), &sys::fd_path(&target), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys::err(
+                "mount",
+                format!("{} (device bind)", dev.path),
+                "MS_BIND",
+            ))?;
+        }
+        return Ok(());
     }
-    let rel = resolve::relative(path);
-    let parent = resolve::mkdir_all(root, rel.parent().unwrap_or(Path::new("")))?;
-    let name = rel.file_name().unwrap_or_default();
-    // Replace whatever is there (an image may ship a placeholder file).
-    let _ = nix::unistd::unlinkat(parent.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
-    let perm = Mode::from_bits_truncate(dev.mode);
-    mknodat(parent.as_fd(), name, dev.kind, perm, makedev(dev.major, dev.minor)).map_err(sys::err(
-        "mknod",
-        &dev.path,
-        format!("{:?} {}:{}", dev.kind, dev.major, dev.minor),
-    ))?;
-    // mknod applies the umask; set the exact mode and owner through an fd.
-    let fd = resolve::open_in_root(root, path, Create::Nothing)?;
-    let fdp = sys::fd_path(&fd);
-    nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, &fdp, perm, nix::sys::stat::FchmodatFlags::FollowSymlink).map_err(sys::err(
-        "chmod",
-        &dev.path,
-        format!("{:o}", dev.mode),
-    ))?;
-    fchownat(parent.as_fd(), name, Some(Uid::from_raw(dev.uid)), Some(Gid::from_raw(dev.gid)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-        .map_err(sys::err("chown", &dev.path, format!("{}:{}", dev.uid, dev.gid)))
+    // The nodes get their modes exactly: no umask while they are made (as
+    // runc does), the caller's put back after.
+    let umask = sys::umask(0)?;
+    let made = create_nodes(root, devs);
+    sys::umask(umask)?;
+    made
+}
+
+fn create_nodes(root: BorrowedFd<'_>, devs: &[Device]) -> Result<(), SysError> {
+    let mut parent: Option<(std::path::PathBuf, OwnedFd)> = None;
+    for dev in devs {
+        let rel = resolve::relative(Path::new(&dev.path));
+        let dir = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+        if parent.as_ref().is_none_or(|(d, _)| *d != dir) {
+            parent = Some((dir.clone(), resolve::mkdir_all(root, &dir)?));
+        }
+        let (_, fd) = parent.as_ref().expect("opened above");
+        let (parent, name) = (fd.as_fd(), rel.file_name().unwrap_or_default());
+        // Replace whatever is there (an image may ship a placeholder file).
+        let _ = nix::unistd::unlinkat(parent, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+        mknodat(parent, name, dev.kind, Mode::from_bits_truncate(dev.mode), makedev(dev.major, dev.minor)).map_err(sys::err(
+            "mknod",
+            &dev.path,
+            format!("{:?} {}:{} {:o}", dev.kind, dev.major, dev.minor, dev.mode),
+        ))?;
+        fchownat(parent, name, Some(Uid::from_raw(dev.uid)), Some(Gid::from_raw(dev.gid)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(sys::err("chown", &dev.path, format!("{}:{}", dev.uid, dev.gid)))?;
+    }
+    Ok(())
 }
 
 /// The /dev symlinks runc provides.

@@ -27,10 +27,11 @@ pub struct InitContext {
     pub ns: namespaces::Plan,
     /// The sync channel; `None` once init has reported `Created`.
     pub chan: Option<Channel>,
-    /// exec.fifo, opened O_RDWR by the parent.
-    pub fifo: OwnedFd,
-    /// init.error in the state dir, opened by the parent: where a failure
-    /// between `Created` and `start` goes. Taken once `start` let init go.
+    /// exec.fifo, opened O_RDWR by the parent (sent before HooksDone).
+    pub fifo: Option<OwnedFd>,
+    /// init.error in the state dir, opened by the parent (sent before
+    /// HooksDone): where a failure between `Created` and `start` goes.
+    /// Taken once `start` let init go.
     pub late_error: Option<OwnedFd>,
     /// false: no mount namespace; mounts go to the host's, under the rootfs.
     pub own_mount_ns: bool,
@@ -219,10 +220,9 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
         })?;
     }
     if !dev_is_bind {
-        for d in rootfs::device_list(linux.devices().as_deref().unwrap_or(&[])) {
-            // Root of a user namespace (a new one, or rootless podman's) may not mknod.
-            rootfs::create_device(root.as_fd(), &d, ctx.ns.userns() || ctx.rootless)?;
-        }
+        let devs = rootfs::device_list(linux.devices().as_deref().unwrap_or(&[]));
+        // Root of a user namespace (a new one, or rootless podman's) may not mknod.
+        rootfs::create_devices(root.as_fd(), &devs, ctx.ns.userns() || ctx.rootless)?;
     }
     set_names(&spec, &ctx.ns)?;
     if has_process {
@@ -232,6 +232,11 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
 
     // prestart and createRuntime hooks run in the parent, now.
     chan.send(&Msg::RuntimeHooks)?;
+    let state_file = |want: Msg, name: &'static str| -> Result<OwnedFd> {
+        chan.expect(want, name)?.ok_or_else(|| InitError::Other(format!("sync: {name} came without its fd")))
+    };
+    ctx.fifo = Some(state_file(Msg::ExecFifo, "ExecFifo")?);
+    ctx.late_error = Some(state_file(Msg::InitError, "InitError")?);
     let state_json = match chan.recv()? {
         (Msg::HooksDone { state }, _) => state,
         (Msg::Error { msg }, _) => return Err(InitError::Other(msg)),
@@ -353,7 +358,7 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     chan.send(&Msg::Created)?;
     *chan_slot = None;
 
-    wait_for_start(&ctx.fifo)?;
+    wait_for_start(ctx.fifo.as_ref().ok_or_else(|| InitError::Other("no exec.fifo".into()))?)?;
     // Let go: from here a failure is the container's, on its stderr.
     ctx.late_error = None;
     if !has_process {
@@ -468,11 +473,15 @@ fn mount_cgroups(
             sub.data = h.controllers.join(",");
         } else {
             // Without a cgroup namespace, show the container's own cgroup
-            // (as runc does), not the host's tree.
-            sub.fstype = "bind".into();
-            sub.flags |= nix::mount::MsFlags::MS_BIND;
-            let own = dirs.iter().find(|d| d.starts_with(&h.mountpoint)).cloned();
-            sub.source = Some(own.unwrap_or_else(|| h.mountpoint.clone()));
+            // (as runc does), not the host's tree: a clone of it, given its
+            // flags while detached and moved onto the directory just made.
+            let own = dirs.iter().find(|d| d.starts_with(&h.mountpoint)).unwrap_or(&h.mountpoint);
+            let what = format!("{} -> {}", own.display(), sub.dest.display());
+            let tree = sys::mount_api::clone_path(own, &what)?;
+            let (set, clr) = mounts::bind_attrs(op.flags);
+            sys::mount_setattr(tree.as_fd(), set, clr, false, &what)?;
+            sys::mount_api::move_mount_into(tree.as_fd(), top.as_fd(), &name, &what)?;
+            continue;
         }
         mounts::apply(root, &sub, None, false)?;
     }

@@ -179,11 +179,9 @@ struct CgroupSetup {
 }
 
 /// What init's side of the clone takes (its half of the sync pair, the
-/// fifo, the console socket), handed over whole.
+/// console socket), handed over whole.
 struct ForInit {
     chan: sync::Channel,
-    fifo: OwnedFd,
-    late_error: OwnedFd,
     console: Option<OwnedFd>,
     overlay: Option<crate::layers::OverlayPlan>,
 }
@@ -203,23 +201,24 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     let dir = root.reserve(&st)?;
     let mut undo = Undo::new(root, &opts.id, plan.host_mounts.clone());
     let rootfs = image_rootfs(&bundle, opts, &plan, &mut undo)?;
-    let fifo = open_exec_fifo(&dir)?;
-    let late_error = open_init_error(&dir)?;
     let cgroup = make_cgroups(&plan, &st.cgroup_dirs, &mut undo)?;
     let console = connect_console(opts, plan.terminal)?;
     let (parent_chan, child_chan) = sync::pair()?;
-    let for_init = ForInit { chan: child_chan, fifo, late_error, console, overlay: rootfs.for_init };
+    let for_init = ForInit { chan: child_chan, console, overlay: rootfs.for_init };
     let (pid, bundle, plan, parent_chan) = spawn_init(bundle, opts, plan, cgroup.joiner, for_init, parent_chan)?;
     undo.child = Some(pid);
     record_init(&mut st, pid)?;
     place_init(&plan, cgroup.systemd, pid, &opts.id, &st, &mut undo)?;
     hand_over(&parent_chan, &bundle, &plan, pid, rootfs.by_parent.as_ref())?;
+    // While init mounts: it takes them with the hooks' answer.
+    let fifo = open_exec_fifo(&dir)?;
+    let late_error = open_init_error(&dir)?;
     crate::logging::debug(|| format!("create {}: id maps and mounts handed over, init proceeds", opts.id));
     let pid = if plan.ns.pid_after_join { adopt_init(&parent_chan, pid, &mut undo, &mut st)? } else { pid };
     serve_mount_sources(&parent_chan, &bundle, &plan, pid)?;
     cgroups::apply_devices(&plan.placement, plan.linux.resources().as_ref(), &plan.extra_allow)?;
     move_net_devices(&plan, pid)?;
-    run_runtime_hooks(&parent_chan, &bundle, &st)?;
+    run_runtime_hooks(&parent_chan, &bundle, &st, &fifo, &late_error)?;
     let pty_master = wait_created(&parent_chan)?;
     st.cgroup_dirs = undo.cgroup_dirs.clone();
     st.creating = None;
@@ -326,7 +325,9 @@ fn new_state(bundle: &spec::Bundle, opts: &CreateOpts, plan: &Plan) -> Result<St
 }
 
 /// init.error, opened here for init (as exec.fifo is): empty unless init
-/// fails between `create` and `start`.
+/// fails between `create` and `start`. Both are made once init runs, while
+/// it mounts (not before the clone, on the create's one path: each is a
+/// new inode in the state directory).
 fn open_init_error(dir: &Path) -> Result<OwnedFd> {
     let path = dir.join(state::INIT_ERROR);
     let flags = nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_EXCL | nix::fcntl::OFlag::O_CLOEXEC;
@@ -410,8 +411,8 @@ fn spawn_init(
                 bundle,
                 ns: plan.ns,
                 chan: Some(for_init.chan),
-                fifo: for_init.fifo,
-                late_error: Some(for_init.late_error),
+                fifo: None,
+                late_error: None,
                 own_mount_ns: plan.own_mount_ns,
                 console_socket: for_init.console,
                 pty_to_parent: plan.terminal && opts.console_socket.is_none(),
@@ -540,14 +541,16 @@ fn move_net_devices(plan: &Plan, pid: Pid) -> Result<()> {
 }
 
 /// The prestart and createRuntime hooks, which see the container as
-/// `created` (its namespaces and cgroup exist); init gets the state for
-/// its own hooks.
-fn run_runtime_hooks(chan: &sync::Channel, bundle: &spec::Bundle, st: &State) -> Result<()> {
+/// `created` (its namespaces and cgroup exist); init gets exec.fifo,
+/// init.error and the state for its own hooks.
+fn run_runtime_hooks(chan: &sync::Channel, bundle: &spec::Bundle, st: &State, fifo: &OwnedFd, late_error: &OwnedFd) -> Result<()> {
     let creating = serde_json::to_vec(&st.oci(Status::Created)).unwrap_or_default();
     if let Some(h) = bundle.spec.hooks() {
         hooks::run_all_in("prestart", h.prestart().as_deref().unwrap_or(&[]), &creating, &bundle.dir)?;
         hooks::run_all_in("createRuntime", h.create_runtime().as_deref().unwrap_or(&[]), &creating, &bundle.dir)?;
     }
+    chan.send_with_fd(&Msg::ExecFifo, Some(fifo))?;
+    chan.send_with_fd(&Msg::InitError, Some(late_error))?;
     chan.send(&Msg::HooksDone { state: String::from_utf8_lossy(&creating).into_owned() })?;
     Ok(())
 }

@@ -16,7 +16,7 @@
 //!   userns: the other binds, open_tree
 //!          ──── MountTree { index } [fd] ─────▶   (one per such mount; kept)
 //!          ──── Proceed ─────────────────────▶    join namespaces, unshare cgroupns,
-//!                                                 (joined userns + new pidns: unshare
+//!   mkfifo exec.fifo, create init.error           (joined userns + new pidns: unshare
 //!                                                 it, clone(CLONE_PARENT) the real
 //!                                                 init, which goes on from here)
 //!          ◀─── InitPid { pid } ─────────────     (that case only; the first exits)
@@ -27,10 +27,12 @@
 //!          ──── MountTree { index } [fd] ─────▶    comes; 0..n times)
 //!          ◀─── RuntimeHooks ────────────────     (waits)
 //!   run prestart + createRuntime hooks
+//!          ──── ExecFifo [fd] ───────────────▶    (kept: start's byte comes through it)
+//!          ──── InitError [fd] ──────────────▶    (kept: a failure after Created goes there)
 //!          ──── HooksDone { state } ─────────▶    createContainer hooks, pivot_root,
 //!                                                 masks, sysctl, console, rlimits
 //!          ◀─── PtyMaster [fd] ──────────────     (only for `run -t` without --console-socket)
-//!          ◀─── Created ─────────────────────     open exec.fifo, close the socket
+//!          ◀─── Created ─────────────────────     close the socket
 //!   save state.json, write --pid-file, exit       block reading exec.fifo
 //!   ...
 //!   strata start: write a byte to exec.fifo ──▶   startContainer hooks, user, caps,
@@ -73,6 +75,10 @@ pub enum Msg {
         pid: i32,
     },
     RuntimeHooks,
+    /// exec.fifo, opened O_RDWR, as the fd (sent before HooksDone).
+    ExecFifo,
+    /// init.error, opened for writing, as the fd (sent before HooksDone).
+    InitError,
     /// The runtime hooks ran; `state` is the state JSON for init's own hooks.
     HooksDone {
         state: String,
@@ -94,6 +100,8 @@ impl Msg {
             Msg::MountSource { .. } => "MountSource",
             Msg::InitPid { .. } => "InitPid",
             Msg::RuntimeHooks => "RuntimeHooks",
+            Msg::ExecFifo => "ExecFifo",
+            Msg::InitError => "InitError",
             Msg::HooksDone { .. } => "HooksDone",
             Msg::PtyMaster => "PtyMaster",
             Msg::Created => "Created",

@@ -105,6 +105,15 @@ pub fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Erro
 
 /// `/proc/self/fd/N`: the path through which a resolved fd is mounted on,
 /// so that the kernel acts on exactly the inode we checked.
+/// umask(2), the previous mask returned. It cannot fail, but a failure
+/// made up by a tracer (strace's fault injection) is an error here, not
+/// a mask of garbage (nix's `umask` panics on one).
+pub fn umask(mask: u32) -> Result<u32> {
+    // SAFETY: umask takes a plain integer and has no other effect.
+    let r = unsafe { libc::syscall(libc::SYS_umask, mask as libc::c_uint) };
+    Errno::result(r).map(|old| old as u32).map_err(err("umask", "", format!("{mask:03o}")))
+}
+
 pub fn fd_path(fd: &impl AsRawFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }

@@ -156,6 +156,30 @@ pub fn move_mount_onto(from: BorrowedFd<'_>, target: BorrowedFd<'_>, what: &str)
     Errno::result(r).map(drop).map_err(sys::err("move_mount", what, "MOVE_MOUNT_F_EMPTY_PATH|MOVE_MOUNT_T_EMPTY_PATH"))
 }
 
+/// `open_tree(AT_FDCWD, path, OPEN_TREE_CLONE)`: a detached bind mount of
+/// `path` as this mount namespace resolves it (for host paths strata chose).
+pub fn clone_path(path: &Path, what: &str) -> Result<OwnedFd, SysError> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = cstring(path.as_os_str().as_bytes(), "open_tree")?;
+    // SAFETY: NUL-terminated path; returns a new fd or -1.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, p.as_ptr(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC) };
+    let t = Errno::result(r).map_err(sys::err("open_tree", format!("{} ({what})", path.display()), "OPEN_TREE_CLONE"))?;
+    // SAFETY: the kernel just returned this fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(t as i32) })
+}
+
+/// `move_mount` of a detached mount onto `name` in the directory `dir`:
+/// one component, a symlink there not followed (no MOVE_MOUNT_T_SYMLINKS).
+pub fn move_mount_into(from: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &str, what: &str) -> Result<(), SysError> {
+    let to = cstring(name.as_bytes(), "move_mount")?;
+    let empty = c"";
+    // SAFETY: two valid fds, an empty path with F_EMPTY_PATH, a NUL-terminated name.
+    let r = unsafe {
+        libc::syscall(libc::SYS_move_mount, from.as_raw_fd(), empty.as_ptr(), dir.as_raw_fd(), to.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH)
+    };
+    Errno::result(r).map(drop).map_err(sys::err("move_mount", what, "MOVE_MOUNT_F_EMPTY_PATH"))
+}
+
 fn move_mount(from: BorrowedFd<'_>, target: &Path) -> Result<(), SysError> {
     use std::os::unix::ffi::OsStrExt;
     let to = cstring(target.as_os_str().as_bytes(), "move_mount")?;
