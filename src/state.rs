@@ -358,7 +358,9 @@ impl Root {
         let _ = fs::remove_dir_all(&tmp);
         fs::DirBuilder::new().mode(0o700).create(&tmp).map_err(|source| StateError::Io { op: "mkdir", path: tmp.clone(), source })?;
         let data = serde_json::to_vec(state).map_err(|e| StateError::Corrupt { path: tmp.clone(), msg: e.to_string() })?;
-        let written = write_atomic(&tmp.join(STATE_FILE), &data);
+        // Straight into place: nothing reads the private directory, which
+        // becomes the id only whole (a partial file goes with it on error).
+        let written = write_new(&tmp.join(STATE_FILE), &data);
         let renamed = written.and_then(|()| {
             crate::sys::rename_noreplace(&tmp, &dir).map_err(|e| match e {
                 nix::errno::Errno::EEXIST | nix::errno::Errno::ENOTEMPTY => StateError::Exists(id.to_string()),
@@ -397,9 +399,16 @@ impl Root {
 
     /// Writes state.json atomically: a reader sees the old or the new file, never half of one.
     pub fn save(&self, state: &State) -> Result<()> {
+        self.stage(state)?.commit()
+    }
+
+    /// The first half of `save`: the new state written beside state.json,
+    /// not yet in its place (`Staged::commit`). `create` writes it while
+    /// init finishes, so that only the swap is left once init is ready.
+    pub fn stage(&self, state: &State) -> Result<Staged> {
         let dir = self.container_dir(&state.id)?;
         let data = serde_json::to_vec(state).map_err(|e| StateError::Corrupt { path: dir.clone(), msg: e.to_string() })?;
-        write_atomic(&dir.join(STATE_FILE), &data)
+        Staged::write(&dir.join(STATE_FILE), &data)
     }
 
     /// Frees the id at once (its directory is renamed to a hidden name),
@@ -457,21 +466,56 @@ impl Root {
 /// than the kernel's writeback takes it. A file system without exchange
 /// gets the rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    Staged::write(path, data)?.commit()
+}
+
+/// A new file (mode 0600) holding `data`.
+fn write_new(path: &Path, data: &[u8]) -> Result<()> {
     let io = |op, source| StateError::Io { op, path: path.to_path_buf(), source };
-    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(|e| io("create", e))?;
-    f.write_all(data).map_err(|e| io("write", e))?;
-    drop(f);
-    if crate::sys::rename_exchange(&tmp, path).is_ok() {
-        // The old file, now under the temp name. One left by a kill here
-        // goes with its directory (`remove` removes the whole of it).
-        let _ = fs::remove_file(&tmp);
-        return Ok(());
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| io("create", e))?;
+    f.write_all(data).map_err(|e| io("write", e))
+}
+
+/// A file's next contents, written under a temp name in its directory and
+/// not yet put in place; dropped uncommitted, the temp file goes.
+pub struct Staged {
+    tmp: PathBuf,
+    path: PathBuf,
+    done: bool,
+}
+
+impl Staged {
+    pub fn write(path: &Path, data: &[u8]) -> Result<Staged> {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let io = |op, source| StateError::Io { op, path: path.to_path_buf(), source };
+        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(|e| io("create", e))?;
+        let staged = Staged { tmp, path: path.to_path_buf(), done: false };
+        f.write_all(data).map_err(|e| io("write", e))?;
+        Ok(staged)
     }
-    fs::rename(&tmp, path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io("rename", e)
-    })
+
+    /// Puts the new contents in place in one step.
+    pub fn commit(mut self) -> Result<()> {
+        self.done = true;
+        if crate::sys::rename_exchange(&self.tmp, &self.path).is_ok() {
+            // The old file, now under the temp name. One left by a kill here
+            // goes with its directory (`remove` removes the whole of it).
+            let _ = fs::remove_file(&self.tmp);
+            return Ok(());
+        }
+        fs::rename(&self.tmp, &self.path).map_err(|source| {
+            let _ = fs::remove_file(&self.tmp);
+            StateError::Io { op: "rename", path: self.path.clone(), source }
+        })
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// Facts about a live process read from `/proc/<pid>/stat`.

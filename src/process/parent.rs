@@ -219,10 +219,12 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     cgroups::apply_devices(&plan.placement, plan.linux.resources().as_ref(), &plan.extra_allow)?;
     move_net_devices(&plan, pid)?;
     run_runtime_hooks(&parent_chan, &bundle, &st, &fifo, &late_error)?;
-    let pty_master = wait_created(&parent_chan)?;
     st.cgroup_dirs = undo.cgroup_dirs.clone();
     st.creating = None;
-    root.save(&st)?;
+    // Written while init finishes; put in place once it is ready.
+    let staged = root.stage(&st)?;
+    let pty_master = wait_created(&parent_chan)?;
+    staged.commit()?;
     crate::logging::debug(|| format!("create {}: created, state saved in {}", opts.id, root.dir.display()));
     if let Some(pf) = &opts.pid_file {
         write_pid_file(pf, pid.as_raw())?;
@@ -487,21 +489,21 @@ fn hand_over(
         let userns = namespaces::open_ns(Path::new(&format!("/proc/{pid}/ns/user")))?;
         let root_ids = (IdMaps::root_of(&plan.maps.uid), IdMaps::root_of(&plan.maps.gid));
         let tree = crate::layers::mount_idmapped(overlay, userns.as_fd(), root_ids)?;
-        chan.send_with_fd(&Msg::Rootfs, Some(&tree))?;
+        chan.tell(&Msg::Rootfs, Some(&tree))?;
     }
     // After the id maps: a mount without maps of its own takes init's.
     let userns_file = container_userns(plan, pid);
     for (index, tree) in idmap::prepare(&plan.idmaps, &userns_file, &bundle.rootfs)? {
-        chan.send_with_fd(&Msg::MountTree { index }, Some(&tree))?;
+        chan.tell(&Msg::MountTree { index }, Some(&tree))?;
     }
     if plan.ns.userns() && userns::host_root() {
         for (index, tree) in
             idmap::clone_sources(bundle.spec.mounts().as_deref().unwrap_or(&[]), &bundle.dir, &bundle.rootfs, &plan.idmaps)?
         {
-            chan.send_with_fd(&Msg::MountTree { index }, Some(&tree))?;
+            chan.tell(&Msg::MountTree { index }, Some(&tree))?;
         }
     }
-    chan.send(&Msg::Proceed)?;
+    chan.tell(&Msg::Proceed, None)?;
     Ok(())
 }
 
@@ -523,7 +525,7 @@ fn serve_mount_sources(chan: &sync::Channel, bundle: &spec::Bundle, plan: &Plan,
             (Msg::RuntimeHooks, _) => return Ok(()),
             (Msg::MountSource { index }, _) => {
                 let tree = idmap::prepare_in_container(&plan.idmaps, index, pid, &userns_file, &bundle.rootfs)?;
-                chan.send_with_fd(&Msg::MountTree { index }, Some(&tree))?;
+                chan.tell(&Msg::MountTree { index }, Some(&tree))?;
             }
             (Msg::Error { msg }, _) => return Err(SyncError::Init(msg).into()),
             (got, _) => return Err(SyncError::Unexpected { want: "RuntimeHooks", got }.into()),
@@ -549,9 +551,9 @@ fn run_runtime_hooks(chan: &sync::Channel, bundle: &spec::Bundle, st: &State, fi
         hooks::run_all_in("prestart", h.prestart().as_deref().unwrap_or(&[]), &creating, &bundle.dir)?;
         hooks::run_all_in("createRuntime", h.create_runtime().as_deref().unwrap_or(&[]), &creating, &bundle.dir)?;
     }
-    chan.send_with_fd(&Msg::ExecFifo, Some(fifo))?;
-    chan.send_with_fd(&Msg::InitError, Some(late_error))?;
-    chan.send(&Msg::HooksDone { state: String::from_utf8_lossy(&creating).into_owned() })?;
+    chan.tell(&Msg::ExecFifo, Some(fifo))?;
+    chan.tell(&Msg::InitError, Some(late_error))?;
+    chan.tell(&Msg::HooksDone { state: String::from_utf8_lossy(&creating).into_owned() }, None)?;
     Ok(())
 }
 

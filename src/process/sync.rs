@@ -156,6 +156,20 @@ impl Channel {
     }
 
     /// Receives one message (and an fd, if one came with it).
+    /// `send_with_fd` to init, from the parent. An init that failed and
+    /// exited meanwhile fails the send (EPIPE, ECONNRESET); its error,
+    /// sent before it went, is still queued on this end, and is the error.
+    pub fn tell(&self, msg: &Msg, fd: Option<&OwnedFd>) -> Result<(), SyncError> {
+        self.send_with_fd(msg, fd).map_err(|e| {
+            if matches!(e.errno, nix::errno::Errno::EPIPE | nix::errno::Errno::ECONNRESET)
+                && let Ok((Msg::Error { msg }, _)) = self.recv()
+            {
+                return SyncError::Init(msg);
+            }
+            SyncError::Sys(e)
+        })
+    }
+
     pub fn recv(&self) -> Result<(Msg, Option<OwnedFd>), SyncError> {
         let (buf, fd) = sys::recv_datagram(self.fd.as_fd(), "sync socket")?;
         if buf.is_empty() {
