@@ -34,7 +34,7 @@ pub enum OpError {
 
 type Result<T> = std::result::Result<T, OpError>;
 
-fn status_err(st: &State, msg: impl Into<String>) -> OpError {
+pub(crate) fn status_err(st: &State, msg: impl Into<String>) -> OpError {
     OpError::Status { id: st.id.clone(), msg: msg.into() }
 }
 
@@ -73,7 +73,7 @@ fn init_failure(root: &Root, id: &str) -> Option<String> {
 }
 
 /// The error of a start whose init failed while it waited, in its words.
-fn init_failed(st: &State, why: &str) -> OpError {
+pub(crate) fn init_failed(st: &State, why: &str) -> OpError {
     status_err(st, format!("cannot start a container that is stopped: init failed: {why}"))
 }
 
@@ -116,6 +116,11 @@ pub fn start_created(root: &Root, st: &State) -> Result<()> {
     if let Some(why) = init_failure(root, id) {
         return Err(init_failed(st, &why));
     }
+    poststart(st)
+}
+
+/// The poststart hooks of a container just started.
+pub(crate) fn poststart(st: &State) -> Result<()> {
     if let Some(h) = st.hooks()?.and_then(|h| h.poststart().clone()) {
         let json = serde_json::to_vec(&st.oci(Status::Running)).unwrap_or_default();
         // A failing poststart hook stops the container, and the later ones

@@ -549,6 +549,8 @@ fn create_opts(a: &CreateArgs, foreground: bool, g: &Global) -> CreateOpts {
         store: g.store().unwrap_or_else(|_| PathBuf::from(strata::defaults::STORE)),
         systemd_cgroup: g.systemd_cgroup,
         rootless: g.rootless().unwrap_or(false),
+        // `run` sets it; `create` leaves init to a later `start`.
+        start_by_channel: false,
     }
 }
 

@@ -56,6 +56,10 @@ pub struct InitContext {
     /// user namespace rules even where the config asks for no user
     /// namespace (rootless podman runs strata inside its own).
     pub rootless: bool,
+    /// `run`: `Start` comes over the sync socket, which init then holds
+    /// until its execve (the parent's sign that it has let go); no
+    /// exec.fifo, no init.error.
+    pub start_by_channel: bool,
 }
 
 /// Runs init; never returns.
@@ -235,8 +239,10 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     let state_file = |want: Msg, name: &'static str| -> Result<OwnedFd> {
         chan.expect(want, name)?.ok_or_else(|| InitError::Other(format!("sync: {name} came without its fd")))
     };
-    ctx.fifo = Some(state_file(Msg::ExecFifo, "ExecFifo")?);
-    ctx.late_error = Some(state_file(Msg::InitError, "InitError")?);
+    if !ctx.start_by_channel {
+        ctx.fifo = Some(state_file(Msg::ExecFifo, "ExecFifo")?);
+        ctx.late_error = Some(state_file(Msg::InitError, "InitError")?);
+    }
     let state_json = match chan.recv()? {
         (Msg::HooksDone { state }, _) => state,
         (Msg::Error { msg }, _) => return Err(InitError::Other(msg)),
@@ -356,9 +362,18 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
         sys::exit_on_signals(&[S::SIGTERM, S::SIGINT, S::SIGHUP, S::SIGQUIT, S::SIGUSR1, S::SIGUSR2])?;
     }
     chan.send(&Msg::Created)?;
-    *chan_slot = None;
-
-    wait_for_start(ctx.fifo.as_ref().ok_or_else(|| InitError::Other("no exec.fifo".into()))?)?;
+    // Held until execve closes it (CLOEXEC), when started over it.
+    let _held = if ctx.start_by_channel {
+        match chan.recv()? {
+            (Msg::Start, _) => {}
+            (got, _) => return Err(SyncError::Unexpected { want: "Start", got }.into()),
+        }
+        chan_slot.take()
+    } else {
+        *chan_slot = None;
+        wait_for_start(ctx.fifo.as_ref().ok_or_else(|| InitError::Other("no exec.fifo".into()))?)?;
+        None
+    };
     // Let go: from here a failure is the container's, on its stderr.
     ctx.late_error = None;
     if !has_process {

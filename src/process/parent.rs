@@ -75,6 +75,10 @@ pub struct CreateOpts {
     /// `--rootless` (auto: not root of the host): a cgroup the caller may
     /// not write is skipped with a warning instead of failing create.
     pub rootless: bool,
+    /// `run`: init is let go over its sync socket by this same process
+    /// (`container::start_over`), not through exec.fifo by a later
+    /// `start`; neither exec.fifo nor init.error is made.
+    pub start_by_channel: bool,
 }
 
 /// A container that reached `created`.
@@ -82,6 +86,8 @@ pub struct Created {
     pub state: State,
     pub pid: Pid,
     pub pty_master: Option<OwnedFd>,
+    /// With `start_by_channel`: the sync socket, on which init waits.
+    pub chan: Option<sync::Channel>,
 }
 
 /// What has been made so far, undone on drop unless disarmed.
@@ -211,14 +217,13 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     place_init(&plan, cgroup.systemd, pid, &opts.id, &st, &mut undo)?;
     hand_over(&parent_chan, &bundle, &plan, pid, rootfs.by_parent.as_ref())?;
     // While init mounts: it takes them with the hooks' answer.
-    let fifo = open_exec_fifo(&dir)?;
-    let late_error = open_init_error(&dir)?;
+    let state_files = if opts.start_by_channel { None } else { Some((open_exec_fifo(&dir)?, open_init_error(&dir)?)) };
     crate::logging::debug(|| format!("create {}: id maps and mounts handed over, init proceeds", opts.id));
     let pid = if plan.ns.pid_after_join { adopt_init(&parent_chan, pid, &mut undo, &mut st)? } else { pid };
     serve_mount_sources(&parent_chan, &bundle, &plan, pid)?;
     cgroups::apply_devices(&plan.placement, plan.linux.resources().as_ref(), &plan.extra_allow)?;
     move_net_devices(&plan, pid)?;
-    run_runtime_hooks(&parent_chan, &bundle, &st, &fifo, &late_error)?;
+    run_runtime_hooks(&parent_chan, &bundle, &st, state_files.as_ref())?;
     st.cgroup_dirs = undo.cgroup_dirs.clone();
     st.creating = None;
     // Written while init finishes; put in place once it is ready.
@@ -233,7 +238,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         sync::send_pidfd(sock, pid.as_raw())?;
     }
     undo.armed = false;
-    Ok(Created { state: st, pid, pty_master })
+    Ok(Created { state: st, pid, pty_master, chan: opts.start_by_channel.then_some(parent_chan) })
 }
 
 /// Decides what the container gets: its namespaces, cgroups (rootless
@@ -427,6 +432,7 @@ fn spawn_init(
                 cgroup_join: joiner,
                 overlay: for_init.overlay,
                 rootless: opts.rootless,
+                start_by_channel: opts.start_by_channel,
             };
             init::run(ctx)
         }
@@ -543,16 +549,19 @@ fn move_net_devices(plan: &Plan, pid: Pid) -> Result<()> {
 }
 
 /// The prestart and createRuntime hooks, which see the container as
-/// `created` (its namespaces and cgroup exist); init gets exec.fifo,
-/// init.error and the state for its own hooks.
-fn run_runtime_hooks(chan: &sync::Channel, bundle: &spec::Bundle, st: &State, fifo: &OwnedFd, late_error: &OwnedFd) -> Result<()> {
+/// `created` (its namespaces and cgroup exist); init gets exec.fifo and
+/// init.error (unless `run` starts it over the socket) and the state for
+/// its own hooks.
+fn run_runtime_hooks(chan: &sync::Channel, bundle: &spec::Bundle, st: &State, files: Option<&(OwnedFd, OwnedFd)>) -> Result<()> {
     let creating = serde_json::to_vec(&st.oci(Status::Created)).unwrap_or_default();
     if let Some(h) = bundle.spec.hooks() {
         hooks::run_all_in("prestart", h.prestart().as_deref().unwrap_or(&[]), &creating, &bundle.dir)?;
         hooks::run_all_in("createRuntime", h.create_runtime().as_deref().unwrap_or(&[]), &creating, &bundle.dir)?;
     }
-    chan.tell(&Msg::ExecFifo, Some(fifo))?;
-    chan.tell(&Msg::InitError, Some(late_error))?;
+    if let Some((fifo, late_error)) = files {
+        chan.tell(&Msg::ExecFifo, Some(fifo))?;
+        chan.tell(&Msg::InitError, Some(late_error))?;
+    }
     chan.tell(&Msg::HooksDone { state: String::from_utf8_lossy(&creating).into_owned() }, None)?;
     Ok(())
 }

@@ -15,7 +15,7 @@ use nix::unistd::Pid;
 
 use super::parent::{self, CreateError, CreateOpts};
 use crate::container::{self, OpError};
-use crate::state::Root;
+use crate::state::{Root, State};
 use crate::sys::{self, SysError};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +41,9 @@ pub fn run(root: &Root, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i
         FORWARDED.iter().for_each(|s| set.add(*s));
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(sys::err("sigprocmask", "", "SIG_BLOCK"))?;
     }
-    let created = parent::create(root, &CreateOpts { foreground: !detach, ..opts.clone() })?;
-    if let Err(e) = container::start_created(root, &created.state) {
+    let mut created = parent::create(root, &CreateOpts { foreground: !detach, start_by_channel: true, ..opts.clone() })?;
+    let chan = created.chan.take().expect("start_by_channel gives the socket");
+    if let Err(e) = start_over(&created.state, chan) {
         let _ = container::delete(root, &opts.id, true);
         return Err(e.into());
     }
@@ -65,6 +66,30 @@ pub fn run(root: &Root, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i
         container::destroy(root, &created.state)?;
     }
     Ok(code)
+}
+
+/// `run`'s start of the container it has just created, whose init waits
+/// on the sync socket (`CreateOpts::start_by_channel`): `Start`, then
+/// init's end closes when it execs (or dies), and the poststart hooks run.
+pub fn start_over(st: &State, chan: super::sync::Channel) -> Result<(), OpError> {
+    use super::sync::{Msg, SyncError};
+    if !st.has_process().map_err(|e| container::status_err(st, e.to_string()))? {
+        return Err(container::status_err(st, "cannot start: config.json has no process"));
+    }
+    let said = |e: SyncError| match e {
+        SyncError::Init(why) => container::init_failed(st, &why),
+        SyncError::Closed => container::status_err(st, "init is not waiting (it died)"),
+        e => container::status_err(st, e.to_string()),
+    };
+    chan.tell(&Msg::Start, None).map_err(said)?;
+    match chan.recv() {
+        Err(SyncError::Closed) => {}
+        Ok((Msg::Error { msg }, _)) => return Err(container::init_failed(st, &msg)),
+        Ok((got, _)) => return Err(said(SyncError::Unexpected { want: "nothing after Start", got })),
+        Err(e) => return Err(said(e)),
+    }
+    crate::logging::debug(|| format!("start {}: init {} let go over its socket", st.id, st.pid));
+    container::poststart(st)
 }
 
 fn exit_code(ws: WaitStatus) -> Option<i32> {

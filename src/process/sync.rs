@@ -38,6 +38,13 @@
 //!   strata start: write a byte to exec.fifo ──▶   startContainer hooks, user, caps,
 //!                                                 seccomp, execve(process.args)
 //!
+//!   `run` (start_by_channel): no exec.fifo, no init.error, the socket kept:
+//!          ◀─── Created ─────────────────────     (keeps the socket)
+//!   save state.json
+//!          ──── Start ───────────────────────▶    startContainer hooks, user, caps,
+//!   EOF: init has exec'd (or died)     ◀──────    seccomp, execve (CLOEXEC closes it)
+//!   poststart hooks, wait
+//!
 //!   at any step init may instead send:
 //!          ◀─── Error { msg } ───────────────     and exit(1)
 //! ```
@@ -85,6 +92,8 @@ pub enum Msg {
     },
     PtyMaster,
     Created,
+    /// `run`'s start: init lets go (instead of a byte through exec.fifo).
+    Start,
     Error {
         msg: String,
     },
@@ -105,6 +114,7 @@ impl Msg {
             Msg::HooksDone { .. } => "HooksDone",
             Msg::PtyMaster => "PtyMaster",
             Msg::Created => "Created",
+            Msg::Start => "Start",
             Msg::Error { .. } => "Error",
         }
     }
