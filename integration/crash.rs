@@ -131,6 +131,41 @@ fn init_of_a_create_killed_after_the_clone_goes_by_itself() {
 }
 
 #[test]
+fn init_of_a_run_killed_before_its_start_goes_by_itself() {
+    need_root!();
+    let b = Bundle::sh("killrun", "touch /ran; sleep 30");
+    b.write_config();
+    // `run` alone is traced, and dies at its third message to init (Proceed,
+    // HooksDone, Start): created and recorded, not started. Its init waits
+    // on the socket, not on a fifo no one will write: it must see the socket
+    // close and exit, the user process never run.
+    let status = Command::new("strace")
+        .args(["-qq", "-o", "/dev/null", "-e", "trace=sendmsg", "-e", "inject=sendmsg:signal=KILL:when=3"])
+        .arg(&b.bin)
+        .arg("--root")
+        .arg(&b.root)
+        .args(["run", "--bundle"])
+        .arg(&b.dir)
+        .arg(&b.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("strace (hack/setup installs it)");
+    assert!(!status.success(), "run was not killed");
+    assert_no_process(&b.id);
+    // Killed after the final state was saved (init's pid in it, no
+    // creating record), so at Start.
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(b.root.join(&b.id).join("state.json")).unwrap()).unwrap();
+    assert!(saved["pid"].as_i64().unwrap_or(0) > 0 && saved.get("creating").is_none_or(|c| c.is_null()), "{saved}");
+    assert_eq!(b.status(), "stopped");
+    assert!(!b.dir.join("rootfs/ran").exists(), "the process ran");
+    let out = b.cmd(&["delete", &b.id]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    assert_nothing_left(&b.root, &b.id, &b.dir);
+}
+
+#[test]
 fn image_create_killed_during_unpack_leaves_nothing_after_delete() {
     need_root!();
     let img = Image::new("killunpack");

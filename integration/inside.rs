@@ -234,6 +234,28 @@ fn cgroup_limits_are_visible_inside() {
 }
 
 #[test]
+fn cgroup_v1_binds_are_the_containers_own_and_read_only() {
+    need_root!();
+    if !std::path::Path::new("/sys/fs/cgroup/pids/tasks").exists() {
+        eprintln!("skipped: cgroup_v1_binds_are_the_containers_own_and_read_only needs a cgroup v1 pids hierarchy");
+        return;
+    }
+    // The default spec's cgroup mount: ro, nosuid, nodev, noexec, no cgroup
+    // namespace. Each hierarchy is the container's own cgroup, bound with
+    // those flags, so the container can neither leave nor loosen it.
+    let b = Bundle::sh(
+        "cgbind",
+        "grep ' /sys/fs/cgroup/pids ' /proc/self/mountinfo | cut -d' ' -f4,6; mkdir /sys/fs/cgroup/pids/out 2>&1 || true; { echo 1 > /sys/fs/cgroup/pids/tasks; } 2>&1 || true",
+    );
+    let out = b.run_ok();
+    let first = out.lines().next().unwrap_or_default();
+    let (root, opts) = first.split_once(' ').unwrap_or_default();
+    assert!(root.ends_with(&format!("/{}", b.id)), "{out}");
+    assert!(opts.starts_with("ro,nosuid,nodev,noexec"), "{out}");
+    assert_eq!(out.matches("Read-only file system").count(), 2, "{out}");
+}
+
+#[test]
 fn time_namespace_offsets() {
     need_root!();
     let mut b = Bundle::sh("timens", "cut -d. -f1 /proc/uptime; readlink /proc/self/ns/time");

@@ -645,6 +645,22 @@ mod tests {
     }
 
     #[test]
+    fn a_staged_file_is_seen_only_once_committed_and_dropped_leaves_nothing() {
+        let d = std::env::temp_dir().join(format!("strata-test-staged-{}", std::process::id()));
+        fs::create_dir_all(&d).unwrap();
+        let p = d.join("s.json");
+        write_atomic(&p, b"old").unwrap();
+        let staged = Staged::write(&p, b"new").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"old");
+        staged.commit().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        drop(Staged::write(&p, b"never").unwrap());
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1, "a temp file was left");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn a_reader_sees_the_old_or_the_new_file_while_it_is_replaced() {
         let d = std::env::temp_dir().join(format!("strata-test-swap-{}", std::process::id()));
         fs::create_dir_all(&d).unwrap();

@@ -71,7 +71,7 @@ pub fn run(root: &Root, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i
 /// `run`'s start of the container it has just created, whose init waits
 /// on the sync socket (`CreateOpts::start_by_channel`): `Start`, then
 /// init's end closes when it execs (or dies), and the poststart hooks run.
-pub fn start_over(st: &State, chan: super::sync::Channel) -> Result<(), OpError> {
+fn start_over(st: &State, chan: super::sync::Channel) -> Result<(), OpError> {
     use super::sync::{Msg, SyncError};
     if !st.has_process().map_err(|e| container::status_err(st, e.to_string()))? {
         return Err(container::status_err(st, "cannot start: config.json has no process"));

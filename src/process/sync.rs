@@ -165,7 +165,6 @@ impl Channel {
         ))
     }
 
-    /// Receives one message (and an fd, if one came with it).
     /// `send_with_fd` to init, from the parent. An init that failed and
     /// exited meanwhile fails the send (EPIPE, ECONNRESET); its error,
     /// sent before it went, is still queued on this end, and is the error.
@@ -180,6 +179,7 @@ impl Channel {
         })
     }
 
+    /// Receives one message (and an fd, if one came with it).
     pub fn recv(&self) -> Result<(Msg, Option<OwnedFd>), SyncError> {
         let (buf, fd) = sys::recv_datagram(self.fd.as_fd(), "sync socket")?;
         if buf.is_empty() {
@@ -228,6 +228,21 @@ pub fn send_fd(sock: &impl AsRawFd, fd: &OwnedFd, name: &str) -> Result<(), SysE
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_send_to_an_init_that_failed_and_went_reports_its_error() {
+        let (parent, init) = pair().unwrap();
+        init.send(&Msg::Error { msg: "mount /proc: boom".into() }).unwrap();
+        drop(init);
+        match parent.tell(&Msg::HooksDone { state: String::new() }, None) {
+            Err(SyncError::Init(m)) => assert_eq!(m, "mount /proc: boom"),
+            other => panic!("{other:?}"),
+        }
+        // Gone without a word: the send's own error.
+        let (parent, init) = pair().unwrap();
+        drop(init);
+        assert!(matches!(parent.tell(&Msg::Proceed, None), Err(SyncError::Sys(_))));
+    }
+
     use super::*;
 
     #[test]
