@@ -157,7 +157,16 @@ fn init_of_a_run_killed_before_its_start_goes_by_itself() {
     // Killed after the final state was saved (init's pid in it, no
     // creating record), so at Start.
     let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(b.root.join(&b.id).join("state.json")).unwrap()).unwrap();
-    assert!(saved["pid"].as_i64().unwrap_or(0) > 0 && saved.get("creating").is_none_or(|c| c.is_null()), "{saved}");
+    let init = saved["pid"].as_i64().unwrap_or(0) as i32;
+    assert!(init > 0 && saved.get("creating").is_none_or(|c| c.is_null()), "{saved}");
+    // Init's command line does not name the container, so it is waited for
+    // by pid: it goes when it reads the socket's end, which the kernel
+    // closes a little after `run` is reaped.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while crate::common::alive(init) {
+        assert!(Instant::now() < deadline, "init {init} of the killed run stayed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(b.status(), "stopped");
     assert!(!b.dir.join("rootfs/ran").exists(), "the process ran");
     let out = b.cmd(&["delete", &b.id]);
