@@ -145,6 +145,13 @@ disabled_plugins = [{cri_off}"io.containerd.snapshotter.v1.aufs", "io.containerd
         self.ctr(&v.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
+    /// The last lines of the daemon's log (the shims log there too).
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.base.join("containerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        format!("containerd.log ends:\n{}", lines[lines.len().saturating_sub(30)..].join("\n"))
+    }
+
     fn runc_root(&self) -> PathBuf {
         self.base.join("runc-root")
     }
@@ -252,8 +259,11 @@ fn containerd_drives_the_runtime() {
     });
 
     c.check("image USER, WORKDIR, ENV", || {
-        let out = ok(&d.run("img", &["--rm", IMAGE, "img", "sh", "-c", "id -u; id -G; pwd; echo $STRATA_IMAGE_VAR; echo $PATH"]));
-        assert_eq!(out, "1000\n1000 1001\n/home/tester\nfrom-image\n/usr/sbin:/usr/bin:/sbin:/bin\n");
+        let o = d.run("img", &["--rm", IMAGE, "img", "sh", "-c", "id -u; id -G; pwd; echo $STRATA_IMAGE_VAR; echo $PATH"]);
+        // Seen once in CI, not since in 150 runs under load: exit 0 and no
+        // output at all. The whole exchange and containerd's log say more
+        // if it comes back.
+        assert_eq!(ok(&o), "1000\n1000 1001\n/home/tester\nfrom-image\n/usr/sbin:/usr/bin:/sbin:/bin\n", "{}\n{}", show(&o), d.log_tail());
     });
 
     c.check("--env --cwd", || {
