@@ -819,6 +819,14 @@ fn bind_remounts_keep_a_locked_sources_flags() {
     assert!(has(&opts, "nodiratime") && has(&opts, "relatime") && has(&opts, "nosuid"), "userns, bind,nosuid,diratime: {opts}");
     let (out, _) = run(json!(["bind", "nosuid", "strictatime"]), true);
     assert!(!out.status.success(), "userns: another atime mode than the locked source's was accepted");
+    // A plain relatime source (runc's mounts_sshfs.bats): its mode is read
+    // from the kernel's ST_RELATIME bit, which musl's statvfs table lacks.
+    assert!(Command::new("mount").args(["--bind", "-o", "remount,rw,nosuid,diratime,relatime"]).arg(&src).status_within().success());
+    let (out, _) = run(json!(["bind", "nosuid", "strictatime"]), true);
+    assert!(!out.status.success(), "userns: strictatime over a locked relatime source was accepted");
+    let (out, opts) = run(json!(["bind", "nosuid"]), true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(has(&opts, "relatime"), "userns, bind,nosuid of a relatime source: {opts}");
 }
 
 /// A detached container's stdin is the host's /dev/null (conmon and

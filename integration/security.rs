@@ -761,3 +761,37 @@ fn no_pivot_exposes_no_whole_procfs() {
     assert!(!text.contains("MOUNTED"), "a fresh procfs was mounted under --no-pivot: {text}");
     b.assert_gone();
 }
+
+/// While created, init holds nothing of the host's beyond its stdio (the
+/// caller's) and exec.fifo: no state file, directory or binary that a
+/// process in the container could reach through /proc/1/fd once it runs
+/// (runc's create.bats "detect fd leak" holds runc to the same list).
+#[test]
+fn a_created_init_holds_no_host_file_but_its_exec_fifo() {
+    need_root!();
+    let b = Bundle::sh("fdleak", "true");
+    assert!(b.create().status.success());
+    let pid = b.state()["pid"].as_i64().unwrap();
+    let mut held = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let fd: u32 = e.file_name().to_string_lossy().parse().unwrap();
+        let target = std::fs::read_link(e.path()).map(|t| t.display().to_string()).unwrap_or_default();
+        held.push(format!("{fd} -> {target}"));
+        let anonymous = ["pipe:[", "socket:[", "anon_inode:"].iter().any(|p| target.starts_with(p));
+        // The container's own root (its mount, not the host's, so seen as
+        // "/" from here), which init keeps for its last steps.
+        let own_root = target == "/" && same_file(&e.path(), &format!("/proc/{pid}/root"));
+        assert!(fd < 3 || anonymous || own_root || target.ends_with("/exec.fifo"), "init holds fd {fd} -> {target}");
+    }
+    assert!(held.iter().any(|h| h.ends_with("/exec.fifo")), "no exec.fifo among {held:?}");
+    assert!(b.cmd(&["delete", "--force", &b.id]).status.success());
+    b.assert_gone();
+}
+
+fn same_file(a: &impl AsRef<std::path::Path>, b: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
+        _ => false,
+    }
+}

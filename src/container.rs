@@ -53,26 +53,13 @@ pub fn load(root: &Root, id: &str) -> Result<(State, Status)> {
 pub fn start(root: &Root, id: &str) -> Result<()> {
     let (st, s) = load(root, id)?;
     if s != Status::Created {
-        if let Some(why) = (s == Status::Stopped).then(|| init_failure(root, id)).flatten() {
-            return Err(init_failed(&st, &why));
-        }
         return Err(status_err(&st, format!("cannot start a container that is {}", s.as_str())));
     }
     start_created(root, &st)
 }
 
-/// What init wrote into init.error when it failed while it waited for
-/// `start` (empty, and so `None`, while it waits or after it has let go).
-fn init_failure(root: &Root, id: &str) -> Option<String> {
-    let path = root.dir.join(id).join(state::INIT_ERROR);
-    // One stat in the common case: the file is empty.
-    if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) == 0 {
-        return None;
-    }
-    sys::read_small(&path).ok().filter(|w| !w.is_empty())
-}
-
-/// The error of a start whose init failed while it waited, in its words.
+/// The error of a start whose init failed before it was let go, in its
+/// words (`run` hears them over the sync socket).
 pub(crate) fn init_failed(st: &State, why: &str) -> OpError {
     status_err(st, format!("cannot start a container that is stopped: init failed: {why}"))
 }
@@ -90,12 +77,8 @@ pub fn start_created(root: &Root, st: &State) -> Result<()> {
     let fifo = root.container_dir(id)?.join(state::EXEC_FIFO);
     let fd = match open(&fifo, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty()) {
         Ok(fd) => fd,
-        Err(Errno::ENXIO) => {
-            return Err(match init_failure(root, id) {
-                Some(why) => init_failed(st, &why),
-                None => status_err(st, "init is not waiting (it died)"),
-            });
-        }
+        // Init said why on the container's stderr, as runc's does.
+        Err(Errno::ENXIO) => return Err(status_err(st, "init is not waiting (it died)")),
         Err(e) => return Err(sys::err("open", fifo.display(), "O_WRONLY|O_NONBLOCK")(e).into()),
     };
     nix::unistd::write(&fd, b"0").map_err(sys::err("write", fifo.display(), ""))?;
@@ -111,10 +94,10 @@ pub fn start_created(root: &Root, st: &State) -> Result<()> {
             Ok(_) => break,
         }
     }
-    // Init may have held the fifo when we wrote, then failed before it
-    // read (its fd closes either way): only init.error tells.
-    if let Some(why) = init_failure(root, id) {
-        return Err(init_failed(st, &why));
+    // Init may have held the fifo when we wrote, then died before it read
+    // (its fd closes either way): then our byte is still in the pipe.
+    if sys::pipe_unread(fd.as_fd(), &fifo.display().to_string())? > 0 {
+        return Err(status_err(st, "init died before it was let go"));
     }
     poststart(st)
 }

@@ -26,9 +26,6 @@ use serde_json::value::RawValue;
 pub const OCI_VERSION: &str = "1.2.0";
 pub const STATE_FILE: &str = "state.json";
 pub const EXEC_FIFO: &str = "exec.fifo";
-/// What init says if it fails after `create` returned and before `start`
-/// let it go: no one listens on its socket any more, and `start` reads it.
-pub const INIT_ERROR: &str = "init.error";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

@@ -340,7 +340,7 @@ fn remount_bind(op: &MountOp, top: &std::os::fd::OwnedFd, rest: MsFlags, dest: &
             Err(e) => return Err(fail(flags)(e)),
         }
     }
-    let src_flags = nix::sys::statvfs::fstatvfs(top).map(|st| statvfs_to_ms(st.flags())).map_err(sys::err("fstatvfs", dest, "bind"))?;
+    let src_flags = statvfs_to_ms(sys::mount_flags(top.as_fd(), dest)?);
     if locked && !changes_locked(rest, src_flags) {
         // What the kernel lets a remount of a locked mount do: keep every
         // locked flag (an option that only clears one, `bind,diratime`,
@@ -379,26 +379,19 @@ fn changes_locked(flags: MsFlags, src: MsFlags) -> bool {
     asked != have
 }
 
-fn statvfs_to_ms(f: nix::sys::statvfs::FsFlags) -> MsFlags {
-    use nix::sys::statvfs::FsFlags as S;
+/// Mount flags as statvfs's `f_flag` bits say them (`ST_*`, Linux's values).
+fn statvfs_to_ms(f: u64) -> MsFlags {
     let table = [
-        (S::ST_RDONLY, MsFlags::MS_RDONLY),
-        (S::ST_NOSUID, MsFlags::MS_NOSUID),
-        (S::ST_NODEV, MsFlags::MS_NODEV),
-        (S::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (S::ST_NOATIME, MsFlags::MS_NOATIME),
-        (S::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (1, MsFlags::MS_RDONLY),        // ST_RDONLY
+        (2, MsFlags::MS_NOSUID),        // ST_NOSUID
+        (4, MsFlags::MS_NODEV),         // ST_NODEV
+        (8, MsFlags::MS_NOEXEC),        // ST_NOEXEC
+        (1024, MsFlags::MS_NOATIME),    // ST_NOATIME
+        (2048, MsFlags::MS_NODIRATIME), // ST_NODIRATIME
+        (4096, MsFlags::MS_RELATIME),   // ST_RELATIME
+        (8192, MS_NOSYMFOLLOW),         // ST_NOSYMFOLLOW (Linux 5.10)
     ];
-    let mut out = table.iter().filter(|(s, _)| f.contains(*s)).fold(MsFlags::empty(), |a, (_, m)| a | *m);
-    // ST_RELATIME (0x1000) and ST_NOSYMFOLLOW (0x2000, Linux 5.10) are not
-    // in every libc's table (musl has neither).
-    if f.bits() & 0x1000 != 0 {
-        out |= MsFlags::MS_RELATIME;
-    }
-    if f.bits() & 0x2000 != 0 {
-        out |= MS_NOSYMFOLLOW;
-    }
-    out
+    table.iter().filter(|(bit, _)| f & bit != 0).fold(MsFlags::empty(), |a, (_, m)| a | *m)
 }
 
 /// A tmpfs without `mode=` takes the mode of the directory it covers (one

@@ -29,10 +29,6 @@ pub struct InitContext {
     pub chan: Option<Channel>,
     /// exec.fifo, opened O_RDWR by the parent (sent before HooksDone).
     pub fifo: Option<OwnedFd>,
-    /// init.error in the state dir, opened by the parent (sent before
-    /// HooksDone): where a failure between `Created` and `start` goes.
-    /// Taken once `start` let init go.
-    pub late_error: Option<OwnedFd>,
     /// false: no mount namespace; mounts go to the host's, under the rootfs.
     pub own_mount_ns: bool,
     pub console_socket: Option<OwnedFd>,
@@ -58,7 +54,7 @@ pub struct InitContext {
     pub rootless: bool,
     /// `run`: `Start` comes over the sync socket, which init then holds
     /// until its execve (the parent's sign that it has let go); no
-    /// exec.fifo, no init.error.
+    /// exec.fifo.
     pub start_by_channel: bool,
 }
 
@@ -73,10 +69,7 @@ pub fn run(mut ctx: InitContext) -> ! {
             // container's stderr is the only witness (as with runc). A parent
             // that went away has said (or will say) why itself.
             let parent_gone = matches!(e, InitError::Sync(super::sync::SyncError::Closed));
-            let sent = chan.as_ref().is_some_and(|c| c.send(&Msg::Error { msg: e.to_string() }).is_ok())
-                // Between Created and start: for `start` to say (one line
-                // of the caller's, not one of init's besides).
-                || (chan.is_none() && ctx.late_error.take().is_some_and(|f| nix::unistd::write(&f, e.to_string().as_bytes()).is_ok()));
+            let sent = chan.as_ref().is_some_and(|c| c.send(&Msg::Error { msg: e.to_string() }).is_ok());
             if !sent && !parent_gone {
                 // The container's stderr: the error alone, as runc prints it
                 // (it names what failed: `exec /run.sh: no such file ...`).
@@ -241,7 +234,6 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
     };
     if !ctx.start_by_channel {
         ctx.fifo = Some(state_file(Msg::ExecFifo, "ExecFifo")?);
-        ctx.late_error = Some(state_file(Msg::InitError, "InitError")?);
     }
     let state_json = match chan.recv()? {
         (Msg::HooksDone { state }, _) => state,
@@ -375,7 +367,6 @@ fn steps(ctx: &mut InitContext, chan_slot: &mut Option<Channel>) -> Result<Never
         None
     };
     // Let go: from here a failure is the container's, on its stderr.
-    ctx.late_error = None;
     if !has_process {
         return Err(InitError::Other("process is not set in config.json".into()));
     }

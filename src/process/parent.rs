@@ -77,7 +77,7 @@ pub struct CreateOpts {
     pub rootless: bool,
     /// `run`: init is let go over its sync socket by this same process
     /// (`container::start_over`), not through exec.fifo by a later
-    /// `start`; neither exec.fifo nor init.error is made.
+    /// `start`; no exec.fifo is made.
     pub start_by_channel: bool,
 }
 
@@ -217,13 +217,13 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     place_init(&plan, cgroup.systemd, pid, &opts.id, &st, &mut undo)?;
     hand_over(&parent_chan, &bundle, &plan, pid, rootfs.by_parent.as_ref())?;
     // While init mounts: it takes them with the hooks' answer.
-    let state_files = if opts.start_by_channel { None } else { Some((open_exec_fifo(&dir)?, open_init_error(&dir)?)) };
+    let exec_fifo = if opts.start_by_channel { None } else { Some(open_exec_fifo(&dir)?) };
     crate::logging::debug(|| format!("create {}: id maps and mounts handed over, init proceeds", opts.id));
     let pid = if plan.ns.pid_after_join { adopt_init(&parent_chan, pid, &mut undo, &mut st)? } else { pid };
     serve_mount_sources(&parent_chan, &bundle, &plan, pid)?;
     cgroups::apply_devices(&plan.placement, plan.linux.resources().as_ref(), &plan.extra_allow)?;
     move_net_devices(&plan, pid)?;
-    run_runtime_hooks(&parent_chan, &bundle, &st, state_files.as_ref())?;
+    run_runtime_hooks(&parent_chan, &bundle, &st, exec_fifo.as_ref())?;
     st.cgroup_dirs = undo.cgroup_dirs.clone();
     st.creating = None;
     // Written while init finishes; put in place once it is ready.
@@ -331,22 +331,10 @@ fn new_state(bundle: &spec::Bundle, opts: &CreateOpts, plan: &Plan) -> Result<St
     })
 }
 
-/// init.error, opened here for init (as exec.fifo is): empty unless init
-/// fails between `create` and `start`. Both are made once init runs, while
-/// it mounts (not before the clone, on the create's one path: each is a
-/// new inode in the state directory).
-fn open_init_error(dir: &Path) -> Result<OwnedFd> {
-    let path = dir.join(state::INIT_ERROR);
-    let flags = nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_EXCL | nix::fcntl::OFlag::O_CLOEXEC;
-    Ok(nix::fcntl::open(&path, flags, Mode::from_bits_truncate(0o600)).map_err(sys::err(
-        "open",
-        path.display(),
-        "O_WRONLY|O_CREAT|O_EXCL",
-    ))?)
-}
-
 /// exec.fifo, opened here: in a user namespace init could no longer open
-/// it (the state dir is root's, 0700).
+/// it (the state dir is root's, 0700). Made once init runs, while it
+/// mounts (not before the clone, on the create's one path: a new inode in
+/// the state directory).
 fn open_exec_fifo(dir: &Path) -> Result<OwnedFd> {
     let fifo = dir.join(state::EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).map_err(sys::err("mkfifo", fifo.display(), "0600"))?;
@@ -419,7 +407,6 @@ fn spawn_init(
                 ns: plan.ns,
                 chan: Some(for_init.chan),
                 fifo: None,
-                late_error: None,
                 own_mount_ns: plan.own_mount_ns,
                 console_socket: for_init.console,
                 pty_to_parent: plan.terminal && opts.console_socket.is_none(),
@@ -549,18 +536,17 @@ fn move_net_devices(plan: &Plan, pid: Pid) -> Result<()> {
 }
 
 /// The prestart and createRuntime hooks, which see the container as
-/// `created` (its namespaces and cgroup exist); init gets exec.fifo and
-/// init.error (unless `run` starts it over the socket) and the state for
-/// its own hooks.
-fn run_runtime_hooks(chan: &sync::Channel, bundle: &spec::Bundle, st: &State, files: Option<&(OwnedFd, OwnedFd)>) -> Result<()> {
+/// `created` (its namespaces and cgroup exist); init gets exec.fifo
+/// (unless `run` starts it over the socket) and the state for its own
+/// hooks.
+fn run_runtime_hooks(chan: &sync::Channel, bundle: &spec::Bundle, st: &State, fifo: Option<&OwnedFd>) -> Result<()> {
     let creating = serde_json::to_vec(&st.oci(Status::Created)).unwrap_or_default();
     if let Some(h) = bundle.spec.hooks() {
         hooks::run_all_in("prestart", h.prestart().as_deref().unwrap_or(&[]), &creating, &bundle.dir)?;
         hooks::run_all_in("createRuntime", h.create_runtime().as_deref().unwrap_or(&[]), &creating, &bundle.dir)?;
     }
-    if let Some((fifo, late_error)) = files {
+    if let Some(fifo) = fifo {
         chan.tell(&Msg::ExecFifo, Some(fifo))?;
-        chan.tell(&Msg::InitError, Some(late_error))?;
     }
     chan.tell(&Msg::HooksDone { state: String::from_utf8_lossy(&creating).into_owned() }, None)?;
     Ok(())

@@ -16,7 +16,7 @@
 //!   userns: the other binds, open_tree
 //!          ──── MountTree { index } [fd] ─────▶   (one per such mount; kept)
 //!          ──── Proceed ─────────────────────▶    join namespaces, unshare cgroupns,
-//!   mkfifo exec.fifo, create init.error           (joined userns + new pidns: unshare
+//!   mkfifo exec.fifo                              (joined userns + new pidns: unshare
 //!                                                 it, clone(CLONE_PARENT) the real
 //!                                                 init, which goes on from here)
 //!          ◀─── InitPid { pid } ─────────────     (that case only; the first exits)
@@ -28,17 +28,19 @@
 //!          ◀─── RuntimeHooks ────────────────     (waits)
 //!   run prestart + createRuntime hooks
 //!          ──── ExecFifo [fd] ───────────────▶    (kept: start's byte comes through it)
-//!          ──── InitError [fd] ──────────────▶    (kept: a failure after Created goes there)
 //!          ──── HooksDone { state } ─────────▶    createContainer hooks, pivot_root,
 //!                                                 masks, sysctl, console, rlimits
 //!          ◀─── PtyMaster [fd] ──────────────     (only for `run -t` without --console-socket)
 //!          ◀─── Created ─────────────────────     close the socket
-//!   save state.json, write --pid-file, exit       block reading exec.fifo
+//!   save state.json, write --pid-file, exit       block reading exec.fifo (a failure
+//!                                                 from here goes to its stderr)
 //!   ...
 //!   strata start: write a byte to exec.fifo ──▶   startContainer hooks, user, caps,
 //!                                                 seccomp, execve(process.args)
+//!   poll until init's fifo fd closes; the byte
+//!   still unread (FIONREAD): init died first
 //!
-//!   `run` (start_by_channel): no exec.fifo, no init.error, the socket kept:
+//!   `run` (start_by_channel): no exec.fifo, the socket kept:
 //!          ◀─── Created ─────────────────────     (keeps the socket)
 //!   save state.json
 //!          ──── Start ───────────────────────▶    startContainer hooks, user, caps,
@@ -84,8 +86,6 @@ pub enum Msg {
     RuntimeHooks,
     /// exec.fifo, opened O_RDWR, as the fd (sent before HooksDone).
     ExecFifo,
-    /// init.error, opened for writing, as the fd (sent before HooksDone).
-    InitError,
     /// The runtime hooks ran; `state` is the state JSON for init's own hooks.
     HooksDone {
         state: String,
@@ -110,7 +110,6 @@ impl Msg {
             Msg::InitPid { .. } => "InitPid",
             Msg::RuntimeHooks => "RuntimeHooks",
             Msg::ExecFifo => "ExecFifo",
-            Msg::InitError => "InitError",
             Msg::HooksDone { .. } => "HooksDone",
             Msg::PtyMaster => "PtyMaster",
             Msg::Created => "Created",

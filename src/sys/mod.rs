@@ -114,6 +114,29 @@ pub fn umask(mask: u32) -> Result<u32> {
     Errno::result(r).map(|old| old as u32).map_err(err("umask", "", format!("{mask:03o}")))
 }
 
+/// The mount flags of the filesystem behind `fd` (statvfs's `f_flag`),
+/// every bit the kernel reports: nix's `FsFlags` keeps only the bits its
+/// libc names, and musl names neither ST_RELATIME nor ST_NOSYMFOLLOW.
+pub fn mount_flags(fd: BorrowedFd<'_>, what: &str) -> Result<u64> {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: fstatvfs fills the buffer it is given, read only on success.
+    let r = unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) };
+    Errno::result(r).map_err(err("fstatvfs", what, ""))?;
+    // SAFETY: initialised by the successful call above.
+    let flags = unsafe { st.assume_init() }.f_flag;
+    #[allow(clippy::unnecessary_cast)] // c_ulong: 32 bits on 32-bit targets
+    Ok(flags as u64)
+}
+
+/// The bytes waiting in the pipe or fifo behind `fd` (FIONREAD; either end).
+pub fn pipe_unread(fd: BorrowedFd<'_>, what: &str) -> Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer it is given.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    Errno::result(r).map_err(err("ioctl", what, "FIONREAD"))?;
+    Ok(n.max(0) as usize)
+}
+
 pub fn fd_path(fd: &impl AsRawFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
