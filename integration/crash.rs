@@ -53,6 +53,25 @@ fn assert_nothing_left(root: &Path, id: &str, bundle: &Path) {
     assert_no_process(id);
 }
 
+/// `strata <cmd> --bundle` of `b`, alone traced (strace without -f) and
+/// SIGKILLed at its `when`-th message to init; its exit status.
+fn killed_at_sendmsg(b: &Bundle, cmd: &str, when: u32) -> std::process::ExitStatus {
+    Command::new("strace")
+        .args(["-qq", "-o", "/dev/null", "-e", "trace=sendmsg", "-e"])
+        .arg(format!("inject=sendmsg:signal=KILL:when={when}"))
+        .arg(&b.bin)
+        .arg("--root")
+        .arg(&b.root)
+        .args([cmd, "--bundle"])
+        .arg(&b.dir)
+        .arg(&b.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("strace (hack/setup installs it)")
+}
+
 /// SIGKILLs `child` after `after`, and reaps it.
 fn kill_after(mut child: Child, after: Duration) {
     std::thread::sleep(after);
@@ -110,20 +129,7 @@ fn init_of_a_create_killed_after_the_clone_goes_by_itself() {
     // message to init, just after the clone. Init, untraced, must see the
     // socket close and exit, with no delete to kill it. (No pipes: an init
     // that stayed would hold them, and the wait for their end would hang.)
-    let status = Command::new("strace")
-        .args(["-qq", "-o", "/dev/null", "-e", "trace=sendmsg", "-e", "inject=sendmsg:signal=KILL:when=1"])
-        .arg(&b.bin)
-        .arg("--root")
-        .arg(&b.root)
-        .args(["create", "--bundle"])
-        .arg(&b.dir)
-        .arg(&b.id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("strace (hack/setup installs it)");
-    assert!(!status.success(), "create was not killed");
+    assert!(!killed_at_sendmsg(&b, "create", 1).success(), "create was not killed");
     assert_no_process(&b.id);
     let out = b.cmd(&["delete", "--force", &b.id]);
     assert!(out.status.success(), "delete --force: {}", stderr(&out));
@@ -139,20 +145,7 @@ fn init_of_a_run_killed_before_its_start_goes_by_itself() {
     // HooksDone, Start): created and recorded, not started. Its init waits
     // on the socket, not on a fifo no one will write: it must see the socket
     // close and exit, the user process never run.
-    let status = Command::new("strace")
-        .args(["-qq", "-o", "/dev/null", "-e", "trace=sendmsg", "-e", "inject=sendmsg:signal=KILL:when=3"])
-        .arg(&b.bin)
-        .arg("--root")
-        .arg(&b.root)
-        .args(["run", "--bundle"])
-        .arg(&b.dir)
-        .arg(&b.id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("strace (hack/setup installs it)");
-    assert!(!status.success(), "run was not killed");
+    assert!(!killed_at_sendmsg(&b, "run", 3).success(), "run was not killed");
     assert_no_process(&b.id);
     // Killed after the final state was saved (init's pid in it, no
     // creating record), so at Start.
